@@ -1,0 +1,51 @@
+# tier0 — see README.md. Quick start: `make run`, `make test`.
+GO       ?= go
+PKGS     ?= ./...
+BIN      := bin
+TESTENV  := deploy/dev/testenv.sh
+
+.PHONY: run build test test-short lint vet fmt bench fuzz proto clean
+
+## run: a single-node CA on its embedded defaults (./tier0-data)
+run:
+	$(GO) run ./cmd/tier0 server
+
+## build: bin/tier0, bin/tier0-agent, bin/tier0-loadtest
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## test: every test, with the real components (Postgres, SoftHSM2) provided
+test:
+	@set -e; eval "$$($(TESTENV))"; \
+	$(GO) vet $(PKGS); \
+	$(GO) test -count=1 -timeout 15m $(PKGS)
+
+## test-short: unit tests only, no integration components
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+lint:
+	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -l -w .
+
+## bench: micro and end-to-end benchmarks (see docs/BENCHMARKS.md)
+bench:
+	@set -e; eval "$$($(TESTENV))"; \
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./ca/... ./api/...
+
+## fuzz: 30 s per fuzz target; corpus under testdata/fuzz
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseCSR -fuzztime 30s ./ca/
+	$(GO) test -run '^$$' -fuzz FuzzSPIFFEID -fuzztime 30s ./ca/
+
+proto:
+	protoc -I api/proto --go_out=api/gen --go_opt=paths=source_relative \
+		--go-grpc_out=api/gen --go-grpc_opt=paths=source_relative api/proto/tier0/v1/*.proto
+
+clean:
+	rm -rf $(BIN)
