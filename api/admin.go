@@ -1,0 +1,165 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/ca/record"
+	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/storage"
+)
+
+type adminService struct {
+	tier0v1.UnimplementedAdminServer
+	s *Server
+}
+
+func (a *adminService) CreateJoinToken(ctx context.Context, req *tier0v1.CreateJoinTokenRequest) (*tier0v1.CreateJoinTokenResponse, error) {
+	const method = "CreateJoinToken"
+	s := a.s
+	if _, err := ca.AgentID(s.cfg.TrustDomain, req.GetAgent()); err != nil {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: agent name: %v", errBadInput, err))
+	}
+	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
+	if ttl == 0 {
+		ttl = s.cfg.TokenTTL
+	}
+	if ttl < time.Minute || ttl > s.cfg.MaxTokenTTL {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: token ttl %v outside bounds [1m0s, %v]", errBadInput, ttl, s.cfg.MaxTokenTTL))
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, s.toStatus(ctx, method, err)
+	}
+	token := base64.RawURLEncoding.EncodeToString(raw[:])
+	exp := s.cfg.Clock().Add(ttl).Truncate(time.Second)
+	if err := s.cfg.State.CreateToken(ctx, HashToken(token), req.GetAgent(), exp); err != nil {
+		return nil, s.toStatus(ctx, method, err)
+	}
+	s.log.InfoContext(ctx, "join token created", "agent", req.GetAgent(), "expires", exp, "by", callerFrom(ctx).id.String())
+	return &tier0v1.CreateJoinTokenResponse{Token: token, ExpiresAt: exp.Unix()}, nil
+}
+
+func (a *adminService) CreateEntry(ctx context.Context, req *tier0v1.CreateEntryRequest) (*tier0v1.CreateEntryResponse, error) {
+	const method = "CreateEntry"
+	s := a.s
+	if _, err := ca.AgentID(s.cfg.TrustDomain, req.GetAgent()); err != nil {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: agent name: %v", errBadInput, err))
+	}
+	id, err := spiffeid.FromString(req.GetSpiffeId())
+	if err != nil {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: spiffe id: %v", ca.ErrInvalidID, err))
+	}
+	if err := ca.ValidateWorkloadID(s.cfg.TrustDomain, id); err != nil {
+		return nil, s.toStatus(ctx, method, err)
+	}
+	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
+	if ttl == 0 {
+		ttl = s.cfg.DefaultEntryTTL
+	}
+	if ttl < s.cfg.MinTTL || ttl > s.cfg.MaxTTL {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: ttl %v outside bounds [%v, %v]", ca.ErrInvalidTTL, ttl, s.cfg.MinTTL, s.cfg.MaxTTL))
+	}
+	var raw [8]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, s.toStatus(ctx, method, err)
+	}
+	e, err := s.cfg.State.CreateEntry(ctx, ha.Entry{
+		ID: hex.EncodeToString(raw[:]), Agent: req.GetAgent(), SPIFFEID: id.String(), TTL: ttl,
+		CreatedAt: s.cfg.Clock().UTC().Truncate(time.Second),
+	})
+	if err != nil {
+		return nil, s.toStatus(ctx, method, err)
+	}
+	s.log.InfoContext(ctx, "entry created", "entry", e.ID, "agent", e.Agent, "spiffe_id", e.SPIFFEID, "by", callerFrom(ctx).id.String())
+	return &tier0v1.CreateEntryResponse{Entry: entryToPB(e)}, nil
+}
+
+func (a *adminService) ListEntries(_ context.Context, req *tier0v1.ListEntriesRequest) (*tier0v1.ListEntriesResponse, error) {
+	entries := a.s.cfg.State.ListEntries(req.GetAgent())
+	out := make([]*tier0v1.Entry, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, entryToPB(e))
+	}
+	return &tier0v1.ListEntriesResponse{Entries: out}, nil
+}
+
+func (a *adminService) DeleteEntry(ctx context.Context, req *tier0v1.DeleteEntryRequest) (*tier0v1.DeleteEntryResponse, error) {
+	const method = "DeleteEntry"
+	if req.GetId() == "" {
+		return nil, a.s.toStatus(ctx, method, fmt.Errorf("%w: entry id is required", errBadInput))
+	}
+	if err := a.s.cfg.State.DeleteEntry(ctx, req.GetId()); err != nil {
+		return nil, a.s.toStatus(ctx, method, err)
+	}
+	a.s.log.InfoContext(ctx, "entry deleted", "entry", req.GetId(), "by", callerFrom(ctx).id.String())
+	return &tier0v1.DeleteEntryResponse{}, nil
+}
+
+func entryToPB(e ha.Entry) *tier0v1.Entry {
+	return &tier0v1.Entry{Id: e.ID, Agent: e.Agent, SpiffeId: e.SPIFFEID, TtlSeconds: int64(e.TTL / time.Second), CreatedAt: e.CreatedAt.Unix()}
+}
+
+type auditService struct {
+	tier0v1.UnimplementedAuditServer
+	s *Server
+}
+
+func (a *auditService) ListRecords(ctx context.Context, req *tier0v1.ListRecordsRequest) (*tier0v1.ListRecordsResponse, error) {
+	const method = "ListRecords"
+	s := a.s
+	if s.cfg.Records == nil {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: no record store configured", ha.ErrUnavailable))
+	}
+	if req.GetLimit() > 10000 {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: limit %d above 10000", errBadInput, req.GetLimit()))
+	}
+	f := storage.Filter{SPIFFEID: req.GetSpiffeId(), AgentID: req.GetAgentId(), Serial: req.GetSerial(), Limit: int(req.GetLimit())}
+	if req.GetSince() < 0 {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: since must not be negative", errBadInput))
+	}
+	if req.GetSince() > 0 {
+		f.Since = time.Unix(req.GetSince(), 0)
+	}
+	recs, err := s.cfg.Records.Query(ctx, f)
+	if err != nil {
+		if errors.Is(err, storage.ErrBadFilter) {
+			return nil, s.toStatus(ctx, method, err)
+		}
+		return nil, s.toStatus(ctx, method, fmt.Errorf("api: query records: %w", err))
+	}
+	out := &tier0v1.ListRecordsResponse{Records: make([]*tier0v1.IssuanceRecord, len(recs))}
+	for i, r := range recs {
+		out.Records[i] = RecordToPB(r)
+	}
+	return out, nil
+}
+
+// RecordToPB converts a journal record to its wire form.
+func RecordToPB(r *record.Record) *tier0v1.IssuanceRecord {
+	return &tier0v1.IssuanceRecord{
+		Seq: r.Seq, Serial: r.Serial, SpiffeId: r.SPIFFEID, AgentId: r.AgentID,
+		NotBefore: r.NotBefore.UnixMicro(), NotAfter: r.NotAfter.UnixMicro(),
+		IssuerKeyId: r.IssuerKeyID, PublicKeySha256: r.PublicKeySHA256, NodeId: r.NodeID,
+		CommittedAt: r.CommittedAt.UnixMicro(), CertDer: r.CertDER, PrevHash: r.PrevHash, Hash: r.Hash,
+	}
+}
+
+// RecordFromPB is the inverse of RecordToPB.
+func RecordFromPB(p *tier0v1.IssuanceRecord) *record.Record {
+	return &record.Record{
+		Seq: p.GetSeq(), Serial: p.GetSerial(), SPIFFEID: p.GetSpiffeId(), AgentID: p.GetAgentId(),
+		NotBefore: time.UnixMicro(p.GetNotBefore()).UTC(), NotAfter: time.UnixMicro(p.GetNotAfter()).UTC(),
+		IssuerKeyID: p.GetIssuerKeyId(), PublicKeySHA256: p.GetPublicKeySha256(), NodeID: p.GetNodeId(),
+		CommittedAt: time.UnixMicro(p.GetCommittedAt()).UTC(), CertDER: p.GetCertDer(), PrevHash: p.GetPrevHash(), Hash: p.GetHash(),
+	}
+}

@@ -1,0 +1,189 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/ca"
+)
+
+// RetryAfterKey is the trailer that carries a retry hint in milliseconds on
+// ResourceExhausted.
+const RetryAfterKey = "retry-after-ms"
+
+const maxTokenLen = 256
+
+type bootstrapService struct {
+	tier0v1.UnimplementedBootstrapServer
+	s *Server
+}
+
+// HashToken is how join tokens are stored: hex SHA-256 of the token.
+func HashToken(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+func (b *bootstrapService) AttestJoinToken(ctx context.Context, req *tier0v1.AttestJoinTokenRequest) (*tier0v1.AttestJoinTokenResponse, error) {
+	const method = "AttestJoinToken"
+	s := b.s
+	defer s.observe(method, time.Now())
+	if req.GetToken() == "" || len(req.GetToken()) > maxTokenLen {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: join token missing or too long", errBadInput))
+	}
+	if len(req.GetCsr()) == 0 {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: csr is required", errBadInput))
+	}
+	// Check the CSR before burning the token, so a bad CSR can be retried.
+	if err := precheckCSR(req.GetCsr()); err != nil {
+		return nil, s.toStatus(ctx, method, err)
+	}
+	agent, err := s.cfg.State.ConsumeToken(ctx, HashToken(req.GetToken()))
+	if err != nil {
+		s.log.InfoContext(ctx, "join token refused", "err", err)
+		return nil, s.toStatus(ctx, method, err)
+	}
+	id, err := ca.AgentID(s.cfg.TrustDomain, agent)
+	if err != nil {
+		return nil, s.toStatus(ctx, method, err)
+	}
+	res, err := s.cfg.Issuer.MintFor(ctx, spiffeid.ID{}, id, req.GetCsr(), s.cfg.AgentTTL)
+	if err != nil {
+		return nil, s.toStatus(ctx, method, err)
+	}
+	s.metrics.issued.WithLabelValues("agent").Inc()
+	s.log.InfoContext(ctx, "agent attested with join token", "agent", id.String(), "serial", res.Record.Serial)
+	return &tier0v1.AttestJoinTokenResponse{Chain: res.Chain, SpiffeId: id.String()}, nil
+}
+
+// precheckCSR is a cheap syntax and signature check; ca does the full one.
+func precheckCSR(der []byte) error {
+	if len(der) > 16<<10 {
+		return fmt.Errorf("%w: csr larger than 16 KiB", ca.ErrInvalidCSR)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ca.ErrInvalidCSR, err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return fmt.Errorf("%w: signature: %v", ca.ErrInvalidCSR, err)
+	}
+	return nil
+}
+
+type agentService struct {
+	tier0v1.UnimplementedAgentServer
+	s *Server
+}
+
+func (a *agentService) RenewAgent(ctx context.Context, req *tier0v1.RenewAgentRequest) (*tier0v1.RenewAgentResponse, error) {
+	const method = "RenewAgent"
+	s := a.s
+	defer s.observe(method, time.Now())
+	c := callerFrom(ctx)
+	res, err := s.cfg.Issuer.MintFor(ctx, c.id, c.id, req.GetCsr(), s.cfg.AgentTTL)
+	if err != nil {
+		return nil, s.toStatus(ctx, method, err)
+	}
+	s.metrics.issued.WithLabelValues("agent").Inc()
+	return &tier0v1.RenewAgentResponse{Chain: res.Chain}, nil
+}
+
+func (a *agentService) ListAuthorizedEntries(ctx context.Context, _ *tier0v1.ListAuthorizedEntriesRequest) (*tier0v1.ListAuthorizedEntriesResponse, error) {
+	c := callerFrom(ctx)
+	entries := a.s.cfg.State.EntriesFor(c.name)
+	out := make([]*tier0v1.Entry, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, entryToPB(e))
+	}
+	return &tier0v1.ListAuthorizedEntriesResponse{Entries: out}, nil
+}
+
+func (a *agentService) GetBundle(context.Context, *tier0v1.GetBundleRequest) (*tier0v1.GetBundleResponse, error) {
+	b := a.s.cfg.State.Bundle()
+	return &tier0v1.GetBundleResponse{X509Authorities: b.Roots, Sequence: b.Sequence, TrustDomain: a.s.cfg.TrustDomain.Name()}, nil
+}
+
+func (a *agentService) MintX509SVIDs(ctx context.Context, req *tier0v1.MintX509SVIDsRequest) (*tier0v1.MintX509SVIDsResponse, error) {
+	const method = "MintX509SVIDs"
+	s := a.s
+	defer s.observe(method, time.Now())
+	items := req.GetItems()
+	if len(items) == 0 {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: no items", errBadInput))
+	}
+	if len(items) > s.cfg.MaxBatch {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: %d items, at most %d per call", ca.ErrBatchTooLarge, len(items), s.cfg.MaxBatch))
+	}
+	reqs := make([]ca.Request, len(items))
+	var prio int64
+	for i, it := range items {
+		ttl := it.GetTtlSeconds()
+		if ttl < 0 || ttl > int64(24*time.Hour/time.Second) {
+			// Let ca name the bounds; just keep the Duration from overflowing.
+			ttl = int64(24 * time.Hour / time.Second)
+		}
+		reqs[i] = ca.Request{CSR: it.GetCsr(), TTL: time.Duration(ttl) * time.Second}
+		if na := it.GetRenewingNotAfter(); na > 0 && (prio == 0 || na < prio) {
+			prio = na
+		}
+	}
+	release, hint, err := s.adm.acquire(ctx, prio)
+	if err != nil {
+		if hint > 0 {
+			_ = grpc.SetTrailer(ctx, metadata.Pairs(RetryAfterKey, strconv.FormatInt(hint.Milliseconds(), 10)))
+		}
+		return nil, s.toStatus(ctx, method, err)
+	}
+	defer release()
+
+	c := callerFrom(ctx)
+	results, err := s.cfg.Issuer.MintBatch(ctx, c.id, reqs)
+	if err != nil {
+		return nil, s.toStatus(ctx, method, err)
+	}
+	out := &tier0v1.MintX509SVIDsResponse{Results: make([]*tier0v1.MintResult, len(results))}
+	issued := 0
+	for i, r := range results {
+		if r.Err != nil {
+			code := codeOf(r.Err)
+			s.metrics.itemErrors.WithLabelValues(code.String()).Inc()
+			msg := r.Err.Error()
+			if st, ok := status.FromError(s.itemStatus(ctx, c, r.Err)); ok {
+				msg = st.Message()
+			}
+			out.Results[i] = &tier0v1.MintResult{Error: &tier0v1.Status{Code: int32(code), Message: msg}}
+			continue
+		}
+		issued++
+		out.Results[i] = &tier0v1.MintResult{Chain: r.Chain, SpiffeId: r.ID.String()}
+	}
+	s.metrics.issued.WithLabelValues("workload").Add(float64(issued))
+	return out, nil
+}
+
+// itemStatus logs a per-item failure the way toStatus does for a call.
+func (s *Server) itemStatus(ctx context.Context, c caller, err error) error {
+	code := codeOf(err)
+	if code.String() == "Internal" {
+		s.log.ErrorContext(ctx, "mint item failed", slog.String("caller", c.id.String()), slog.Any("err", err))
+		return status.Error(code, "internal error")
+	}
+	return status.Error(code, err.Error())
+}
+
+func (s *Server) observe(method string, start time.Time) {
+	s.metrics.latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
+}

@@ -1,0 +1,47 @@
+package api
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	issued     *prometheus.CounterVec // by kind: workload, agent
+	itemErrors *prometheus.CounterVec // per-item mint failures by code
+	denied     *prometheus.CounterVec // refused at authn/authz, by method
+	errors     *prometheus.CounterVec // failed calls by method and code
+	latency    *prometheus.HistogramVec
+	overloaded prometheus.Counter
+	queue      prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		issued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tier0_svids_issued_total", Help: "X509-SVIDs issued and recorded.",
+		}, []string{"kind"}),
+		itemErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tier0_mint_item_errors_total", Help: "Batch items refused or failed, by gRPC code.",
+		}, []string{"code"}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tier0_requests_denied_total", Help: "Calls refused by authentication or authorization.",
+		}, []string{"method"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tier0_request_errors_total", Help: "Calls that returned an error, by method and code.",
+		}, []string{"method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tier0_request_seconds",
+			Help:    "Time to serve a call, including journal commit.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"method"}),
+		overloaded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tier0_overload_rejections_total", Help: "Mint calls refused with ResourceExhausted because the queue was full.",
+		}),
+		queue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tier0_admission_queue", Help: "Mint calls waiting for a slot.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.issued, m.itemErrors, m.denied, m.errors, m.latency, m.overloaded, m.queue)
+	}
+	return m
+}

@@ -1,0 +1,182 @@
+package ca
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/tier0-ca/tier0/ca/record"
+)
+
+// Request is one SVID request: a DER CSR and a TTL (0 = the grant's TTL).
+type Request struct {
+	CSR []byte
+	TTL time.Duration
+}
+
+// Result is the outcome of one Request. When Err is set (a wrapped
+// sentinel, or the journal's error) every other field is empty. Chain and
+// Cert share memory with Record.CertDER and the issuer: treat them as
+// read-only.
+type Result struct {
+	ID     spiffeid.ID
+	Chain  [][]byte // DER, leaf first, then Issuer.Chain
+	Cert   *x509.Certificate
+	Record *record.Record // committed record
+	Err    error
+}
+
+// MintBatch issues one SVID per request for caller. Each request is parsed
+// and checked (ParseCSR, ValidateWorkloadID), authorized, given a TTL
+// (0 -> grant TTL -> MaxTTL) within [MinTTL, MaxTTL], then built, signed and
+// validated. All signed SVIDs go to one Journal.Commit; if it fails, each of
+// them gets the wrapped journal error and no chain. Per-item failures leave
+// no record. The returned error is non-nil only for whole-batch failures:
+// ErrBatchTooLarge or a done ctx.
+func (c *CA) MintBatch(ctx context.Context, caller spiffeid.ID, reqs []Request) ([]Result, error) {
+	if len(reqs) > c.cfg.MaxBatch {
+		return nil, fmt.Errorf("ca: batch of %d requests exceeds limit of %d: %w", len(reqs), c.cfg.MaxBatch, ErrBatchTooLarge)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("ca: mint batch: %w", err)
+	}
+	st := c.issuer.Load()
+	now := c.cfg.Clock().Truncate(time.Second)
+	results := make([]Result, len(reqs))
+	pending := make([]*issued, len(reqs))
+	recs := make([]*record.Record, 0, len(reqs))
+	for i, req := range reqs {
+		if i > 0 && ctx.Err() != nil {
+			return nil, fmt.Errorf("ca: mint batch: %w", ctx.Err())
+		}
+		iss, id, err := c.mintRequest(ctx, st, now, caller, req)
+		if err != nil {
+			c.log.LogAttrs(ctx, slog.LevelInfo, "ca: svid denied",
+				slog.String("caller", caller.String()), slog.String("spiffe_id", idString(id)), slog.String("error", err.Error()))
+			results[i] = Result{Err: err}
+			continue
+		}
+		results[i].ID = id
+		pending[i] = iss
+		recs = append(recs, iss.rec)
+	}
+	if len(recs) == 0 {
+		return results, nil
+	}
+	if err := c.commit(ctx, recs); err != nil {
+		for i := range results {
+			if pending[i] != nil {
+				results[i] = Result{Err: err}
+			}
+		}
+		return results, nil
+	}
+	for i, p := range pending {
+		if p != nil {
+			results[i] = c.result(st, results[i].ID, p)
+		}
+	}
+	return results, nil
+}
+
+// mintRequest handles one MintBatch item up to (not including) the commit.
+func (c *CA) mintRequest(ctx context.Context, st *issuerState, now time.Time, caller spiffeid.ID, req Request) (*issued, spiffeid.ID, error) {
+	csr, id, err := ParseCSR(req.CSR, c.cfg.TrustDomain, c.cfg.MaxCSRBytes)
+	if err != nil {
+		return nil, id, err
+	}
+	if err := ValidateWorkloadID(c.cfg.TrustDomain, id); err != nil {
+		return nil, id, err
+	}
+	grant, err := c.cfg.Authorizer.Authorize(caller, id)
+	if err != nil {
+		if errors.Is(err, ErrPermissionDenied) {
+			return nil, id, fmt.Errorf("ca: %s may not obtain %s: %w", caller, id, err)
+		}
+		return nil, id, fmt.Errorf("ca: authorize %s for %s: %w", caller, id, err)
+	}
+	ttl, err := c.resolveTTL(req.TTL, grant.TTL)
+	if err != nil {
+		return nil, id, err
+	}
+	iss, err := c.issue(st, now, caller, id, csr.PublicKey, ttl)
+	if err != nil {
+		return nil, id, err
+	}
+	if c.log.Enabled(ctx, slog.LevelDebug) {
+		c.log.LogAttrs(ctx, slog.LevelDebug, "ca: svid allowed",
+			slog.String("caller", caller.String()), slog.String("spiffe_id", id.String()),
+			slog.String("entry_id", grant.EntryID), slog.String("serial", iss.rec.Serial))
+	}
+	return iss, id, nil
+}
+
+// MintFor issues an SVID for id without authorization: the server uses it
+// for agent, node and admin SVIDs, so reserved /tier0 paths are allowed
+// here. id must be in the trust domain; the CSR's URI SAN must be empty or
+// equal id. The record's AgentID is caller ("" when caller is zero). ttl 0
+// means MaxTTL.
+func (c *CA) MintFor(ctx context.Context, caller, id spiffeid.ID, csrDER []byte, ttl time.Duration) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, fmt.Errorf("ca: mint for %s: %w", id, err)
+	}
+	st := c.issuer.Load()
+	now := c.cfg.Clock().Truncate(time.Second)
+	iss, err := c.mintFor(st, now, caller, id, csrDER, ttl)
+	if err != nil {
+		c.log.LogAttrs(ctx, slog.LevelInfo, "ca: svid denied",
+			slog.String("caller", caller.String()), slog.String("spiffe_id", idString(id)), slog.String("error", err.Error()))
+		return Result{}, err
+	}
+	if err := c.commit(ctx, []*record.Record{iss.rec}); err != nil {
+		return Result{}, err
+	}
+	c.log.LogAttrs(ctx, slog.LevelDebug, "ca: svid allowed (internal)",
+		slog.String("caller", caller.String()), slog.String("spiffe_id", id.String()), slog.String("serial", iss.rec.Serial))
+	return c.result(st, id, iss), nil
+}
+
+func (c *CA) mintFor(st *issuerState, now time.Time, caller, id spiffeid.ID, csrDER []byte, ttl time.Duration) (*issued, error) {
+	if err := validateMember(c.cfg.TrustDomain, id); err != nil {
+		return nil, err
+	}
+	csr, csrID, err := parseCSR(csrDER, c.cfg.TrustDomain, c.cfg.MaxCSRBytes, true)
+	if err != nil {
+		return nil, err
+	}
+	if !csrID.IsZero() && csrID != id {
+		return nil, fmt.Errorf("ca: csr URI SAN %s does not match %s: %w", csrID, id, ErrInvalidCSR)
+	}
+	ttl, err = c.resolveTTL(ttl, 0)
+	if err != nil {
+		return nil, err
+	}
+	return c.issue(st, now, caller, id, csr.PublicKey, ttl)
+}
+
+func (c *CA) commit(ctx context.Context, recs []*record.Record) error {
+	if err := c.cfg.Journal.Commit(ctx, recs); err != nil {
+		c.log.LogAttrs(ctx, slog.LevelWarn, "ca: journal commit failed",
+			slog.Int("records", len(recs)), slog.String("error", err.Error()))
+		return fmt.Errorf("ca: commit %d issuance records: %w", len(recs), err)
+	}
+	return nil
+}
+
+func (c *CA) result(st *issuerState, id spiffeid.ID, iss *issued) Result {
+	chain := make([][]byte, 0, 1+len(st.chainDER))
+	chain = append(chain, iss.rec.CertDER)
+	chain = append(chain, st.chainDER...)
+	return Result{ID: id, Chain: chain, Cert: iss.cert, Record: iss.rec}
+}
+
+func idString(id spiffeid.ID) string {
+	if id.IsZero() {
+		return ""
+	}
+	return id.String()
+}

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// service is one long-running duty of `tier0-agent run`. The SPIFFE Workload
+// API server (a later issue) joins the list in newRunCmd as another service.
+type service interface {
+	Name() string
+	Run(ctx context.Context) error
+}
+
+func newRunCmd(e *env) *cobra.Command {
+	var bundleEvery time.Duration
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "keep the agent SVID and the trust bundle fresh until SIGINT/SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := e.loadAgent()
+			if err != nil {
+				return err
+			}
+			if err := a.checkExpiry(e.now()); err != nil {
+				return err
+			}
+			services := []service{
+				&renewer{e: e, a: a},
+				&bundleRefresher{e: e, a: a, every: bundleEvery},
+				// TODO(workload-api): &workloadAPI{...} serving the SPIFFE
+				// Workload API on a Unix socket from a.svid and a.bundle.
+			}
+			return runServices(cmd.Context(), e, services)
+		},
+	}
+	cmd.Flags().DurationVar(&bundleEvery, "bundle-refresh", 5*time.Minute, "how often to refresh the trust bundle")
+	return cmd
+}
+
+// runServices runs every service until ctx ends (a clean stop) or one
+// fails (the error is returned and the others are stopped).
+func runServices(ctx context.Context, e *env, services []service) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(services))
+	for _, s := range services {
+		go func() {
+			err := s.Run(ctx)
+			if err != nil && ctx.Err() == nil {
+				err = fmt.Errorf("%s: %w", s.Name(), err)
+			} else {
+				err = nil
+			}
+			errc <- err
+		}()
+	}
+	e.logger().InfoContext(ctx, "tier0-agent running", "data_dir", e.dataDir)
+	var first error
+	for range services {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
+}
+
+// renewer renews the agent SVID at half-life (+-10% jitter), retrying with
+// backoff on failure. It fails only when the SVID has expired.
+type renewer struct {
+	e *env
+	a *agent
+}
+
+func (r *renewer) Name() string { return "renew agent svid" }
+
+func (r *renewer) Run(ctx context.Context) error {
+	log := r.e.logger()
+	retry := time.Duration(0)
+	for {
+		wait := r.nextRenewal()
+		if retry > 0 {
+			wait = retry
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return nil
+		}
+		svid, err := r.e.renew(ctx, r.a)
+		if err == nil {
+			retry = 0
+			log.InfoContext(ctx, "renewed agent SVID", "id", svid.ID, "expires", svid.Certificates[0].NotAfter)
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if xerr := r.a.checkExpiry(r.e.now()); xerr != nil {
+			return xerr
+		}
+		retry = r.backoff(retry)
+		log.WarnContext(ctx, "agent SVID renewal failed", "err", describe(err), "retry_in", retry,
+			"expires", r.a.current().Certificates[0].NotAfter)
+	}
+}
+
+// nextRenewal is the time until half-life, jittered by +-10% of the half
+// lifetime, and never negative.
+func (r *renewer) nextRenewal() time.Duration {
+	leaf := r.a.current().Certificates[0]
+	half := leaf.NotAfter.Sub(leaf.NotBefore) / 2
+	jitter := time.Duration((rand.Float64()*0.2 - 0.1) * float64(half))
+	return max(0, r.a.halfLife().Add(jitter).Sub(r.e.now()))
+}
+
+// backoff doubles from 1s up to 1m, but never past a tenth of the time left.
+func (r *renewer) backoff(prev time.Duration) time.Duration {
+	next := min(max(time.Second, 2*prev), time.Minute)
+	left := r.a.current().Certificates[0].NotAfter.Sub(r.e.now())
+	return max(100*time.Millisecond, min(next, left/10))
+}
+
+// bundleRefresher fetches the trust bundle every period and saves changes.
+type bundleRefresher struct {
+	e     *env
+	a     *agent
+	every time.Duration
+}
+
+func (b *bundleRefresher) Name() string { return "refresh bundle" }
+
+func (b *bundleRefresher) Run(ctx context.Context) error {
+	if b.every <= 0 {
+		return errors.New("--bundle-refresh must be positive")
+	}
+	log := b.e.logger()
+	for {
+		if err := sleep(ctx, b.every); err != nil {
+			return nil
+		}
+		c, err := b.e.dial(ctx, b.a)
+		if err != nil {
+			return err
+		}
+		changed, err := b.e.refreshBundle(ctx, c, b.a)
+		c.Close()
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.WarnContext(ctx, "bundle refresh failed", "err", describe(err))
+		case changed:
+			log.InfoContext(ctx, "trust bundle updated", "roots", len(b.a.bundle.X509Authorities()))
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

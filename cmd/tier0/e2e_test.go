@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffetls"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// TestQuickStart follows the README: server, token, entry, agent bootstrap,
+// agent fetch; the SVID files verify against the bundle, two of them complete
+// an mTLS handshake, audit list shows them, and a restart keeps the CA.
+func TestQuickStart(t *testing.T) {
+	data := t.TempDir()
+	srv := startServer(t, data)
+
+	token := strings.TrimSpace(must(srv.cli("token", "create", "--agent", "host-1")))
+	if len(token) < 32 {
+		t.Fatalf("token %q looks too short", token)
+	}
+	for _, id := range []string{"spiffe://example.org/web", "spiffe://example.org/db"} {
+		out := must(srv.cli("entry", "create", "--agent", "host-1", "--spiffe-id", id, "--ttl", "20m"))
+		if !strings.Contains(out, id) {
+			t.Fatalf("entry create output lacks %s: %s", id, out)
+		}
+	}
+	agentDir := t.TempDir()
+	must(runBin("tier0-agent", "bootstrap", "--server", srv.addr(), "--bundle", filepath.Join(data, "bundle.pem"), "--token", token, "--data-dir", agentDir))
+	// The token works once.
+	if _, err := runBin("tier0-agent", "bootstrap", "--server", srv.addr(), "--bundle", filepath.Join(data, "bundle.pem"), "--token", token, "--data-dir", t.TempDir()); err == nil || !strings.Contains(err.Error(), "PermissionDenied") && !strings.Contains(strings.ToLower(err.Error()), "permission denied") {
+		t.Fatalf("reused token: want permission denied, got %v", err)
+	}
+
+	out := t.TempDir()
+	must(runBin("tier0-agent", "fetch", "--data-dir", agentDir, "--out", out))
+	web := loadSVID(t, out, "spiffe://example.org/web")
+	db := loadSVID(t, out, "spiffe://example.org/db")
+	bundle := srv.bundle()
+	for _, s := range []*x509svid.SVID{web, db} {
+		id, _, err := x509svid.Verify(s.Certificates, bundle)
+		if err != nil {
+			t.Fatalf("verify %s: %v", s.ID, err)
+		}
+		leaf := s.Certificates[0]
+		if id != s.ID || leaf.KeyUsage != x509.KeyUsageDigitalSignature || leaf.IsCA {
+			t.Fatalf("bad profile for %s: ku=%v ca=%v", id, leaf.KeyUsage, leaf.IsCA)
+		}
+		if life := leaf.NotAfter.Sub(leaf.NotBefore); life < 20*time.Minute || life > 21*time.Minute {
+			t.Fatalf("lifetime %v, want the entry's 20m plus backdate", life)
+		}
+	}
+	mtlsHandshake(t, web, db, bundle)
+
+	// audit list shows both (the exporter may lag a moment).
+	pollUntil(t, 20*time.Second, func() bool {
+		out, err := srv.cli("audit", "list", "--agent", "spiffe://example.org/tier0/agent/host-1", "-o", "json")
+		return err == nil && strings.Contains(out, web.Certificates[0].SerialNumber.Text(16)) && strings.Contains(out, db.Certificates[0].SerialNumber.Text(16))
+	})
+
+	// Restart keeps the same CA and data.
+	rootBefore := must(os.ReadFile(filepath.Join(data, "bundle.pem")))
+	if err := srv.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, 20*time.Second, func() bool { return srv.cmd.ProcessState != nil })
+	srv.start()
+	if got := must(os.ReadFile(filepath.Join(data, "bundle.pem"))); string(got) != string(rootBefore) {
+		t.Fatal("bundle changed across restart")
+	}
+	list := must(srv.cli("entry", "list", "-o", "json"))
+	if !strings.Contains(list, "spiffe://example.org/web") {
+		t.Fatalf("entries lost across restart: %s", list)
+	}
+	out2 := t.TempDir()
+	must(runBin("tier0-agent", "fetch", "--data-dir", agentDir, "--out", out2, "--server", srv.addr()))
+	loadSVID(t, out2, "spiffe://example.org/web")
+}
+
+func loadSVID(t *testing.T, out, id string) *x509svid.SVID {
+	t.Helper()
+	var found *x509svid.SVID
+	_ = filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "svid.pem" {
+			return err
+		}
+		s, err := x509svid.Load(p, filepath.Join(filepath.Dir(p), "key.pem"))
+		if err == nil && s.ID.String() == id {
+			found = s
+		}
+		return nil
+	})
+	if found == nil {
+		t.Fatalf("no SVID for %s under %s", id, out)
+	}
+	return found
+}
+
+// mtlsHandshake runs a real TLS handshake between two SVIDs, each side
+// authorizing the other's exact ID.
+func mtlsHandshake(t *testing.T, server, cl *x509svid.SVID, bundle *x509bundle.Bundle) {
+	t.Helper()
+	lis, err := spiffetls.ListenWithMode(context.Background(), "tcp", "127.0.0.1:0", spiffetls.MTLSServerWithRawConfig(tlsconfig.AuthorizeID(cl.ID), server, bundle))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	errc := make(chan error, 1)
+	go func() {
+		conn, err := lis.Accept()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer conn.Close()
+		_, err = conn.Write([]byte("ok"))
+		errc <- err
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := spiffetls.DialWithMode(ctx, "tcp", lis.Addr().String(), spiffetls.MTLSClientWithRawConfig(tlsconfig.AuthorizeID(server.ID), cl, bundle))
+	if err != nil {
+		t.Fatalf("mTLS dial: %v", err)
+	}
+	defer conn.Close()
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "ok" {
+		t.Fatalf("mTLS read: %q %v", buf, err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("mTLS server side: %v", err)
+	}
+	peer, err := spiffetls.PeerIDFromConn(conn)
+	if err != nil || peer != server.ID {
+		t.Fatalf("peer id %v %v, want %v", peer, err, server.ID)
+	}
+}
+
+func pollUntil(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// must fails the test on err; for the test's own setup steps.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err) // recovered into a test failure by mustRecover
+	}
+	return v
+}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/tier0-ca/tier0/api/client"
+)
+
+// binDir holds tier0 and tier0-agent built once by TestMain: the end-to-end
+// tests run them as separate processes, as a user would.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tier0-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	cmd := exec.Command("go", "build", "-o", dir+"/", "github.com/tier0-ca/tier0/cmd/tier0", "github.com/tier0-ca/tier0/cmd/tier0-agent")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building binaries:", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a tier0 server process.
+type proc struct {
+	t       *testing.T
+	dataDir string
+	args    []string
+	cmd     *exec.Cmd
+	log     *bytes.Buffer
+	info    serverInfo
+}
+
+func startServer(t *testing.T, dataDir string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, dataDir: dataDir, args: args}
+	p.start()
+	t.Cleanup(func() {
+		if p.cmd != nil && p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("server log (%s):\n%s", dataDir, p.log.String())
+		}
+	})
+	return p
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	_ = os.Remove(filepath.Join(p.dataDir, "server.json"))
+	args := append([]string{"server", "--data-dir", p.dataDir, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"}, p.args...)
+	p.cmd = exec.Command(filepath.Join(binDir, "tier0"), args...)
+	if p.log == nil {
+		p.log = &bytes.Buffer{}
+	}
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(exited) }()
+	p.waitReady(exited)
+}
+
+func (p *proc) waitReady(exited chan struct{}) {
+	p.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			p.t.Fatalf("server exited early:\n%s", p.log.String())
+		default:
+		}
+		raw, err := os.ReadFile(filepath.Join(p.dataDir, "server.json"))
+		if err == nil && json.Unmarshal(raw, &p.info) == nil && p.info.PID == p.cmd.Process.Pid {
+			resp, err := http.Get("http://" + p.info.HTTP + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval, not synchronisation
+	}
+	p.t.Fatalf("server not ready within 60s:\n%s", p.log.String())
+}
+
+func (p *proc) kill() {
+	p.t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	for p.cmd.ProcessState == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (p *proc) addr() string { return p.info.Servers[0] }
+
+func (p *proc) td() spiffeid.TrustDomain { return spiffeid.RequireTrustDomainFromString(p.info.TrustDomain) }
+
+func (p *proc) bundle() *x509bundle.Bundle {
+	p.t.Helper()
+	b, err := client.LoadBundleFile(filepath.Join(p.dataDir, "bundle.pem"), p.td())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return b
+}
+
+// cli runs a tier0 CLI command against this server's data dir.
+func (p *proc) cli(args ...string) (string, error) {
+	return runBin("tier0", append(args, "--data-dir", p.dataDir)...)
+}
+
+func runBin(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, name), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc/status"
+
+	"github.com/tier0-ca/tier0/api/client"
+)
+
+// dialOperator connects with the credential in DATA/<role> (or --credential).
+func dialOperator(ctx context.Context, g *globalFlags, role string) (*client.Client, error) {
+	var info serverInfo
+	raw, err := os.ReadFile(filepath.Join(g.dataDir, "server.json"))
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(raw, &info); err != nil {
+			return nil, fmt.Errorf("%s/server.json: %w", g.dataDir, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if len(g.servers) == 0 || g.td == "" {
+			return nil, fmt.Errorf("no %s/server.json: start `tier0 server` with this --data-dir, or pass --server and --trust-domain-of-server", g.dataDir)
+		}
+	default:
+		return nil, err
+	}
+	if len(g.servers) > 0 {
+		info.Servers = g.servers
+	}
+	if g.td != "" {
+		info.TrustDomain = g.td
+	}
+	td, err := spiffeid.TrustDomainFromString(info.TrustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("trust domain: %w", err)
+	}
+	bundle, err := client.LoadBundleFile(filepath.Join(g.dataDir, "bundle.pem"), td)
+	if err != nil {
+		return nil, err
+	}
+	dir := g.credDir
+	if dir == "" {
+		dir = filepath.Join(g.dataDir, role)
+	}
+	svid, err := client.LoadSVIDFiles(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		return nil, fmt.Errorf("operator credential in %s: %w", dir, err)
+	}
+	return client.New(ctx, client.Config{Addrs: info.Servers, TrustDomain: td, Bundle: bundle, SVID: client.NewRotatingSVID(svid)})
+}
+
+// cliErr turns a gRPC status into a one-line message.
+func cliErr(err error) error {
+	if st, ok := status.FromError(err); ok {
+		return fmt.Errorf("%s: %s", st.Code(), st.Message())
+	}
+	return err
+}

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/tier0-ca/tier0/api"
+	"github.com/tier0-ca/tier0/api/client"
+	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/storage"
+)
+
+type serverFlags struct {
+	trustDomain string
+	nodeID      string
+	listen      string
+	httpListen  string
+	store       string
+	agentTTL    time.Duration
+	maxInFlight int
+	maxQueue    int
+	maxBatch    int
+}
+
+// serverInfo is written to DATA/server.json so the CLI finds the server.
+type serverInfo struct {
+	TrustDomain string   `json:"trust_domain"`
+	Servers     []string `json:"servers"`
+	NodeID      string   `json:"node_id"`
+	HTTP        string   `json:"http"`
+	PID         int      `json:"pid"`
+}
+
+func newServerCmd(g *globalFlags) *cobra.Command {
+	f := &serverFlags{}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a tier0 CA node (with no flags: a single-node dev CA in ./tier0-data)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServer(cmd.Context(), g, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.trustDomain, "trust-domain", "example.org", "SPIFFE trust domain of this CA")
+	fl.StringVar(&f.nodeID, "node-id", "node1", "this node's ID (its SVID is spiffe://TD/tier0/node/ID)")
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8443", "gRPC (TLS) listen address for agents, operators and auditors")
+	fl.StringVar(&f.httpListen, "http", "127.0.0.1:8080", "plain HTTP listen address for /healthz, /readyz and /metrics")
+	fl.StringVar(&f.store, "store", "", "record store DSN: sqlite:PATH or postgres://... (default sqlite:DATA/records.db)")
+	fl.DurationVar(&f.agentTTL, "agent-ttl", time.Hour, "agent SVID lifetime (15m..1h)")
+	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "mint calls served at once (default 4 x cores)")
+	fl.IntVar(&f.maxQueue, "max-queue", 1024, "mint calls queued before ResourceExhausted")
+	fl.IntVar(&f.maxBatch, "max-batch", 256, "items per MintX509SVIDs call")
+	return cmd
+}
+
+func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
+	log := g.logger()
+	td, err := spiffeid.TrustDomainFromString(f.trustDomain)
+	if err != nil {
+		return fmt.Errorf("--trust-domain: %w", err)
+	}
+	if f.agentTTL < 15*time.Minute || f.agentTTL > time.Hour {
+		return fmt.Errorf("--agent-ttl %v outside bounds [15m0s, 1h0m0s]", f.agentTTL)
+	}
+	nodeSPIFFE, err := ca.NodeID(td, f.nodeID)
+	if err != nil {
+		return fmt.Errorf("--node-id: %w", err)
+	}
+	dir := g.dataDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	log.Info("starting tier0", "data_dir", dir, "trust_domain", td.Name(), "node_id", f.nodeID)
+
+	mat, err := loadOrCreateSoftCA(dir, td, log)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	node, err := ha.New(ctx, ha.Config{NodeID: f.nodeID, DataDir: dir, Bootstrap: true, Registerer: reg, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = node.WaitLeader(wctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("raft: no leader: %w", err)
+	}
+	if err := ensureBundle(ctx, node, mat, td); err != nil {
+		return err
+	}
+
+	authz := &entryAuthorizer{td: td, entries: node}
+	issuer, err := ca.New(ca.Config{
+		TrustDomain: td, Issuer: mat.issuer, NodeID: f.nodeID,
+		Authorizer: authz, Journal: node, Logger: log, MaxBatch: f.maxBatch,
+	})
+	if err != nil {
+		return err
+	}
+
+	dsn := f.store
+	if dsn == "" {
+		dsn = "sqlite:" + filepath.Join(dir, "records.db")
+	}
+	store, err := storage.Open(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	exporterDone := make(chan struct{})
+	go func() {
+		defer close(exporterDone)
+		if err := node.RunExporter(runCtx, store); err != nil && runCtx.Err() == nil {
+			log.Error("exporter stopped", "err", err)
+		}
+	}()
+
+	// Credentials: the node SVID (memory) and the operator and auditor SVIDs (files).
+	nodeSVID := client.NewRotatingSVID(nil)
+	creds := []*selfCred{
+		{ca: issuer, id: nodeSPIFFE, ttl: time.Hour, set: nodeSVID.Set, log: log},
+		{ca: issuer, id: ca.AdminID(td), ttl: time.Hour, dir: filepath.Join(dir, "admin"), log: log},
+		{ca: issuer, id: ca.AuditorID(td), ttl: time.Hour, dir: filepath.Join(dir, "auditor"), log: log},
+	}
+	for _, c := range creds {
+		if err := c.mint(ctx); err != nil {
+			return err
+		}
+		go c.run(runCtx)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "bundle.pem"), pemCerts(node.Bundle().Roots...), 0o644); err != nil {
+		return fmt.Errorf("write bundle: %w", err)
+	}
+
+	srv, err := api.New(api.Config{
+		TrustDomain: td, Issuer: issuer, State: node, Records: store, SVID: nodeSVID,
+		Logger: log, Registerer: reg, AgentTTL: f.agentTTL,
+		MaxInFlight: f.maxInFlight, MaxQueue: f.maxQueue, MaxBatch: f.maxBatch,
+	})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	hlis, err := net.Listen("tcp", f.httpListen)
+	if err != nil {
+		lis.Close()
+		return fmt.Errorf("listen http: %w", err)
+	}
+	info, _ := json.MarshalIndent(serverInfo{TrustDomain: td.Name(), Servers: []string{lis.Addr().String()}, NodeID: f.nodeID, HTTP: hlis.Addr().String(), PID: os.Getpid()}, "", "  ")
+	if err := writeFileAtomic(filepath.Join(dir, "server.json"), info, 0o644); err != nil {
+		return err
+	}
+	hsrv := &http.Server{Handler: healthMux(node, reg), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := hsrv.Serve(hlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	log.Info("tier0 ready", "api", lis.Addr().String(), "http", hlis.Addr().String(),
+		"bundle", filepath.Join(dir, "bundle.pem"), "admin_credential", filepath.Join(dir, "admin"))
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-errc:
+	}
+	srv.Stop(10 * time.Second)
+	shctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_ = hsrv.Shutdown(shctx)
+	cancel()
+	stop()
+	<-exporterDone
+	return err
+}
+
+func ensureBundle(ctx context.Context, node *ha.Node, mat *caMaterial, td spiffeid.TrustDomain) error {
+	b := node.Bundle()
+	for _, r := range b.Roots {
+		if string(r) == string(mat.root.Raw) {
+			return nil
+		}
+	}
+	if len(b.Roots) > 0 {
+		return errors.New("the replicated trust bundle does not hold this data dir's root: refusing to issue from an unknown CA")
+	}
+	return node.SetBundle(ctx, [][]byte{mat.root.Raw}, td.Name())
+}
+
+// entryAuthorizer grants an agent the SPIFFE IDs its registration entries
+// name (default deny). It reads the node's local copy of Raft state.
+type entryAuthorizer struct {
+	td      spiffeid.TrustDomain
+	entries interface{ EntriesFor(agent string) []ha.Entry }
+}
+
+func (a *entryAuthorizer) Authorize(agent, id spiffeid.ID) (ca.Grant, error) {
+	name, ok := ca.AgentName(a.td, agent)
+	if !ok {
+		return ca.Grant{}, fmt.Errorf("%w: %s is not an agent of %s", ca.ErrPermissionDenied, agent, a.td)
+	}
+	want := id.String()
+	for _, e := range a.entries.EntriesFor(name) {
+		if e.SPIFFEID == want {
+			return ca.Grant{EntryID: e.ID, TTL: e.TTL}, nil
+		}
+	}
+	return ca.Grant{}, fmt.Errorf("%w: no entry grants %s to agent %q", ca.ErrPermissionDenied, want, name)
+}
+
+func healthMux(node *ha.Node, reg *prometheus.Registry) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		st := node.Status()
+		if st.Leader == "" {
+			http.Error(w, "no raft leader", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintf(w, "ok: leader %s\n", st.Leader)
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}
+
+func (g *globalFlags) logger() *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(g.logLevel))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+}

@@ -1,0 +1,142 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tier0-ca/tier0/ca/record"
+)
+
+// Sink is the record store as the exporter sees it.
+type Sink interface {
+	// LastSeq returns the highest Seq stored (0 if none).
+	LastSeq(ctx context.Context) (uint64, error)
+	// Append stores recs (consecutive, in journal order). It must be
+	// idempotent by Seq: records already stored are skipped.
+	Append(ctx context.Context, recs []*record.Record) error
+}
+
+const (
+	exportBatch      = 5000
+	exportBackoffMin = 100 * time.Millisecond
+	exportBackoffMax = 5 * time.Second
+)
+
+// errLostLeadership ends one leader term of the exporter without counting
+// as a sink error.
+var errLostLeadership = errors.New("ha: export: not the leader")
+
+// RunExporter copies the journal to sink, in order and exactly once, until
+// ctx ends (it then returns ctx.Err()). It works only while this node is the
+// leader and waits otherwise. After each Append it commits an "exported up
+// to seq N" command so that state and snapshots drop those records. Sink
+// errors are logged and retried with backoff; issuance is not affected.
+func (n *Node) RunExporter(ctx context.Context, sink Sink) error {
+	backoff := exportBackoffMin
+	for {
+		if err := n.waitLeadership(ctx); err != nil {
+			return err
+		}
+		err := n.exportTerm(ctx, sink, func() { backoff = exportBackoffMin })
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err == nil || errors.Is(err, errLostLeadership) {
+			continue
+		}
+		n.m.exportErrors.Inc()
+		n.log.Warn("ha: export failed, retrying", "err", err, "backoff", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, exportBackoffMax)
+	}
+}
+
+// waitLeadership returns when this node is the leader and has applied every
+// earlier entry (so Tail and ExportedSeq are current).
+func (n *Node) waitLeadership(ctx context.Context) error {
+	for {
+		changed := n.leadershipChange()
+		if n.isLeader() {
+			if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.closing:
+			return fmt.Errorf("ha: export: %w: node closed", ErrUnavailable)
+		case <-changed:
+		case <-time.After(time.Second): // recheck (e.g. a failed barrier)
+		}
+	}
+}
+
+// exportTerm exports while this node stays leader. It returns
+// errLostLeadership when leadership ends, or the first error.
+func (n *Node) exportTerm(ctx context.Context, sink Sink, ok func()) error {
+	last, err := sink.LastSeq(ctx)
+	if err != nil {
+		return fmt.Errorf("ha: export: last seq: %w", err)
+	}
+	js := n.JournalStatus()
+	switch {
+	case last > js.Seq:
+		return fmt.Errorf("ha: export: record store is at seq %d, beyond journal seq %d (wrong store or cluster?)", last, js.Seq)
+	case last < js.ExportedSeq:
+		// Records the journal no longer holds are missing from the store.
+		// Nothing here can bring them back; audit verify will show the gap.
+		n.log.Error("ha: export: RECORD STORE IS MISSING RECORDS already marked exported",
+			"store_seq", last, "exported_seq", js.ExportedSeq)
+		last = js.ExportedSeq
+	case last > js.ExportedSeq:
+		// Appended before a crash but not yet marked exported.
+		if err := n.markExported(ctx, last); err != nil {
+			return err
+		}
+	}
+	for {
+		changed := n.leadershipChange()
+		if !n.isLeader() {
+			return errLostLeadership
+		}
+		more := n.fsm.recordsNotify()
+		recs := n.Tail(last, exportBatch)
+		if len(recs) == 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-n.closing:
+				return fmt.Errorf("ha: export: %w: node closed", ErrUnavailable)
+			case <-changed:
+			case <-more:
+			}
+			continue
+		}
+		if err := sink.Append(ctx, recs); err != nil {
+			return fmt.Errorf("ha: export: append seq %d..%d: %w", recs[0].Seq, recs[len(recs)-1].Seq, err)
+		}
+		n.m.exportedRecords.Add(float64(len(recs)))
+		last = recs[len(recs)-1].Seq
+		if err := n.markExported(ctx, last); err != nil {
+			return err
+		}
+		ok()
+	}
+}
+
+func (n *Node) markExported(ctx context.Context, seq uint64) error {
+	_, err := n.apply(ctx, "export", cmdExported, exportedCmd{Seq: seq})
+	if errors.Is(err, ErrNotLeader) {
+		return errLostLeadership
+	}
+	return err
+}

@@ -1,0 +1,196 @@
+package ha
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/tier0-ca/tier0/ca/record"
+)
+
+// commitReq is one Commit call waiting for the committer. recs holds the
+// caller's records already marshalled (the committer never touches the
+// caller's structs, so a caller that gives up cannot race with it).
+type commitReq struct {
+	ctx  context.Context
+	recs []json.RawMessage
+	done chan commitOutcome // buffered(1)
+}
+
+type commitOutcome struct {
+	sealed []*record.Record // FSM's records for this request, in order
+	err    error
+}
+
+// Commit durably appends recs to the journal (implements ca.Journal). It
+// returns after raft has committed and applied the entry holding them
+// (quorum, or fsync on one node). Concurrent callers share raft entries
+// (group commit). On success each record has Seq, CommittedAt, PrevHash and
+// Hash set, as computed by the FSM. On error the records' fate is unknown
+// (an ErrUnavailable or a context error may still have committed them) and
+// the caller must not hand out the certificates.
+func (n *Node) Commit(ctx context.Context, recs []*record.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	raws := make([]json.RawMessage, len(recs))
+	for i, r := range recs {
+		if r == nil {
+			return fmt.Errorf("ha: commit: record %d is nil: %w", i, ErrInvalid)
+		}
+		w := toWire(r)
+		if err := w.validate(); err != nil {
+			return fmt.Errorf("ha: commit: record %d: %w", i, err)
+		}
+		b, err := json.Marshal(w)
+		if err != nil {
+			return fmt.Errorf("ha: commit: record %d: %w", i, err)
+		}
+		raws[i] = b
+	}
+	req := &commitReq{ctx: ctx, recs: raws, done: make(chan commitOutcome, 1)}
+	select {
+	case n.commitCh <- req:
+	case <-ctx.Done():
+		return fmt.Errorf("ha: commit: %w", ctx.Err())
+	case <-n.closing:
+		return fmt.Errorf("ha: commit: %w: node closed", ErrUnavailable)
+	}
+	var out commitOutcome
+	select {
+	case out = <-req.done:
+	case <-ctx.Done():
+		return fmt.Errorf("ha: commit: %w", ctx.Err())
+	case <-n.committerDone:
+		select {
+		case out = <-req.done:
+		default:
+			return fmt.Errorf("ha: commit: %w: node closed", ErrUnavailable)
+		}
+	}
+	if out.err != nil {
+		return out.err
+	}
+	for i, r := range recs {
+		s := out.sealed[i]
+		r.Seq = s.Seq
+		r.CommittedAt = s.CommittedAt
+		r.PrevHash = bytes.Clone(s.PrevHash)
+		r.Hash = bytes.Clone(s.Hash)
+	}
+	n.m.commitSeconds.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// runCommitter is the single group-commit goroutine: it takes whatever is
+// queued (up to MaxBatchRecords), proposes it as one raft entry, waits for
+// it to apply and fans the results out. While one entry is in flight the
+// next batch accumulates in commitCh.
+func (n *Node) runCommitter() {
+	defer close(n.committerDone)
+	var carry *commitReq
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case first = <-n.commitCh:
+			case <-n.closing:
+				n.failQueued()
+				return
+			}
+		}
+		batch := []*commitReq{first}
+		count := len(first.recs)
+	fill:
+		for count < n.cfg.MaxBatchRecords {
+			select {
+			case r := <-n.commitCh:
+				if count+len(r.recs) > n.cfg.MaxBatchRecords {
+					carry = r // a request is never split across entries
+					break fill
+				}
+				batch = append(batch, r)
+				count += len(r.recs)
+			default:
+				break fill
+			}
+		}
+		n.commitBatch(batch)
+	}
+}
+
+// failQueued answers requests left in the queue at Close.
+func (n *Node) failQueued() {
+	for {
+		select {
+		case r := <-n.commitCh:
+			r.done <- commitOutcome{err: fmt.Errorf("ha: commit: %w: node closed", ErrUnavailable)}
+		default:
+			return
+		}
+	}
+}
+
+func (n *Node) commitBatch(batch []*commitReq) {
+	live := batch[:0]
+	var raws []json.RawMessage
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- commitOutcome{err: fmt.Errorf("ha: commit: %w", err)}
+			continue
+		}
+		live = append(live, r)
+		raws = append(raws, r.recs...)
+	}
+	if len(live) == 0 {
+		return
+	}
+	fail := func(err error) {
+		for _, r := range live {
+			r.done <- commitOutcome{err: err}
+		}
+	}
+	data, err := encodeRecords(n.cfg.Clock(), raws)
+	if err != nil {
+		fail(err)
+		return
+	}
+	n.m.batchRecords.Observe(float64(len(raws)))
+	n.m.journalEntries.Inc()
+	// The committer waits for the entry without a context: the callers'
+	// contexts are watched by the callers, and raft answers every future
+	// (commit, leadership loss or shutdown).
+	resp, err := n.applyRaw(context.Background(), "commit", data)
+	if err != nil {
+		fail(err)
+		return
+	}
+	sealed, ok := resp.([]*record.Record)
+	if !ok || len(sealed) != len(raws) {
+		fail(fmt.Errorf("ha: commit: unexpected fsm response %T", resp))
+		return
+	}
+	for _, r := range live {
+		r.done <- commitOutcome{sealed: sealed[:len(r.recs):len(r.recs)]}
+		sealed = sealed[len(r.recs):]
+	}
+}
+
+// JournalStatus returns the journal position on this node.
+func (n *Node) JournalStatus() JournalStatus {
+	var js JournalStatus
+	n.fsm.read(func(s *state) { js = s.journalStatus() })
+	return js
+}
+
+// Tail returns copies of up to max unexported records with Seq > afterSeq,
+// in journal order.
+func (n *Node) Tail(afterSeq uint64, max int) []*record.Record {
+	var out []*record.Record
+	n.fsm.read(func(s *state) { out = s.tailAfter(afterSeq, max) })
+	return out
+}

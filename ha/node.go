@@ -1,0 +1,346 @@
+// Package ha is the tier0 Raft node: it holds the CA state (registration
+// entries, join tokens, trust bundle) and the hash-chained issuance journal,
+// replicates them with hashicorp/raft over raft-wal, and exports the journal
+// to the record store. See DESIGN.md in this directory.
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults for Config.
+const (
+	DefaultMaxBatchRecords   = 1024
+	DefaultApplyTimeout      = 5 * time.Second
+	DefaultSnapshotThreshold = 8192
+	DefaultTrailingLogs      = 10240
+	snapshotRetain           = 2
+)
+
+// Config configures a Node.
+type Config struct {
+	NodeID            string         // required
+	DataDir           string         // required; raft-wal in DataDir/raft/wal, snapshots in DataDir/raft/snapshots
+	Transport         raft.Transport // nil = single node on an in-memory transport (the embedded default)
+	Bootstrap         bool           // bootstrap a single-voter cluster if no state exists
+	MaxBatchRecords   int            // max records per raft entry; default 1024
+	ApplyTimeout      time.Duration  // default 5s
+	SnapshotThreshold uint64         // default 8192
+	TrailingLogs      uint64         // default 10240
+	Registerer        prometheus.Registerer
+	Logger            *slog.Logger
+	Clock             func() time.Time // stamps times into commands (leader side only)
+
+	// tune adjusts the raft config (tests shorten timeouts).
+	tune func(*raft.Config)
+}
+
+// Node is one member of the tier0 raft cluster.
+type Node struct {
+	cfg  Config
+	log  *slog.Logger
+	m    *metrics
+	fsm  *fsm
+	raft *raft.Raft
+	wal  *raftwal.WAL
+	addr raft.ServerAddress
+
+	commitCh      chan *commitReq
+	closing       chan struct{} // closed by Close
+	committerDone chan struct{}
+	notifyCh      chan bool
+	notifyDone    chan struct{}
+	raftStopped   chan struct{} // closed by Close once raft has shut down
+	closeOnce     sync.Once
+	closeErr      error
+
+	leaderMu      sync.Mutex
+	leaderChanged chan struct{} // closed and replaced when this node gains or loses leadership
+}
+
+// New opens the stores, starts raft and returns. It does not wait for a
+// leader: see WaitLeader.
+func New(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.NodeID == "" || cfg.DataDir == "" {
+		return nil, fmt.Errorf("ha: config: NodeID and DataDir are required: %w", ErrInvalid)
+	}
+	if cfg.MaxBatchRecords <= 0 {
+		cfg.MaxBatchRecords = DefaultMaxBatchRecords
+	}
+	if cfg.ApplyTimeout <= 0 {
+		cfg.ApplyTimeout = DefaultApplyTimeout
+	}
+	if cfg.SnapshotThreshold == 0 {
+		cfg.SnapshotThreshold = DefaultSnapshotThreshold
+	}
+	if cfg.TrailingLogs == 0 {
+		cfg.TrailingLogs = DefaultTrailingLogs
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("ha: new: %w", err)
+	}
+	log := cfg.Logger.With("node", cfg.NodeID)
+	hlog := newHCLogger(log)
+
+	walDir := filepath.Join(cfg.DataDir, "raft", "wal")
+	snapDir := filepath.Join(cfg.DataDir, "raft", "snapshots")
+	for _, d := range []string{walDir, snapDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("ha: new: %w", err)
+		}
+	}
+	wal, err := raftwal.Open(walDir, raftwal.WithLogger(hlog.Named("wal")))
+	if err != nil {
+		return nil, fmt.Errorf("ha: open wal %s: %w", walDir, err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(snapDir, snapshotRetain, hlog.Named("snapshots"))
+	if err != nil {
+		_ = wal.Close()
+		return nil, fmt.Errorf("ha: open snapshots %s: %w", snapDir, err)
+	}
+	trans := cfg.Transport
+	if trans == nil {
+		_, trans = raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
+	}
+
+	n := &Node{
+		cfg: cfg, log: log, m: newMetrics(cfg.Registerer), wal: wal, addr: trans.LocalAddr(),
+		commitCh:      make(chan *commitReq, 4*cfg.MaxBatchRecords),
+		closing:       make(chan struct{}),
+		committerDone: make(chan struct{}),
+		notifyCh:      make(chan bool, 8),
+		notifyDone:    make(chan struct{}),
+		raftStopped:   make(chan struct{}),
+		leaderChanged: make(chan struct{}),
+	}
+	n.fsm = newFSM(log, n.m)
+
+	rc := raftConfig(cfg, hlog, n.notifyCh)
+	if err := raft.ValidateConfig(rc); err != nil {
+		_ = wal.Close()
+		return nil, fmt.Errorf("ha: raft config: %w", err)
+	}
+	exists, err := raft.HasExistingState(wal, wal, snaps)
+	if err != nil {
+		_ = wal.Close()
+		return nil, fmt.Errorf("ha: check existing state: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, wal, wal, snaps, trans)
+	if err != nil {
+		_ = wal.Close()
+		return nil, fmt.Errorf("ha: start raft: %w", err)
+	}
+	n.raft = r
+	if cfg.Bootstrap && !exists {
+		boot := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: n.addr}}}
+		if err := r.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			_ = r.Shutdown().Error()
+			_ = wal.Close()
+			return nil, fmt.Errorf("ha: bootstrap: %w", err)
+		}
+	}
+	go n.watchLeadership()
+	go n.runCommitter()
+	return n, nil
+}
+
+// raftConfig returns the raft tuning (see DESIGN.md for the reasons).
+func raftConfig(cfg Config, hlog hclog.Logger, notify chan bool) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hlog
+	rc.NotifyCh = notify
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.MaxAppendEntries = 16 // entries can be ~1 MiB (1024 records); bound one AppendEntries RPC
+	rc.BatchApplyCh = true
+	rc.NoLegacyTelemetry = true
+	if cfg.tune != nil {
+		cfg.tune(rc)
+	}
+	return rc
+}
+
+// watchLeadership consumes raft's NotifyCh (raft blocks on it) and wakes
+// goroutines waiting for a leadership change.
+func (n *Node) watchLeadership() {
+	defer close(n.notifyDone)
+	for {
+		select {
+		case isLeader := <-n.notifyCh:
+			n.log.Info("ha: leadership changed", "leader", isLeader)
+			n.leaderMu.Lock()
+			close(n.leaderChanged)
+			n.leaderChanged = make(chan struct{})
+			n.leaderMu.Unlock()
+		case <-n.raftStopped:
+			return
+		}
+	}
+}
+
+// leadershipChange returns a channel closed at this node's next leadership
+// change.
+func (n *Node) leadershipChange() <-chan struct{} {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	return n.leaderChanged
+}
+
+func (n *Node) isLeader() bool { return n.raft.State() == raft.Leader }
+
+// WaitLeader blocks until the cluster has a leader. On the leader it also
+// waits (raft Barrier) until every earlier entry is applied, so local reads
+// see all committed state, including log replay after a restart.
+func (n *Node) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, id := n.raft.LeaderWithID(); id != "" {
+			if !n.isLeader() {
+				return nil
+			}
+			err := n.raft.Barrier(n.cfg.ApplyTimeout).Error()
+			if err == nil {
+				return nil
+			}
+			if errors.Is(err, raft.ErrRaftShutdown) {
+				return translate("wait leader", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ha: wait leader: %w: %w", ErrUnavailable, ctx.Err())
+		case <-n.closing:
+			return fmt.Errorf("ha: wait leader: %w: node closed", ErrUnavailable)
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops the committer and raft and closes the stores. Pending commits
+// fail with ErrUnavailable.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		close(n.closing)
+		var errs []error
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("ha: close: raft: %w", err))
+		}
+		close(n.raftStopped)
+		<-n.committerDone
+		<-n.notifyDone
+		if err := n.wal.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("ha: close: wal: %w", err))
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// Raft is an escape hatch for membership commands.
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// Status describes this node and the cluster as it sees it.
+type Status struct {
+	NodeID, State, Leader                        string
+	Term, CommitIndex, AppliedIndex, LastIndex uint64
+	Journal                                      JournalStatus
+	Servers                                      []Server
+}
+
+// Server is one member of the raft configuration.
+type Server struct{ ID, Address, Suffrage string }
+
+// Status returns a point-in-time status.
+func (n *Node) Status() Status {
+	_, leader := n.raft.LeaderWithID()
+	st := Status{
+		NodeID: n.cfg.NodeID, State: n.raft.State().String(), Leader: string(leader),
+		Term: n.raft.CurrentTerm(), CommitIndex: n.raft.CommitIndex(),
+		AppliedIndex: n.raft.AppliedIndex(), LastIndex: n.raft.LastIndex(),
+		Journal: n.JournalStatus(),
+	}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			st.Servers = append(st.Servers, Server{ID: string(s.ID), Address: string(s.Address), Suffrage: s.Suffrage.String()})
+		}
+	}
+	return st
+}
+
+// apply proposes one command and waits for it to be applied. It returns the
+// FSM's typed response, or the FSM's error response, or a translated raft
+// error.
+func (n *Node) apply(ctx context.Context, op string, typ byte, v any) (any, error) {
+	data, err := encodeCommand(typ, v)
+	if err != nil {
+		return nil, err
+	}
+	return n.applyRaw(ctx, op, data)
+}
+
+func (n *Node) applyRaw(ctx context.Context, op string, data []byte) (any, error) {
+	fut := n.raft.Apply(data, n.cfg.ApplyTimeout)
+	done := make(chan error, 1)
+	go func() { done <- fut.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, translate(op, err)
+		}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("ha: %s: %w", op, ctx.Err())
+	}
+	resp := fut.Response()
+	if err, ok := resp.(error); ok {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// newHCLogger adapts slog for raft and raft-wal, which log through hclog.
+func newHCLogger(l *slog.Logger) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name: "raft", Level: hclog.Info, Output: &slogWriter{l: l}, DisableTime: true,
+	})
+}
+
+type slogWriter struct{ l *slog.Logger }
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	lvl := slog.LevelInfo
+	switch {
+	case strings.HasPrefix(msg, "[ERROR]"):
+		lvl = slog.LevelError
+	case strings.HasPrefix(msg, "[WARN]"):
+		lvl = slog.LevelWarn
+	case strings.HasPrefix(msg, "[DEBUG]"), strings.HasPrefix(msg, "[TRACE]"):
+		lvl = slog.LevelDebug
+	}
+	if i := strings.IndexByte(msg, ']'); i >= 0 && strings.HasPrefix(msg, "[") {
+		msg = strings.TrimSpace(msg[i+1:])
+	}
+	w.l.Log(context.Background(), lvl, msg, "component", "raft")
+	return len(p), nil
+}

@@ -1,0 +1,156 @@
+package ha
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tier0-ca/tier0/ca/record"
+)
+
+// Entry is a registration entry: Agent may obtain SVIDs for SPIFFEID.
+type Entry struct {
+	ID        string        `json:"id"`
+	Agent     string        `json:"agent"`
+	SPIFFEID  string        `json:"spiffe_id"`
+	TTL       time.Duration `json:"ttl"`
+	CreatedAt time.Time     `json:"created_at"`
+}
+
+// Bundle is the trust bundle served by every node.
+type Bundle struct {
+	TrustDomain string   `json:"trust_domain"`
+	Roots       [][]byte `json:"roots"` // DER certificates
+	Sequence    uint64   `json:"sequence"`
+}
+
+func (b Bundle) clone() Bundle {
+	c := b
+	c.Roots = make([][]byte, len(b.Roots))
+	for i, r := range b.Roots {
+		c.Roots[i] = bytes.Clone(r)
+	}
+	return c
+}
+
+// JournalStatus describes the journal on this node.
+type JournalStatus struct {
+	Seq         uint64 // last committed record
+	Head        []byte // its hash (record.Genesis when Seq is 0)
+	ExportedSeq uint64 // records <= ExportedSeq are in the record store
+	Unexported  int    // records held in raft state waiting for export
+}
+
+type token struct {
+	Hash      string    `json:"hash"`
+	Agent     string    `json:"agent"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Used      bool      `json:"used"`
+}
+
+// state is everything the FSM holds. It is only mutated by FSM handlers under
+// fsm.mu; snapshots and Restore copy or replace it whole.
+type state struct {
+	entries map[string]Entry   // by ID
+	byKey   map[string]string  // agent + "\x00" + spiffe id -> ID
+	byAgent map[string][]Entry // agent -> entries sorted by SPIFFEID (rebuilt on change)
+	tokens  map[string]token   // by hash
+	bundle  Bundle
+
+	seq         uint64
+	head        []byte
+	lastCommit  time.Time // CommittedAt of record seq (CommittedAt never goes backwards)
+	exportedSeq uint64
+	tail        []*record.Record // seq exportedSeq+1 .. seq, in order; never mutated once appended
+}
+
+func newState() *state {
+	return &state{
+		entries: map[string]Entry{},
+		byKey:   map[string]string{},
+		byAgent: map[string][]Entry{},
+		tokens:  map[string]token{},
+		head:    bytes.Clone(record.Genesis),
+	}
+}
+
+func entryKey(agent, id string) string { return agent + "\x00" + id }
+
+func (s *state) putEntry(e Entry) {
+	s.entries[e.ID] = e
+	s.byKey[entryKey(e.Agent, e.SPIFFEID)] = e.ID
+	es := append(slices.Clone(s.byAgent[e.Agent]), e)
+	sortEntries(es)
+	s.byAgent[e.Agent] = es
+}
+
+func (s *state) removeEntry(e Entry) {
+	delete(s.entries, e.ID)
+	delete(s.byKey, entryKey(e.Agent, e.SPIFFEID))
+	es := slices.DeleteFunc(slices.Clone(s.byAgent[e.Agent]), func(x Entry) bool { return x.ID == e.ID })
+	if len(es) == 0 {
+		delete(s.byAgent, e.Agent)
+		return
+	}
+	s.byAgent[e.Agent] = es
+}
+
+func sortEntries(es []Entry) {
+	slices.SortFunc(es, func(a, b Entry) int {
+		if c := strings.Compare(a.SPIFFEID, b.SPIFFEID); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Agent, b.Agent); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+}
+
+// purgeTokens drops tokens that expired before now: used ones have served
+// their purpose, unused ones can never be used.
+func (s *state) purgeTokens(now time.Time) {
+	for h, t := range s.tokens {
+		if !now.Before(t.ExpiresAt) {
+			delete(s.tokens, h)
+		}
+	}
+}
+
+func (s *state) journalStatus() JournalStatus {
+	return JournalStatus{
+		Seq:         s.seq,
+		Head:        bytes.Clone(s.head),
+		ExportedSeq: s.exportedSeq,
+		Unexported:  len(s.tail),
+	}
+}
+
+// tailAfter returns copies of up to max unexported records with Seq > after.
+func (s *state) tailAfter(after uint64, max int) []*record.Record {
+	if len(s.tail) == 0 || max <= 0 {
+		return nil
+	}
+	start := 0
+	if first := s.tail[0].Seq; after >= first {
+		start = int(after - first + 1)
+	}
+	if start >= len(s.tail) {
+		return nil
+	}
+	end := min(len(s.tail), start+max)
+	out := make([]*record.Record, 0, end-start)
+	for _, r := range s.tail[start:end] {
+		out = append(out, cloneRecord(r))
+	}
+	return out
+}
+
+func cloneRecord(r *record.Record) *record.Record {
+	c := *r
+	c.CertDER = bytes.Clone(r.CertDER)
+	c.PrevHash = bytes.Clone(r.PrevHash)
+	c.Hash = bytes.Clone(r.Hash)
+	return &c
+}

@@ -1,0 +1,322 @@
+// Package pkcs11 is a signer over a private key in a PKCS#11 token (an HSM,
+// or SoftHSM2 in tests), addressed by an RFC 7512 URI.
+//
+// A Signer keeps a pool of sessions on the token, logs in once (CKU_USER),
+// caches the key's object handle, and recovers a session that the token
+// dropped (closed, logged out, device removed): it re-opens the session,
+// logs in again and retries the signature once.
+package pkcs11
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	p11 "github.com/miekg/pkcs11"
+
+	"github.com/tier0-ca/tier0/signer/internal/errs"
+)
+
+// Config configures Open. Zero values get defaults.
+type Config struct {
+	Sessions int           // session pool size; default 4
+	Timeout  time.Duration // per Sign call (waiting for a session included); default 5s
+	Logger   *slog.Logger
+}
+
+// Signer signs with a private key held in a PKCS#11 token.
+type Signer struct {
+	mod     *module
+	uri     *URI
+	pin     string // kept to log in again after the token drops the login
+	timeout time.Duration
+	log     *slog.Logger
+
+	pub     crypto.PublicKey
+	keyType uint
+
+	pool   chan *session
+	done   chan struct{}
+	closed atomic.Bool
+	once   sync.Once
+
+	mu   sync.Mutex // guards slot and key
+	slot uint
+	key  p11.ObjectHandle
+}
+
+// session is a pool slot; h == 0 means "no live session: open one".
+type session struct{ h p11.SessionHandle }
+
+// Open parses a pkcs11: URI, loads the module, finds the token and key,
+// opens the session pool and logs in.
+func Open(ctx context.Context, rawURI string, cfg Config) (_ *Signer, err error) {
+	u, err := ParseURI(rawURI)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Sessions <= 0 {
+		cfg.Sessions = 4
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	pin, err := readPIN(u.PinSource)
+	if err != nil {
+		return nil, err
+	}
+	mod, err := acquireModule(u.ModulePath)
+	if err != nil {
+		return nil, err
+	}
+	s := &Signer{
+		mod:     mod,
+		uri:     u,
+		pin:     pin,
+		timeout: cfg.Timeout,
+		log:     cfg.Logger.With("backend", "pkcs11", "key", u.String()),
+		pool:    make(chan *session, cfg.Sessions),
+		done:    make(chan struct{}),
+	}
+	defer func() {
+		if err != nil {
+			s.closeSessions()
+			mod.release()
+		}
+	}()
+	if s.slot, err = s.findSlot(); err != nil {
+		return nil, err
+	}
+	for range cfg.Sessions {
+		s.pool <- &session{}
+	}
+	// Open every session now so that a bad PIN or missing key fails Open.
+	first := <-s.pool
+	err = s.openSession(first)
+	s.pool <- first
+	if err != nil {
+		return nil, err
+	}
+	if err := s.loadKey(first.h); err != nil {
+		return nil, err
+	}
+	for range cfg.Sessions - 1 {
+		sl := <-s.pool
+		err := s.openSession(sl)
+		s.pool <- sl
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("signer/pkcs11: open: %w", err)
+	}
+	return s, nil
+}
+
+// findSlot returns the slot holding the token the URI names.
+func (s *Signer) findSlot() (uint, error) {
+	c := s.mod.ctx
+	slots, err := c.GetSlotList(true)
+	if err != nil {
+		return 0, fmt.Errorf("signer/pkcs11: C_GetSlotList: %w", err)
+	}
+	var labels []string
+	for _, slot := range slots {
+		ti, err := c.GetTokenInfo(slot)
+		if err != nil {
+			continue
+		}
+		labels = append(labels, fmt.Sprintf("%q (serial %s)", ti.Label, ti.SerialNumber))
+		if (s.uri.Token == "" || ti.Label == s.uri.Token) &&
+			(s.uri.Serial == "" || ti.SerialNumber == s.uri.Serial) &&
+			(s.uri.SlotID == nil || *s.uri.SlotID == slot) {
+			return slot, nil
+		}
+	}
+	if len(labels) == 0 {
+		return 0, fmt.Errorf("signer/pkcs11: no token matching %s: module %s has no initialized token", s.uri, s.mod.path)
+	}
+	return 0, fmt.Errorf("signer/pkcs11: no token matching %s in module %s (tokens present: %s)", s.uri, s.mod.path, strings.Join(labels, ", "))
+}
+
+// openSession opens a session in sl and makes sure the user is logged in.
+func (s *Signer) openSession(sl *session) error {
+	s.mu.Lock()
+	slot := s.slot
+	s.mu.Unlock()
+	h, err := s.mod.ctx.OpenSession(slot, p11.CKF_SERIAL_SESSION)
+	if err != nil && (errors.Is(err, p11.Error(p11.CKR_SLOT_ID_INVALID)) || errors.Is(err, p11.Error(p11.CKR_TOKEN_NOT_PRESENT)) || errors.Is(err, p11.Error(p11.CKR_DEVICE_REMOVED))) {
+		// The token may have come back in another slot.
+		if slot2, ferr := s.findSlot(); ferr == nil {
+			s.mu.Lock()
+			s.slot = slot2
+			s.mu.Unlock()
+			h, err = s.mod.ctx.OpenSession(slot2, p11.CKF_SERIAL_SESSION)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("signer/pkcs11: open session on token %s: %w", s.uri, err)
+	}
+	if err := s.mod.ctx.Login(h, p11.CKU_USER, s.pin); err != nil && !errors.Is(err, p11.Error(p11.CKR_USER_ALREADY_LOGGED_IN)) {
+		_ = s.mod.ctx.CloseSession(h)
+		if errors.Is(err, p11.Error(p11.CKR_PIN_INCORRECT)) {
+			return fmt.Errorf("signer/pkcs11: login to token %s failed: incorrect PIN (from pin-source %s): %w", s.uri, s.uri.PinSource, err)
+		}
+		return fmt.Errorf("signer/pkcs11: login to token %s: %w", s.uri, err)
+	}
+	sl.h = h
+	return nil
+}
+
+// Public returns the public key read at Open.
+func (s *Signer) Public() crypto.PublicKey { return s.pub }
+
+// KeyID returns the key's URI without module path or PIN source.
+func (s *Signer) KeyID() string { return s.uri.String() }
+
+// Sign signs digest with the token key; rand is ignored (the token has its own).
+func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return s.SignContext(context.Background(), digest, opts)
+}
+
+// SignContext signs digest. ctx (and the configured timeout) bound the wait
+// for a free session; a PKCS#11 call itself cannot be interrupted.
+func (s *Signer) SignContext(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if s.closed.Load() {
+		return nil, errs.ErrClosed
+	}
+	mech, data, err := s.mechanism(digest, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("signer/pkcs11: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	var sl *session
+	select {
+	case sl = <-s.pool:
+	case <-s.done:
+		return nil, errs.ErrClosed
+	case <-ctx.Done():
+		err := ctx.Err()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", errs.ErrTimeout, err)
+		}
+		return nil, fmt.Errorf("signer/pkcs11: waiting for a session: %w", err)
+	}
+	defer func() { s.pool <- sl }()
+	if s.closed.Load() {
+		return nil, errs.ErrClosed
+	}
+	sig, err := s.signWith(sl, mech, data)
+	if err != nil && recoverable(err) {
+		s.log.Warn("signer/pkcs11: session lost; re-opening and retrying once", "err", err)
+		s.dropSession(sl)
+		if rerr := s.recoverSession(sl); rerr != nil {
+			return nil, fmt.Errorf("signer/pkcs11: sign failed (%w) and session recovery failed: %w", err, rerr)
+		}
+		sig, err = s.signWith(sl, mech, data)
+		if err != nil {
+			if recoverable(err) {
+				s.dropSession(sl)
+			}
+			return nil, fmt.Errorf("signer/pkcs11: sign failed after session recovery: %w", err)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("signer/pkcs11: sign: %w", err)
+	}
+	return s.encode(sig)
+}
+
+func (s *Signer) signWith(sl *session, mech []*p11.Mechanism, data []byte) ([]byte, error) {
+	if sl.h == 0 {
+		if err := s.openSession(sl); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.Lock()
+	key := s.key
+	s.mu.Unlock()
+	if err := s.mod.ctx.SignInit(sl.h, mech, key); err != nil {
+		return nil, err
+	}
+	return s.mod.ctx.Sign(sl.h, data)
+}
+
+// recoverSession opens a fresh session, logs in and re-finds the key handle.
+func (s *Signer) recoverSession(sl *session) error {
+	if err := s.openSession(sl); err != nil {
+		return err
+	}
+	h, err := s.findPrivateKey(sl.h)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.key = h
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Signer) dropSession(sl *session) {
+	if sl.h != 0 {
+		_ = s.mod.ctx.CloseSession(sl.h) // usually already gone
+		sl.h = 0
+	}
+}
+
+// recoverable reports whether err means the session (not the request) is bad.
+func recoverable(err error) bool {
+	var e p11.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch uint(e) {
+	case p11.CKR_SESSION_HANDLE_INVALID, p11.CKR_SESSION_CLOSED, p11.CKR_USER_NOT_LOGGED_IN,
+		p11.CKR_DEVICE_REMOVED, p11.CKR_TOKEN_NOT_PRESENT, p11.CKR_OBJECT_HANDLE_INVALID,
+		p11.CKR_KEY_HANDLE_INVALID, p11.CKR_DEVICE_ERROR:
+		return true
+	}
+	return false
+}
+
+// Close waits for in-flight signatures, closes the sessions and releases the
+// module. Later Sign calls return ErrClosed. Close is idempotent.
+func (s *Signer) Close() error {
+	s.once.Do(func() {
+		s.closed.Store(true)
+		close(s.done)
+		s.closeSessions()
+		s.mod.release()
+	})
+	return nil
+}
+
+func (s *Signer) closeSessions() {
+	for range cap(s.pool) {
+		select {
+		case sl := <-s.pool:
+			s.dropSession(sl)
+		default:
+			if len(s.pool) == 0 && s.closed.Load() {
+				// In-flight signs hold the rest: wait for them.
+				sl := <-s.pool
+				s.dropSession(sl)
+			}
+		}
+	}
+}

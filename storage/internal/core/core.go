@@ -1,0 +1,177 @@
+// Package core holds the types shared by the storage package and its
+// backends (storage/sqlite, storage/postgres). It exists only to break the
+// import cycle between storage.Open and the backends; storage re-exports
+// everything here, and code outside storage/ should use those names.
+package core
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Sentinel errors, re-exported by package storage.
+var (
+	ErrGap          = errors.New("storage: sequence gap")
+	ErrConflict     = errors.New("storage: conflicting record")
+	ErrBadFilter    = errors.New("storage: bad filter")
+	ErrSchemaTooNew = errors.New("storage: schema is newer than this binary")
+)
+
+// Query limits.
+const (
+	DefaultLimit = 1000
+	MaxLimit     = 10000
+)
+
+// Time bounds accepted in a Filter: outside them the encodings of both
+// backends (unix microseconds, timestamptz) lose meaning.
+var (
+	minTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+)
+
+// Filter selects records for Query. Zero fields do not filter. Since and
+// Until apply to NotBefore: Since <= not_before < Until.
+type Filter struct {
+	SPIFFEID    string
+	AgentID     string
+	Serial      string // hex, any case
+	IssuerKeyID string // hex, any case
+	Since       time.Time
+	Until       time.Time
+	Limit       int // 0 means DefaultLimit; at most MaxLimit
+}
+
+// Validate reports a malformed filter as an error wrapping ErrBadFilter.
+func (f Filter) Validate() error {
+	if f.Limit < 0 {
+		return fmt.Errorf("%w: limit %d is negative", ErrBadFilter, f.Limit)
+	}
+	if f.Limit > MaxLimit {
+		return fmt.Errorf("%w: limit %d is above the maximum %d", ErrBadFilter, f.Limit, MaxLimit)
+	}
+	if err := checkID("spiffe_id", f.SPIFFEID); err != nil {
+		return err
+	}
+	if err := checkID("agent_id", f.AgentID); err != nil {
+		return err
+	}
+	if err := checkHex("serial", f.Serial); err != nil {
+		return err
+	}
+	if err := checkHex("issuer_key_id", f.IssuerKeyID); err != nil {
+		return err
+	}
+	for _, c := range []struct {
+		name string
+		t    time.Time
+	}{{"since", f.Since}, {"until", f.Until}} {
+		if !c.t.IsZero() && (c.t.Before(minTime) || c.t.After(maxTime)) {
+			return fmt.Errorf("%w: %s %s is outside years 1-9999", ErrBadFilter, c.name, c.t.Format(time.RFC3339))
+		}
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && f.Until.Before(f.Since) {
+		return fmt.Errorf("%w: until %s is before since %s", ErrBadFilter,
+			f.Until.Format(time.RFC3339Nano), f.Since.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// Normalize validates f and returns it with the default limit filled in,
+// hex fields lowercased and times in UTC, ready for a backend to query.
+func Normalize(f Filter) (Filter, error) {
+	if err := f.Validate(); err != nil {
+		return f, err
+	}
+	if f.Limit == 0 {
+		f.Limit = DefaultLimit
+	}
+	f.Serial = strings.ToLower(f.Serial)
+	f.IssuerKeyID = strings.ToLower(f.IssuerKeyID)
+	if !f.Since.IsZero() {
+		f.Since = f.Since.UTC()
+	}
+	if !f.Until.IsZero() {
+		f.Until = f.Until.UTC()
+	}
+	return f, nil
+}
+
+func checkID(name, v string) error {
+	if v == "" {
+		return nil
+	}
+	if _, err := spiffeid.FromString(v); err != nil {
+		return fmt.Errorf("%w: %s %q is not a SPIFFE ID: %v", ErrBadFilter, name, v, err)
+	}
+	return nil
+}
+
+func checkHex(name, v string) error {
+	if v == "" {
+		return nil
+	}
+	if len(v) > 128 {
+		return fmt.Errorf("%w: %s is %d characters long (at most 128)", ErrBadFilter, name, len(v))
+	}
+	for _, c := range v {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return fmt.Errorf("%w: %s %q is not hex", ErrBadFilter, name, v)
+		}
+	}
+	return nil
+}
+
+// Migration is one numbered .sql file.
+type Migration struct {
+	Version int
+	Name    string
+	SQL     string
+}
+
+// LoadMigrations reads NNNN_name.sql files from dir in fsys, sorted by
+// version. Versions must be 1, 2, 3, ... without gaps.
+func LoadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
+	ents, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("storage: read migrations: %w", err)
+	}
+	var ms []Migration
+	for _, e := range ents {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".sql") {
+			continue
+		}
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("storage: migration %q: name must be NNNN_name.sql", e.Name())
+		}
+		b, err := fs.ReadFile(fsys, path.Join(dir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("storage: read migration %q: %w", e.Name(), err)
+		}
+		ms = append(ms, Migration{Version: v, Name: e.Name(), SQL: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
+	for i, m := range ms {
+		if m.Version != i+1 {
+			return nil, fmt.Errorf("storage: migration %q: expected version %d", m.Name, i+1)
+		}
+	}
+	return ms, nil
+}
+
+// TooNew returns the error for a database whose schema version is newer
+// than the newest migration this binary embeds.
+func TooNew(prefix string, dbVersion, known int) error {
+	return fmt.Errorf("%s: database schema version %d is newer than this binary knows (%d); upgrade tier0: %w",
+		prefix, dbVersion, known, ErrSchemaTooNew)
+}
