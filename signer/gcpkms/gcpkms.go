@@ -289,7 +289,7 @@ func (s *Signer) SignContext(ctx context.Context, digest []byte, opts crypto.Sig
 // Classify sorts a Cloud KMS error for the retry policy and circuit breaker.
 func Classify(err error) kmsctl.Class {
 	if errors.Is(err, errs.ErrChecksum) {
-		return kmsctl.Unavailable
+		return kmsctl.Corrupt
 	}
 	switch status.Code(err) {
 	case codes.ResourceExhausted:

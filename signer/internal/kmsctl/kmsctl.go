@@ -25,9 +25,12 @@ const (
 	Permanent Class = iota
 	// Throttled errors are retried; they do not count against the breaker.
 	Throttled
-	// Unavailable errors (5xx, connection refused, unavailable, timeouts,
-	// checksum mismatches) are retried and count against the breaker.
+	// Unavailable errors (5xx, connection refused, unavailable, timeouts)
+	// are retried and count against the breaker.
 	Unavailable
+	// Corrupt responses (checksum mismatches) are retried; the KMS answered,
+	// so they do not count against the breaker.
+	Corrupt
 )
 
 // Config configures a Controller. Zero values get the documented defaults.

@@ -27,7 +27,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"backend"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tier0_signer_errors_total",
-			Help: "Failed signer Sign calls by backend and kind (throttled, unavailable, circuit_open, timeout, checksum, session, closed, other).",
+			Help: "Failed signer Sign calls by backend and kind (throttled, unavailable, circuit_open, timeout, checksum, closed, canceled, other).",
 		}, []string{"backend", "kind"}),
 		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tier0_signer_retries_total",
