@@ -64,10 +64,14 @@ type Config struct {
 	MinTTL      time.Duration // default 15m
 	MaxTTL      time.Duration // default 60m
 	Backdate    time.Duration // NotBefore = now - Backdate; default 10s
-	MaxCSRBytes int           // default 16384
-	MaxBatch    int           // default 256
-	Clock       func() time.Time
-	Logger      *slog.Logger // default slog.Default()
+	// MinCappedTTL is the shortest lifetime left to an SVID whose NotAfter
+	// is capped at its issuer's; below it issuance fails. Default MinTTL.
+	// Only tests with tiny delegated intermediates set it lower.
+	MinCappedTTL time.Duration
+	MaxCSRBytes  int // default 16384
+	MaxBatch     int // default 256
+	Clock        func() time.Time
+	Logger       *slog.Logger // default slog.Default()
 }
 
 // CA issues X.509-SVIDs. It is safe for concurrent use.
@@ -103,6 +107,9 @@ func New(cfg Config) (*CA, error) {
 	}
 	if cfg.MinTTL < 0 || cfg.MinTTL > cfg.MaxTTL {
 		return nil, fmt.Errorf("ca: config: ttl bounds [%s, %s] are invalid", cfg.MinTTL, cfg.MaxTTL)
+	}
+	if cfg.MinCappedTTL <= 0 || cfg.MinCappedTTL > cfg.MinTTL {
+		cfg.MinCappedTTL = cfg.MinTTL
 	}
 	if cfg.Backdate == 0 {
 		cfg.Backdate = DefaultBackdate

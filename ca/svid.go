@@ -89,7 +89,7 @@ func (c *CA) build(st *issuerState, now time.Time, id spiffeid.ID, pub crypto.Pu
 	notAfter := now.Add(ttl)
 	if notAfter.After(iss.NotAfter) {
 		notAfter = iss.NotAfter
-		if notAfter.Sub(now) < c.cfg.MinTTL {
+		if notAfter.Sub(now) < c.cfg.MinCappedTTL {
 			return nil, fmt.Errorf("ca: issuer expires too soon (%s): %w", iss.NotAfter.UTC().Format(time.RFC3339), ErrIssuer)
 		}
 	}

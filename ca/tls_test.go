@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net"
 	"testing"
 
@@ -33,26 +34,31 @@ func mintSVID(t *testing.T, e *testEnv, id spiffeid.ID) *x509svid.SVID {
 	return &x509svid.SVID{ID: id, Certificates: certs, PrivateKey: key}
 }
 
-// handshake runs a TLS handshake over net.Pipe and returns both errors.
+// handshake runs a TLS handshake over net.Pipe and returns both errors. The
+// server writes one byte after its handshake and the client reads it, so
+// that a server-side rejection (which in TLS 1.3 happens after the client's
+// handshake returned) reaches the client and neither side blocks on the
+// unbuffered pipe.
 func handshake(server, client *tls.Config) (serverErr, clientErr error, version uint16) {
 	sc, cc := net.Pipe()
-	defer sc.Close()
-	defer cc.Close()
 	done := make(chan error, 1)
 	go func() {
 		s := tls.Server(sc, server)
 		err := s.Handshake()
-		if err != nil {
-			sc.Close() // unblock the client
+		if err == nil {
+			_, err = s.Write([]byte{1})
 		}
+		sc.Close()
 		done <- err
 	}()
 	c := tls.Client(cc, client)
 	clientErr = c.Handshake()
-	if clientErr != nil {
-		cc.Close()
+	if clientErr == nil {
+		var b [1]byte
+		_, clientErr = io.ReadFull(c, b[:])
 	}
 	version = c.ConnectionState().Version
+	cc.Close()
 	return <-done, clientErr, version
 }
 
