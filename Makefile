@@ -49,3 +49,13 @@ proto:
 
 clean:
 	rm -rf $(BIN)
+
+## bench-compare: tier0 vs SPIRE v1.13.3 MintX509SVID at concurrency 1/8/32, alternating (builds SPIRE once; see docs/BENCHMARKS-loadtest.md)
+.PHONY: bench-compare loadtest-smoke
+bench-compare:
+	$(GO) build -o $(BIN)/ ./cmd/tier0 ./cmd/tier0-loadtest
+	$(BIN)/tier0-loadtest compare --tier0 $(BIN)/tier0 --rounds 3 --round 5s --out $(BIN)/bench-compare.json
+
+## loadtest-smoke: a few seconds of each load-test scenario against a real server process
+loadtest-smoke:
+	$(GO) test -count=1 -timeout 5m ./loadtest/

@@ -69,18 +69,22 @@ func (a *adminService) CreateEntry(ctx context.Context, req *tier0v1.CreateEntry
 	if ttl < s.cfg.MinTTL || ttl > s.cfg.MaxTTL {
 		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: ttl %v outside bounds [%v, %v]", ca.ErrInvalidTTL, ttl, s.cfg.MinTTL, s.cfg.MaxTTL))
 	}
+	selectors, err := ca.NormalizeSelectors(req.GetSelectors())
+	if err != nil {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: %v", errBadInput, err))
+	}
 	var raw [8]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return nil, s.toStatus(ctx, method, err)
 	}
 	e, err := s.cfg.State.CreateEntry(ctx, ha.Entry{
 		ID: hex.EncodeToString(raw[:]), Agent: req.GetAgent(), SPIFFEID: id.String(), TTL: ttl,
-		CreatedAt: s.cfg.Clock().UTC().Truncate(time.Second),
+		CreatedAt: s.cfg.Clock().UTC().Truncate(time.Second), Selectors: selectors,
 	})
 	if err != nil {
 		return nil, s.toStatus(ctx, method, err)
 	}
-	s.log.InfoContext(ctx, "entry created", "entry", e.ID, "agent", e.Agent, "spiffe_id", e.SPIFFEID, "by", callerFrom(ctx).id.String())
+	s.log.InfoContext(ctx, "entry created", "entry", e.ID, "agent", e.Agent, "spiffe_id", e.SPIFFEID, "selectors", e.Selectors, "by", callerFrom(ctx).id.String())
 	return &tier0v1.CreateEntryResponse{Entry: entryToPB(e)}, nil
 }
 
@@ -106,7 +110,7 @@ func (a *adminService) DeleteEntry(ctx context.Context, req *tier0v1.DeleteEntry
 }
 
 func entryToPB(e ha.Entry) *tier0v1.Entry {
-	return &tier0v1.Entry{Id: e.ID, Agent: e.Agent, SpiffeId: e.SPIFFEID, TtlSeconds: int64(e.TTL / time.Second), CreatedAt: e.CreatedAt.Unix()}
+	return &tier0v1.Entry{Id: e.ID, Agent: e.Agent, SpiffeId: e.SPIFFEID, TtlSeconds: int64(e.TTL / time.Second), CreatedAt: e.CreatedAt.Unix(), Selectors: e.Selectors}
 }
 
 type auditService struct {

@@ -9,15 +9,26 @@ import (
 	"time"
 )
 
-// admission bounds the mint work in flight. Up to maxInFlight calls run at
-// once; up to maxQueue more wait, ordered so that the call renewing the
-// soonest-to-expire SVID goes first; beyond that a call is refused at once
-// with ResourceExhausted and a retry-after hint, so a renewal storm queues
-// in the agents (with jitter) rather than piling up in the server.
+// admission bounds the mint work in flight. A call runs when fewer than
+// maxInFlight calls run and the items (SVIDs) in flight stay within
+// maxItems (a call always runs when nothing else does); up to maxQueue more
+// wait, ordered so that the call renewing the soonest-to-expire SVID goes
+// first; beyond that a call is refused at once with ResourceExhausted and a
+// retry-after hint, so a renewal storm queues in the agents (with jitter)
+// rather than piling up in the server.
+//
+// Why two bounds (docs/BENCHMARKS-loadtest.md): a call holds its slot while
+// it waits for the journal's fsync, using no CPU, and concurrent calls share
+// one Raft entry (group commit). Small calls therefore need many slots (16 per
+// core: +40% throughput at batch size 1 over 4 per core), while big batches
+// are CPU-bound and a few of them fill the cores: the item budget (256 per
+// core) keeps them from crowding the queue out of its priority order.
 type admission struct {
 	mu       sync.Mutex
-	free     int
-	slots    int
+	calls    int // in flight
+	items    int // in flight
+	slots    int // maxInFlight
+	maxItems int
 	maxQueue int
 	waiters  waitHeap
 	seq      uint64
@@ -30,6 +41,7 @@ type admission struct {
 type waiter struct {
 	prio  int64 // unix seconds of the soonest NotAfter being renewed; MaxInt64 for new SVIDs
 	seq   uint64
+	items int
 	ready chan struct{}
 	index int
 }
@@ -43,8 +55,8 @@ func (h waitHeap) Less(i, j int) bool {
 	}
 	return h[i].seq < h[j].seq
 }
-func (h waitHeap) Swap(i, j int)  { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
-func (h *waitHeap) Push(x any)    { w := x.(*waiter); w.index = len(*h); *h = append(*h, w) }
+func (h waitHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h *waitHeap) Push(x any)   { w := x.(*waiter); w.index = len(*h); *h = append(*h, w) }
 func (h *waitHeap) Pop() any {
 	old := *h
 	w := old[len(old)-1]
@@ -55,26 +67,38 @@ func (h *waitHeap) Pop() any {
 
 func newAdmission(maxInFlight, maxQueue int, m *metrics) *admission {
 	if maxInFlight <= 0 {
-		maxInFlight = 4 * runtime.GOMAXPROCS(0)
+		maxInFlight = 16 * runtime.GOMAXPROCS(0)
 	}
 	if maxQueue <= 0 {
 		maxQueue = 1024
 	}
-	return &admission{free: maxInFlight, slots: maxInFlight, maxQueue: maxQueue, m: m, avg: 5 * time.Millisecond}
+	return &admission{slots: maxInFlight, maxItems: 256 * runtime.GOMAXPROCS(0), maxQueue: maxQueue, m: m, avg: 5 * time.Millisecond}
 }
 
-// acquire waits for a slot. prio is the unix time of the soonest NotAfter
-// the call renews (0 = none). It returns a release func, or errOverloaded
-// with a retry-after hint when the queue is full.
+// acquire waits for a slot for a call of one item; see acquireN.
 func (a *admission) acquire(ctx context.Context, prio int64) (func(), time.Duration, error) {
+	return a.acquireN(ctx, prio, 1)
+}
+
+// fitsLocked reports whether a call of n items may start now.
+func (a *admission) fitsLocked(n int) bool {
+	return a.calls == 0 || (a.calls < a.slots && a.items+n <= a.maxItems)
+}
+
+// acquireN waits for a slot for a call of n items. prio is the unix time
+// of the soonest NotAfter the call renews (0 = none). It returns a release
+// func, or errOverloaded with a retry-after hint when the queue is full.
+func (a *admission) acquireN(ctx context.Context, prio int64, n int) (func(), time.Duration, error) {
 	if prio <= 0 {
 		prio = math.MaxInt64
 	}
+	n = max(n, 1)
 	a.mu.Lock()
-	if a.free > 0 && len(a.waiters) == 0 {
-		a.free--
+	if len(a.waiters) == 0 && a.fitsLocked(n) {
+		a.calls++
+		a.items += n
 		a.mu.Unlock()
-		return a.releaser(), 0, nil
+		return a.releaser(n), 0, nil
 	}
 	if len(a.waiters) >= a.maxQueue {
 		hint := a.retryAfterLocked()
@@ -83,14 +107,14 @@ func (a *admission) acquire(ctx context.Context, prio int64) (func(), time.Durat
 		return nil, hint, errOverloaded
 	}
 	a.seq++
-	w := &waiter{prio: prio, seq: a.seq, ready: make(chan struct{})}
+	w := &waiter{prio: prio, seq: a.seq, items: n, ready: make(chan struct{})}
 	heap.Push(&a.waiters, w)
 	a.m.queue.Set(float64(len(a.waiters)))
 	a.mu.Unlock()
 
 	select {
 	case <-w.ready:
-		return a.releaser(), 0, nil
+		return a.releaser(n), 0, nil
 	case <-ctx.Done():
 		a.mu.Lock()
 		if w.index >= 0 {
@@ -101,12 +125,12 @@ func (a *admission) acquire(ctx context.Context, prio int64) (func(), time.Durat
 		}
 		a.mu.Unlock()
 		// We were handed a slot just as ctx ended: give it back.
-		a.releaser()()
+		a.releaser(n)()
 		return nil, 0, ctx.Err()
 	}
 }
 
-func (a *admission) releaser() func() {
+func (a *admission) releaser(n int) func() {
 	start := time.Now()
 	var once sync.Once
 	return func() {
@@ -114,21 +138,27 @@ func (a *admission) releaser() func() {
 			d := time.Since(start)
 			a.mu.Lock()
 			a.avg = (a.avg*7 + d) / 8
-			if len(a.waiters) > 0 {
+			a.calls--
+			a.items -= n
+			// Admit from the head of the queue while the head fits: strict
+			// priority order, so a big batch is never overtaken for ever.
+			for len(a.waiters) > 0 && a.fitsLocked(a.waiters[0].items) {
 				w := heap.Pop(&a.waiters).(*waiter)
-				a.m.queue.Set(float64(len(a.waiters)))
-				close(w.ready) // hand our slot over
-			} else {
-				a.free++
+				a.calls++
+				a.items += w.items
+				close(w.ready)
 			}
+			a.m.queue.Set(float64(len(a.waiters)))
 			a.mu.Unlock()
 		})
 	}
 }
 
 // retryAfterLocked estimates when a queue slot frees: the queue's drain time
-// at the recent service rate, bounded to [50ms, 5s].
+// at the recent service time per call and the calls now running (fewer
+// than the slots when big batches fill the item budget), bounded to
+// [50ms, 5s].
 func (a *admission) retryAfterLocked() time.Duration {
-	d := a.avg * time.Duration(len(a.waiters)) / time.Duration(a.slots)
+	d := a.avg * time.Duration(len(a.waiters)) / time.Duration(max(a.calls, 1))
 	return min(max(d, 50*time.Millisecond), 5*time.Second)
 }

@@ -113,7 +113,9 @@ func (a *agentService) ListAuthorizedEntries(ctx context.Context, _ *tier0v1.Lis
 
 func (a *agentService) GetBundle(context.Context, *tier0v1.GetBundleRequest) (*tier0v1.GetBundleResponse, error) {
 	b := a.s.cfg.State.Bundle()
-	return &tier0v1.GetBundleResponse{X509Authorities: b.Roots, Sequence: b.Sequence, TrustDomain: a.s.cfg.TrustDomain.Name()}, nil
+	resp := &tier0v1.GetBundleResponse{X509Authorities: b.Roots, Sequence: b.Sequence, TrustDomain: a.s.cfg.TrustDomain.Name()}
+	a.s.addTrust(resp)
+	return resp, nil
 }
 
 func (a *agentService) MintX509SVIDs(ctx context.Context, req *tier0v1.MintX509SVIDsRequest) (*tier0v1.MintX509SVIDsResponse, error) {
@@ -140,7 +142,7 @@ func (a *agentService) MintX509SVIDs(ctx context.Context, req *tier0v1.MintX509S
 			prio = na
 		}
 	}
-	release, hint, err := s.adm.acquire(ctx, prio)
+	release, hint, err := s.adm.acquireN(ctx, prio, len(items))
 	if err != nil {
 		if hint > 0 {
 			_ = grpc.SetTrailer(ctx, metadata.Pairs(RetryAfterKey, strconv.FormatInt(hint.Milliseconds(), 10)))

@@ -59,7 +59,10 @@ type Config struct {
 	Issuer      Issuer
 	State       State
 	Records     Records          // may be nil: Audit answers Unavailable
+	CA          CAManager        // may be nil: the CA root RPCs answer Unavailable
 	SVID        x509svid.Source  // the node's own SVID, presented to clients
+	JWT         JWTIssuer        // may be nil: MintJWTSVID answers Unavailable (jwt.go)
+	Trust       TrustReader      // may be nil: GetBundle has no JWT keys or federated bundles
 	Logger      *slog.Logger     // default slog.Default()
 	Registerer  prometheus.Registerer
 

@@ -79,6 +79,7 @@ type CA struct {
 	cfg    Config
 	log    *slog.Logger
 	issuer atomic.Pointer[issuerState]
+	jwt    jwtKeys // JWT-SVID signing key (jwt.go)
 }
 
 // issuerState is an Issuer with everything the hot path needs precomputed.

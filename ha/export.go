@@ -124,7 +124,6 @@ func (n *Node) exportTerm(ctx context.Context, sink Sink, ok func()) error {
 		if err := sink.Append(ctx, recs); err != nil {
 			return fmt.Errorf("ha: export: append seq %d..%d: %w", recs[0].Seq, recs[len(recs)-1].Seq, err)
 		}
-		n.m.exportedRecords.Add(float64(len(recs)))
 		last = recs[len(recs)-1].Seq
 		if err := n.markExported(ctx, last); err != nil {
 			return err
@@ -133,10 +132,19 @@ func (n *Node) exportTerm(ctx context.Context, sink Sink, ok func()) error {
 	}
 }
 
+// markExported commits "records <= seq are in the store" and counts the
+// newly exported records.
 func (n *Node) markExported(ctx context.Context, seq uint64) error {
+	prev := n.JournalStatus().ExportedSeq
 	_, err := n.apply(ctx, "export", cmdExported, exportedCmd{Seq: seq})
 	if errors.Is(err, ErrNotLeader) {
 		return errLostLeadership
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	if seq > prev {
+		n.m.exportedRecords.Add(float64(seq - prev))
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 
@@ -22,6 +23,8 @@ type fsm struct {
 	mu     sync.RWMutex
 	s      *state
 	notify chan struct{} // closed and replaced when records are appended
+
+	restores atomic.Int64 // successful Restore calls (observability, tests)
 }
 
 type handler func(f *fsm, payload []byte) any
@@ -35,6 +38,8 @@ var handlers = map[byte]handler{
 	cmdCreateToken:  (*fsm).applyCreateToken,
 	cmdConsumeToken: (*fsm).applyConsumeToken,
 	cmdSetBundle:    (*fsm).applySetBundle,
+	cmdCARoots:      (*fsm).applyCARoots,
+	cmdTrust:        (*fsm).applyTrust,
 }
 
 func newFSM(log *slog.Logger, m *metrics) *fsm {
@@ -255,4 +260,3 @@ func (f *fsm) recordsNotify() <-chan struct{} {
 }
 
 var _ raft.FSM = (*fsm)(nil)
-

@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		exportedRecords: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tier0_exported_records_total",
-			Help: "Records appended to the record store by this node's exporter.",
+			Help: "Records confirmed in the record store and marked exported by this node's exporter.",
 		}),
 		journalEntries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tier0_journal_raft_entries_total",

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -50,13 +51,13 @@ type Config struct {
 
 // Node is one member of the tier0 raft cluster.
 type Node struct {
-	cfg  Config
-	log  *slog.Logger
-	m    *metrics
-	fsm  *fsm
-	raft *raft.Raft
-	wal  *raftwal.WAL
-	addr raft.ServerAddress
+	cfg      Config
+	log      *slog.Logger
+	m        *metrics
+	fsm      *fsm
+	raft     *raft.Raft
+	closeWAL func() error
+	addr     raft.ServerAddress
 
 	commitCh      chan *commitReq
 	closing       chan struct{} // closed by Close
@@ -108,13 +109,18 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("ha: new: %w", err)
 		}
 	}
-	wal, err := raftwal.Open(walDir, raftwal.WithLogger(hlog.Named("wal")))
+	// raft-wal's Close does not close its meta store (a bbolt file with an
+	// exclusive lock), so we own it and close it after the WAL.
+	meta := &metadb.BoltMetaDB{}
+	wal, err := raftwal.Open(walDir, raftwal.WithLogger(hlog.Named("wal")), raftwal.WithMetaStore(meta))
 	if err != nil {
+		_ = meta.Close()
 		return nil, fmt.Errorf("ha: open wal %s: %w", walDir, err)
 	}
+	closeWAL := func() error { return errors.Join(wal.Close(), meta.Close()) }
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(snapDir, snapshotRetain, hlog.Named("snapshots"))
 	if err != nil {
-		_ = wal.Close()
+		_ = closeWAL()
 		return nil, fmt.Errorf("ha: open snapshots %s: %w", snapDir, err)
 	}
 	trans := cfg.Transport
@@ -123,7 +129,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 
 	n := &Node{
-		cfg: cfg, log: log, m: newMetrics(cfg.Registerer), wal: wal, addr: trans.LocalAddr(),
+		cfg: cfg, log: log, m: newMetrics(cfg.Registerer), closeWAL: closeWAL, addr: trans.LocalAddr(),
 		commitCh:      make(chan *commitReq, 4*cfg.MaxBatchRecords),
 		closing:       make(chan struct{}),
 		committerDone: make(chan struct{}),
@@ -136,17 +142,17 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 
 	rc := raftConfig(cfg, hlog, n.notifyCh)
 	if err := raft.ValidateConfig(rc); err != nil {
-		_ = wal.Close()
+		_ = closeWAL()
 		return nil, fmt.Errorf("ha: raft config: %w", err)
 	}
 	exists, err := raft.HasExistingState(wal, wal, snaps)
 	if err != nil {
-		_ = wal.Close()
+		_ = closeWAL()
 		return nil, fmt.Errorf("ha: check existing state: %w", err)
 	}
 	r, err := raft.NewRaft(rc, n.fsm, wal, wal, snaps, trans)
 	if err != nil {
-		_ = wal.Close()
+		_ = closeWAL()
 		return nil, fmt.Errorf("ha: start raft: %w", err)
 	}
 	n.raft = r
@@ -154,7 +160,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		boot := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: n.addr}}}
 		if err := r.BootstrapCluster(boot).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			_ = r.Shutdown().Error()
-			_ = wal.Close()
+			_ = closeWAL()
 			return nil, fmt.Errorf("ha: bootstrap: %w", err)
 		}
 	}
@@ -249,7 +255,7 @@ func (n *Node) Close() error {
 		close(n.raftStopped)
 		<-n.committerDone
 		<-n.notifyDone
-		if err := n.wal.Close(); err != nil {
+		if err := n.closeWAL(); err != nil {
 			errs = append(errs, fmt.Errorf("ha: close: wal: %w", err))
 		}
 		n.closeErr = errors.Join(errs...)
@@ -262,10 +268,10 @@ func (n *Node) Raft() *raft.Raft { return n.raft }
 
 // Status describes this node and the cluster as it sees it.
 type Status struct {
-	NodeID, State, Leader                        string
+	NodeID, State, Leader                      string
 	Term, CommitIndex, AppliedIndex, LastIndex uint64
-	Journal                                      JournalStatus
-	Servers                                      []Server
+	Journal                                    JournalStatus
+	Servers                                    []Server
 }
 
 // Server is one member of the raft configuration.

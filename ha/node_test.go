@@ -183,11 +183,17 @@ func TestRestartAndSnapshotRestore(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			dir, clock := t.TempDir(), newTestClock()
-			n := startNode(t, dir, clock)
+			// TrailingLogs 1: a snapshot compacts the log, so the restart
+			// must go through fsm.Restore.
+			trailing := func(c *Config) { c.TrailingLogs = 1 }
+			n := startNode(t, dir, clock, trailing)
 			recs := populate(t, n, clock)
 			if snapshot {
 				if err := n.Raft().Snapshot().Error(); err != nil {
 					t.Fatalf("Snapshot: %v", err)
+				}
+				if n.Raft().Stats()["last_snapshot_index"] == "0" {
+					t.Fatalf("no snapshot taken: %v", n.Raft().Stats())
 				}
 			}
 			want := snapshotOf(n)
@@ -199,7 +205,10 @@ func TestRestartAndSnapshotRestore(t *testing.T) {
 			}
 
 			clock.Add(time.Minute)
-			n2 := startNode(t, dir, clock)
+			n2 := startNode(t, dir, clock, trailing)
+			if got := n2.fsm.restores.Load(); got != map[bool]int64{false: 0, true: 1}[snapshot] {
+				t.Errorf("fsm restores = %d", got)
+			}
 			checkSame(t, snapshotOf(n2), want)
 			if es := n2.EntriesFor("agent-a"); len(es) != 2 || es[0].SPIFFEID != "spiffe://example.org/api" {
 				t.Errorf("EntriesFor(agent-a) = %+v", es)

@@ -24,15 +24,17 @@ import (
 const snapshotVersion = 1
 
 type snapshotHeader struct {
-	Version     int       `json:"version"`
-	Entries     []Entry   `json:"entries"` // sorted by ID
-	Tokens      []token   `json:"tokens"`  // sorted by hash
-	Bundle      Bundle    `json:"bundle"`
-	Seq         uint64    `json:"seq"`
-	Head        []byte    `json:"head"`
-	LastCommit  time.Time `json:"last_commit"`
-	ExportedSeq uint64    `json:"exported_seq"`
-	TailLen     int       `json:"tail_len"`
+	Version     int         `json:"version"`
+	Entries     []Entry     `json:"entries"` // sorted by ID
+	Tokens      []token     `json:"tokens"`  // sorted by hash
+	Bundle      Bundle      `json:"bundle"`
+	Seq         uint64      `json:"seq"`
+	Head        []byte      `json:"head"`
+	LastCommit  time.Time   `json:"last_commit"`
+	ExportedSeq uint64      `json:"exported_seq"`
+	TailLen     int         `json:"tail_len"`
+	CA          *CAState    `json:"ca,omitempty"`    // absent in snapshots older than CA roots
+	Trust       *TrustState `json:"trust,omitempty"` // JWT keys, federation (trust.go)
 }
 
 type fsmSnapshot struct {
@@ -53,7 +55,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	return &fsmSnapshot{
 		hdr: snapshotHeader{
 			Version: snapshotVersion, Entries: entries, Tokens: tokens,
-			Bundle: s.bundle.clone(), Seq: s.seq, Head: bytes.Clone(s.head),
+			Bundle: s.bundle.clone(), CA: new(s.ca.clone()), Trust: new(s.trust.clone()), Seq: s.seq, Head: bytes.Clone(s.head),
 			LastCommit: s.lastCommit, ExportedSeq: s.exportedSeq, TailLen: len(s.tail),
 		},
 		tail: slices.Clone(s.tail),
@@ -106,6 +108,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	close(f.notify)
 	f.notify = make(chan struct{})
 	f.mu.Unlock()
+	f.restores.Add(1)
 	f.m.journalSeq.Set(float64(s.seq))
 	f.m.exportLag.Set(float64(len(s.tail)))
 	return nil
@@ -134,6 +137,12 @@ func readSnapshot(r io.Reader) (*state, error) {
 		s.tokens[t.Hash] = t
 	}
 	s.bundle = h.Bundle
+	if h.CA != nil {
+		s.ca = *h.CA
+	}
+	if h.Trust != nil {
+		s.trust = *h.Trust
+	}
 	s.seq, s.head, s.lastCommit, s.exportedSeq = h.Seq, h.Head, h.LastCommit, h.ExportedSeq
 	s.tail = make([]*record.Record, 0, h.TailLen)
 	var prev []byte

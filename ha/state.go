@@ -16,6 +16,11 @@ type Entry struct {
 	SPIFFEID  string        `json:"spiffe_id"`
 	TTL       time.Duration `json:"ttl"`
 	CreatedAt time.Time     `json:"created_at"`
+	// Selectors (sorted, validated by the caller) that a workload must all
+	// match to get this SVID from an agent's Workload API; none means
+	// `tier0-agent fetch` only. A node that predates the field drops it,
+	// which fails closed: the entry is then served to no workload.
+	Selectors []string `json:"selectors,omitempty"`
 }
 
 // Bundle is the trust bundle served by every node.
@@ -57,6 +62,8 @@ type state struct {
 	byAgent map[string][]Entry // agent -> entries sorted by SPIFFEID (rebuilt on change)
 	tokens  map[string]token   // by hash
 	bundle  Bundle
+	ca      CAState    // CA roots (castate.go)
+	trust   TrustState // JWT keys and federation (trust.go)
 
 	seq         uint64
 	head        []byte

@@ -5,23 +5,28 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 )
 
-// service is one long-running duty of `tier0-agent run`. The SPIFFE Workload
-// API server (a later issue) joins the list in newRunCmd as another service.
+// service is one long-running duty of `tier0-agent run`.
 type service interface {
 	Name() string
 	Run(ctx context.Context) error
 }
 
 func newRunCmd(e *env) *cobra.Command {
-	var bundleEvery time.Duration
+	var bundleEvery, syncEvery time.Duration
+	var socket string
+	var socketMode uint32
+	var renewFraction float64
+	var batch int
 	cmd := &cobra.Command{
-		Use:   "run",
-		Short: "keep the agent SVID and the trust bundle fresh until SIGINT/SIGTERM",
+		Use:   "run [--socket PATH]",
+		Short: "serve the SPIFFE Workload API and keep the agent SVID and the trust bundle fresh until SIGINT/SIGTERM",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, err := e.loadAgent()
@@ -31,16 +36,32 @@ func newRunCmd(e *env) *cobra.Command {
 			if err := a.checkExpiry(e.now()); err != nil {
 				return err
 			}
+			if socket == "" {
+				socket = filepath.Join(e.dataDir, "agent.sock")
+			}
+			if socketMode > 0o777 {
+				return fmt.Errorf("--socket-mode %o: want permission bits only", socketMode)
+			}
+			c, err := newCache(e, a, syncEvery, renewFraction, batch)
+			if err != nil {
+				return err
+			}
 			services := []service{
 				&renewer{e: e, a: a},
-				&bundleRefresher{e: e, a: a, every: bundleEvery},
-				// TODO(workload-api): &workloadAPI{...} serving the SPIFFE
-				// Workload API on a Unix socket from a.svid and a.bundle.
+				&bundleRefresher{e: e, a: a, every: bundleEvery, onChange: c.notify},
+				c,
+				&workloadAPI{e: e, a: a, c: c, socket: socket, mode: os.FileMode(socketMode)},
 			}
 			return runServices(cmd.Context(), e, services)
 		},
 	}
-	cmd.Flags().DurationVar(&bundleEvery, "bundle-refresh", 5*time.Minute, "how often to refresh the trust bundle")
+	f := cmd.Flags()
+	f.DurationVar(&bundleEvery, "bundle-refresh", 5*time.Minute, "how often to refresh the trust bundle")
+	f.StringVar(&socket, "socket", "", "Workload API Unix socket (default DATA/agent.sock)")
+	f.Uint32Var(&socketMode, "socket-mode", 0o777, "permission bits of the socket (its directory is created 0755)")
+	f.DurationVar(&syncEvery, "sync-interval", 30*time.Second, "how often to refresh the registration entries")
+	f.Float64Var(&renewFraction, "renew-fraction", 0.5, "renew workload SVIDs after this fraction of their remaining lifetime (+-10% jitter)")
+	f.IntVar(&batch, "batch", 100, "workload SVIDs per MintX509SVIDs call")
 	return cmd
 }
 
@@ -128,9 +149,10 @@ func (r *renewer) backoff(prev time.Duration) time.Duration {
 
 // bundleRefresher fetches the trust bundle every period and saves changes.
 type bundleRefresher struct {
-	e     *env
-	a     *agent
-	every time.Duration
+	e        *env
+	a        *agent
+	every    time.Duration
+	onChange func() // called after the bundle changed
 }
 
 func (b *bundleRefresher) Name() string { return "refresh bundle" }
@@ -155,6 +177,9 @@ func (b *bundleRefresher) Run(ctx context.Context) error {
 			log.WarnContext(ctx, "bundle refresh failed", "err", describe(err))
 		case changed:
 			log.InfoContext(ctx, "trust bundle updated", "roots", len(b.a.bundle.X509Authorities()))
+			if b.onChange != nil {
+				b.onChange()
+			}
 		}
 	}
 }

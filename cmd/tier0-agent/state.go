@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -31,6 +32,8 @@ type agent struct {
 	td     spiffeid.TrustDomain
 	bundle *x509bundle.Bundle // updated in place on refresh (thread-safe)
 	svid   *client.RotatingSVID
+	fed    federation        // roots of federated trust domains
+	jwt    *jwtbundle.Bundle // JWT-SVID keys of td, from GetBundle
 }
 
 func agentDir(dataDir string) string { return filepath.Join(dataDir, "agent") }
@@ -82,7 +85,7 @@ func (e *env) loadAgent() (*agent, error) {
 	if _, ok := client.AgentName(td, svid.ID); !ok {
 		return nil, fmt.Errorf("%s holds %s, not an agent id of %s", dir, svid.ID, td)
 	}
-	return &agent{dir: dir, cfg: cfg, td: td, bundle: bundle, svid: client.NewRotatingSVID(svid)}, nil
+	return &agent{dir: dir, cfg: cfg, td: td, bundle: bundle, svid: client.NewRotatingSVID(svid), jwt: jwtbundle.New(td)}, nil
 }
 
 func (a *agent) current() *x509svid.SVID {
@@ -156,8 +159,12 @@ func (e *env) refreshBundle(ctx context.Context, c *client.Client, a *agent) (bo
 	if err != nil {
 		return false, err
 	}
+	changed, err := a.setTrust(resp)
+	if err != nil {
+		return false, err
+	}
 	if b.Equal(a.bundle) {
-		return false, nil
+		return changed, nil
 	}
 	if err := client.WriteBundleFile(filepath.Join(a.dir, client.BundleFile), b); err != nil {
 		return false, err

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,82 +12,54 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/signer/soft"
 )
 
-// Dev (soft key) CA material in DATA/ca: a root and an issuing
-// intermediate, each a P-256 key in a 0600 PKCS#8 file. Production names an
-// HSM/KMS key instead; these files exist only on the embedded default.
-const (
-	rootLifetime       = 365 * 24 * time.Hour
-	issuingLifetime    = 30 * 24 * time.Hour
-	issuingRenewBefore = 7 * 24 * time.Hour
-)
+// The dev (soft key) root lives in DATA/ca/root.key (0600 PKCS#8). It is
+// the embedded default when no --signer is given: production names an HSM
+// or KMS key instead. Its certificate is Raft state (the CA roots and the
+// bundle); DATA/ca/root.crt is only read to adopt a data dir made before CA
+// roots were Raft state.
+const devRootURI = "soft:ca/root.key" // relative to the data dir
 
-type caMaterial struct {
-	root    *x509.Certificate
-	issuer  ca.Issuer
-	created bool
-}
-
-func loadOrCreateSoftCA(dir string, td spiffeid.TrustDomain, log *slog.Logger) (*caMaterial, error) {
+// ensureDevRootKey creates DATA/ca/root.key when missing and returns the
+// certificate of an older data dir (nil when there is none).
+func ensureDevRootKey(dir string, log *slog.Logger) (*x509.Certificate, error) {
 	cadir := filepath.Join(dir, "ca")
 	if err := os.MkdirAll(cadir, 0o700); err != nil {
-		return nil, fmt.Errorf("ca dir: %w", err)
+		return nil, fmt.Errorf("keys: ca dir: %w", err)
 	}
-	now := time.Now()
-	m := &caMaterial{}
-	rootKey, root, err := loadPair(cadir, "root")
-	switch {
+	keyPath := filepath.Join(cadir, "root.key")
+	switch _, err := os.Stat(keyPath); {
 	case errors.Is(err, fs.ErrNotExist):
-		log.Warn("DEV-ONLY: generating a software root key on disk; use an HSM or KMS key in production", "dir", cadir)
-		rootKey, err = newKey()
-		if err != nil {
-			return nil, err
+		log.Warn("DEV-ONLY: generating a software root key on disk; use an HSM or KMS key (--signer) in production", "path", keyPath)
+		if err := soft.Generate(keyPath); err != nil {
+			return nil, fmt.Errorf("keys: generate dev root key: %w", err)
 		}
-		root, err = ca.NewRoot(td, rootKey, rootLifetime, now)
-		if err != nil {
-			return nil, err
-		}
-		if err := savePair(cadir, "root", rootKey, root); err != nil {
-			return nil, err
-		}
-		m.created = true
+		return nil, nil
 	case err != nil:
-		return nil, err
-	default:
-		log.Warn("DEV-ONLY: using a software root key from disk", "dir", cadir)
+		return nil, fmt.Errorf("keys: %w", err)
 	}
-	if err := checkTrustDomain(root, td); err != nil {
-		return nil, err
+	log.Warn("DEV-ONLY: using a software root key from disk", "path", keyPath)
+	raw, err := os.ReadFile(filepath.Join(cadir, "root.crt"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
 	}
-	m.root = root
-	rootIss := ca.Issuer{Signer: rootKey, Cert: root}
-
-	key, cert, err := loadPair(cadir, "issuing")
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
 	}
-	if err != nil || cert.NotAfter.Sub(now) < issuingRenewBefore || !issuedBy(cert, root) {
-		key, err = newKey()
-		if err != nil {
-			return nil, err
-		}
-		cert, err = ca.NewIntermediate(td, rootIss, key.Public(), issuingLifetime, now)
-		if err != nil {
-			return nil, err
-		}
-		if err := savePair(cadir, "issuing", key, cert); err != nil {
-			return nil, err
-		}
-		log.Info("new issuing intermediate", "not_after", cert.NotAfter)
+	b, _ := pem.Decode(raw)
+	if b == nil {
+		return nil, fmt.Errorf("keys: %s: not PEM", filepath.Join(cadir, "root.crt"))
 	}
-	m.issuer = ca.Issuer{Signer: key, Cert: cert, Chain: []*x509.Certificate{cert}}
-	return m, nil
+	cert, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("keys: root.crt: %w", err)
+	}
+	return cert, nil
 }
 
 func checkTrustDomain(root *x509.Certificate, td spiffeid.TrustDomain) error {
@@ -97,10 +68,8 @@ func checkTrustDomain(root *x509.Certificate, td spiffeid.TrustDomain) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("the CA in this data dir is not for trust domain %q: use its trust domain or a new --data-dir", td)
+	return fmt.Errorf("keys: the CA in this data dir is not for trust domain %q: use its trust domain or a new --data-dir", td)
 }
-
-func issuedBy(c, root *x509.Certificate) bool { return c.CheckSignatureFrom(root) == nil }
 
 func newKey() (*ecdsa.PrivateKey, error) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -108,46 +77,6 @@ func newKey() (*ecdsa.PrivateKey, error) {
 		return nil, fmt.Errorf("generate key: %w", err)
 	}
 	return k, nil
-}
-
-func loadPair(dir, name string) (crypto.Signer, *x509.Certificate, error) {
-	keyPEM, err := os.ReadFile(filepath.Join(dir, name+".key"))
-	if err != nil {
-		return nil, nil, err
-	}
-	certPEM, err := os.ReadFile(filepath.Join(dir, name+".crt"))
-	if err != nil {
-		return nil, nil, err
-	}
-	kb, _ := pem.Decode(keyPEM)
-	cb, _ := pem.Decode(certPEM)
-	if kb == nil || cb == nil {
-		return nil, nil, fmt.Errorf("%s: not PEM", name)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s key: %w", name, err)
-	}
-	s, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, nil, fmt.Errorf("%s key: not a signer", name)
-	}
-	c, err := x509.ParseCertificate(cb.Bytes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s cert: %w", name, err)
-	}
-	return s, c, nil
-}
-
-func savePair(dir, name string, key crypto.Signer, cert *x509.Certificate) error {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return fmt.Errorf("%s key: %w", name, err)
-	}
-	if err := writeFileAtomic(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Join(dir, name+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644)
 }
 
 // writeFileAtomic writes via a temp file, fsync and rename.

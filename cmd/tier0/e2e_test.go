@@ -68,10 +68,7 @@ func TestQuickStart(t *testing.T) {
 
 	// Restart keeps the same CA and data.
 	rootBefore := must(os.ReadFile(filepath.Join(data, "bundle.pem")))
-	if err := srv.cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	pollUntil(t, 20*time.Second, func() bool { return srv.cmd.ProcessState != nil })
+	srv.stop()
 	srv.start()
 	if got := must(os.ReadFile(filepath.Join(data, "bundle.pem"))); string(got) != string(rootBefore) {
 		t.Fatal("bundle changed across restart")

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,7 +49,8 @@ type proc struct {
 	dataDir string
 	args    []string
 	cmd     *exec.Cmd
-	log     *bytes.Buffer
+	exited  chan struct{} // closed when cmd has been waited for
+	log     *syncBuffer
 	info    serverInfo
 }
 
@@ -57,9 +59,9 @@ func startServer(t *testing.T, dataDir string, args ...string) *proc {
 	p := &proc{t: t, dataDir: dataDir, args: args}
 	p.start()
 	t.Cleanup(func() {
-		if p.cmd != nil && p.cmd.ProcessState == nil {
+		if p.cmd != nil {
 			_ = p.cmd.Process.Kill()
-			_ = p.cmd.Wait()
+			<-p.exited
 		}
 		if t.Failed() {
 			t.Logf("server log (%s):\n%s", dataDir, p.log.String())
@@ -74,15 +76,15 @@ func (p *proc) start() {
 	args := append([]string{"server", "--data-dir", p.dataDir, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"}, p.args...)
 	p.cmd = exec.Command(filepath.Join(binDir, "tier0"), args...)
 	if p.log == nil {
-		p.log = &bytes.Buffer{}
+		p.log = &syncBuffer{}
 	}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(exited) }()
-	p.waitReady(exited)
+	p.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, exited chan struct{}) { _ = cmd.Wait(); close(exited) }(p.cmd, p.exited)
+	p.waitReady(p.exited)
 }
 
 func (p *proc) waitReady(exited chan struct{}) {
@@ -112,8 +114,27 @@ func (p *proc) waitReady(exited chan struct{}) {
 func (p *proc) kill() {
 	p.t.Helper()
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	for p.cmd.ProcessState == nil {
-		time.Sleep(10 * time.Millisecond)
+	<-p.exited
+}
+
+// stop sends SIGTERM and waits (bounded) for a clean exit.
+func (p *proc) stop() {
+	p.t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("server did not stop within 30s:\n%s", p.log.String())
+	}
+}
+
+// exitedNow reports whether the process has exited.
+func (p *proc) exitedNow() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -128,6 +149,25 @@ func (p *proc) bundle() *x509bundle.Bundle {
 		p.t.Fatal(err)
 	}
 	return b
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's writes and the
+// test's reads at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // cli runs a tier0 CLI command against this server's data dir.

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/ca"
 )
 
 func newTokenCmd(g *globalFlags) *cobra.Command {
@@ -49,17 +51,23 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 	var agent, id string
 	var ttl time.Duration
 	var output string
+	var selectors []string
 	create := &cobra.Command{
-		Use:   "create --agent NAME --spiffe-id ID [--ttl 15m..60m]",
+		Use:   "create --agent NAME --spiffe-id ID [--ttl 15m..60m] [--selector unix:uid:N ...]",
 		Short: "Grant a SPIFFE ID to an agent",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, s := range selectors {
+				if _, err := ca.ParseSelector(s); err != nil {
+					return fmt.Errorf("--selector: %w", err)
+				}
+			}
 			c, err := dialOperator(cmd.Context(), g, "admin")
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			resp, err := c.Admin().CreateEntry(cmd.Context(), &tier0v1.CreateEntryRequest{Agent: agent, SpiffeId: id, TtlSeconds: int64(ttl / time.Second)})
+			resp, err := c.Admin().CreateEntry(cmd.Context(), &tier0v1.CreateEntryRequest{Agent: agent, SpiffeId: id, TtlSeconds: int64(ttl / time.Second), Selectors: selectors})
 			if err != nil {
 				return cliErr(err)
 			}
@@ -69,6 +77,7 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 	create.Flags().StringVar(&agent, "agent", "", "agent name")
 	create.Flags().StringVar(&id, "spiffe-id", "", "SPIFFE ID to grant, in this trust domain")
 	create.Flags().DurationVar(&ttl, "ttl", 0, "SVID lifetime for this entry, 15m..60m (default 30m)")
+	create.Flags().StringArrayVar(&selectors, "selector", nil, "workload selector, repeatable, all must match: unix:uid:N, unix:gid:N, unix:path:/abs/path (none: for `tier0-agent fetch` only)")
 	_ = create.MarkFlagRequired("agent")
 	_ = create.MarkFlagRequired("spiffe-id")
 	list := &cobra.Command{
@@ -115,16 +124,16 @@ func printEntries(w io.Writer, format string, entries []*tier0v1.Entry) error {
 	if format == "json" {
 		enc := json.NewEncoder(w)
 		for _, e := range entries {
-			if err := enc.Encode(map[string]any{"id": e.GetId(), "agent": e.GetAgent(), "spiffe_id": e.GetSpiffeId(), "ttl": (time.Duration(e.GetTtlSeconds()) * time.Second).String()}); err != nil {
+			if err := enc.Encode(map[string]any{"id": e.GetId(), "agent": e.GetAgent(), "spiffe_id": e.GetSpiffeId(), "ttl": (time.Duration(e.GetTtlSeconds()) * time.Second).String(), "selectors": e.GetSelectors()}); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tAGENT\tSPIFFE ID\tTTL")
+	fmt.Fprintln(tw, "ID\tAGENT\tSPIFFE ID\tTTL\tSELECTORS")
 	for _, e := range entries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.GetId(), e.GetAgent(), e.GetSpiffeId(), time.Duration(e.GetTtlSeconds())*time.Second)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.GetId(), e.GetAgent(), e.GetSpiffeId(), time.Duration(e.GetTtlSeconds())*time.Second, strings.Join(e.GetSelectors(), ","))
 	}
 	return tw.Flush()
 }

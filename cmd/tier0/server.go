@@ -35,6 +35,9 @@ type serverFlags struct {
 	maxInFlight int
 	maxQueue    int
 	maxBatch    int
+	pprof       string
+	bundleAddr  string // SPIFFE bundle endpoint (https_spiffe), "" = off
+	keys        keyFlags
 }
 
 // serverInfo is written to DATA/server.json so the CLI finds the server.
@@ -66,6 +69,9 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "mint calls served at once (default 4 x cores)")
 	fl.IntVar(&f.maxQueue, "max-queue", 1024, "mint calls queued before ResourceExhausted")
 	fl.IntVar(&f.maxBatch, "max-batch", 256, "items per MintX509SVIDs call")
+	f.keys.register(fl)
+	fl.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address (loopback only; empty: off)")
+	fl.StringVar(&f.bundleAddr, "bundle-endpoint", "", "serve the SPIFFE bundle endpoint (https_spiffe profile, node SVID) on this address (empty: off)")
 	return cmd
 }
 
@@ -78,6 +84,9 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 	if f.agentTTL < 15*time.Minute || f.agentTTL > time.Hour {
 		return fmt.Errorf("--agent-ttl %v outside bounds [15m0s, 1h0m0s]", f.agentTTL)
 	}
+	if err := f.keys.validate(ca.DefaultMaxTTL); err != nil {
+		return err
+	}
 	nodeSPIFFE, err := ca.NodeID(td, f.nodeID)
 	if err != nil {
 		return fmt.Errorf("--node-id: %w", err)
@@ -88,10 +97,6 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 	}
 	log.Info("starting tier0", "data_dir", dir, "trust_domain", td.Name(), "node_id", f.nodeID)
 
-	mat, err := loadOrCreateSoftCA(dir, td, log)
-	if err != nil {
-		return err
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -106,15 +111,23 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 	if err != nil {
 		return fmt.Errorf("raft: no leader: %w", err)
 	}
-	if err := ensureBundle(ctx, node, mat, td); err != nil {
+	keys := newKeyManager(td, dir, &f.keys, ca.DefaultMaxTTL, node, log, reg)
+	firstIssuer, err := keys.Start(ctx)
+	if err != nil {
 		return err
 	}
 
 	authz := &entryAuthorizer{td: td, entries: node}
 	issuer, err := ca.New(ca.Config{
-		TrustDomain: td, Issuer: mat.issuer, NodeID: f.nodeID,
+		TrustDomain: td, Issuer: firstIssuer, NodeID: f.nodeID, MinCappedTTL: f.keys.minCappedTTL(),
 		Authorizer: authz, Journal: node, Logger: log, MaxBatch: f.maxBatch,
 	})
+	if err != nil {
+		return err
+	}
+
+	jwt := &jwtKeys{node: node, ca: issuer, nodeID: f.nodeID, lifetime: 24 * time.Hour, log: log}
+	jwtKey, err := jwt.start(ctx)
 	if err != nil {
 		return err
 	}
@@ -131,6 +144,7 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	go jwt.run(runCtx, jwtKey)
 	exporterDone := make(chan struct{})
 	go func() {
 		defer close(exporterDone)
@@ -155,9 +169,14 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 	if err := writeFileAtomic(filepath.Join(dir, "bundle.pem"), pemCerts(node.Bundle().Roots...), 0o644); err != nil {
 		return fmt.Errorf("write bundle: %w", err)
 	}
+	keys.Attach(runCtx, issuer, func(b ha.Bundle) {
+		if err := writeFileAtomic(filepath.Join(dir, "bundle.pem"), pemCerts(b.Roots...), 0o644); err != nil {
+			log.Error("write bundle", "err", err)
+		}
+	})
 
 	srv, err := api.New(api.Config{
-		TrustDomain: td, Issuer: issuer, State: node, Records: store, SVID: nodeSVID,
+		TrustDomain: td, Issuer: issuer, State: node, Records: store, SVID: nodeSVID, CA: keys, JWT: issuer, Trust: node,
 		Logger: log, Registerer: reg, AgentTTL: f.agentTTL,
 		MaxInFlight: f.maxInFlight, MaxQueue: f.maxQueue, MaxBatch: f.maxBatch,
 	})
@@ -183,6 +202,16 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 			log.Error("http server", "err", err)
 		}
 	}()
+	if f.bundleAddr != "" {
+		if err := serveBundleEndpoint(runCtx, f.bundleAddr, td, node, nodeSVID, log); err != nil {
+			return err
+		}
+	}
+	if f.pprof != "" {
+		if err := servePprof(runCtx, f.pprof, log); err != nil {
+			return err
+		}
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	log.Info("tier0 ready", "api", lis.Addr().String(), "http", hlis.Addr().String(),
@@ -200,19 +229,6 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 	stop()
 	<-exporterDone
 	return err
-}
-
-func ensureBundle(ctx context.Context, node *ha.Node, mat *caMaterial, td spiffeid.TrustDomain) error {
-	b := node.Bundle()
-	for _, r := range b.Roots {
-		if string(r) == string(mat.root.Raw) {
-			return nil
-		}
-	}
-	if len(b.Roots) > 0 {
-		return errors.New("the replicated trust bundle does not hold this data dir's root: refusing to issue from an unknown CA")
-	}
-	return node.SetBundle(ctx, [][]byte{mat.root.Raw}, td.Name())
 }
 
 // entryAuthorizer grants an agent the SPIFFE IDs its registration entries

@@ -251,7 +251,8 @@ func (s *Signer) algorithm(digest []byte, opts crypto.SignerOpts) (types.Signing
 	}
 	switch s.pub.(type) {
 	case *ecdsa.PublicKey:
-		if (s.spec == types.KeySpecEccNistP256) != (h == crypto.SHA256) || (s.spec == types.KeySpecEccNistP384) != (h == crypto.SHA384) {
+		want := map[types.KeySpec]crypto.Hash{types.KeySpecEccNistP256: crypto.SHA256, types.KeySpecEccNistP384: crypto.SHA384}[s.spec]
+		if h != want {
 			return "", fmt.Errorf("signer/awskms: key spec %s cannot sign a %v digest", s.spec, h)
 		}
 		return types.SigningAlgorithmSpec("ECDSA_SHA_" + bits), nil

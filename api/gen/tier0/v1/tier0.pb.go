@@ -131,6 +131,232 @@ func (x *AttestJoinTokenResponse) GetSpiffeId() string {
 	return ""
 }
 
+type MintJWTSVIDRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SpiffeId      string                 `protobuf:"bytes,1,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	Audience      []string               `protobuf:"bytes,2,rep,name=audience,proto3" json:"audience,omitempty"`                        // at least one
+	TtlSeconds    int64                  `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"` // 0 = the entry's TTL; otherwise within [900, 3600]
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MintJWTSVIDRequest) Reset() {
+	*x = MintJWTSVIDRequest{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MintJWTSVIDRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MintJWTSVIDRequest) ProtoMessage() {}
+
+func (x *MintJWTSVIDRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MintJWTSVIDRequest.ProtoReflect.Descriptor instead.
+func (*MintJWTSVIDRequest) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *MintJWTSVIDRequest) GetSpiffeId() string {
+	if x != nil {
+		return x.SpiffeId
+	}
+	return ""
+}
+
+func (x *MintJWTSVIDRequest) GetAudience() []string {
+	if x != nil {
+		return x.Audience
+	}
+	return nil
+}
+
+func (x *MintJWTSVIDRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+type MintJWTSVIDResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	ExpiresAt     int64                  `protobuf:"varint,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"` // unix seconds
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MintJWTSVIDResponse) Reset() {
+	*x = MintJWTSVIDResponse{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MintJWTSVIDResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MintJWTSVIDResponse) ProtoMessage() {}
+
+func (x *MintJWTSVIDResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MintJWTSVIDResponse.ProtoReflect.Descriptor instead.
+func (*MintJWTSVIDResponse) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *MintJWTSVIDResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *MintJWTSVIDResponse) GetExpiresAt() int64 {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return 0
+}
+
+// A JWT-SVID signing key's public part.
+type JWTAuthority struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	PublicKey     []byte                 `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`  // PKIX DER
+	ExpiresAt     int64                  `protobuf:"varint,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"` // unix seconds
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JWTAuthority) Reset() {
+	*x = JWTAuthority{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JWTAuthority) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JWTAuthority) ProtoMessage() {}
+
+func (x *JWTAuthority) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JWTAuthority.ProtoReflect.Descriptor instead.
+func (*JWTAuthority) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *JWTAuthority) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *JWTAuthority) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *JWTAuthority) GetExpiresAt() int64 {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return 0
+}
+
+// The last bundle fetched from a federated trust domain.
+type FederatedBundle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TrustDomain   string                 `protobuf:"bytes,1,opt,name=trust_domain,json=trustDomain,proto3" json:"trust_domain,omitempty"`
+	SpiffeBundle  []byte                 `protobuf:"bytes,2,opt,name=spiffe_bundle,json=spiffeBundle,proto3" json:"spiffe_bundle,omitempty"` // SPIFFE bundle format (JWKS JSON)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FederatedBundle) Reset() {
+	*x = FederatedBundle{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FederatedBundle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FederatedBundle) ProtoMessage() {}
+
+func (x *FederatedBundle) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FederatedBundle.ProtoReflect.Descriptor instead.
+func (*FederatedBundle) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *FederatedBundle) GetTrustDomain() string {
+	if x != nil {
+		return x.TrustDomain
+	}
+	return ""
+}
+
+func (x *FederatedBundle) GetSpiffeBundle() []byte {
+	if x != nil {
+		return x.SpiffeBundle
+	}
+	return nil
+}
+
 type MintItem struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Csr              []byte                 `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`                                                      // DER PKCS#10 with exactly one URI SAN (the SPIFFE ID)
@@ -142,7 +368,7 @@ type MintItem struct {
 
 func (x *MintItem) Reset() {
 	*x = MintItem{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[2]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -154,7 +380,7 @@ func (x *MintItem) String() string {
 func (*MintItem) ProtoMessage() {}
 
 func (x *MintItem) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[2]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -167,7 +393,7 @@ func (x *MintItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintItem.ProtoReflect.Descriptor instead.
 func (*MintItem) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{2}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *MintItem) GetCsr() []byte {
@@ -200,7 +426,7 @@ type MintX509SVIDsRequest struct {
 
 func (x *MintX509SVIDsRequest) Reset() {
 	*x = MintX509SVIDsRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[3]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -212,7 +438,7 @@ func (x *MintX509SVIDsRequest) String() string {
 func (*MintX509SVIDsRequest) ProtoMessage() {}
 
 func (x *MintX509SVIDsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[3]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -225,7 +451,7 @@ func (x *MintX509SVIDsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDsRequest.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDsRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{3}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MintX509SVIDsRequest) GetItems() []*MintItem {
@@ -245,7 +471,7 @@ type Status struct {
 
 func (x *Status) Reset() {
 	*x = Status{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[4]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -257,7 +483,7 @@ func (x *Status) String() string {
 func (*Status) ProtoMessage() {}
 
 func (x *Status) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[4]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -270,7 +496,7 @@ func (x *Status) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Status.ProtoReflect.Descriptor instead.
 func (*Status) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{4}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Status) GetCode() int32 {
@@ -298,7 +524,7 @@ type MintResult struct {
 
 func (x *MintResult) Reset() {
 	*x = MintResult{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[5]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +536,7 @@ func (x *MintResult) String() string {
 func (*MintResult) ProtoMessage() {}
 
 func (x *MintResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[5]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +549,7 @@ func (x *MintResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintResult.ProtoReflect.Descriptor instead.
 func (*MintResult) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{5}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MintResult) GetChain() [][]byte {
@@ -356,7 +582,7 @@ type MintX509SVIDsResponse struct {
 
 func (x *MintX509SVIDsResponse) Reset() {
 	*x = MintX509SVIDsResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[6]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +594,7 @@ func (x *MintX509SVIDsResponse) String() string {
 func (*MintX509SVIDsResponse) ProtoMessage() {}
 
 func (x *MintX509SVIDsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[6]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +607,7 @@ func (x *MintX509SVIDsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDsResponse.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDsResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{6}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MintX509SVIDsResponse) GetResults() []*MintResult {
@@ -400,7 +626,7 @@ type RenewAgentRequest struct {
 
 func (x *RenewAgentRequest) Reset() {
 	*x = RenewAgentRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[7]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +638,7 @@ func (x *RenewAgentRequest) String() string {
 func (*RenewAgentRequest) ProtoMessage() {}
 
 func (x *RenewAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[7]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +651,7 @@ func (x *RenewAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewAgentRequest.ProtoReflect.Descriptor instead.
 func (*RenewAgentRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{7}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RenewAgentRequest) GetCsr() []byte {
@@ -444,7 +670,7 @@ type RenewAgentResponse struct {
 
 func (x *RenewAgentResponse) Reset() {
 	*x = RenewAgentResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[8]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +682,7 @@ func (x *RenewAgentResponse) String() string {
 func (*RenewAgentResponse) ProtoMessage() {}
 
 func (x *RenewAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[8]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +695,7 @@ func (x *RenewAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewAgentResponse.ProtoReflect.Descriptor instead.
 func (*RenewAgentResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{8}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RenewAgentResponse) GetChain() [][]byte {
@@ -487,7 +713,7 @@ type ListAuthorizedEntriesRequest struct {
 
 func (x *ListAuthorizedEntriesRequest) Reset() {
 	*x = ListAuthorizedEntriesRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[9]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +725,7 @@ func (x *ListAuthorizedEntriesRequest) String() string {
 func (*ListAuthorizedEntriesRequest) ProtoMessage() {}
 
 func (x *ListAuthorizedEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[9]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +738,7 @@ func (x *ListAuthorizedEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthorizedEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListAuthorizedEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{9}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{13}
 }
 
 type ListAuthorizedEntriesResponse struct {
@@ -524,7 +750,7 @@ type ListAuthorizedEntriesResponse struct {
 
 func (x *ListAuthorizedEntriesResponse) Reset() {
 	*x = ListAuthorizedEntriesResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[10]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +762,7 @@ func (x *ListAuthorizedEntriesResponse) String() string {
 func (*ListAuthorizedEntriesResponse) ProtoMessage() {}
 
 func (x *ListAuthorizedEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[10]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +775,7 @@ func (x *ListAuthorizedEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthorizedEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListAuthorizedEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{10}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListAuthorizedEntriesResponse) GetEntries() []*Entry {
@@ -567,7 +793,7 @@ type GetBundleRequest struct {
 
 func (x *GetBundleRequest) Reset() {
 	*x = GetBundleRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[11]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +805,7 @@ func (x *GetBundleRequest) String() string {
 func (*GetBundleRequest) ProtoMessage() {}
 
 func (x *GetBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[11]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +818,7 @@ func (x *GetBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBundleRequest.ProtoReflect.Descriptor instead.
 func (*GetBundleRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{11}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{15}
 }
 
 type GetBundleResponse struct {
@@ -600,13 +826,16 @@ type GetBundleResponse struct {
 	X509Authorities [][]byte               `protobuf:"bytes,1,rep,name=x509_authorities,json=x509Authorities,proto3" json:"x509_authorities,omitempty"` // root certificates, DER
 	Sequence        uint64                 `protobuf:"varint,2,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	TrustDomain     string                 `protobuf:"bytes,3,opt,name=trust_domain,json=trustDomain,proto3" json:"trust_domain,omitempty"`
+	JwtAuthorities  []*JWTAuthority        `protobuf:"bytes,4,rep,name=jwt_authorities,json=jwtAuthorities,proto3" json:"jwt_authorities,omitempty"`
+	Federated       []*FederatedBundle     `protobuf:"bytes,5,rep,name=federated,proto3" json:"federated,omitempty"`
+	TrustSequence   uint64                 `protobuf:"varint,6,opt,name=trust_sequence,json=trustSequence,proto3" json:"trust_sequence,omitempty"` // changes when jwt_authorities or federated change
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GetBundleResponse) Reset() {
 	*x = GetBundleResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[12]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +847,7 @@ func (x *GetBundleResponse) String() string {
 func (*GetBundleResponse) ProtoMessage() {}
 
 func (x *GetBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[12]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +860,7 @@ func (x *GetBundleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBundleResponse.ProtoReflect.Descriptor instead.
 func (*GetBundleResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{12}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetBundleResponse) GetX509Authorities() [][]byte {
@@ -655,20 +884,45 @@ func (x *GetBundleResponse) GetTrustDomain() string {
 	return ""
 }
 
+func (x *GetBundleResponse) GetJwtAuthorities() []*JWTAuthority {
+	if x != nil {
+		return x.JwtAuthorities
+	}
+	return nil
+}
+
+func (x *GetBundleResponse) GetFederated() []*FederatedBundle {
+	if x != nil {
+		return x.Federated
+	}
+	return nil
+}
+
+func (x *GetBundleResponse) GetTrustSequence() uint64 {
+	if x != nil {
+		return x.TrustSequence
+	}
+	return 0
+}
+
 type Entry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Agent         string                 `protobuf:"bytes,2,opt,name=agent,proto3" json:"agent,omitempty"` // agent name (the NAME in spiffe://TD/tier0/agent/NAME)
-	SpiffeId      string                 `protobuf:"bytes,3,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
-	TtlSeconds    int64                  `protobuf:"varint,4,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"` // within [900, 3600]
-	CreatedAt     int64                  `protobuf:"varint,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`    // unix seconds
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Agent      string                 `protobuf:"bytes,2,opt,name=agent,proto3" json:"agent,omitempty"` // agent name (the NAME in spiffe://TD/tier0/agent/NAME)
+	SpiffeId   string                 `protobuf:"bytes,3,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	TtlSeconds int64                  `protobuf:"varint,4,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"` // within [900, 3600]
+	CreatedAt  int64                  `protobuf:"varint,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`    // unix seconds
+	// Workload selectors, all of which a workload must match to get this SVID
+	// from an agent's Workload API: unix:uid:N, unix:gid:N, unix:path:/abs/path.
+	// An entry without selectors is only for `tier0-agent fetch`.
+	Selectors     []string `protobuf:"bytes,6,rep,name=selectors,proto3" json:"selectors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Entry) Reset() {
 	*x = Entry{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[13]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +934,7 @@ func (x *Entry) String() string {
 func (*Entry) ProtoMessage() {}
 
 func (x *Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[13]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +947,7 @@ func (x *Entry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entry.ProtoReflect.Descriptor instead.
 func (*Entry) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{13}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Entry) GetId() string {
@@ -731,6 +985,13 @@ func (x *Entry) GetCreatedAt() int64 {
 	return 0
 }
 
+func (x *Entry) GetSelectors() []string {
+	if x != nil {
+		return x.Selectors
+	}
+	return nil
+}
+
 type CreateJoinTokenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Agent         string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
@@ -741,7 +1002,7 @@ type CreateJoinTokenRequest struct {
 
 func (x *CreateJoinTokenRequest) Reset() {
 	*x = CreateJoinTokenRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[14]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +1014,7 @@ func (x *CreateJoinTokenRequest) String() string {
 func (*CreateJoinTokenRequest) ProtoMessage() {}
 
 func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[14]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +1027,7 @@ func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{14}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateJoinTokenRequest) GetAgent() string {
@@ -793,7 +1054,7 @@ type CreateJoinTokenResponse struct {
 
 func (x *CreateJoinTokenResponse) Reset() {
 	*x = CreateJoinTokenResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[15]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +1066,7 @@ func (x *CreateJoinTokenResponse) String() string {
 func (*CreateJoinTokenResponse) ProtoMessage() {}
 
 func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[15]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +1079,7 @@ func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{15}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateJoinTokenResponse) GetToken() string {
@@ -840,13 +1101,14 @@ type CreateEntryRequest struct {
 	Agent         string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
 	SpiffeId      string                 `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
 	TtlSeconds    int64                  `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"` // 0 = server default
+	Selectors     []string               `protobuf:"bytes,4,rep,name=selectors,proto3" json:"selectors,omitempty"`                      // see Entry.selectors
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateEntryRequest) Reset() {
 	*x = CreateEntryRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[16]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +1120,7 @@ func (x *CreateEntryRequest) String() string {
 func (*CreateEntryRequest) ProtoMessage() {}
 
 func (x *CreateEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[16]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +1133,7 @@ func (x *CreateEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEntryRequest.ProtoReflect.Descriptor instead.
 func (*CreateEntryRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{16}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateEntryRequest) GetAgent() string {
@@ -895,6 +1157,13 @@ func (x *CreateEntryRequest) GetTtlSeconds() int64 {
 	return 0
 }
 
+func (x *CreateEntryRequest) GetSelectors() []string {
+	if x != nil {
+		return x.Selectors
+	}
+	return nil
+}
+
 type CreateEntryResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Entry         *Entry                 `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
@@ -904,7 +1173,7 @@ type CreateEntryResponse struct {
 
 func (x *CreateEntryResponse) Reset() {
 	*x = CreateEntryResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[17]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +1185,7 @@ func (x *CreateEntryResponse) String() string {
 func (*CreateEntryResponse) ProtoMessage() {}
 
 func (x *CreateEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[17]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1198,7 @@ func (x *CreateEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEntryResponse.ProtoReflect.Descriptor instead.
 func (*CreateEntryResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{17}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateEntryResponse) GetEntry() *Entry {
@@ -948,7 +1217,7 @@ type ListEntriesRequest struct {
 
 func (x *ListEntriesRequest) Reset() {
 	*x = ListEntriesRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[18]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1229,7 @@ func (x *ListEntriesRequest) String() string {
 func (*ListEntriesRequest) ProtoMessage() {}
 
 func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[18]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1242,7 @@ func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{18}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListEntriesRequest) GetAgent() string {
@@ -992,7 +1261,7 @@ type ListEntriesResponse struct {
 
 func (x *ListEntriesResponse) Reset() {
 	*x = ListEntriesResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[19]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1004,7 +1273,7 @@ func (x *ListEntriesResponse) String() string {
 func (*ListEntriesResponse) ProtoMessage() {}
 
 func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[19]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1017,7 +1286,7 @@ func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{19}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListEntriesResponse) GetEntries() []*Entry {
@@ -1036,7 +1305,7 @@ type DeleteEntryRequest struct {
 
 func (x *DeleteEntryRequest) Reset() {
 	*x = DeleteEntryRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[20]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1317,7 @@ func (x *DeleteEntryRequest) String() string {
 func (*DeleteEntryRequest) ProtoMessage() {}
 
 func (x *DeleteEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[20]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1330,7 @@ func (x *DeleteEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEntryRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{20}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteEntryRequest) GetId() string {
@@ -1079,7 +1348,7 @@ type DeleteEntryResponse struct {
 
 func (x *DeleteEntryResponse) Reset() {
 	*x = DeleteEntryResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[21]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1360,7 @@ func (x *DeleteEntryResponse) String() string {
 func (*DeleteEntryResponse) ProtoMessage() {}
 
 func (x *DeleteEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[21]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1373,379 @@ func (x *DeleteEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntryResponse.ProtoReflect.Descriptor instead.
 func (*DeleteEntryResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{21}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{25}
+}
+
+type CARoot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`                                       // hex prefix of the root certificate's SubjectKeyId
+	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`                                 // prepared, active or retired
+	KeyId         string                 `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`                    // the signer's key id (no PIN, module path or endpoint)
+	NotAfter      int64                  `protobuf:"varint,4,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`          // unix seconds
+	PreparedAt    int64                  `protobuf:"varint,5,opt,name=prepared_at,json=preparedAt,proto3" json:"prepared_at,omitempty"`    // unix seconds
+	ActivatedAt   int64                  `protobuf:"varint,6,opt,name=activated_at,json=activatedAt,proto3" json:"activated_at,omitempty"` // unix seconds, 0 = never
+	RetiredAt     int64                  `protobuf:"varint,7,opt,name=retired_at,json=retiredAt,proto3" json:"retired_at,omitempty"`       // unix seconds, 0 = not retired
+	CertDer       []byte                 `protobuf:"bytes,8,opt,name=cert_der,json=certDer,proto3" json:"cert_der,omitempty"`              // the self-signed root certificate
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CARoot) Reset() {
+	*x = CARoot{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CARoot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CARoot) ProtoMessage() {}
+
+func (x *CARoot) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CARoot.ProtoReflect.Descriptor instead.
+func (*CARoot) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CARoot) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CARoot) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *CARoot) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *CARoot) GetNotAfter() int64 {
+	if x != nil {
+		return x.NotAfter
+	}
+	return 0
+}
+
+func (x *CARoot) GetPreparedAt() int64 {
+	if x != nil {
+		return x.PreparedAt
+	}
+	return 0
+}
+
+func (x *CARoot) GetActivatedAt() int64 {
+	if x != nil {
+		return x.ActivatedAt
+	}
+	return 0
+}
+
+func (x *CARoot) GetRetiredAt() int64 {
+	if x != nil {
+		return x.RetiredAt
+	}
+	return 0
+}
+
+func (x *CARoot) GetCertDer() []byte {
+	if x != nil {
+		return x.CertDer
+	}
+	return nil
+}
+
+type ListCARootsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCARootsRequest) Reset() {
+	*x = ListCARootsRequest{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCARootsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCARootsRequest) ProtoMessage() {}
+
+func (x *ListCARootsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCARootsRequest.ProtoReflect.Descriptor instead.
+func (*ListCARootsRequest) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{27}
+}
+
+type ListCARootsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Roots         []*CARoot              `protobuf:"bytes,1,rep,name=roots,proto3" json:"roots,omitempty"`
+	SigningMode   string                 `protobuf:"bytes,2,opt,name=signing_mode,json=signingMode,proto3" json:"signing_mode,omitempty"` // this node's: direct or delegated
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCARootsResponse) Reset() {
+	*x = ListCARootsResponse{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCARootsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCARootsResponse) ProtoMessage() {}
+
+func (x *ListCARootsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCARootsResponse.ProtoReflect.Descriptor instead.
+func (*ListCARootsResponse) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListCARootsResponse) GetRoots() []*CARoot {
+	if x != nil {
+		return x.Roots
+	}
+	return nil
+}
+
+func (x *ListCARootsResponse) GetSigningMode() string {
+	if x != nil {
+		return x.SigningMode
+	}
+	return ""
+}
+
+type PrepareCARootRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SignerUri     string                 `protobuf:"bytes,1,opt,name=signer_uri,json=signerUri,proto3" json:"signer_uri,omitempty"`     // the new root key; empty = a DEV-ONLY soft key on the serving node
+	TtlSeconds    int64                  `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"` // root certificate lifetime; 0 = server default
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareCARootRequest) Reset() {
+	*x = PrepareCARootRequest{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareCARootRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareCARootRequest) ProtoMessage() {}
+
+func (x *PrepareCARootRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareCARootRequest.ProtoReflect.Descriptor instead.
+func (*PrepareCARootRequest) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PrepareCARootRequest) GetSignerUri() string {
+	if x != nil {
+		return x.SignerUri
+	}
+	return ""
+}
+
+func (x *PrepareCARootRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+type PrepareCARootResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Root          *CARoot                `protobuf:"bytes,1,opt,name=root,proto3" json:"root,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrepareCARootResponse) Reset() {
+	*x = PrepareCARootResponse{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrepareCARootResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrepareCARootResponse) ProtoMessage() {}
+
+func (x *PrepareCARootResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrepareCARootResponse.ProtoReflect.Descriptor instead.
+func (*PrepareCARootResponse) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PrepareCARootResponse) GetRoot() *CARoot {
+	if x != nil {
+		return x.Root
+	}
+	return nil
+}
+
+type ActivateCARootRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivateCARootRequest) Reset() {
+	*x = ActivateCARootRequest{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateCARootRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateCARootRequest) ProtoMessage() {}
+
+func (x *ActivateCARootRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateCARootRequest.ProtoReflect.Descriptor instead.
+func (*ActivateCARootRequest) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ActivateCARootRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ActivateCARootResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Root          *CARoot                `protobuf:"bytes,1,opt,name=root,proto3" json:"root,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivateCARootResponse) Reset() {
+	*x = ActivateCARootResponse{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateCARootResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateCARootResponse) ProtoMessage() {}
+
+func (x *ActivateCARootResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateCARootResponse.ProtoReflect.Descriptor instead.
+func (*ActivateCARootResponse) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ActivateCARootResponse) GetRoot() *CARoot {
+	if x != nil {
+		return x.Root
+	}
+	return nil
 }
 
 type ListRecordsRequest struct {
@@ -1120,7 +1761,7 @@ type ListRecordsRequest struct {
 
 func (x *ListRecordsRequest) Reset() {
 	*x = ListRecordsRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[22]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1773,7 @@ func (x *ListRecordsRequest) String() string {
 func (*ListRecordsRequest) ProtoMessage() {}
 
 func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[22]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1786,7 @@ func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{22}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListRecordsRequest) GetSpiffeId() string {
@@ -1204,7 +1845,7 @@ type IssuanceRecord struct {
 
 func (x *IssuanceRecord) Reset() {
 	*x = IssuanceRecord{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[23]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1216,7 +1857,7 @@ func (x *IssuanceRecord) String() string {
 func (*IssuanceRecord) ProtoMessage() {}
 
 func (x *IssuanceRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[23]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1229,7 +1870,7 @@ func (x *IssuanceRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssuanceRecord.ProtoReflect.Descriptor instead.
 func (*IssuanceRecord) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{23}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *IssuanceRecord) GetSeq() uint64 {
@@ -1332,7 +1973,7 @@ type ListRecordsResponse struct {
 
 func (x *ListRecordsResponse) Reset() {
 	*x = ListRecordsResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[24]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1985,7 @@ func (x *ListRecordsResponse) String() string {
 func (*ListRecordsResponse) ProtoMessage() {}
 
 func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[24]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1998,7 @@ func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{24}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListRecordsResponse) GetRecords() []*IssuanceRecord {
@@ -1377,7 +2018,25 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\"L\n" +
 	"\x17AttestJoinTokenResponse\x12\x14\n" +
 	"\x05chain\x18\x01 \x03(\fR\x05chain\x12\x1b\n" +
-	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\"k\n" +
+	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\"n\n" +
+	"\x12MintJWTSVIDRequest\x12\x1b\n" +
+	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x1a\n" +
+	"\baudience\x18\x02 \x03(\tR\baudience\x12\x1f\n" +
+	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
+	"ttlSeconds\"J\n" +
+	"\x13MintJWTSVIDResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1d\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\x03R\texpiresAt\"c\n" +
+	"\fJWTAuthority\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\x12\x1d\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\x03R\texpiresAt\"Y\n" +
+	"\x0fFederatedBundle\x12!\n" +
+	"\ftrust_domain\x18\x01 \x01(\tR\vtrustDomain\x12#\n" +
+	"\rspiffe_bundle\x18\x02 \x01(\fR\fspiffeBundle\"k\n" +
 	"\bMintItem\x12\x10\n" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
@@ -1402,11 +2061,14 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\x1cListAuthorizedEntriesRequest\"J\n" +
 	"\x1dListAuthorizedEntriesResponse\x12)\n" +
 	"\aentries\x18\x01 \x03(\v2\x0f.tier0.v1.EntryR\aentries\"\x12\n" +
-	"\x10GetBundleRequest\"}\n" +
+	"\x10GetBundleRequest\"\x9e\x02\n" +
 	"\x11GetBundleResponse\x12)\n" +
 	"\x10x509_authorities\x18\x01 \x03(\fR\x0fx509Authorities\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12!\n" +
-	"\ftrust_domain\x18\x03 \x01(\tR\vtrustDomain\"\x8a\x01\n" +
+	"\ftrust_domain\x18\x03 \x01(\tR\vtrustDomain\x12?\n" +
+	"\x0fjwt_authorities\x18\x04 \x03(\v2\x16.tier0.v1.JWTAuthorityR\x0ejwtAuthorities\x127\n" +
+	"\tfederated\x18\x05 \x03(\v2\x19.tier0.v1.FederatedBundleR\tfederated\x12%\n" +
+	"\x0etrust_sequence\x18\x06 \x01(\x04R\rtrustSequence\"\xa8\x01\n" +
 	"\x05Entry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05agent\x18\x02 \x01(\tR\x05agent\x12\x1b\n" +
@@ -1414,7 +2076,8 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\vttl_seconds\x18\x04 \x01(\x03R\n" +
 	"ttlSeconds\x12\x1d\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\x03R\tcreatedAt\"O\n" +
+	"created_at\x18\x05 \x01(\x03R\tcreatedAt\x12\x1c\n" +
+	"\tselectors\x18\x06 \x03(\tR\tselectors\"O\n" +
 	"\x16CreateJoinTokenRequest\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
@@ -1422,12 +2085,13 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\x17CreateJoinTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1d\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\x03R\texpiresAt\"h\n" +
+	"expires_at\x18\x02 \x01(\x03R\texpiresAt\"\x86\x01\n" +
 	"\x12CreateEntryRequest\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1f\n" +
 	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
-	"ttlSeconds\"<\n" +
+	"ttlSeconds\x12\x1c\n" +
+	"\tselectors\x18\x04 \x03(\tR\tselectors\"<\n" +
 	"\x13CreateEntryResponse\x12%\n" +
 	"\x05entry\x18\x01 \x01(\v2\x0f.tier0.v1.EntryR\x05entry\"*\n" +
 	"\x12ListEntriesRequest\x12\x14\n" +
@@ -1436,7 +2100,33 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\aentries\x18\x01 \x03(\v2\x0f.tier0.v1.EntryR\aentries\"$\n" +
 	"\x12DeleteEntryRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x15\n" +
-	"\x13DeleteEntryResponse\"\x90\x01\n" +
+	"\x13DeleteEntryResponse\"\xe0\x01\n" +
+	"\x06CARoot\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x15\n" +
+	"\x06key_id\x18\x03 \x01(\tR\x05keyId\x12\x1b\n" +
+	"\tnot_after\x18\x04 \x01(\x03R\bnotAfter\x12\x1f\n" +
+	"\vprepared_at\x18\x05 \x01(\x03R\n" +
+	"preparedAt\x12!\n" +
+	"\factivated_at\x18\x06 \x01(\x03R\vactivatedAt\x12\x1d\n" +
+	"\n" +
+	"retired_at\x18\a \x01(\x03R\tretiredAt\x12\x19\n" +
+	"\bcert_der\x18\b \x01(\fR\acertDer\"\x14\n" +
+	"\x12ListCARootsRequest\"`\n" +
+	"\x13ListCARootsResponse\x12&\n" +
+	"\x05roots\x18\x01 \x03(\v2\x10.tier0.v1.CARootR\x05roots\x12!\n" +
+	"\fsigning_mode\x18\x02 \x01(\tR\vsigningMode\"V\n" +
+	"\x14PrepareCARootRequest\x12\x1d\n" +
+	"\n" +
+	"signer_uri\x18\x01 \x01(\tR\tsignerUri\x12\x1f\n" +
+	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
+	"ttlSeconds\"=\n" +
+	"\x15PrepareCARootResponse\x12$\n" +
+	"\x04root\x18\x01 \x01(\v2\x10.tier0.v1.CARootR\x04root\"'\n" +
+	"\x15ActivateCARootRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\">\n" +
+	"\x16ActivateCARootResponse\x12$\n" +
+	"\x04root\x18\x01 \x01(\v2\x10.tier0.v1.CARootR\x04root\"\x90\x01\n" +
 	"\x12ListRecordsRequest\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x14\n" +
@@ -1462,18 +2152,22 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\x13ListRecordsResponse\x122\n" +
 	"\arecords\x18\x01 \x03(\v2\x18.tier0.v1.IssuanceRecordR\arecords2c\n" +
 	"\tBootstrap\x12V\n" +
-	"\x0fAttestJoinToken\x12 .tier0.v1.AttestJoinTokenRequest\x1a!.tier0.v1.AttestJoinTokenResponse2\xd2\x02\n" +
+	"\x0fAttestJoinToken\x12 .tier0.v1.AttestJoinTokenRequest\x1a!.tier0.v1.AttestJoinTokenResponse2\x9e\x03\n" +
 	"\x05Agent\x12P\n" +
 	"\rMintX509SVIDs\x12\x1e.tier0.v1.MintX509SVIDsRequest\x1a\x1f.tier0.v1.MintX509SVIDsResponse\x12G\n" +
 	"\n" +
 	"RenewAgent\x12\x1b.tier0.v1.RenewAgentRequest\x1a\x1c.tier0.v1.RenewAgentResponse\x12h\n" +
 	"\x15ListAuthorizedEntries\x12&.tier0.v1.ListAuthorizedEntriesRequest\x1a'.tier0.v1.ListAuthorizedEntriesResponse\x12D\n" +
-	"\tGetBundle\x12\x1a.tier0.v1.GetBundleRequest\x1a\x1b.tier0.v1.GetBundleResponse2\xc3\x02\n" +
+	"\tGetBundle\x12\x1a.tier0.v1.GetBundleRequest\x1a\x1b.tier0.v1.GetBundleResponse\x12J\n" +
+	"\vMintJWTSVID\x12\x1c.tier0.v1.MintJWTSVIDRequest\x1a\x1d.tier0.v1.MintJWTSVIDResponse2\xb6\x04\n" +
 	"\x05Admin\x12V\n" +
 	"\x0fCreateJoinToken\x12 .tier0.v1.CreateJoinTokenRequest\x1a!.tier0.v1.CreateJoinTokenResponse\x12J\n" +
 	"\vCreateEntry\x12\x1c.tier0.v1.CreateEntryRequest\x1a\x1d.tier0.v1.CreateEntryResponse\x12J\n" +
 	"\vListEntries\x12\x1c.tier0.v1.ListEntriesRequest\x1a\x1d.tier0.v1.ListEntriesResponse\x12J\n" +
-	"\vDeleteEntry\x12\x1c.tier0.v1.DeleteEntryRequest\x1a\x1d.tier0.v1.DeleteEntryResponse2S\n" +
+	"\vDeleteEntry\x12\x1c.tier0.v1.DeleteEntryRequest\x1a\x1d.tier0.v1.DeleteEntryResponse\x12J\n" +
+	"\vListCARoots\x12\x1c.tier0.v1.ListCARootsRequest\x1a\x1d.tier0.v1.ListCARootsResponse\x12P\n" +
+	"\rPrepareCARoot\x12\x1e.tier0.v1.PrepareCARootRequest\x1a\x1f.tier0.v1.PrepareCARootResponse\x12S\n" +
+	"\x0eActivateCARoot\x12\x1f.tier0.v1.ActivateCARootRequest\x1a .tier0.v1.ActivateCARootResponse2S\n" +
 	"\x05Audit\x12J\n" +
 	"\vListRecords\x12\x1c.tier0.v1.ListRecordsRequest\x1a\x1d.tier0.v1.ListRecordsResponseB4Z2github.com/tier0-ca/tier0/api/gen/tier0/v1;tier0v1b\x06proto3"
 
@@ -1489,67 +2183,91 @@ func file_tier0_v1_tier0_proto_rawDescGZIP() []byte {
 	return file_tier0_v1_tier0_proto_rawDescData
 }
 
-var file_tier0_v1_tier0_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_tier0_v1_tier0_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_tier0_v1_tier0_proto_goTypes = []any{
 	(*AttestJoinTokenRequest)(nil),        // 0: tier0.v1.AttestJoinTokenRequest
 	(*AttestJoinTokenResponse)(nil),       // 1: tier0.v1.AttestJoinTokenResponse
-	(*MintItem)(nil),                      // 2: tier0.v1.MintItem
-	(*MintX509SVIDsRequest)(nil),          // 3: tier0.v1.MintX509SVIDsRequest
-	(*Status)(nil),                        // 4: tier0.v1.Status
-	(*MintResult)(nil),                    // 5: tier0.v1.MintResult
-	(*MintX509SVIDsResponse)(nil),         // 6: tier0.v1.MintX509SVIDsResponse
-	(*RenewAgentRequest)(nil),             // 7: tier0.v1.RenewAgentRequest
-	(*RenewAgentResponse)(nil),            // 8: tier0.v1.RenewAgentResponse
-	(*ListAuthorizedEntriesRequest)(nil),  // 9: tier0.v1.ListAuthorizedEntriesRequest
-	(*ListAuthorizedEntriesResponse)(nil), // 10: tier0.v1.ListAuthorizedEntriesResponse
-	(*GetBundleRequest)(nil),              // 11: tier0.v1.GetBundleRequest
-	(*GetBundleResponse)(nil),             // 12: tier0.v1.GetBundleResponse
-	(*Entry)(nil),                         // 13: tier0.v1.Entry
-	(*CreateJoinTokenRequest)(nil),        // 14: tier0.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil),       // 15: tier0.v1.CreateJoinTokenResponse
-	(*CreateEntryRequest)(nil),            // 16: tier0.v1.CreateEntryRequest
-	(*CreateEntryResponse)(nil),           // 17: tier0.v1.CreateEntryResponse
-	(*ListEntriesRequest)(nil),            // 18: tier0.v1.ListEntriesRequest
-	(*ListEntriesResponse)(nil),           // 19: tier0.v1.ListEntriesResponse
-	(*DeleteEntryRequest)(nil),            // 20: tier0.v1.DeleteEntryRequest
-	(*DeleteEntryResponse)(nil),           // 21: tier0.v1.DeleteEntryResponse
-	(*ListRecordsRequest)(nil),            // 22: tier0.v1.ListRecordsRequest
-	(*IssuanceRecord)(nil),                // 23: tier0.v1.IssuanceRecord
-	(*ListRecordsResponse)(nil),           // 24: tier0.v1.ListRecordsResponse
+	(*MintJWTSVIDRequest)(nil),            // 2: tier0.v1.MintJWTSVIDRequest
+	(*MintJWTSVIDResponse)(nil),           // 3: tier0.v1.MintJWTSVIDResponse
+	(*JWTAuthority)(nil),                  // 4: tier0.v1.JWTAuthority
+	(*FederatedBundle)(nil),               // 5: tier0.v1.FederatedBundle
+	(*MintItem)(nil),                      // 6: tier0.v1.MintItem
+	(*MintX509SVIDsRequest)(nil),          // 7: tier0.v1.MintX509SVIDsRequest
+	(*Status)(nil),                        // 8: tier0.v1.Status
+	(*MintResult)(nil),                    // 9: tier0.v1.MintResult
+	(*MintX509SVIDsResponse)(nil),         // 10: tier0.v1.MintX509SVIDsResponse
+	(*RenewAgentRequest)(nil),             // 11: tier0.v1.RenewAgentRequest
+	(*RenewAgentResponse)(nil),            // 12: tier0.v1.RenewAgentResponse
+	(*ListAuthorizedEntriesRequest)(nil),  // 13: tier0.v1.ListAuthorizedEntriesRequest
+	(*ListAuthorizedEntriesResponse)(nil), // 14: tier0.v1.ListAuthorizedEntriesResponse
+	(*GetBundleRequest)(nil),              // 15: tier0.v1.GetBundleRequest
+	(*GetBundleResponse)(nil),             // 16: tier0.v1.GetBundleResponse
+	(*Entry)(nil),                         // 17: tier0.v1.Entry
+	(*CreateJoinTokenRequest)(nil),        // 18: tier0.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),       // 19: tier0.v1.CreateJoinTokenResponse
+	(*CreateEntryRequest)(nil),            // 20: tier0.v1.CreateEntryRequest
+	(*CreateEntryResponse)(nil),           // 21: tier0.v1.CreateEntryResponse
+	(*ListEntriesRequest)(nil),            // 22: tier0.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),           // 23: tier0.v1.ListEntriesResponse
+	(*DeleteEntryRequest)(nil),            // 24: tier0.v1.DeleteEntryRequest
+	(*DeleteEntryResponse)(nil),           // 25: tier0.v1.DeleteEntryResponse
+	(*CARoot)(nil),                        // 26: tier0.v1.CARoot
+	(*ListCARootsRequest)(nil),            // 27: tier0.v1.ListCARootsRequest
+	(*ListCARootsResponse)(nil),           // 28: tier0.v1.ListCARootsResponse
+	(*PrepareCARootRequest)(nil),          // 29: tier0.v1.PrepareCARootRequest
+	(*PrepareCARootResponse)(nil),         // 30: tier0.v1.PrepareCARootResponse
+	(*ActivateCARootRequest)(nil),         // 31: tier0.v1.ActivateCARootRequest
+	(*ActivateCARootResponse)(nil),        // 32: tier0.v1.ActivateCARootResponse
+	(*ListRecordsRequest)(nil),            // 33: tier0.v1.ListRecordsRequest
+	(*IssuanceRecord)(nil),                // 34: tier0.v1.IssuanceRecord
+	(*ListRecordsResponse)(nil),           // 35: tier0.v1.ListRecordsResponse
 }
 var file_tier0_v1_tier0_proto_depIdxs = []int32{
-	2,  // 0: tier0.v1.MintX509SVIDsRequest.items:type_name -> tier0.v1.MintItem
-	4,  // 1: tier0.v1.MintResult.error:type_name -> tier0.v1.Status
-	5,  // 2: tier0.v1.MintX509SVIDsResponse.results:type_name -> tier0.v1.MintResult
-	13, // 3: tier0.v1.ListAuthorizedEntriesResponse.entries:type_name -> tier0.v1.Entry
-	13, // 4: tier0.v1.CreateEntryResponse.entry:type_name -> tier0.v1.Entry
-	13, // 5: tier0.v1.ListEntriesResponse.entries:type_name -> tier0.v1.Entry
-	23, // 6: tier0.v1.ListRecordsResponse.records:type_name -> tier0.v1.IssuanceRecord
-	0,  // 7: tier0.v1.Bootstrap.AttestJoinToken:input_type -> tier0.v1.AttestJoinTokenRequest
-	3,  // 8: tier0.v1.Agent.MintX509SVIDs:input_type -> tier0.v1.MintX509SVIDsRequest
-	7,  // 9: tier0.v1.Agent.RenewAgent:input_type -> tier0.v1.RenewAgentRequest
-	9,  // 10: tier0.v1.Agent.ListAuthorizedEntries:input_type -> tier0.v1.ListAuthorizedEntriesRequest
-	11, // 11: tier0.v1.Agent.GetBundle:input_type -> tier0.v1.GetBundleRequest
-	14, // 12: tier0.v1.Admin.CreateJoinToken:input_type -> tier0.v1.CreateJoinTokenRequest
-	16, // 13: tier0.v1.Admin.CreateEntry:input_type -> tier0.v1.CreateEntryRequest
-	18, // 14: tier0.v1.Admin.ListEntries:input_type -> tier0.v1.ListEntriesRequest
-	20, // 15: tier0.v1.Admin.DeleteEntry:input_type -> tier0.v1.DeleteEntryRequest
-	22, // 16: tier0.v1.Audit.ListRecords:input_type -> tier0.v1.ListRecordsRequest
-	1,  // 17: tier0.v1.Bootstrap.AttestJoinToken:output_type -> tier0.v1.AttestJoinTokenResponse
-	6,  // 18: tier0.v1.Agent.MintX509SVIDs:output_type -> tier0.v1.MintX509SVIDsResponse
-	8,  // 19: tier0.v1.Agent.RenewAgent:output_type -> tier0.v1.RenewAgentResponse
-	10, // 20: tier0.v1.Agent.ListAuthorizedEntries:output_type -> tier0.v1.ListAuthorizedEntriesResponse
-	12, // 21: tier0.v1.Agent.GetBundle:output_type -> tier0.v1.GetBundleResponse
-	15, // 22: tier0.v1.Admin.CreateJoinToken:output_type -> tier0.v1.CreateJoinTokenResponse
-	17, // 23: tier0.v1.Admin.CreateEntry:output_type -> tier0.v1.CreateEntryResponse
-	19, // 24: tier0.v1.Admin.ListEntries:output_type -> tier0.v1.ListEntriesResponse
-	21, // 25: tier0.v1.Admin.DeleteEntry:output_type -> tier0.v1.DeleteEntryResponse
-	24, // 26: tier0.v1.Audit.ListRecords:output_type -> tier0.v1.ListRecordsResponse
-	17, // [17:27] is the sub-list for method output_type
-	7,  // [7:17] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	6,  // 0: tier0.v1.MintX509SVIDsRequest.items:type_name -> tier0.v1.MintItem
+	8,  // 1: tier0.v1.MintResult.error:type_name -> tier0.v1.Status
+	9,  // 2: tier0.v1.MintX509SVIDsResponse.results:type_name -> tier0.v1.MintResult
+	17, // 3: tier0.v1.ListAuthorizedEntriesResponse.entries:type_name -> tier0.v1.Entry
+	4,  // 4: tier0.v1.GetBundleResponse.jwt_authorities:type_name -> tier0.v1.JWTAuthority
+	5,  // 5: tier0.v1.GetBundleResponse.federated:type_name -> tier0.v1.FederatedBundle
+	17, // 6: tier0.v1.CreateEntryResponse.entry:type_name -> tier0.v1.Entry
+	17, // 7: tier0.v1.ListEntriesResponse.entries:type_name -> tier0.v1.Entry
+	26, // 8: tier0.v1.ListCARootsResponse.roots:type_name -> tier0.v1.CARoot
+	26, // 9: tier0.v1.PrepareCARootResponse.root:type_name -> tier0.v1.CARoot
+	26, // 10: tier0.v1.ActivateCARootResponse.root:type_name -> tier0.v1.CARoot
+	34, // 11: tier0.v1.ListRecordsResponse.records:type_name -> tier0.v1.IssuanceRecord
+	0,  // 12: tier0.v1.Bootstrap.AttestJoinToken:input_type -> tier0.v1.AttestJoinTokenRequest
+	7,  // 13: tier0.v1.Agent.MintX509SVIDs:input_type -> tier0.v1.MintX509SVIDsRequest
+	11, // 14: tier0.v1.Agent.RenewAgent:input_type -> tier0.v1.RenewAgentRequest
+	13, // 15: tier0.v1.Agent.ListAuthorizedEntries:input_type -> tier0.v1.ListAuthorizedEntriesRequest
+	15, // 16: tier0.v1.Agent.GetBundle:input_type -> tier0.v1.GetBundleRequest
+	2,  // 17: tier0.v1.Agent.MintJWTSVID:input_type -> tier0.v1.MintJWTSVIDRequest
+	18, // 18: tier0.v1.Admin.CreateJoinToken:input_type -> tier0.v1.CreateJoinTokenRequest
+	20, // 19: tier0.v1.Admin.CreateEntry:input_type -> tier0.v1.CreateEntryRequest
+	22, // 20: tier0.v1.Admin.ListEntries:input_type -> tier0.v1.ListEntriesRequest
+	24, // 21: tier0.v1.Admin.DeleteEntry:input_type -> tier0.v1.DeleteEntryRequest
+	27, // 22: tier0.v1.Admin.ListCARoots:input_type -> tier0.v1.ListCARootsRequest
+	29, // 23: tier0.v1.Admin.PrepareCARoot:input_type -> tier0.v1.PrepareCARootRequest
+	31, // 24: tier0.v1.Admin.ActivateCARoot:input_type -> tier0.v1.ActivateCARootRequest
+	33, // 25: tier0.v1.Audit.ListRecords:input_type -> tier0.v1.ListRecordsRequest
+	1,  // 26: tier0.v1.Bootstrap.AttestJoinToken:output_type -> tier0.v1.AttestJoinTokenResponse
+	10, // 27: tier0.v1.Agent.MintX509SVIDs:output_type -> tier0.v1.MintX509SVIDsResponse
+	12, // 28: tier0.v1.Agent.RenewAgent:output_type -> tier0.v1.RenewAgentResponse
+	14, // 29: tier0.v1.Agent.ListAuthorizedEntries:output_type -> tier0.v1.ListAuthorizedEntriesResponse
+	16, // 30: tier0.v1.Agent.GetBundle:output_type -> tier0.v1.GetBundleResponse
+	3,  // 31: tier0.v1.Agent.MintJWTSVID:output_type -> tier0.v1.MintJWTSVIDResponse
+	19, // 32: tier0.v1.Admin.CreateJoinToken:output_type -> tier0.v1.CreateJoinTokenResponse
+	21, // 33: tier0.v1.Admin.CreateEntry:output_type -> tier0.v1.CreateEntryResponse
+	23, // 34: tier0.v1.Admin.ListEntries:output_type -> tier0.v1.ListEntriesResponse
+	25, // 35: tier0.v1.Admin.DeleteEntry:output_type -> tier0.v1.DeleteEntryResponse
+	28, // 36: tier0.v1.Admin.ListCARoots:output_type -> tier0.v1.ListCARootsResponse
+	30, // 37: tier0.v1.Admin.PrepareCARoot:output_type -> tier0.v1.PrepareCARootResponse
+	32, // 38: tier0.v1.Admin.ActivateCARoot:output_type -> tier0.v1.ActivateCARootResponse
+	35, // 39: tier0.v1.Audit.ListRecords:output_type -> tier0.v1.ListRecordsResponse
+	26, // [26:40] is the sub-list for method output_type
+	12, // [12:26] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_tier0_v1_tier0_proto_init() }
@@ -1563,7 +2281,7 @@ func file_tier0_v1_tier0_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tier0_v1_tier0_proto_rawDesc), len(file_tier0_v1_tier0_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

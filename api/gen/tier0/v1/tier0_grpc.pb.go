@@ -133,6 +133,7 @@ const (
 	Agent_RenewAgent_FullMethodName            = "/tier0.v1.Agent/RenewAgent"
 	Agent_ListAuthorizedEntries_FullMethodName = "/tier0.v1.Agent/ListAuthorizedEntries"
 	Agent_GetBundle_FullMethodName             = "/tier0.v1.Agent/GetBundle"
+	Agent_MintJWTSVID_FullMethodName           = "/tier0.v1.Agent/MintJWTSVID"
 )
 
 // AgentClient is the client API for Agent service.
@@ -146,6 +147,8 @@ type AgentClient interface {
 	// Returns the registration entries granted to the calling agent.
 	ListAuthorizedEntries(ctx context.Context, in *ListAuthorizedEntriesRequest, opts ...grpc.CallOption) (*ListAuthorizedEntriesResponse, error)
 	GetBundle(ctx context.Context, in *GetBundleRequest, opts ...grpc.CallOption) (*GetBundleResponse, error)
+	// Mints a JWT-SVID for an ID granted to the calling agent.
+	MintJWTSVID(ctx context.Context, in *MintJWTSVIDRequest, opts ...grpc.CallOption) (*MintJWTSVIDResponse, error)
 }
 
 type agentClient struct {
@@ -196,6 +199,16 @@ func (c *agentClient) GetBundle(ctx context.Context, in *GetBundleRequest, opts 
 	return out, nil
 }
 
+func (c *agentClient) MintJWTSVID(ctx context.Context, in *MintJWTSVIDRequest, opts ...grpc.CallOption) (*MintJWTSVIDResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MintJWTSVIDResponse)
+	err := c.cc.Invoke(ctx, Agent_MintJWTSVID_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -207,6 +220,8 @@ type AgentServer interface {
 	// Returns the registration entries granted to the calling agent.
 	ListAuthorizedEntries(context.Context, *ListAuthorizedEntriesRequest) (*ListAuthorizedEntriesResponse, error)
 	GetBundle(context.Context, *GetBundleRequest) (*GetBundleResponse, error)
+	// Mints a JWT-SVID for an ID granted to the calling agent.
+	MintJWTSVID(context.Context, *MintJWTSVIDRequest) (*MintJWTSVIDResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -228,6 +243,9 @@ func (UnimplementedAgentServer) ListAuthorizedEntries(context.Context, *ListAuth
 }
 func (UnimplementedAgentServer) GetBundle(context.Context, *GetBundleRequest) (*GetBundleResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBundle not implemented")
+}
+func (UnimplementedAgentServer) MintJWTSVID(context.Context, *MintJWTSVIDRequest) (*MintJWTSVIDResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MintJWTSVID not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -322,6 +340,24 @@ func _Agent_GetBundle_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_MintJWTSVID_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MintJWTSVIDRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).MintJWTSVID(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_MintJWTSVID_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).MintJWTSVID(ctx, req.(*MintJWTSVIDRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -345,6 +381,10 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetBundle",
 			Handler:    _Agent_GetBundle_Handler,
 		},
+		{
+			MethodName: "MintJWTSVID",
+			Handler:    _Agent_MintJWTSVID_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "tier0/v1/tier0.proto",
@@ -355,6 +395,9 @@ const (
 	Admin_CreateEntry_FullMethodName     = "/tier0.v1.Admin/CreateEntry"
 	Admin_ListEntries_FullMethodName     = "/tier0.v1.Admin/ListEntries"
 	Admin_DeleteEntry_FullMethodName     = "/tier0.v1.Admin/DeleteEntry"
+	Admin_ListCARoots_FullMethodName     = "/tier0.v1.Admin/ListCARoots"
+	Admin_PrepareCARoot_FullMethodName   = "/tier0.v1.Admin/PrepareCARoot"
+	Admin_ActivateCARoot_FullMethodName  = "/tier0.v1.Admin/ActivateCARoot"
 )
 
 // AdminClient is the client API for Admin service.
@@ -365,6 +408,12 @@ type AdminClient interface {
 	CreateEntry(ctx context.Context, in *CreateEntryRequest, opts ...grpc.CallOption) (*CreateEntryResponse, error)
 	ListEntries(ctx context.Context, in *ListEntriesRequest, opts ...grpc.CallOption) (*ListEntriesResponse, error)
 	DeleteEntry(ctx context.Context, in *DeleteEntryRequest, opts ...grpc.CallOption) (*DeleteEntryResponse, error)
+	// CA roots (key custody; `tier0 ca list|prepare|activate`). A prepared
+	// root is in the bundle but signs nothing; activating it retires the
+	// active one, which stays in the bundle until its SVIDs have expired.
+	ListCARoots(ctx context.Context, in *ListCARootsRequest, opts ...grpc.CallOption) (*ListCARootsResponse, error)
+	PrepareCARoot(ctx context.Context, in *PrepareCARootRequest, opts ...grpc.CallOption) (*PrepareCARootResponse, error)
+	ActivateCARoot(ctx context.Context, in *ActivateCARootRequest, opts ...grpc.CallOption) (*ActivateCARootResponse, error)
 }
 
 type adminClient struct {
@@ -415,6 +464,36 @@ func (c *adminClient) DeleteEntry(ctx context.Context, in *DeleteEntryRequest, o
 	return out, nil
 }
 
+func (c *adminClient) ListCARoots(ctx context.Context, in *ListCARootsRequest, opts ...grpc.CallOption) (*ListCARootsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCARootsResponse)
+	err := c.cc.Invoke(ctx, Admin_ListCARoots_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) PrepareCARoot(ctx context.Context, in *PrepareCARootRequest, opts ...grpc.CallOption) (*PrepareCARootResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PrepareCARootResponse)
+	err := c.cc.Invoke(ctx, Admin_PrepareCARoot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ActivateCARoot(ctx context.Context, in *ActivateCARootRequest, opts ...grpc.CallOption) (*ActivateCARootResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ActivateCARootResponse)
+	err := c.cc.Invoke(ctx, Admin_ActivateCARoot_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -423,6 +502,12 @@ type AdminServer interface {
 	CreateEntry(context.Context, *CreateEntryRequest) (*CreateEntryResponse, error)
 	ListEntries(context.Context, *ListEntriesRequest) (*ListEntriesResponse, error)
 	DeleteEntry(context.Context, *DeleteEntryRequest) (*DeleteEntryResponse, error)
+	// CA roots (key custody; `tier0 ca list|prepare|activate`). A prepared
+	// root is in the bundle but signs nothing; activating it retires the
+	// active one, which stays in the bundle until its SVIDs have expired.
+	ListCARoots(context.Context, *ListCARootsRequest) (*ListCARootsResponse, error)
+	PrepareCARoot(context.Context, *PrepareCARootRequest) (*PrepareCARootResponse, error)
+	ActivateCARoot(context.Context, *ActivateCARootRequest) (*ActivateCARootResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -444,6 +529,15 @@ func (UnimplementedAdminServer) ListEntries(context.Context, *ListEntriesRequest
 }
 func (UnimplementedAdminServer) DeleteEntry(context.Context, *DeleteEntryRequest) (*DeleteEntryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteEntry not implemented")
+}
+func (UnimplementedAdminServer) ListCARoots(context.Context, *ListCARootsRequest) (*ListCARootsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCARoots not implemented")
+}
+func (UnimplementedAdminServer) PrepareCARoot(context.Context, *PrepareCARootRequest) (*PrepareCARootResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PrepareCARoot not implemented")
+}
+func (UnimplementedAdminServer) ActivateCARoot(context.Context, *ActivateCARootRequest) (*ActivateCARootResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ActivateCARoot not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -538,6 +632,60 @@ func _Admin_DeleteEntry_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ListCARoots_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCARootsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListCARoots(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListCARoots_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListCARoots(ctx, req.(*ListCARootsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_PrepareCARoot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PrepareCARootRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).PrepareCARoot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_PrepareCARoot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).PrepareCARoot(ctx, req.(*PrepareCARootRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ActivateCARoot_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ActivateCARootRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ActivateCARoot(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ActivateCARoot_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ActivateCARoot(ctx, req.(*ActivateCARootRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -560,6 +708,18 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteEntry",
 			Handler:    _Admin_DeleteEntry_Handler,
+		},
+		{
+			MethodName: "ListCARoots",
+			Handler:    _Admin_ListCARoots_Handler,
+		},
+		{
+			MethodName: "PrepareCARoot",
+			Handler:    _Admin_PrepareCARoot_Handler,
+		},
+		{
+			MethodName: "ActivateCARoot",
+			Handler:    _Admin_ActivateCARoot_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// workloadHeader is the metadata every Workload API call must carry (SPIFFE
+// Workload API spec, section 5.1), so that a browser or SSRF cannot reach
+// the socket through a proxy.
+const workloadHeader = "workload.spiffe.io"
+
+// workloadAPI serves the SPIFFE Workload API on a Unix socket from the
+// agent's cache. Callers are attested by their peer credentials and get
+// the SVIDs of the entries whose selectors they match.
+type workloadAPI struct {
+	workload.UnimplementedSpiffeWorkloadAPIServer
+	e      *env
+	a      *agent
+	c      *cache
+	socket string
+	mode   os.FileMode // of the socket
+	jwts   jwtCache
+}
+
+func (w *workloadAPI) Name() string { return "workload api" }
+
+func (w *workloadAPI) Run(ctx context.Context) error {
+	lis, err := listenUnix(w.socket, w.mode)
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(grpc.Creds(peerCreds{}),
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := checkHeader(ctx); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if err := checkHeader(ss.Context()); err != nil {
+				return err
+			}
+			return h(srv, ss)
+		}),
+	)
+	workload.RegisterSpiffeWorkloadAPIServer(srv, w)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		srv.Stop()
+	}()
+	w.e.logger().InfoContext(ctx, "workload api listening", "socket", w.socket)
+	err = srv.Serve(lis)
+	<-stopped
+	_ = os.Remove(w.socket)
+	if err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("serve %s: %w", w.socket, err)
+	}
+	return nil
+}
+
+// listenUnix listens on path, replacing a stale socket. The directory is
+// created 0755 if missing; the socket gets mode (0777 by default: who may
+// get what is decided by attestation, not by file permissions).
+func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("workload api socket: %w", err)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("workload api socket %s exists and is not a socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("workload api socket: %w", err)
+		}
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("workload api socket: %w", err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("workload api socket: %w", err)
+	}
+	return lis, nil
+}
+
+func checkHeader(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(workloadHeader); len(v) != 1 || v[0] != "true" {
+		return status.Error(codes.InvalidArgument, "security header missing from request")
+	}
+	return nil
+}
+
+// attest returns the caller and refuses it when it matches no entry.
+func (w *workloadAPI) attest(ctx context.Context, method string) (peerInfo, error) {
+	p, ok := callerOf(ctx)
+	if !ok {
+		return p, status.Error(codes.Internal, "caller not attested")
+	}
+	if err := w.c.waitReady(ctx, 10*time.Second); err != nil {
+		return p, status.Error(codes.Unavailable, err.Error())
+	}
+	ids := w.c.matching(p.workload)
+	log := w.e.logger().With("method", method, "pid", p.pid, "uid", p.workload.UID, "gid", p.workload.GID, "path", p.workload.Path)
+	if len(ids) == 0 {
+		log.WarnContext(ctx, "workload denied: no registration entry matches")
+		return p, status.Error(codes.PermissionDenied, "no identity issued")
+	}
+	log.InfoContext(ctx, "workload attested", "spiffe_ids", ids)
+	return p, nil
+}
+
+// FetchX509SVID streams the caller's SVIDs, sending again whenever one is
+// renewed or the bundle changes.
+func (w *workloadAPI) FetchX509SVID(_ *workload.X509SVIDRequest, stream workload.SpiffeWorkloadAPI_FetchX509SVIDServer) error {
+	ctx := stream.Context()
+	p, err := w.attest(ctx, "FetchX509SVID")
+	if err != nil {
+		return err
+	}
+	var last *workload.X509SVIDResponse
+	for {
+		svids, matched, changed := w.c.snapshot(p.workload)
+		if !matched {
+			return status.Error(codes.PermissionDenied, "no identity issued")
+		}
+		if len(svids) > 0 {
+			resp, err := w.x509Response(svids)
+			if err != nil {
+				return err
+			}
+			if !proto.Equal(resp, last) {
+				if err := stream.Send(resp); err != nil {
+					return err
+				}
+				last = resp
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
+}
+
+func (w *workloadAPI) x509Response(svids []*x509svid.SVID) (*workload.X509SVIDResponse, error) {
+	bundle := concatDER(w.a.bundle.X509Authorities())
+	resp := &workload.X509SVIDResponse{FederatedBundles: w.a.federatedX509()}
+	for _, s := range svids {
+		certs, key, err := s.MarshalRaw()
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "marshal svid: %v", err)
+		}
+		resp.Svids = append(resp.Svids, &workload.X509SVID{
+			SpiffeId: s.ID.String(), X509Svid: certs, X509SvidKey: key, Bundle: bundle,
+		})
+	}
+	return resp, nil
+}
+
+// FetchX509Bundles streams the trust bundles: ours and federated ones.
+func (w *workloadAPI) FetchX509Bundles(_ *workload.X509BundlesRequest, stream workload.SpiffeWorkloadAPI_FetchX509BundlesServer) error {
+	ctx := stream.Context()
+	p, err := w.attest(ctx, "FetchX509Bundles")
+	if err != nil {
+		return err
+	}
+	var last *workload.X509BundlesResponse
+	for {
+		_, matched, changed := w.c.snapshot(p.workload)
+		if !matched {
+			return status.Error(codes.PermissionDenied, "no identity issued")
+		}
+		resp := &workload.X509BundlesResponse{Bundles: w.a.federatedX509()}
+		resp.Bundles[w.a.td.IDString()] = concatDER(w.a.bundle.X509Authorities())
+		if !proto.Equal(resp, last) {
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+			last = resp
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
+}

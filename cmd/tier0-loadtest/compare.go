@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/tier0-ca/tier0/api/client"
+	"github.com/tier0-ca/tier0/loadtest"
+)
+
+type compareFlags struct {
+	tier0Bin, spireDir, workDir, out string
+	concurrency                      []int
+	rounds, batch                    int
+	round                            time.Duration
+	tier0Args                        []string
+}
+
+func newCompareCmd() *cobra.Command {
+	f := &compareFlags{}
+	cmd := &cobra.Command{
+		Use:   "compare",
+		Short: "tier0 MintX509SVIDs vs SPIRE " + loadtest.SPIREVersion + " MintX509SVID on loopback, alternating, in one run",
+		Long: `compare builds spire-server ` + loadtest.SPIREVersion + ` from the Go module proxy (once, cached in
+--spire-dir), starts it (memory KeyManager, sqlite datastore) and a fresh single-node tier0, and
+measures closed-loop throughput at each --concurrency: tier0 with batch 1, SPIRE, and tier0 with
+--batch items per call, alternating every round. It prints medians and the median per-round ratio.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCompare(cmd.Context(), f) },
+	}
+	cache, _ := os.UserCacheDir()
+	fl := cmd.Flags()
+	fl.StringVar(&f.tier0Bin, "tier0", "", "tier0 binary (default: beside this executable, else $PATH)")
+	fl.StringVar(&f.spireDir, "spire-dir", filepath.Join(cache, "tier0-loadtest", "spire-"+loadtest.SPIREVersion), "where spire-server is built and cached")
+	fl.StringVar(&f.workDir, "work-dir", "", "data dirs of both servers (default: a temp dir, removed)")
+	fl.StringVar(&f.out, "out", "bench-compare.json", "result JSON")
+	fl.IntSliceVar(&f.concurrency, "concurrency", []int{1, 8, 32}, "concurrency levels")
+	fl.IntVar(&f.rounds, "rounds", 3, "rounds (each runs every target at every concurrency)")
+	fl.DurationVar(&f.round, "round", 5*time.Second, "length of one measurement")
+	fl.IntVar(&f.batch, "batch", 100, "items per call of the batched tier0 variant (0: skip)")
+	fl.StringSliceVar(&f.tier0Args, "tier0-arg", nil, "extra flags for tier0 server")
+	return cmd
+}
+
+func runCompare(ctx context.Context, f *compareFlags) error {
+	work := f.workDir
+	if work == "" {
+		d, err := os.MkdirTemp("", "tier0-compare-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		work = d
+	}
+	fmt.Fprintf(os.Stderr, "building spire-server %s in %s (minutes the first time)\n", loadtest.SPIREVersion, f.spireDir)
+	spireBin, err := loadtest.InstallSPIRE(ctx, f.spireDir, os.Stderr)
+	if err != nil {
+		return err
+	}
+	tier0Bin, err := findTier0(f.tier0Bin)
+	if err != nil {
+		return err
+	}
+	dataDir := filepath.Join(work, "tier0")
+	stop, addrs, err := startTier0(ctx, tier0Bin, dataDir, f.tier0Args)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	bundle, cert, key := client.OperatorFiles(dataDir)
+	fleet, err := loadtest.NewFleet(ctx, loadtest.FleetConfig{Addrs: addrs, BundlePath: bundle, AdminCert: cert, AdminKey: key,
+		Agents: 1, Workloads: 100, RunID: "compare"})
+	if err != nil {
+		return err
+	}
+	defer fleet.Close()
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	var csrs [][]byte
+	for i := range 100 {
+		csr, _, err := client.NewCSR(spiffeid.RequireFromPathf(td, "/bench/w%d", i))
+		if err != nil {
+			return err
+		}
+		csrs = append(csrs, csr)
+	}
+	spire, err := loadtest.StartSPIRE(ctx, spireBin, filepath.Join(work, "spire"), csrs[0])
+	if err != nil {
+		return err
+	}
+	defer spire.Stop()
+	batch := f.batch
+	if batch == 0 {
+		batch = -1 // loadtest: <0 skips the batched variant
+	}
+	res, err := loadtest.Compare(ctx, loadtest.CompareConfig{Fleet: fleet, SPIRE: spire.Client(), SPIRECSRs: csrs,
+		Concurrency: f.concurrency, Rounds: f.rounds, RoundDuration: f.round, Batch: batch, Progress: os.Stderr})
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "concurrency\ttier0 b=1/s\tSPIRE/s\tratio\ttier0 b="+strconv.Itoa(f.batch)+"/s\tratio\ttier0 p99 ms\tSPIRE p99 ms\t")
+	for _, s := range res.Summary {
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.2fx\t%.0f\t%.2fx\t%.1f\t%.1f\t\n", s.Concurrency, s.Tier0PerSec, s.SPIREPerSec, s.Ratio,
+			s.Tier0BatchSec, s.BatchRatio, s.Tier0P99Ms, s.SPIREP99Ms)
+	}
+	tw.Flush()
+	raw, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(f.out, raw, 0o644)
+}
+
+func findTier0(flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "tier0")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("tier0")
+	if err != nil {
+		return "", errors.New("no tier0 binary: build it (go build -o bin/ ./cmd/...) or pass --tier0")
+	}
+	return p, nil
+}
+
+// startTier0 runs a fresh single-node tier0 and waits until it is ready.
+func startTier0(ctx context.Context, bin, dataDir string, extra []string) (func(), []string, error) {
+	args := append([]string{"server", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-level", "warn"}, extra...)
+	cmd := exec.Command(bin, args...)
+	logf, err := os.Create(dataDir + ".log")
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	stop := func() { _ = cmd.Process.Kill(); <-exited; logf.Close() }
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		select {
+		case <-exited:
+			return nil, nil, fmt.Errorf("tier0 exited early (log %s.log)", dataDir)
+		default:
+		}
+		var info struct {
+			Servers []string `json:"servers"`
+			HTTP    string   `json:"http"`
+			PID     int      `json:"pid"`
+		}
+		raw, err := os.ReadFile(filepath.Join(dataDir, "server.json"))
+		if err == nil && json.Unmarshal(raw, &info) == nil && info.PID == cmd.Process.Pid {
+			if resp, err := http.Get("http://" + info.HTTP + "/readyz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return stop, info.Servers, nil
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // polling a starting process
+	}
+	stop()
+	return nil, nil, fmt.Errorf("tier0 not ready within 60s (log %s.log)", dataDir)
+}

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	kmspb "cloud.google.com/go/kms/apiv1/kmspb"
+	"github.com/spf13/cobra"
+
+	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/signer"
+	"github.com/tier0-ca/tier0/signer/kmsfake/awsfake"
+	"github.com/tier0-ca/tier0/signer/kmsfake/gcpfake"
+)
+
+// `tier0 ca`: root key rotation by the operator.
+func newCACmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "ca", Short: "CA root keys: list, prepare a new root, activate it"}
+	var output string
+	list := &cobra.Command{
+		Use:   "list [-o table|json]",
+		Short: "List CA roots with their state (prepared, active, retired)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := dialOperator(cmd.Context(), g, "admin")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := c.Admin().ListCARoots(cmd.Context(), &tier0v1.ListCARootsRequest{})
+			if err != nil {
+				return cliErr(err)
+			}
+			if output == "json" {
+				for _, r := range resp.GetRoots() {
+					r.CertDer = nil
+				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(resp)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "ID\tSTATE\tNOT_AFTER\tKEY_ID\n")
+			for _, r := range resp.GetRoots() {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.GetId(), r.GetState(), time.Unix(r.GetNotAfter(), 0).UTC().Format(time.RFC3339), r.GetKeyId())
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "signing mode of the serving node: %s\n", resp.GetSigningMode())
+			return nil
+		},
+	}
+	list.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+
+	var uri string
+	var ttl time.Duration
+	prepare := &cobra.Command{
+		Use:   "prepare [--signer URI] [--ttl 43800h]",
+		Short: "Make a root certificate for a new key and publish it in the bundle (it signs nothing until activated)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := dialOperator(cmd.Context(), g, "admin")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := c.Admin().PrepareCARoot(cmd.Context(), &tier0v1.PrepareCARootRequest{SignerUri: uri, TtlSeconds: int64(ttl / time.Second)})
+			if err != nil {
+				return cliErr(err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), resp.GetRoot().GetId())
+			fmt.Fprintf(cmd.ErrOrStderr(), "root %s prepared (key %s): it is in the bundle now; distribute the bundle, then `tier0 ca activate %s`\n",
+				resp.GetRoot().GetId(), resp.GetRoot().GetKeyId(), resp.GetRoot().GetId())
+			return nil
+		},
+	}
+	prepare.Flags().StringVar(&uri, "signer", "", "the new root key URI (pkcs11:, awskms:, gcpkms:, soft:); empty: a DEV-ONLY soft key made on the server")
+	prepare.Flags().DurationVar(&ttl, "ttl", 0, "root certificate lifetime (default: the server's --root-ttl)")
+
+	activate := &cobra.Command{
+		Use:   "activate ID",
+		Short: "Start issuing from a prepared root; the old root stays in the bundle until its SVIDs have expired",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := dialOperator(cmd.Context(), g, "admin")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := c.Admin().ActivateCARoot(cmd.Context(), &tier0v1.ActivateCARootRequest{Id: args[0]})
+			if err != nil {
+				return cliErr(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s active\n", resp.GetRoot().GetId())
+			return nil
+		},
+	}
+	cmd.AddCommand(list, prepare, activate)
+	return cmd
+}
+
+// `tier0 signer`: check a key URI without a server.
+func newSignerCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "signer", Short: "Check a CA key URI: sign and verify, or benchmark"}
+	var uri string
+	var opts signer.Options
+	var conc int
+	var dur time.Duration
+	test := &cobra.Command{
+		Use:   "test --uri URI",
+		Short: "Open the key, sign a random digest, verify it and print the latency",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := signer.Open(cmd.Context(), uri, opts)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			lat, err := signer.SelfTest(cmd.Context(), s)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "ok: %s signed and verified in %s (%T)\n", s.KeyID(), lat.Round(time.Microsecond), s.Public())
+			return nil
+		},
+	}
+	bench := &cobra.Command{
+		Use:   "bench --uri URI [--concurrency N --duration D]",
+		Short: "Sign from N goroutines for D and print signs/s and latency percentiles",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := signer.Open(cmd.Context(), uri, opts)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			r, err := signer.Bench(cmd.Context(), s, conc, dur)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d signs in %s at concurrency %d: %.0f signs/s, p50 %s, p99 %s\n",
+				s.KeyID(), r.Signs, dur, conc, r.PerSec, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
+			return nil
+		},
+	}
+	for _, c := range []*cobra.Command{test, bench} {
+		c.Flags().StringVar(&uri, "uri", "", "key URI (see `go doc github.com/tier0-ca/tier0/signer`)")
+		c.Flags().DurationVar(&opts.Timeout, "timeout", 5*time.Second, "per-sign timeout")
+		c.Flags().Float64Var(&opts.RateLimit, "rate-limit", 0, "KMS signs/s (default the provider default; negative: unlimited)")
+		c.Flags().IntVar(&opts.Sessions, "sessions", 0, "PKCS#11 sessions (default 4)")
+		_ = c.MarkFlagRequired("uri")
+	}
+	bench.Flags().IntVar(&conc, "concurrency", 8, "concurrent signers")
+	bench.Flags().DurationVar(&dur, "duration", 5*time.Second, "how long to sign")
+	cmd.AddCommand(test, bench)
+	return cmd
+}
+
+// `tier0 dev`: local wire-compatible KMS endpoints (not KMSes: in-memory
+// keys, no auth) for development and trying the KMS backends.
+func newDevCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "dev", Short: "Development helpers: local fake AWS and GCP KMS endpoints"}
+	var listen string
+	var specs []string
+	aws := &cobra.Command{
+		Use:   "kms-aws --listen 127.0.0.1:4599 [--create-key ECC_NIST_P256 ...]",
+		Short: "Serve a local AWS KMS endpoint (JSON 1.1 over HTTP) and print the created keys' URIs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			lis, err := listenLoopback(listen)
+			if err != nil {
+				return err
+			}
+			fake := awsfake.New()
+			for _, spec := range specs {
+				arn, err := fake.CreateKey(spec)
+				if err != nil {
+					lis.Close()
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "awskms:///%s?region=%s&endpoint=http://%s\n", arn, fake.Region, lis.Addr())
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "fake AWS KMS on http://"+lis.Addr().String()+"; clients need any AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY set (not checked)")
+			go func() { <-cmd.Context().Done(); lis.Close() }()
+			if err := fake.Serve(lis); err != nil && cmd.Context().Err() == nil {
+				return fmt.Errorf("dev kms-aws: %w", err)
+			}
+			return nil
+		},
+	}
+	gcp := &cobra.Command{
+		Use:   "kms-gcp --listen 127.0.0.1:4600 [--create-key EC_SIGN_P256_SHA256 ...]",
+		Short: "Serve a local Cloud KMS endpoint (gRPC) and print the created key versions' URIs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			lis, err := listenLoopback(listen)
+			if err != nil {
+				return err
+			}
+			fake := gcpfake.New()
+			for i, spec := range specs {
+				alg, ok := kmspb.CryptoKeyVersion_CryptoKeyVersionAlgorithm_value[strings.ToUpper(spec)]
+				if !ok {
+					lis.Close()
+					return fmt.Errorf("dev kms-gcp: unknown algorithm %q (e.g. EC_SIGN_P256_SHA256)", spec)
+				}
+				name, err := fake.CreateKey(fmt.Sprintf("projects/dev/locations/global/keyRings/tier0/cryptoKeys/key-%d", i+1), kmspb.CryptoKeyVersion_CryptoKeyVersionAlgorithm(alg))
+				if err != nil {
+					lis.Close()
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "gcpkms:%s?endpoint=%s&insecure=1\n", name, lis.Addr())
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "fake Cloud KMS on "+lis.Addr().String())
+			go func() { <-cmd.Context().Done(); fake.Stop() }()
+			if err := fake.Serve(lis); err != nil && cmd.Context().Err() == nil {
+				return fmt.Errorf("dev kms-gcp: %w", err)
+			}
+			return nil
+		},
+	}
+	for _, c := range []*cobra.Command{aws, gcp} {
+		c.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "loopback address to serve on")
+		c.Flags().StringSliceVar(&specs, "create-key", nil, "create a key of this spec at start (repeatable)")
+	}
+	cmd.AddCommand(aws, gcp)
+	return cmd
+}
+
+func listenLoopback(addr string) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("dev: --listen %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("dev: --listen %q: the fakes have no auth; serve them on loopback only", addr)
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dev: %w", err)
+	}
+	return lis, nil
+}

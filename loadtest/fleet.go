@@ -1,0 +1,177 @@
+package loadtest
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tier0-ca/tier0/api/client"
+	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+)
+
+// Fleet is a set of bootstrapped agents, each with its workloads' keys and
+// CSRs generated before any clock starts.
+type Fleet struct {
+	TrustDomain spiffeid.TrustDomain
+	Bundle      *x509bundle.Bundle
+	Agents      []*Agent
+	// Prefix is the path prefix of every workload ID of this fleet
+	// (spiffe://TD/loadtest/RUN/), so its records can be told apart.
+	Prefix string
+}
+
+// Agent is one simulated identity agent: its own mTLS connection, made
+// with an agent SVID obtained through a join token.
+type Agent struct {
+	Name      string
+	ID        spiffeid.ID
+	Client    *client.Client
+	Workloads []*Workload
+}
+
+// Workload is one SVID an agent keeps fresh.
+type Workload struct {
+	ID  spiffeid.ID
+	CSR []byte
+	Key crypto.Signer
+}
+
+// FleetConfig says what to build.
+type FleetConfig struct {
+	Addrs      []string
+	BundlePath string // trust bundle PEM
+	AdminCert  string // admin SVID PEM (DATA/admin/svid.pem)
+	AdminKey   string
+	Agents     int
+	Workloads  int    // per agent
+	TTLSeconds int64  // entry TTL; 0 = server default
+	RunID      string // distinguishes this fleet's agent names and IDs
+	// Parallel bounds setup calls in flight. Default 32.
+	Parallel int
+	// Progress, if set, is called as agents become ready.
+	Progress func(done, total int)
+}
+
+// NewFleet creates a join token and the registration entries of every
+// agent through the Admin API, bootstraps each agent, warms up its
+// connection, and pre-generates every workload key and CSR.
+func NewFleet(ctx context.Context, cfg FleetConfig) (*Fleet, error) {
+	if cfg.Agents <= 0 || cfg.Workloads <= 0 {
+		return nil, errors.New("loadtest: agents and workloads must be positive")
+	}
+	if cfg.RunID == "" {
+		return nil, errors.New("loadtest: run id is required")
+	}
+	if cfg.Parallel <= 0 {
+		cfg.Parallel = 32
+	}
+	admin, err := client.Dial(ctx, cfg.Addrs, nil, cfg.BundlePath, cfg.AdminCert, cfg.AdminKey)
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: admin client: %w", err)
+	}
+	defer admin.Close()
+	svid, err := client.LoadSVIDFiles(cfg.AdminCert, cfg.AdminKey)
+	if err != nil {
+		return nil, err
+	}
+	td := svid.ID.TrustDomain()
+	bundle, err := client.LoadBundleFile(cfg.BundlePath, td)
+	if err != nil {
+		return nil, err
+	}
+	f := &Fleet{TrustDomain: td, Bundle: bundle, Agents: make([]*Agent, cfg.Agents),
+		Prefix: fmt.Sprintf("spiffe://%s/loadtest/%s/", td.Name(), cfg.RunID)}
+	var done atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(cfg.Parallel)
+	for i := range cfg.Agents {
+		g.Go(func() error {
+			a, err := newAgent(gctx, admin, f, cfg, i)
+			if err != nil {
+				return err
+			}
+			f.Agents[i] = a
+			if cfg.Progress != nil {
+				cfg.Progress(int(done.Add(1)), cfg.Agents)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func newAgent(ctx context.Context, admin *client.Client, f *Fleet, cfg FleetConfig, i int) (*Agent, error) {
+	name := fmt.Sprintf("lt-%s-%d", cfg.RunID, i)
+	tok, err := admin.Admin().CreateJoinToken(ctx, &tier0v1.CreateJoinTokenRequest{Agent: name})
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: create join token for %s: %w", name, err)
+	}
+	a := &Agent{Name: name, Workloads: make([]*Workload, cfg.Workloads)}
+	for j := range cfg.Workloads {
+		id, err := spiffeid.FromString(fmt.Sprintf("%sa%d/w%d", f.Prefix, i, j))
+		if err != nil {
+			return nil, fmt.Errorf("loadtest: workload id: %w", err)
+		}
+		if _, err := admin.Admin().CreateEntry(ctx, &tier0v1.CreateEntryRequest{Agent: name, SpiffeId: id.String(), TtlSeconds: cfg.TTLSeconds}); err != nil {
+			return nil, fmt.Errorf("loadtest: create entry %s: %w", id, err)
+		}
+		csr, key, err := client.NewCSR(id)
+		if err != nil {
+			return nil, err
+		}
+		a.Workloads[j] = &Workload{ID: id, CSR: csr, Key: key}
+	}
+	svid, err := client.Bootstrap(ctx, cfg.Addrs, f.TrustDomain, f.Bundle, tok.GetToken())
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: bootstrap %s: %w", name, err)
+	}
+	a.ID = svid.ID
+	// MaxAttempts 1: the sender does its own retries, so that it can
+	// count them and honour retry-after itself.
+	c, err := client.New(ctx, client.Config{Addrs: cfg.Addrs, TrustDomain: f.TrustDomain, Bundle: f.Bundle,
+		SVID: client.NewRotatingSVID(svid), MaxAttempts: 1})
+	if err != nil {
+		return nil, err
+	}
+	a.Client = c
+	// Warm up: handshake before the clock starts.
+	if _, err := c.Agent().GetBundle(ctx, &tier0v1.GetBundleRequest{}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("loadtest: warm up %s: %w", name, err)
+	}
+	return a, nil
+}
+
+// Size is the number of workloads of the fleet.
+func (f *Fleet) Size() int {
+	n := 0
+	for _, a := range f.Agents {
+		if a != nil {
+			n += len(a.Workloads)
+		}
+	}
+	return n
+}
+
+// Close closes every agent connection.
+func (f *Fleet) Close() {
+	var wg sync.WaitGroup
+	for _, a := range f.Agents {
+		if a != nil && a.Client != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); a.Client.Close() }()
+		}
+	}
+	wg.Wait()
+}
