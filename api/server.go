@@ -72,7 +72,7 @@ type Config struct {
 	TokenTTL        time.Duration // default join token lifetime, 1h
 	MaxTokenTTL     time.Duration // default 24h
 	MaxBatch        int           // items per MintX509SVIDs call, default 256
-	MaxInFlight     int           // concurrently served mint calls, default 4*GOMAXPROCS
+	MaxInFlight     int           // concurrently served mint calls, default 16*GOMAXPROCS (and at most 512*GOMAXPROCS items)
 	MaxQueue        int           // mint calls waiting for a slot before ResourceExhausted, default 1024
 	Clock           func() time.Time
 }

@@ -178,7 +178,6 @@ func raftConfig(cfg Config, hlog hclog.Logger, notify chan bool) *raft.Config {
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.MaxAppendEntries = 16 // entries can be ~1 MiB (1024 records); bound one AppendEntries RPC
-	rc.BatchApplyCh = true
 	rc.NoLegacyTelemetry = true
 	if cfg.tune != nil {
 		cfg.tune(rc)
@@ -306,16 +305,29 @@ func (n *Node) apply(ctx context.Context, op string, typ byte, v any) (any, erro
 }
 
 func (n *Node) applyRaw(ctx context.Context, op string, data []byte) (any, error) {
+	select {
+	case <-n.closing:
+		return nil, fmt.Errorf("ha: %s: %w: node closed", op, ErrUnavailable)
+	default:
+	}
 	fut := n.raft.Apply(data, n.cfg.ApplyTimeout)
 	done := make(chan error, 1)
 	go func() { done <- fut.Error() }()
+	var err error
 	select {
-	case err := <-done:
-		if err != nil {
-			return nil, translate(op, err)
-		}
+	case err = <-done:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("ha: %s: %w", op, ctx.Err())
+	case <-n.raftStopped:
+		// raft does not answer a future that raced with Shutdown.
+		select {
+		case err = <-done:
+		default:
+			return nil, fmt.Errorf("ha: %s: %w: node closed", op, ErrUnavailable)
+		}
+	}
+	if err != nil {
+		return nil, translate(op, err)
 	}
 	resp := fut.Response()
 	if err, ok := resp.(error); ok {

@@ -59,7 +59,7 @@ type token struct {
 type state struct {
 	entries map[string]Entry   // by ID
 	byKey   map[string]string  // agent + "\x00" + spiffe id -> ID
-	byAgent map[string][]Entry // agent -> entries sorted by SPIFFEID (rebuilt on change)
+	byAgent map[string][]Entry // agent -> entries sorted by SPIFFEID (copy on write)
 	tokens  map[string]token   // by hash
 	bundle  Bundle
 	ca      CAState    // CA roots (castate.go)

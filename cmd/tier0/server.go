@@ -66,7 +66,7 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 	fl.StringVar(&f.httpListen, "http", "127.0.0.1:8080", "plain HTTP listen address for /healthz, /readyz and /metrics")
 	fl.StringVar(&f.store, "store", "", "record store DSN: sqlite:PATH or postgres://... (default sqlite:DATA/records.db)")
 	fl.DurationVar(&f.agentTTL, "agent-ttl", time.Hour, "agent SVID lifetime (15m..1h)")
-	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "mint calls served at once (default 4 x cores)")
+	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "mint calls served at once (default 16 x cores, and at most 512 SVIDs per core in flight)")
 	fl.IntVar(&f.maxQueue, "max-queue", 1024, "mint calls queued before ResourceExhausted")
 	fl.IntVar(&f.maxBatch, "max-batch", 256, "items per MintX509SVIDs call")
 	f.keys.register(fl)

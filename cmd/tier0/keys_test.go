@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/tier0-ca/tier0/api/client"
+	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/ha"
+)
+
+type denyAll struct{}
+
+func (denyAll) Authorize(spiffeid.ID, spiffeid.ID) (ca.Grant, error) {
+	return ca.Grant{}, ca.ErrPermissionDenied
+}
+
+type keyLogBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *keyLogBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// TestDelegatedKeyNeverWritten runs the delegated key manager over a real
+// Raft node through several rotations with SVIDs journaled and a snapshot
+// taken, then searches every file in the data dir and the debug log for
+// each in-memory issuing key, in every encoding we might have leaked.
+func TestDelegatedKeyNeverWritten(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	logs := &keyLogBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	node, err := ha.New(ctx, ha.Config{NodeID: "n1", DataDir: dir, Bootstrap: true, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	if err := node.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f := &keyFlags{signer: softBackend(t).uri, mode: modeDelegated, interTTL: 3 * time.Second, allowShort: true, timeout: 5 * time.Second, rootTTL: defaultRootTTL}
+	m := newKeyManager(td, dir, f, ca.DefaultMaxTTL, node, log, prometheus.NewRegistry())
+	var (
+		mu   sync.Mutex
+		keys []*ecdsa.PrivateKey
+	)
+	m.newKey = func() (crypto.Signer, error) {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		mu.Lock()
+		keys = append(keys, k)
+		mu.Unlock()
+		return k, err
+	}
+	iss, err := m.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ca.New(ca.Config{TrustDomain: td, Issuer: iss, NodeID: "n1", Authorizer: denyAll{}, Journal: node, MinCappedTTL: time.Second, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Attach(ctx, c, func(ha.Bundle) {})
+
+	id := spiffeid.RequireFromString("spiffe://example.org/tier0/node/n1")
+	tick := time.NewTicker(200 * time.Millisecond) // issuance pace while rotations happen
+	defer tick.Stop()
+	deadline := time.Now().Add(30 * time.Second)
+	for n := 0; n < 3; <-tick.C {
+		csr, _, err := client.NewCSR(spiffeid.ID{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.MintFor(ctx, spiffeid.ID{}, id, csr, 15*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		n = len(keys)
+		mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("%d issuing keys after 30s, want 3", n)
+		}
+	}
+	if err := node.Raft().Snapshot().Error(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := node.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var needles [][]byte
+	mu.Lock()
+	for _, k := range keys {
+		d := k.D.FillBytes(make([]byte, 32))
+		pkcs8, _ := x509.MarshalPKCS8PrivateKey(k)
+		sec1, _ := x509.MarshalECPrivateKey(k)
+		needles = append(needles, d, []byte(hex.EncodeToString(d)), []byte(base64.StdEncoding.EncodeToString(d)),
+			[]byte(base64.RawURLEncoding.EncodeToString(d)), pkcs8, sec1)
+	}
+	mu.Unlock()
+	files := 0
+	err = filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files++
+		for _, n := range needles {
+			if bytes.Contains(b, n) {
+				t.Errorf("an in-memory issuing key is in %s", path)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs.mu.Lock()
+	for _, n := range needles {
+		if bytes.Contains(logs.b.Bytes(), n) {
+			t.Error("an in-memory issuing key is in the log")
+		}
+	}
+	logs.mu.Unlock()
+	if files < 3 {
+		t.Fatalf("searched only %d files", files)
+	}
+}
