@@ -48,10 +48,11 @@ func callerFrom(ctx context.Context) caller {
 // methodRoles says which roles may call each service (default deny: a
 // service not listed here is refused).
 var methodRoles = map[string][]role{
-	"/tier0.v1.Bootstrap/": nil, // TLS only: the caller has no SVID yet
-	"/tier0.v1.Agent/":     {roleAgent},
-	"/tier0.v1.Admin/":     {roleAdmin},
-	"/tier0.v1.Audit/":     {roleAuditor, roleAdmin},
+	"/tier0.v1.Bootstrap/":  nil, // TLS only: the caller has no SVID yet
+	"/tier0.v1.Agent/":      {roleAgent},
+	"/tier0.v1.Admin/":      {roleAdmin},
+	"/tier0.v1.Audit/":      {roleAuditor, roleAdmin},
+	"/tier0.v1.Federation/": {roleAdmin},
 }
 
 func rolesFor(method string) (roles []role, open bool, known bool) {

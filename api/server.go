@@ -14,18 +14,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
+	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ca/record"
-	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ha"
 	"github.com/tier0-ca/tier0/storage"
 )
@@ -58,12 +58,14 @@ type Config struct {
 	TrustDomain spiffeid.TrustDomain
 	Issuer      Issuer
 	State       State
-	Records     Records          // may be nil: Audit answers Unavailable
-	CA          CAManager        // may be nil: the CA root RPCs answer Unavailable
-	SVID        x509svid.Source  // the node's own SVID, presented to clients
-	JWT         JWTIssuer        // may be nil: MintJWTSVID answers Unavailable (jwt.go)
-	Trust       TrustReader      // may be nil: GetBundle has no JWT keys or federated bundles
-	Logger      *slog.Logger     // default slog.Default()
+	Records     Records         // may be nil: Audit answers Unavailable
+	CA          CAManager       // may be nil: the CA root RPCs answer Unavailable
+	SVID        x509svid.Source // the node's own SVID, presented to clients
+	JWT         JWTIssuer       // may be nil: MintJWTSVID answers Unavailable (jwt.go)
+	Trust       TrustReader     // may be nil: GetBundle has no JWT keys or federated bundles
+	Federation  FederationStore // may be nil: the Federation service answers Unavailable
+	Federator   *Federator      // may be nil: ListFederations shows no fetch errors
+	Logger      *slog.Logger    // default slog.Default()
 	Registerer  prometheus.Registerer
 
 	AgentTTL        time.Duration // agent SVID lifetime, default 1h
@@ -116,6 +118,7 @@ func New(cfg Config) (*Server, error) {
 	tier0v1.RegisterAgentServer(s.grpc, &agentService{s: s})
 	tier0v1.RegisterAdminServer(s.grpc, &adminService{s: s})
 	tier0v1.RegisterAuditServer(s.grpc, &auditService{s: s})
+	tier0v1.RegisterFederationServer(s.grpc, &federationService{s: s})
 	return s, nil
 }
 

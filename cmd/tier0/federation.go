@@ -40,3 +40,17 @@ func serveBundleEndpoint(ctx context.Context, addr string, td spiffeid.TrustDoma
 	log.Info("bundle endpoint listening", "addr", lis.Addr().String(), "profile", "https_spiffe")
 	return nil
 }
+
+// startFederator keeps federated bundles fresh (leader only).
+func startFederator(ctx context.Context, node *ha.Node, log *slog.Logger) (*api.Federator, error) {
+	fed, err := api.NewFederator(api.FederatorConfig{
+		Store:    node,
+		IsLeader: func() bool { return node.Status().State == "Leader" },
+		Logger:   log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	go fed.Run(ctx)
+	return fed, nil
+}

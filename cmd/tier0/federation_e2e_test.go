@@ -1,12 +1,21 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/tier0-ca/tier0/api/client"
+	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 )
 
 // freeAddr returns a loopback address that was free a moment ago.
@@ -49,4 +58,82 @@ func TestBundleEndpoint(t *testing.T) {
 	if _, err := federation.FetchBundle(ctx, srv.td(), "https://"+addr, federation.WithSPIFFEAuth(srv.bundle(), wrong)); err == nil {
 		t.Fatal("fetched from an endpoint with the wrong SPIFFE ID")
 	}
+}
+
+// TestFederation: two tier0 trust domains on loopback federate over their
+// bundle endpoints (https_spiffe), each leader fetches the other's bundle,
+// the agents hand it to their workloads, and a workload of each trust
+// domain completes an mTLS handshake with the other.
+func TestFederation(t *testing.T) {
+	ctx := testCtx(t)
+	epA, epB := freeAddr(t), freeAddr(t)
+	a := startServer(t, t.TempDir(), "--trust-domain", "example.org", "--bundle-endpoint", epA)
+	b := startServer(t, t.TempDir(), "--trust-domain", "other.org", "--bundle-endpoint", epB)
+	federate := func(self, peer *proc, ep string) {
+		must(self.cli("federation", "add", "--trust-domain", peer.td().Name(), "--endpoint", "https://"+ep,
+			"--profile", "https_spiffe", "--endpoint-spiffe-id", "spiffe://"+peer.td().Name()+"/tier0/node/node1",
+			"--bundle", filepath.Join(peer.dataDir, "bundle.pem")))
+	}
+	federate(a, b, epB)
+	federate(b, a, epA)
+	// The leader replaces the initial (PEM-only) trust with the fetched
+	// bundle, which also carries the peer's JWT key.
+	for _, p := range []*proc{a, b} {
+		probe := agentClient(t, p, "probe")
+		pollUntil(t, 30*time.Second, func() bool { return federatedJWTKeys(probe) > 0 })
+	}
+
+	uid := fmt.Sprint(os.Getuid())
+	webA := spiffeid.RequireFromString("spiffe://example.org/web")
+	apiB := spiffeid.RequireFromString("spiffe://other.org/api")
+	must(a.cli("entry", "create", "--agent", "host-a", "--spiffe-id", webA.String(), "--selector", "unix:uid:"+uid))
+	must(b.cli("entry", "create", "--agent", "host-b", "--spiffe-id", apiB.String(), "--selector", "unix:uid:"+uid))
+	agentA := startAgent(t, a, "host-a", "--sync-interval", "200ms", "--bundle-refresh", "200ms")
+	agentB := startAgent(t, b, "host-b", "--sync-interval", "200ms", "--bundle-refresh", "200ms")
+	srcA := agentA.x509Source(ctx, webA)
+	srcB := agentB.x509Source(ctx, apiB)
+	pollUntil(t, 30*time.Second, func() bool {
+		_, errA := srcA.GetX509BundleForTrustDomain(b.td())
+		_, errB := srcB.GetX509BundleForTrustDomain(a.td())
+		return errA == nil && errB == nil
+	})
+	mtlsSources(t, webA, srcA, apiB, srcB)
+
+	// A relationship with an unreachable endpoint keeps its initial bundle
+	// and reports the error.
+	must(a.cli("federation", "add", "--trust-domain", "gone.org", "--endpoint", "https://"+freeAddr(t),
+		"--profile", "https_spiffe", "--endpoint-spiffe-id", "spiffe://gone.org/tier0/node/x",
+		"--bundle", filepath.Join(b.dataDir, "bundle.pem")))
+	pollUntil(t, 30*time.Second, func() bool {
+		out, err := a.cli("federation", "list", "-o", "json")
+		return err == nil && strings.Contains(out, `"trust_domain":"gone.org"`) && strings.Contains(out, "connection refused")
+	})
+	// Bad input is refused with a clear message.
+	for _, args := range [][]string{
+		{"--trust-domain", "example.org", "--endpoint", "https://x", "--profile", "https_web"},
+		{"--trust-domain", "x.org", "--endpoint", "http://x", "--profile", "https_web"},
+		{"--trust-domain", "x.org", "--endpoint", "https://x", "--profile", "ftp"},
+		{"--trust-domain", "x.org", "--endpoint", "https://x", "--profile", "https_spiffe", "--endpoint-spiffe-id", "spiffe://x.org/e"},
+	} {
+		if _, err := a.cli(append([]string{"federation", "add"}, args...)...); err == nil || !strings.Contains(err.Error(), "InvalidArgument") {
+			t.Errorf("federation add %v: %v, want InvalidArgument", args, err)
+		}
+	}
+}
+
+// federatedJWTKeys counts the JWT authorities of the federated bundles p
+// serves to its agents.
+func federatedJWTKeys(ag *client.Client) int {
+	resp, err := ag.Agent().GetBundle(context.Background(), &tier0v1.GetBundleRequest{})
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, fb := range resp.GetFederated() {
+		td := spiffeid.RequireTrustDomainFromString(fb.GetTrustDomain())
+		if sb, err := spiffebundle.Parse(td, fb.GetSpiffeBundle()); err == nil {
+			n += len(sb.JWTAuthorities())
+		}
+	}
+	return n
 }

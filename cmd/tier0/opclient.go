@@ -8,8 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc/status"
 
 	"github.com/tier0-ca/tier0/api/client"
@@ -49,11 +51,27 @@ func dialOperator(ctx context.Context, g *globalFlags, role string) (*client.Cli
 	if dir == "" {
 		dir = filepath.Join(g.dataDir, role)
 	}
-	svid, err := client.LoadSVIDFiles(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "key.pem"))
+	svid, err := loadCredential(dir)
 	if err != nil {
-		return nil, fmt.Errorf("operator credential in %s: %w", dir, err)
+		return nil, err
 	}
 	return client.New(ctx, client.Config{Addrs: info.Servers, TrustDomain: td, Bundle: bundle, SVID: client.NewRotatingSVID(svid)})
+}
+
+// loadCredential reads DIR/svid.pem and DIR/key.pem. The server renews
+// them at half life with two atomic renames, so a reader can catch the new
+// key with the old chain: it then reads again, a few times.
+func loadCredential(dir string) (*x509svid.SVID, error) {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		var svid *x509svid.SVID
+		svid, err = client.LoadSVIDFiles(filepath.Join(dir, "svid.pem"), filepath.Join(dir, "key.pem"))
+		if err == nil {
+			return svid, nil
+		}
+		time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("operator credential in %s: %w", dir, err)
 }
 
 // cliErr turns a gRPC status into a one-line message.

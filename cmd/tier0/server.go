@@ -175,8 +175,13 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 		}
 	})
 
+	federator, err := startFederator(runCtx, node, log)
+	if err != nil {
+		return err
+	}
 	srv, err := api.New(api.Config{
 		TrustDomain: td, Issuer: issuer, State: node, Records: store, SVID: nodeSVID, CA: keys, JWT: issuer, Trust: node,
+		Federation: node, Federator: federator,
 		Logger: log, Registerer: reg, AgentTTL: f.agentTTL,
 		MaxInFlight: f.maxInFlight, MaxQueue: f.maxQueue, MaxBatch: f.maxBatch,
 	})

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+)
+
+func newFederationCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "federation", Short: "Federate with other SPIFFE trust domains"}
+	var rel tier0v1.FederationRelationship
+	var bundleFile, output string
+	add := &cobra.Command{
+		Use:   "add --trust-domain TD --endpoint URL --profile https_spiffe|https_web [--endpoint-spiffe-id ID --bundle FILE]",
+		Short: "Add or update a federation relationship; the leader then fetches the peer bundle on its refresh hint",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if bundleFile != "" {
+				raw, err := os.ReadFile(bundleFile)
+				if err != nil {
+					return fmt.Errorf("--bundle: %w", err)
+				}
+				rel.Bundle = raw
+			}
+			c, err := dialOperator(cmd.Context(), g, "admin")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if _, err := tier0v1.NewFederationClient(c).SetFederation(cmd.Context(), &tier0v1.SetFederationRequest{Relationship: &rel}); err != nil {
+				return cliErr(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "federated with %s via %s (%s)\n", rel.GetTrustDomain(), rel.GetEndpoint(), rel.GetProfile())
+			return nil
+		},
+	}
+	fl := add.Flags()
+	fl.StringVar(&rel.TrustDomain, "trust-domain", "", "the peer trust domain")
+	fl.StringVar(&rel.Endpoint, "endpoint", "", "https URL of the peer's SPIFFE bundle endpoint")
+	fl.StringVar(&rel.Profile, "profile", "https_spiffe", "endpoint profile: https_spiffe or https_web")
+	fl.StringVar(&rel.EndpointSpiffeId, "endpoint-spiffe-id", "", "https_spiffe: SPIFFE ID the endpoint presents")
+	fl.StringVar(&bundleFile, "bundle", "", "initial trust: the peer's bundle (SPIFFE bundle JSON or PEM roots); required for https_spiffe")
+	_ = add.MarkFlagRequired("trust-domain")
+	_ = add.MarkFlagRequired("endpoint")
+
+	del := &cobra.Command{
+		Use:   "delete TD",
+		Short: "Stop federating with a trust domain",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := dialOperator(cmd.Context(), g, "admin")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if _, err := tier0v1.NewFederationClient(c).DeleteFederation(cmd.Context(), &tier0v1.DeleteFederationRequest{TrustDomain: args[0]}); err != nil {
+				return cliErr(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted federation with %s\n", args[0])
+			return nil
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list [-o json]",
+		Short: "List federation relationships and the state of their bundles",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := dialOperator(cmd.Context(), g, "admin")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := tier0v1.NewFederationClient(c).ListFederations(cmd.Context(), &tier0v1.ListFederationsRequest{})
+			if err != nil {
+				return cliErr(err)
+			}
+			w := cmd.OutOrStdout()
+			if output == "json" {
+				enc := json.NewEncoder(w)
+				for _, r := range resp.GetRelationships() {
+					if err := enc.Encode(map[string]any{
+						"trust_domain": r.GetTrustDomain(), "endpoint": r.GetEndpoint(), "profile": r.GetProfile(),
+						"endpoint_spiffe_id": r.GetEndpointSpiffeId(), "has_bundle": len(r.GetBundle()) > 0,
+						"updated_at": r.GetUpdatedAt(), "refresh_hint_seconds": r.GetRefreshHintSeconds(), "last_error": r.GetLastError(),
+					}); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TRUST DOMAIN\tENDPOINT\tPROFILE\tBUNDLE UPDATED\tLAST ERROR")
+			for _, r := range resp.GetRelationships() {
+				upd := "never"
+				if r.GetUpdatedAt() > 0 {
+					upd = time.Unix(r.GetUpdatedAt(), 0).UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.GetTrustDomain(), r.GetEndpoint(), r.GetProfile(), upd, r.GetLastError())
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	cmd.AddCommand(add, del, list)
+	return cmd
+}
