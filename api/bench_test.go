@@ -7,8 +7,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/api/client"
+	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
 )
 

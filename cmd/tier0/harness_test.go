@@ -140,7 +140,9 @@ func (p *proc) exitedNow() bool {
 
 func (p *proc) addr() string { return p.info.Servers[0] }
 
-func (p *proc) td() spiffeid.TrustDomain { return spiffeid.RequireTrustDomainFromString(p.info.TrustDomain) }
+func (p *proc) td() spiffeid.TrustDomain {
+	return spiffeid.RequireTrustDomainFromString(p.info.TrustDomain)
+}
 
 func (p *proc) bundle() *x509bundle.Bundle {
 	p.t.Helper()

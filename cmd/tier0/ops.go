@@ -226,4 +226,3 @@ func printRecords(w io.Writer, format string, recs []*tier0v1.IssuanceRecord) er
 		return fmt.Errorf("--output %q: want table, json or csv", format)
 	}
 }
-
