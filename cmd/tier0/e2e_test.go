@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"crypto/x509"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,8 +9,6 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
-	"github.com/spiffe/go-spiffe/v2/spiffetls"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
@@ -105,40 +101,13 @@ func loadSVID(t *testing.T, out, id string) *x509svid.SVID {
 // authorizing the other's exact ID.
 func mtlsHandshake(t *testing.T, server, cl *x509svid.SVID, bundle *x509bundle.Bundle) {
 	t.Helper()
-	lis, err := spiffetls.ListenWithMode(context.Background(), "tcp", "127.0.0.1:0", spiffetls.MTLSServerWithRawConfig(tlsconfig.AuthorizeID(cl.ID), server, bundle))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	errc := make(chan error, 1)
-	go func() {
-		conn, err := lis.Accept()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer conn.Close()
-		_, err = conn.Write([]byte("ok"))
-		errc <- err
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := spiffetls.DialWithMode(ctx, "tcp", lis.Addr().String(), spiffetls.MTLSClientWithRawConfig(tlsconfig.AuthorizeID(server.ID), cl, bundle))
-	if err != nil {
-		t.Fatalf("mTLS dial: %v", err)
-	}
-	defer conn.Close()
-	buf := make([]byte, 2)
-	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "ok" {
-		t.Fatalf("mTLS read: %q %v", buf, err)
-	}
-	if err := <-errc; err != nil {
-		t.Fatalf("mTLS server side: %v", err)
-	}
-	peer, err := spiffetls.PeerIDFromConn(conn)
-	if err != nil || peer != server.ID {
-		t.Fatalf("peer id %v %v, want %v", peer, err, server.ID)
-	}
+	mtlsSources(t, server.ID, svidWithBundle{server, bundle}, cl.ID, svidWithBundle{cl, bundle})
+}
+
+// svidWithBundle is a fixed SVID and bundle as go-spiffe sources.
+type svidWithBundle struct {
+	*x509svid.SVID
+	*x509bundle.Bundle
 }
 
 func pollUntil(t *testing.T, d time.Duration, cond func() bool) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 )
 
@@ -28,16 +29,13 @@ func newFederationCmd(g *globalFlags) *cobra.Command {
 				}
 				rel.Bundle = raw
 			}
-			c, err := dialOperator(cmd.Context(), g, "admin")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if _, err := tier0v1.NewFederationClient(c).SetFederation(cmd.Context(), &tier0v1.SetFederationRequest{Relationship: &rel}); err != nil {
-				return cliErr(err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "federated with %s via %s (%s)\n", rel.GetTrustDomain(), rel.GetEndpoint(), rel.GetProfile())
-			return nil
+			return withOperator(cmd, g, "admin", func(c *client.Client) error {
+				if _, err := tier0v1.NewFederationClient(c).SetFederation(cmd.Context(), &tier0v1.SetFederationRequest{Relationship: &rel}); err != nil {
+					return cliErr(err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "federated with %s via %s (%s)\n", rel.GetTrustDomain(), rel.GetEndpoint(), rel.GetProfile())
+				return nil
+			})
 		},
 	}
 	fl := add.Flags()
@@ -54,16 +52,13 @@ func newFederationCmd(g *globalFlags) *cobra.Command {
 		Short: "Stop federating with a trust domain",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := dialOperator(cmd.Context(), g, "admin")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if _, err := tier0v1.NewFederationClient(c).DeleteFederation(cmd.Context(), &tier0v1.DeleteFederationRequest{TrustDomain: args[0]}); err != nil {
-				return cliErr(err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted federation with %s\n", args[0])
-			return nil
+			return withOperator(cmd, g, "admin", func(c *client.Client) error {
+				if _, err := tier0v1.NewFederationClient(c).DeleteFederation(cmd.Context(), &tier0v1.DeleteFederationRequest{TrustDomain: args[0]}); err != nil {
+					return cliErr(err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted federation with %s\n", args[0])
+				return nil
+			})
 		},
 	}
 	list := &cobra.Command{
@@ -71,39 +66,36 @@ func newFederationCmd(g *globalFlags) *cobra.Command {
 		Short: "List federation relationships and the state of their bundles",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := dialOperator(cmd.Context(), g, "admin")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			resp, err := tier0v1.NewFederationClient(c).ListFederations(cmd.Context(), &tier0v1.ListFederationsRequest{})
-			if err != nil {
-				return cliErr(err)
-			}
-			w := cmd.OutOrStdout()
-			if output == "json" {
-				enc := json.NewEncoder(w)
-				for _, r := range resp.GetRelationships() {
-					if err := enc.Encode(map[string]any{
-						"trust_domain": r.GetTrustDomain(), "endpoint": r.GetEndpoint(), "profile": r.GetProfile(),
-						"endpoint_spiffe_id": r.GetEndpointSpiffeId(), "has_bundle": len(r.GetBundle()) > 0,
-						"updated_at": r.GetUpdatedAt(), "refresh_hint_seconds": r.GetRefreshHintSeconds(), "last_error": r.GetLastError(),
-					}); err != nil {
-						return err
+			return withOperator(cmd, g, "admin", func(c *client.Client) error {
+				resp, err := tier0v1.NewFederationClient(c).ListFederations(cmd.Context(), &tier0v1.ListFederationsRequest{})
+				if err != nil {
+					return cliErr(err)
+				}
+				w := cmd.OutOrStdout()
+				if output == "json" {
+					enc := json.NewEncoder(w)
+					for _, r := range resp.GetRelationships() {
+						if err := enc.Encode(map[string]any{
+							"trust_domain": r.GetTrustDomain(), "endpoint": r.GetEndpoint(), "profile": r.GetProfile(),
+							"endpoint_spiffe_id": r.GetEndpointSpiffeId(), "has_bundle": len(r.GetBundle()) > 0,
+							"updated_at": r.GetUpdatedAt(), "refresh_hint_seconds": r.GetRefreshHintSeconds(), "last_error": r.GetLastError(),
+						}); err != nil {
+							return err
+						}
 					}
+					return nil
 				}
-				return nil
-			}
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TRUST DOMAIN\tENDPOINT\tPROFILE\tBUNDLE UPDATED\tLAST ERROR")
-			for _, r := range resp.GetRelationships() {
-				upd := "never"
-				if r.GetUpdatedAt() > 0 {
-					upd = time.Unix(r.GetUpdatedAt(), 0).UTC().Format(time.RFC3339)
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "TRUST DOMAIN\tENDPOINT\tPROFILE\tBUNDLE UPDATED\tLAST ERROR")
+				for _, r := range resp.GetRelationships() {
+					upd := "never"
+					if r.GetUpdatedAt() > 0 {
+						upd = time.Unix(r.GetUpdatedAt(), 0).UTC().Format(time.RFC3339)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.GetTrustDomain(), r.GetEndpoint(), r.GetProfile(), upd, r.GetLastError())
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.GetTrustDomain(), r.GetEndpoint(), r.GetProfile(), upd, r.GetLastError())
-			}
-			return tw.Flush()
+				return tw.Flush()
+			})
 		},
 	}
 	list.Flags().StringVarP(&output, "output", "o", "table", "table or json")

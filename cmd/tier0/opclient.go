@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc/status"
@@ -56,6 +57,16 @@ func dialOperator(ctx context.Context, g *globalFlags, role string) (*client.Cli
 		return nil, err
 	}
 	return client.New(ctx, client.Config{Addrs: info.Servers, TrustDomain: td, Bundle: bundle, SVID: client.NewRotatingSVID(svid)})
+}
+
+// withOperator runs fn with a client authenticated by DATA/<role>.
+func withOperator(cmd *cobra.Command, g *globalFlags, role string, fn func(c *client.Client) error) error {
+	c, err := dialOperator(cmd.Context(), g, role)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(c)
 }
 
 // loadCredential reads DIR/svid.pem and DIR/key.pem. The server renews

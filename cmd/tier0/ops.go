@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
 )
@@ -25,18 +26,15 @@ func newTokenCmd(g *globalFlags) *cobra.Command {
 		Short: "Create a one-time join token for an agent (printed once, stored only hashed)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := dialOperator(cmd.Context(), g, "admin")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			resp, err := c.Admin().CreateJoinToken(cmd.Context(), &tier0v1.CreateJoinTokenRequest{Agent: agent, TtlSeconds: int64(ttl / time.Second)})
-			if err != nil {
-				return cliErr(err)
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), resp.GetToken())
-			fmt.Fprintf(cmd.ErrOrStderr(), "join token for agent %q, valid until %s, works once\n", agent, time.Unix(resp.GetExpiresAt(), 0).UTC().Format(time.RFC3339))
-			return nil
+			return withOperator(cmd, g, "admin", func(c *client.Client) error {
+				resp, err := c.Admin().CreateJoinToken(cmd.Context(), &tier0v1.CreateJoinTokenRequest{Agent: agent, TtlSeconds: int64(ttl / time.Second)})
+				if err != nil {
+					return cliErr(err)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), resp.GetToken())
+				fmt.Fprintf(cmd.ErrOrStderr(), "join token for agent %q, valid until %s, works once\n", agent, time.Unix(resp.GetExpiresAt(), 0).UTC().Format(time.RFC3339))
+				return nil
+			})
 		},
 	}
 	create.Flags().StringVar(&agent, "agent", "", "agent name (its SVID will be spiffe://TD/tier0/agent/NAME)")
@@ -62,16 +60,13 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 					return fmt.Errorf("--selector: %w", err)
 				}
 			}
-			c, err := dialOperator(cmd.Context(), g, "admin")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			resp, err := c.Admin().CreateEntry(cmd.Context(), &tier0v1.CreateEntryRequest{Agent: agent, SpiffeId: id, TtlSeconds: int64(ttl / time.Second), Selectors: selectors})
-			if err != nil {
-				return cliErr(err)
-			}
-			return printEntries(cmd.OutOrStdout(), output, []*tier0v1.Entry{resp.GetEntry()})
+			return withOperator(cmd, g, "admin", func(c *client.Client) error {
+				resp, err := c.Admin().CreateEntry(cmd.Context(), &tier0v1.CreateEntryRequest{Agent: agent, SpiffeId: id, TtlSeconds: int64(ttl / time.Second), Selectors: selectors})
+				if err != nil {
+					return cliErr(err)
+				}
+				return printEntries(cmd.OutOrStdout(), output, []*tier0v1.Entry{resp.GetEntry()})
+			})
 		},
 	}
 	create.Flags().StringVar(&agent, "agent", "", "agent name")
@@ -85,16 +80,13 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 		Short: "List registration entries",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := dialOperator(cmd.Context(), g, "admin")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			resp, err := c.Admin().ListEntries(cmd.Context(), &tier0v1.ListEntriesRequest{Agent: agent})
-			if err != nil {
-				return cliErr(err)
-			}
-			return printEntries(cmd.OutOrStdout(), output, resp.GetEntries())
+			return withOperator(cmd, g, "admin", func(c *client.Client) error {
+				resp, err := c.Admin().ListEntries(cmd.Context(), &tier0v1.ListEntriesRequest{Agent: agent})
+				if err != nil {
+					return cliErr(err)
+				}
+				return printEntries(cmd.OutOrStdout(), output, resp.GetEntries())
+			})
 		},
 	}
 	list.Flags().StringVar(&agent, "agent", "", "only this agent's entries")
@@ -103,16 +95,13 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 		Short: "Delete a registration entry",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := dialOperator(cmd.Context(), g, "admin")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if _, err := c.Admin().DeleteEntry(cmd.Context(), &tier0v1.DeleteEntryRequest{Id: args[0]}); err != nil {
-				return cliErr(err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", args[0])
-			return nil
+			return withOperator(cmd, g, "admin", func(c *client.Client) error {
+				if _, err := c.Admin().DeleteEntry(cmd.Context(), &tier0v1.DeleteEntryRequest{Id: args[0]}); err != nil {
+					return cliErr(err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", args[0])
+				return nil
+			})
 		},
 	}
 	cmd.PersistentFlags().StringVarP(&output, "output", "o", "table", "output: table or json")
@@ -154,16 +143,13 @@ func newAuditCmd(g *globalFlags) *cobra.Command {
 				}
 				req.Since = t.Unix()
 			}
-			c, err := dialOperator(cmd.Context(), g, "auditor")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			resp, err := c.Audit().ListRecords(cmd.Context(), &req)
-			if err != nil {
-				return cliErr(err)
-			}
-			return printRecords(cmd.OutOrStdout(), output, resp.GetRecords())
+			return withOperator(cmd, g, "auditor", func(c *client.Client) error {
+				resp, err := c.Audit().ListRecords(cmd.Context(), &req)
+				if err != nil {
+					return cliErr(err)
+				}
+				return printRecords(cmd.OutOrStdout(), output, resp.GetRecords())
+			})
 		},
 	}
 	fl := list.Flags()
