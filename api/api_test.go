@@ -14,6 +14,7 @@ import (
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/signer"
 	"github.com/tier0-ca/tier0/storage"
 )
 
@@ -37,6 +38,8 @@ func TestCodeOf(t *testing.T) {
 		{ha.ErrNotLeader, codes.Unavailable},
 		{fmt.Errorf("commit: %w", ha.ErrUnavailable), codes.Unavailable},
 		{errOverloaded, codes.ResourceExhausted},
+		{fmt.Errorf("ca: sign: %w: %w", signer.ErrUnavailable, ca.ErrIssuer), codes.Unavailable},
+		{fmt.Errorf("ca: sign: %w: %w", signer.ErrTimeout, ca.ErrIssuer), codes.Unavailable},
 		{context.DeadlineExceeded, codes.DeadlineExceeded},
 		{errors.New("disk on fire"), codes.Internal},
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/signer"
 	"github.com/tier0-ca/tier0/storage"
 )
 
@@ -35,6 +36,10 @@ func codeOf(err error) codes.Code {
 	case errors.Is(err, ha.ErrExists):
 		return codes.AlreadyExists
 	case errors.Is(err, ha.ErrNotLeader), errors.Is(err, ha.ErrUnavailable):
+		return codes.Unavailable
+	case errors.Is(err, signer.ErrUnavailable), errors.Is(err, signer.ErrThrottled),
+		errors.Is(err, signer.ErrKMS), errors.Is(err, signer.ErrTimeout):
+		// The HSM/KMS is down or slow: retryable, and not the caller's fault.
 		return codes.Unavailable
 	case errors.Is(err, errOverloaded):
 		return codes.ResourceExhausted

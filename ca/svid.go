@@ -52,7 +52,7 @@ func (c *CA) issue(st *issuerState, now time.Time, caller, id spiffeid.ID, pub c
 	// validate does not repeat that ECDSA/RSA verification.
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, st.iss.Cert, pub, st.iss.Signer)
 	if err != nil {
-		return nil, fmt.Errorf("ca: sign svid for %s: %v: %w", id, err, ErrIssuer)
+		return nil, fmt.Errorf("ca: sign svid for %s: %w: %w", id, err, ErrIssuer)
 	}
 	cert, err := validate(st, der, tmpl, pub)
 	if err != nil {
