@@ -39,7 +39,7 @@ func mintSVID(t *testing.T, e *testEnv, id spiffeid.ID) *x509svid.SVID {
 // that a server-side rejection (which in TLS 1.3 happens after the client's
 // handshake returned) reaches the client and neither side blocks on the
 // unbuffered pipe.
-func handshake(server, client *tls.Config) (serverErr, clientErr error, version uint16) {
+func handshake(server, client *tls.Config) (version uint16, serverErr, clientErr error) {
 	sc, cc := net.Pipe()
 	done := make(chan error, 1)
 	go func() {
@@ -59,7 +59,7 @@ func handshake(server, client *tls.Config) (serverErr, clientErr error, version 
 	}
 	version = c.ConnectionState().Version
 	cc.Close()
-	return <-done, clientErr, version
+	return version, <-done, clientErr
 }
 
 func TestMTLSHandshake(t *testing.T) {
@@ -73,7 +73,7 @@ func TestMTLSHandshake(t *testing.T) {
 	clientCfg := tlsconfig.MTLSClientConfig(clientSVID, bundle, tlsconfig.AuthorizeID(serverID))
 	clientCfg.MinVersion = tls.VersionTLS13
 
-	serr, cerr, v := handshake(serverCfg, clientCfg)
+	v, serr, cerr := handshake(serverCfg, clientCfg)
 	if serr != nil || cerr != nil {
 		t.Fatalf("handshake: server %v, client %v", serr, cerr)
 	}
@@ -87,7 +87,7 @@ func TestMTLSHandshake(t *testing.T) {
 	// Structured authorization: the client refuses a server with another ID.
 	wrong := tlsconfig.MTLSClientConfig(clientSVID, bundle, tlsconfig.AuthorizeID(spiffeid.RequireFromString("spiffe://example.org/ns/prod/sa/webx")))
 	wrong.MinVersion = tls.VersionTLS13
-	if _, cerr, _ := handshake(serverCfg, wrong); cerr == nil {
+	if _, _, cerr := handshake(serverCfg, wrong); cerr == nil {
 		t.Fatal("client accepted a server with an unauthorized SPIFFE ID")
 	}
 
@@ -95,7 +95,7 @@ func TestMTLSHandshake(t *testing.T) {
 	other := newEnv(t, nil)
 	stranger := tlsconfig.MTLSClientConfig(mintSVID(t, other, clientID), bundle, tlsconfig.AuthorizeID(serverID))
 	stranger.MinVersion = tls.VersionTLS13
-	serr, _, _ = handshake(serverCfg, stranger)
+	_, serr, _ = handshake(serverCfg, stranger)
 	var certErr x509.UnknownAuthorityError
 	if serr == nil {
 		t.Fatal("server accepted an SVID from another CA")

@@ -28,7 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) signer.Signer) {
 		defer s.Close()
 		switch pub := s.Public().(type) {
 		case *ecdsa.PublicKey:
-			if pub.Curve == nil || pub.X == nil {
+			if b, err := pub.Bytes(); err != nil || len(b) == 0 {
 				t.Fatal("Public() returned an empty ECDSA key")
 			}
 		case *rsa.PublicKey:

@@ -95,8 +95,8 @@ func TestMigrateIdempotent(t *testing.T) {
 		t.Fatalf("LastSeq through a second store = %d, %v; want 3", n, err)
 	}
 	var versions int
-	if err := newTamperer(t, dsn, schema).conn.QueryRow(ctx, "SELECT count(*) FROM schema_version").Scan(&versions); err != nil || versions != 1 {
-		t.Fatalf("schema_version rows = %d, %v; want 1", versions, err)
+	if err := newTamperer(t, dsn, schema).conn.QueryRow(ctx, "SELECT count(*) FROM schema_version").Scan(&versions); err != nil || versions != 3 {
+		t.Fatalf("schema_version rows = %d, %v; want 3", versions, err)
 	}
 }
 
@@ -110,7 +110,7 @@ func TestSchemaTooNew(t *testing.T) {
 	if !errors.Is(err, storage.ErrSchemaTooNew) {
 		t.Fatalf("New on a version 999 schema = %v, want ErrSchemaTooNew", err)
 	}
-	want := "postgres: database schema version 999 is newer than this binary knows (1); upgrade tier0: storage: schema is newer than this binary"
+	want := "postgres: database schema version 999 is newer than this binary knows (3); upgrade tier0: storage: schema is newer than this binary"
 	if err.Error() != want {
 		t.Fatalf("error\n got %q\nwant %q", err, want)
 	}
@@ -132,4 +132,11 @@ func TestConnectError(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "s3cret-pw") {
 		t.Errorf("New with a malformed DSN = %v, want an error without the password", err)
 	}
+}
+
+func TestAudit(t *testing.T) {
+	storagetest.RunAudit(t, func(t *testing.T) (storage.AuditStore, storagetest.Tamperer) {
+		s, dsn, schema := open(t)
+		return s, newTamperer(t, dsn, schema)
+	})
 }

@@ -290,7 +290,7 @@ func testRange(t *testing.T, s storage.Store) {
 		}
 		return nil
 	})
-	if err != stop {
+	if err != stop { //nolint:errorlint // the contract is fn's error returned as is
 		t.Fatalf("Range with fn failing at 13 = %v, want fn's error unwrapped", err)
 	}
 	if !slices.Equal(got, span(10, 13)) {
@@ -404,14 +404,14 @@ func testConcurrent(t *testing.T, s storage.Store) {
 				}
 				n, err := s.LastSeq(ctx)
 				if err != nil || n < seen || n%size != 0 {
-					errs <- fmt.Errorf("LastSeq = %d, %v (previously %d; batches are atomic)", n, err, seen)
+					errs <- fmt.Errorf("LastSeq = %d, %w (previously %d; batches are atomic)", n, err, seen)
 					return
 				}
 				seen = n
 				want := uint64(1)
 				if err := s.Range(ctx, 1, 0, func(r *record.Record) error {
 					if r.Seq != want {
-						return fmt.Errorf("Range: seq %d, want %d", r.Seq, want)
+						return fmt.Errorf("range: seq %d, want %d", r.Seq, want)
 					}
 					want++
 					return nil
@@ -420,7 +420,7 @@ func testConcurrent(t *testing.T, s storage.Store) {
 					return
 				}
 				if want-1 < n {
-					errs <- fmt.Errorf("Range saw %d records after LastSeq %d", want-1, n)
+					errs <- fmt.Errorf("range saw %d records after LastSeq %d", want-1, n)
 					return
 				}
 				q, err := s.Query(ctx, storage.Filter{SPIFFEID: SPIFFEIDs[0], Limit: 5})

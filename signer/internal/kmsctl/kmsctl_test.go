@@ -17,10 +17,10 @@ var (
 )
 
 func classify(err error) Class {
-	switch err {
-	case errDown:
+	switch {
+	case errors.Is(err, errDown):
 		return Unavailable
-	case errThrottle:
+	case errors.Is(err, errThrottle):
 		return Throttled
 	}
 	return Permanent
@@ -85,7 +85,7 @@ func TestDoRetries(t *testing.T) {
 	}
 	calls = 0
 	err = c.Do(context.Background(), func(context.Context) error { calls++; return errBad })
-	if err != errBad || calls != 1 {
+	if !errors.Is(err, errBad) || calls != 1 {
 		t.Fatalf("permanent error: %v after %d calls", err, calls)
 	}
 	calls = 0

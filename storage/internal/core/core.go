@@ -110,7 +110,7 @@ func checkID(name, v string) error {
 		return nil
 	}
 	if _, err := spiffeid.FromString(v); err != nil {
-		return fmt.Errorf("%w: %s %q is not a SPIFFE ID: %v", ErrBadFilter, name, v, err)
+		return fmt.Errorf("%w: %s %q is not a SPIFFE ID: %w", ErrBadFilter, name, v, err)
 	}
 	return nil
 }

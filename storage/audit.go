@@ -1,0 +1,240 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tier0-ca/tier0/ca/record"
+	"github.com/tier0-ca/tier0/storage/internal/core"
+)
+
+// Audit types (see core for the fields).
+type (
+	Checkpoint     = record.Checkpoint
+	Decision       = core.Decision
+	DecisionFilter = core.DecisionFilter
+	PruneResult    = core.PruneResult
+)
+
+// AuditStore is a Store with signed checkpoints (migration 0002),
+// authorization decisions (0003) and retention. Both backends implement it;
+// consumers should declare the one or two methods they use.
+type AuditStore interface {
+	Store
+	// FirstSeq returns the lowest stored seq (above 1 after Prune), 0 when empty.
+	FirstSeq(ctx context.Context) (uint64, error)
+	// AppendCheckpoints stores checkpoints, skipping seqs already stored.
+	AppendCheckpoints(ctx context.Context, cps []Checkpoint) error
+	// Checkpoints returns checkpoints with from <= seq <= to (to 0: all), in order.
+	Checkpoints(ctx context.Context, from, to uint64) ([]Checkpoint, error)
+	AppendDecisions(ctx context.Context, ds []Decision) error
+	// QueryDecisions returns matching decisions newest first; ErrBadFilter on a malformed filter.
+	QueryDecisions(ctx context.Context, f DecisionFilter) ([]Decision, error)
+	// Prune removes records before the newest checkpoint committed before
+	// `before` (that checkpoint and its record stay, as the chain's anchor),
+	// older checkpoints and older decisions.
+	Prune(ctx context.Context, before time.Time) (PruneResult, error)
+	// SchemaVersion returns the database's and this binary's schema versions.
+	SchemaVersion(ctx context.Context) (db, binary int, err error)
+}
+
+// OpenAudit is Open for callers that need the AuditStore methods.
+func OpenAudit(ctx context.Context, dsn string) (AuditStore, error) {
+	s, err := Open(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	a, ok := s.(AuditStore)
+	if !ok {
+		s.Close()
+		return nil, fmt.Errorf("storage: open: %T has no audit tables", s)
+	}
+	return a, nil
+}
+
+// Problems reported by VerifyAudit beside those of Verify.
+const (
+	// ProblemForgedCheckpoint: a checkpoint's signature or certificate does
+	// not verify against the bundle (its head, seq or time was edited, or it
+	// was made with another key).
+	ProblemForgedCheckpoint = "forged checkpoint"
+	// ProblemCheckpointMismatch: the records hash consistently but the
+	// chain head at a checkpoint's seq differs from the signed head: records
+	// after the previous matching checkpoint were rewritten and re-hashed.
+	ProblemCheckpointMismatch = "checkpoint mismatch"
+)
+
+// AuditResult is the outcome of VerifyAudit.
+type AuditResult struct {
+	VerifyResult
+	From, To       uint64 // the records checked (To: the last stored when the range was open)
+	Anchor         uint64 // checkpoint the chain was verified from (0: from genesis)
+	Checkpoints    int    // checkpoints whose signature and head verified
+	LastCheckpoint uint64 // highest verified checkpoint seq; records after it are covered by the chain only
+	Detail         string // human-readable explanation of Problem
+}
+
+// VerifyAudit verifies records from..to (0: all) and the signed checkpoints
+// among them against roots (the trust bundle). The chain starts from the
+// newest valid checkpoint at or before `from` (or genesis), so a pruned
+// store verifies from its anchor. It reports the lowest-seq problem of:
+// the chain (see Verify), a checkpoint that does not verify, a chain head
+// that differs from a signed checkpoint, a checkpoint beyond the last
+// stored record (records removed at the end). It errors only when reading
+// fails or the range is malformed.
+func VerifyAudit(ctx context.Context, s AuditStore, from, to uint64, roots []*x509.Certificate) (AuditResult, error) {
+	if from == 0 {
+		from = 1
+	}
+	if to != 0 && to < from {
+		return AuditResult{}, fmt.Errorf("storage: verify: range %d..%d: %w", from, to, ErrBadFilter)
+	}
+	first, err := s.FirstSeq(ctx)
+	if err != nil {
+		return AuditResult{}, fmt.Errorf("storage: verify: %w", err)
+	}
+	last, err := s.LastSeq(ctx)
+	if err != nil {
+		return AuditResult{}, fmt.Errorf("storage: verify: %w", err)
+	}
+	cps, err := s.Checkpoints(ctx, 1, to)
+	if err != nil {
+		return AuditResult{}, fmt.Errorf("storage: verify: %w", err)
+	}
+	res := AuditResult{From: from, To: to}
+	if res.To == 0 {
+		res.To = last
+	}
+	var bad []problem
+	valid := map[uint64][]byte{}
+	var anchor *Checkpoint
+	lo := max(from, first)
+	for i := range cps {
+		c := &cps[i]
+		if err := c.Verify(roots); err != nil {
+			if c.Seq >= from {
+				bad = append(bad, problem{c.Seq, ProblemForgedCheckpoint, err.Error()})
+			}
+			continue
+		}
+		valid[c.Seq] = c.Head
+		if c.Seq >= first && c.Seq <= lo && lo > 1 {
+			anchor = c
+		}
+	}
+	start := uint64(1)
+	switch {
+	case last == 0:
+		for _, c := range cps {
+			if _, ok := valid[c.Seq]; ok {
+				bad = append(bad, problem{1, ProblemMissing, fmt.Sprintf("the store is empty but checkpoint %d is signed", c.Seq)})
+				break
+			}
+		}
+		res.fail(bad)
+		return res, nil
+	case anchor != nil:
+		start, res.Anchor = anchor.Seq, anchor.Seq
+	case first > 1:
+		bad = append(bad, problem{1, ProblemMissing, fmt.Sprintf("records 1..%d are missing and no valid checkpoint anchors seq %d", first-1, first)})
+		res.fail(bad)
+		return res, nil
+	}
+	stored := map[uint64][]byte{}
+	hook := &hookStore{Store: s, fn: func(r *record.Record) {
+		if _, ok := valid[r.Seq]; ok {
+			stored[r.Seq] = r.Hash
+		}
+	}}
+	vr, err := Verify(ctx, hook, start, to)
+	if err != nil {
+		return AuditResult{}, err
+	}
+	res.VerifyResult = vr
+	if !vr.OK() {
+		bad = append(bad, problem{vr.FirstBad, vr.Problem, chainDetail(vr)})
+	}
+	through := start + vr.Checked - 1 // last record verified by the chain
+	prevGood := start - 1
+	for _, c := range cps {
+		head, ok := valid[c.Seq]
+		if !ok || c.Seq < start || (to != 0 && c.Seq > to) {
+			continue
+		}
+		switch {
+		case c.Seq > last:
+			bad = append(bad, problem{last + 1, ProblemMissing,
+				fmt.Sprintf("checkpoint %d is signed but the store ends at seq %d (records removed at the end)", c.Seq, last)})
+		case c.Seq > through:
+			// beyond the first chain problem: already reported
+		case !bytes.Equal(stored[c.Seq], head):
+			bad = append(bad, problem{prevGood + 1, ProblemCheckpointMismatch,
+				fmt.Sprintf("records %d..%d hash consistently but the head at seq %d differs from the signed checkpoint: rewritten", prevGood+1, c.Seq, c.Seq)})
+		default:
+			res.Checkpoints++
+			res.LastCheckpoint = c.Seq
+			prevGood = c.Seq
+			continue
+		}
+		break
+	}
+	res.fail(bad)
+	return res, nil
+}
+
+type problem struct {
+	seq    uint64
+	kind   string
+	detail string
+}
+
+// fail records the lowest-seq problem (the chain's first on a tie).
+func (r *AuditResult) fail(ps []problem) {
+	if len(ps) == 0 {
+		r.FirstBad, r.Problem, r.Detail = 0, "", ""
+		return
+	}
+	best := ps[0]
+	for _, p := range ps[1:] {
+		if p.seq < best.seq {
+			best = p
+		}
+	}
+	r.FirstBad, r.Problem, r.Detail = best.seq, best.kind, best.detail
+}
+
+func chainDetail(v VerifyResult) string {
+	switch v.Problem {
+	case ProblemModified:
+		return fmt.Sprintf("record %d does not hash to its stored hash: a field, the certificate or prev_hash was edited", v.FirstBad)
+	case ProblemMissing:
+		return fmt.Sprintf("record %d is missing (deleted, or later records renumbered)", v.FirstBad)
+	case ProblemInserted:
+		return fmt.Sprintf("record %d is not part of the chain: inserted", v.FirstBad)
+	case ProblemReordered:
+		return fmt.Sprintf("record %d is out of order: rows swapped", v.FirstBad)
+	case ProblemBrokenLink:
+		return fmt.Sprintf("record %d does not link to record %d: the previous record was edited and re-hashed", v.FirstBad, v.FirstBad-1)
+	}
+	return ""
+}
+
+// hookStore calls fn for every record Range yields.
+type hookStore struct {
+	Store
+	fn func(*record.Record)
+}
+
+func (h *hookStore) Range(ctx context.Context, from, to uint64, fn func(*record.Record) error) error {
+	return h.Store.Range(ctx, from, to, func(r *record.Record) error {
+		h.fn(r)
+		return fn(r)
+	})
+}
+
+// IsSchemaTooNew reports whether err says the database is newer than this binary.
+func IsSchemaTooNew(err error) bool { return errors.Is(err, ErrSchemaTooNew) }
