@@ -26,7 +26,16 @@ type adminService struct {
 func (a *adminService) CreateJoinToken(ctx context.Context, req *tier0v1.CreateJoinTokenRequest) (*tier0v1.CreateJoinTokenResponse, error) {
 	const method = "CreateJoinToken"
 	s := a.s
-	if _, err := ca.AgentID(s.cfg.TrustDomain, req.GetAgent()); err != nil {
+	subject := req.GetAgent()
+	if req.GetNode() != "" { // a token for a new cluster node (cluster.go)
+		if req.GetAgent() != "" {
+			return nil, s.toStatus(ctx, method, fmt.Errorf("%w: give agent or node, not both", errBadInput))
+		}
+		if _, err := ca.NodeID(s.cfg.TrustDomain, req.GetNode()); err != nil {
+			return nil, s.toStatus(ctx, method, fmt.Errorf("%w: node name: %v", errBadInput, err))
+		}
+		subject = NodeTokenPrefix + req.GetNode()
+	} else if _, err := ca.AgentID(s.cfg.TrustDomain, req.GetAgent()); err != nil {
 		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: agent name: %v", errBadInput, err))
 	}
 	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
@@ -42,10 +51,10 @@ func (a *adminService) CreateJoinToken(ctx context.Context, req *tier0v1.CreateJ
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	exp := s.cfg.Clock().Add(ttl).Truncate(time.Second)
-	if err := s.cfg.State.CreateToken(ctx, HashToken(token), req.GetAgent(), exp); err != nil {
+	if err := s.cfg.State.CreateToken(ctx, HashToken(token), subject, exp); err != nil {
 		return nil, s.toStatus(ctx, method, err)
 	}
-	s.log.InfoContext(ctx, "join token created", "agent", req.GetAgent(), "expires", exp, "by", callerFrom(ctx).id.String())
+	s.log.InfoContext(ctx, "join token created", "for", subject, "expires", exp, "by", callerFrom(ctx).id.String())
 	return &tier0v1.CreateJoinTokenResponse{Token: token, ExpiresAt: exp.Unix()}, nil
 }
 
@@ -127,12 +136,14 @@ func (a *auditService) ListRecords(ctx context.Context, req *tier0v1.ListRecords
 	if req.GetLimit() > 10000 {
 		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: limit %d above 10000", errBadInput, req.GetLimit()))
 	}
-	f := storage.Filter{SPIFFEID: req.GetSpiffeId(), AgentID: req.GetAgentId(), Serial: req.GetSerial(), Limit: int(req.GetLimit())}
-	if req.GetSince() < 0 {
-		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: since must not be negative", errBadInput))
+	f := storage.Filter{SPIFFEID: req.GetSpiffeId(), AgentID: req.GetAgentId(), Serial: req.GetSerial(), Limit: int(req.GetLimit()),
+		IssuerKeyID: req.GetIssuerKeyId(), BeforeSeq: req.GetBeforeSeq()}
+	var err error
+	if f.Since, err = unixArg("since", req.GetSince()); err != nil { // audit.go
+		return nil, s.toStatus(ctx, method, err)
 	}
-	if req.GetSince() > 0 {
-		f.Since = time.Unix(req.GetSince(), 0)
+	if f.Until, err = unixArg("until", req.GetUntil()); err != nil {
+		return nil, s.toStatus(ctx, method, err)
 	}
 	recs, err := s.cfg.Records.Query(ctx, f)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -55,7 +56,7 @@ func (b *bootstrapService) AttestJoinToken(ctx context.Context, req *tier0v1.Att
 		s.log.InfoContext(ctx, "join token refused", "err", err)
 		return nil, s.toStatus(ctx, method, err)
 	}
-	id, err := ca.AgentID(s.cfg.TrustDomain, agent)
+	id, err := tokenSubject(s.cfg.TrustDomain, agent)
 	if err != nil {
 		return nil, s.toStatus(ctx, method, err)
 	}
@@ -66,6 +67,20 @@ func (b *bootstrapService) AttestJoinToken(ctx context.Context, req *tier0v1.Att
 	s.metrics.issued.WithLabelValues("agent").Inc()
 	s.log.InfoContext(ctx, "agent attested with join token", "agent", id.String(), "serial", res.Record.Serial)
 	return &tier0v1.AttestJoinTokenResponse{Chain: res.Chain, SpiffeId: id.String()}, nil
+}
+
+// NodeTokenPrefix marks a join token for a cluster node: the token's
+// subject is NodeTokenPrefix+NODE. "/" cannot occur in an agent name, so
+// an agent token can never yield a node SVID.
+const NodeTokenPrefix = "tier0-node/"
+
+// tokenSubject is the SPIFFE ID a consumed join token attests: an agent's,
+// or a node's for a node token.
+func tokenSubject(td spiffeid.TrustDomain, subject string) (spiffeid.ID, error) {
+	if node, ok := strings.CutPrefix(subject, NodeTokenPrefix); ok {
+		return ca.NodeID(td, node)
+	}
+	return ca.AgentID(td, subject)
 }
 
 // precheckCSR is a cheap syntax and signature check; ca does the full one.

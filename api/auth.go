@@ -53,6 +53,8 @@ var methodRoles = map[string][]role{
 	"/tier0.v1.Admin/":      {roleAdmin},
 	"/tier0.v1.Audit/":      {roleAuditor, roleAdmin},
 	"/tier0.v1.Federation/": {roleAdmin},
+	"/tier0.v1.Backup/":     {roleAdmin},
+	"/tier0.v1.Cluster/":    {roleAdmin, roleNode}, // nodes: ClusterJoin for themselves only (cluster.go)
 }
 
 func rolesFor(method string) (roles []role, open bool, known bool) {

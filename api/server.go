@@ -59,12 +59,15 @@ type Config struct {
 	Issuer      Issuer
 	State       State
 	Records     Records         // may be nil: Audit answers Unavailable
+	Audit       AuditStore      // may be nil: VerifyChain and ListDecisions answer Unavailable (audit.go)
 	CA          CAManager       // may be nil: the CA root RPCs answer Unavailable
 	SVID        x509svid.Source // the node's own SVID, presented to clients
 	JWT         JWTIssuer       // may be nil: MintJWTSVID answers Unavailable (jwt.go)
 	Trust       TrustReader     // may be nil: GetBundle has no JWT keys or federated bundles
 	Federation  FederationStore // may be nil: the Federation service answers Unavailable
 	Federator   *Federator      // may be nil: ListFederations shows no fetch errors
+	Backup      BackupSource    // may be nil: the Backup service answers Unavailable (backup.go)
+	Cluster     ClusterNode     // may be nil: the Cluster service answers Unavailable
 	Logger      *slog.Logger    // default slog.Default()
 	Registerer  prometheus.Registerer
 
@@ -111,6 +114,7 @@ func New(cfg Config) (*Server, error) {
 	s.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.ChainUnaryInterceptor(s.unaryAuth),
+		grpc.ChainStreamInterceptor(s.streamAuth),
 		grpc.MaxRecvMsgSize(8<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
@@ -119,6 +123,8 @@ func New(cfg Config) (*Server, error) {
 	tier0v1.RegisterAdminServer(s.grpc, &adminService{s: s})
 	tier0v1.RegisterAuditServer(s.grpc, &auditService{s: s})
 	tier0v1.RegisterFederationServer(s.grpc, &federationService{s: s})
+	tier0v1.RegisterBackupServer(s.grpc, &backupService{s: s})
+	tier0v1.RegisterClusterServer(s.grpc, &clusterService{s: s})
 	return s, nil
 }
 

@@ -35,11 +35,18 @@ var errLostLeadership = errors.New("ha: export: not the leader")
 // errors are logged and retried with backoff; issuance is not affected.
 func (n *Node) RunExporter(ctx context.Context, sink Sink) error {
 	backoff := exportBackoffMin
+	var failingSince time.Time // zero while the sink works
 	for {
 		if err := n.waitLeadership(ctx); err != nil {
 			return err
 		}
-		err := n.exportTerm(ctx, sink, func() { backoff = exportBackoffMin })
+		err := n.exportTerm(ctx, sink, func() {
+			backoff = exportBackoffMin
+			if !failingSince.IsZero() {
+				n.log.Info("ha: record store reachable again: export resumed", "delayed_for", time.Since(failingSince).Round(time.Millisecond))
+				failingSince = time.Time{}
+			}
+		})
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -47,6 +54,11 @@ func (n *Node) RunExporter(ctx context.Context, sink Sink) error {
 			continue
 		}
 		n.m.exportErrors.Inc()
+		if failingSince.IsZero() {
+			failingSince = time.Now()
+			n.log.Error("ha: RECORD STORE UNAVAILABLE: export delayed, issuance continues (records wait in the journal; see tier0_export_lag_records)",
+				"err", err, "unexported", n.JournalStatus().Unexported)
+		}
 		n.log.Warn("ha: export failed, retrying", "err", err, "backoff", backoff)
 		t := time.NewTimer(backoff)
 		select {
@@ -111,6 +123,9 @@ func (n *Node) exportTerm(ctx context.Context, sink Sink, ok func()) error {
 		more := n.fsm.recordsNotify()
 		recs := n.Tail(last, exportBatch)
 		if len(recs) == 0 {
+			if err := n.exportCheckpoints(ctx, sink, last); err != nil { // checkpoint.go
+				return err
+			}
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -125,6 +140,9 @@ func (n *Node) exportTerm(ctx context.Context, sink Sink, ok func()) error {
 			return fmt.Errorf("ha: export: append seq %d..%d: %w", recs[0].Seq, recs[len(recs)-1].Seq, err)
 		}
 		last = recs[len(recs)-1].Seq
+		if err := n.exportCheckpoints(ctx, sink, last); err != nil {
+			return err
+		}
 		if err := n.markExported(ctx, last); err != nil {
 			return err
 		}

@@ -40,6 +40,7 @@ var handlers = map[byte]handler{
 	cmdSetBundle:    (*fsm).applySetBundle,
 	cmdCARoots:      (*fsm).applyCARoots,
 	cmdTrust:        (*fsm).applyTrust,
+	cmdCheckpoint:   (*fsm).applyCheckpoint, // checkpoint.go
 }
 
 func newFSM(log *slog.Logger, m *metrics) *fsm {

@@ -52,28 +52,11 @@ func (n *Node) Commit(ctx context.Context, recs []*record.Record) error {
 		raws[i] = b
 	}
 	req := &commitReq{ctx: ctx, recs: raws, done: make(chan commitOutcome, 1)}
-	select {
-	case n.commitCh <- req:
-	case <-ctx.Done():
-		return fmt.Errorf("ha: commit: %w", ctx.Err())
-	case <-n.closing:
-		return fmt.Errorf("ha: commit: %w: node closed", ErrUnavailable)
+	sealedRecs, err := n.enqueue(ctx, req)
+	if err != nil {
+		return err
 	}
-	var out commitOutcome
-	select {
-	case out = <-req.done:
-	case <-ctx.Done():
-		return fmt.Errorf("ha: commit: %w", ctx.Err())
-	case <-n.committerDone:
-		select {
-		case out = <-req.done:
-		default:
-			return fmt.Errorf("ha: commit: %w: node closed", ErrUnavailable)
-		}
-	}
-	if out.err != nil {
-		return out.err
-	}
+	out := commitOutcome{sealed: sealedRecs}
 	for i, r := range recs {
 		s := out.sealed[i]
 		r.Seq = s.Seq
@@ -83,6 +66,30 @@ func (n *Node) Commit(ctx context.Context, recs []*record.Record) error {
 	}
 	n.m.commitSeconds.Observe(time.Since(start).Seconds())
 	return nil
+}
+
+// enqueue hands req to the committer and waits for its outcome.
+func (n *Node) enqueue(ctx context.Context, req *commitReq) ([]*record.Record, error) {
+	select {
+	case n.commitCh <- req:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("ha: commit: %w", ctx.Err())
+	case <-n.closing:
+		return nil, fmt.Errorf("ha: commit: %w: node closed", ErrUnavailable)
+	}
+	var out commitOutcome
+	select {
+	case out = <-req.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("ha: commit: %w", ctx.Err())
+	case <-n.committerDone:
+		select {
+		case out = <-req.done:
+		default:
+			return nil, fmt.Errorf("ha: commit: %w: node closed", ErrUnavailable)
+		}
+	}
+	return out.sealed, out.err
 }
 
 // runCommitter is the single group-commit goroutine: it takes whatever is
@@ -119,7 +126,30 @@ func (n *Node) runCommitter() {
 				break fill
 			}
 		}
-		n.commitBatch(batch)
+		if n.forwarding() {
+			// A follower keeps a few forwards in flight (each one RPC plus
+			// the leader's commit) while the next batch accumulates.
+			select {
+			case n.fwdSem <- struct{}{}:
+			case <-n.closing:
+				n.failBatch(batch)
+				n.failQueued()
+				return
+			}
+			go func(b []*commitReq) {
+				defer func() { <-n.fwdSem }()
+				n.commitBatch(b, true)
+			}(batch)
+			continue
+		}
+		n.commitBatch(batch, false)
+	}
+}
+
+// failBatch answers a batch taken from the queue at Close.
+func (n *Node) failBatch(batch []*commitReq) {
+	for _, r := range batch {
+		r.done <- commitOutcome{err: fmt.Errorf("ha: commit: %w: node closed", ErrUnavailable)}
 	}
 }
 
@@ -135,7 +165,8 @@ func (n *Node) failQueued() {
 	}
 }
 
-func (n *Node) commitBatch(batch []*commitReq) {
+// commitBatch proposes batch here or, on a follower (fwd), forwards it.
+func (n *Node) commitBatch(batch []*commitReq, fwd bool) {
 	live := batch[:0]
 	var raws []json.RawMessage
 	for _, r := range batch {
@@ -154,20 +185,29 @@ func (n *Node) commitBatch(batch []*commitReq) {
 			r.done <- commitOutcome{err: err}
 		}
 	}
-	data, err := encodeRecords(n.cfg.Clock(), raws)
-	if err != nil {
-		fail(err)
-		return
-	}
-	n.m.batchRecords.Observe(float64(len(raws)))
-	n.m.journalEntries.Inc()
-	// The committer waits for the entry without a context: the callers'
-	// contexts are watched by the callers, and raft answers every future
-	// (commit, leadership loss or shutdown).
-	resp, err := n.applyRaw(context.Background(), "commit", data)
-	if err != nil {
-		fail(err)
-		return
+	var resp any
+	if fwd {
+		recs, err := n.forwardCommit(raws)
+		if err != nil {
+			fail(err)
+			return
+		}
+		resp = recs
+	} else {
+		data, err := encodeRecords(n.cfg.Clock(), raws)
+		if err != nil {
+			fail(err)
+			return
+		}
+		n.m.batchRecords.Observe(float64(len(raws)))
+		n.m.journalEntries.Inc()
+		// The committer waits for the entry without a context: the callers'
+		// contexts are watched by the callers, and raft answers every future
+		// (commit, leadership loss or shutdown).
+		if resp, err = n.applyLocal(context.Background(), "commit", data); err != nil {
+			fail(err)
+			return
+		}
 	}
 	sealed, ok := resp.([]*record.Record)
 	if !ok || len(sealed) != len(raws) {

@@ -14,6 +14,8 @@ type metrics struct {
 	exportErrors    prometheus.Counter
 	exportedRecords prometheus.Counter
 	journalEntries  prometheus.Counter
+	forwards        prometheus.Counter
+	forwardErrors   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -48,6 +50,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tier0_journal_raft_entries_total",
 			Help: "Raft entries written by this node's journal committer (one per group commit batch).",
 		}),
+		forwards: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tier0_forwards_total",
+			Help: "Writes (record batches, admin commands) this follower sent to the leader.",
+		}),
+		forwardErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tier0_forward_errors_total",
+			Help: "Forwarded writes that failed (the caller got Unavailable).",
+		}),
 	}
 	if reg == nil {
 		return m
@@ -59,6 +69,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.exportErrors = register(reg, m.exportErrors)
 	m.exportedRecords = register(reg, m.exportedRecords)
 	m.journalEntries = register(reg, m.journalEntries)
+	m.forwards = register(reg, m.forwards)
+	m.forwardErrors = register(reg, m.forwardErrors)
 	return m
 }
 

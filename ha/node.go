@@ -44,6 +44,15 @@ type Config struct {
 	Registerer        prometheus.Registerer
 	Logger            *slog.Logger
 	Clock             func() time.Time // stamps times into commands (leader side only)
+	// Forwarder sends a follower's writes to the leader (forward.go); nil:
+	// a follower's writes fail with ErrNotLeader.
+	Forwarder Forwarder
+	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout override the
+	// raft defaults (1s, 1s, 500ms) when set; see DESIGN.md "Raft tuning".
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	SnapshotInterval   time.Duration // how often raft checks SnapshotThreshold; default 120s
 
 	// tune adjusts the raft config (tests shorten timeouts).
 	tune func(*raft.Config)
@@ -60,6 +69,7 @@ type Node struct {
 	addr     raft.ServerAddress
 
 	commitCh      chan *commitReq
+	fwdSem        chan struct{} // forwards in flight from this follower's committer
 	closing       chan struct{} // closed by Close
 	committerDone chan struct{}
 	notifyCh      chan bool
@@ -131,6 +141,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, log: log, m: newMetrics(cfg.Registerer), closeWAL: closeWAL, addr: trans.LocalAddr(),
 		commitCh:      make(chan *commitReq, 4*cfg.MaxBatchRecords),
+		fwdSem:        make(chan struct{}, 4),
 		closing:       make(chan struct{}),
 		committerDone: make(chan struct{}),
 		notifyCh:      make(chan bool, 8),
@@ -179,6 +190,18 @@ func raftConfig(cfg Config, hlog hclog.Logger, notify chan bool) *raft.Config {
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.MaxAppendEntries = 16 // entries can be ~1 MiB (1024 records); bound one AppendEntries RPC
 	rc.NoLegacyTelemetry = true
+	if cfg.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	}
+	if cfg.ElectionTimeout > 0 {
+		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+	if cfg.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	}
 	if cfg.tune != nil {
 		cfg.tune(rc)
 	}
@@ -304,7 +327,16 @@ func (n *Node) apply(ctx context.Context, op string, typ byte, v any) (any, erro
 	return n.applyRaw(ctx, op, data)
 }
 
+// applyRaw applies data on the leader: here, or forwarded to it.
 func (n *Node) applyRaw(ctx context.Context, op string, data []byte) (any, error) {
+	if n.forwarding() {
+		return n.forwardApply(ctx, op, data)
+	}
+	return n.applyLocal(ctx, op, data)
+}
+
+// applyLocal proposes data to this node's raft.
+func (n *Node) applyLocal(ctx context.Context, op string, data []byte) (any, error) {
 	select {
 	case <-n.closing:
 		return nil, fmt.Errorf("ha: %s: %w: node closed", op, ErrUnavailable)

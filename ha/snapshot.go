@@ -35,6 +35,7 @@ type snapshotHeader struct {
 	TailLen     int         `json:"tail_len"`
 	CA          *CAState    `json:"ca,omitempty"`    // absent in snapshots older than CA roots
 	Trust       *TrustState `json:"trust,omitempty"` // JWT keys, federation (trust.go)
+	Audit       *auditState `json:"audit,omitempty"` // checkpoints (checkpoint.go)
 }
 
 type fsmSnapshot struct {
@@ -55,7 +56,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	return &fsmSnapshot{
 		hdr: snapshotHeader{
 			Version: snapshotVersion, Entries: entries, Tokens: tokens,
-			Bundle: s.bundle.clone(), CA: new(s.ca.clone()), Trust: new(s.trust.clone()), Seq: s.seq, Head: bytes.Clone(s.head),
+			Bundle: s.bundle.clone(), CA: new(s.ca.clone()), Trust: new(s.trust.clone()), Audit: new(s.audit.clone()), Seq: s.seq, Head: bytes.Clone(s.head),
 			LastCommit: s.lastCommit, ExportedSeq: s.exportedSeq, TailLen: len(s.tail),
 		},
 		tail: slices.Clone(s.tail),
@@ -142,6 +143,9 @@ func readSnapshot(r io.Reader) (*state, error) {
 	}
 	if h.Trust != nil {
 		s.trust = *h.Trust
+	}
+	if h.Audit != nil {
+		s.audit = *h.Audit
 	}
 	s.seq, s.head, s.lastCommit, s.exportedSeq = h.Seq, h.Head, h.LastCommit, h.ExportedSeq
 	s.tail = make([]*record.Record, 0, h.TailLen)

@@ -64,6 +64,7 @@ type state struct {
 	bundle  Bundle
 	ca      CAState    // CA roots (castate.go)
 	trust   TrustState // JWT keys and federation (trust.go)
+	audit   auditState // signed checkpoints (checkpoint.go)
 
 	seq         uint64
 	head        []byte

@@ -164,9 +164,13 @@ func runScenario(ctx context.Context, f *flags) error {
 	if f.restartAt > 0 && f.restartCmd != "" {
 		c := f.restartCmd
 		f.cfg.Events = append(f.cfg.Events, loadtest.Event{At: f.restartAt, Name: "restart", Do: func(context.Context) error {
+			// Detached, with no output of ours: the node outlives the load test.
 			cmd := exec.Command("sh", "-c", c)
-			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-			return cmd.Start() // the node outlives the load test
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+			if err := cmd.Start(); err != nil {
+				return err
+			}
+			return cmd.Process.Release()
 		}})
 	}
 	res, err := loadtest.Run(ctx, f.cfg)

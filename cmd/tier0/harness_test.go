@@ -72,6 +72,14 @@ func startServer(t *testing.T, dataDir string, args ...string) *proc {
 
 func (p *proc) start() {
 	p.t.Helper()
+	p.launch()
+	p.waitReady(p.exited)
+}
+
+// launch starts the process without waiting for it to be ready (cluster
+// members wait for each other: start them all, then waitReady each).
+func (p *proc) launch() {
+	p.t.Helper()
 	_ = os.Remove(filepath.Join(p.dataDir, "server.json"))
 	args := append([]string{"server", "--data-dir", p.dataDir, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"}, p.args...)
 	p.cmd = exec.Command(filepath.Join(binDir, "tier0"), args...)
@@ -84,7 +92,6 @@ func (p *proc) start() {
 	}
 	p.exited = make(chan struct{})
 	go func(cmd *exec.Cmd, exited chan struct{}) { _ = cmd.Wait(); close(exited) }(p.cmd, p.exited)
-	p.waitReady(p.exited)
 }
 
 func (p *proc) waitReady(exited chan struct{}) {

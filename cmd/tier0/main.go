@@ -48,7 +48,8 @@ func run(ctx context.Context, args []string) error {
 	pf.StringSliceVar(&g.servers, "server", nil, "server address(es) for CLI commands (default: from DATA/server.json)")
 	pf.StringVar(&g.td, "trust-domain-of-server", "", "trust domain for CLI commands (default: from DATA/server.json)")
 	pf.StringVar(&g.credDir, "credential", "", "directory with svid.pem and key.pem for CLI commands (default: DATA/admin, or DATA/auditor for audit)")
-	root.AddCommand(newServerCmd(g), newTokenCmd(g), newEntryCmd(g), newAuditCmd(g), newCACmd(g), newSignerCmd(), newDevCmd(), newFederationCmd(g))
+	root.AddCommand(newServerCmd(g), newTokenCmd(g), newEntryCmd(g), newAuditCmd(g), newStorageCmd(g), newCACmd(g), newSignerCmd(), newDevCmd(), newFederationCmd(g), newClusterCmd(g),
+		newBackupCmd(g), newRestoreCmd(g), newDrillCmd(g))
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }

@@ -22,7 +22,6 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
-	"github.com/tier0-ca/tier0/storage"
 )
 
 type serverFlags struct {
@@ -38,6 +37,8 @@ type serverFlags struct {
 	pprof       string
 	bundleAddr  string // SPIFFE bundle endpoint (https_spiffe), "" = off
 	keys        keyFlags
+	audit       auditFlags   // audit_server.go
+	cluster     clusterFlags // cluster_server.go
 }
 
 // serverInfo is written to DATA/server.json so the CLI finds the server.
@@ -70,6 +71,8 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 	fl.IntVar(&f.maxQueue, "max-queue", 1024, "mint calls queued before ResourceExhausted")
 	fl.IntVar(&f.maxBatch, "max-batch", 256, "items per MintX509SVIDs call")
 	f.keys.register(fl)
+	f.audit.register(fl)
+	f.cluster.register(fl)
 	fl.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address (loopback only; empty: off)")
 	fl.StringVar(&f.bundleAddr, "bundle-endpoint", "", "serve the SPIFFE bundle endpoint (https_spiffe profile, node SVID) on this address (empty: off)")
 	return cmd
@@ -87,6 +90,9 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 	if err := f.keys.validate(ca.DefaultMaxTTL); err != nil {
 		return err
 	}
+	if err := f.audit.validate(); err != nil {
+		return err
+	}
 	nodeSPIFFE, err := ca.NodeID(td, f.nodeID)
 	if err != nil {
 		return fmt.Errorf("--node-id: %w", err)
@@ -100,17 +106,34 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	node, err := ha.New(ctx, ha.Config{NodeID: f.nodeID, DataDir: dir, Bootstrap: true, Registerer: reg, Logger: log})
+	hcfg := ha.Config{NodeID: f.nodeID, DataDir: dir, Bootstrap: true, Registerer: reg, Logger: log}
+	var cl *clusterNode
+	leaderWait := 30 * time.Second
+	if f.cluster.enabled() {
+		if cl, err = newClusterNode(ctx, td, dir, f.nodeID, &f.cluster, log); err != nil {
+			return err
+		}
+		defer cl.close()
+		cl.haConfig(&hcfg)
+		leaderWait = 2 * time.Minute // the other members may be starting too
+	}
+	node, err := ha.New(ctx, hcfg)
 	if err != nil {
 		return err
 	}
 	defer node.Close()
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if cl != nil {
+		if err := cl.start(ctx, node); err != nil {
+			return err
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, leaderWait)
 	err = node.WaitLeader(wctx)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("raft: no leader: %w", err)
 	}
+	registerRaftGauges(reg, node)
 	keys := newKeyManager(td, dir, &f.keys, ca.DefaultMaxTTL, node, log, reg)
 	firstIssuer, err := keys.Start(ctx)
 	if err != nil {
@@ -118,9 +141,10 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 	}
 
 	authz := &entryAuthorizer{td: td, entries: node}
+	aud := newAuditWiring(&f.audit, td, dir, f.nodeID, log, reg)
 	issuer, err := ca.New(ca.Config{
 		TrustDomain: td, Issuer: firstIssuer, NodeID: f.nodeID, MinCappedTTL: f.keys.minCappedTTL(),
-		Authorizer: authz, Journal: node, Logger: log, MaxBatch: f.maxBatch,
+		Authorizer: aud.authorizer(authz), Journal: aud.journal(node), Logger: log, MaxBatch: f.maxBatch,
 	})
 	if err != nil {
 		return err
@@ -136,7 +160,7 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 	if dsn == "" {
 		dsn = "sqlite:" + filepath.Join(dir, "records.db")
 	}
-	store, err := storage.Open(ctx, dsn)
+	store, err := openRecordStore(ctx, dsn)
 	if err != nil {
 		return err
 	}
@@ -145,6 +169,9 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go jwt.run(runCtx, jwtKey)
+	if err := aud.start(runCtx, node, keys, store); err != nil {
+		return err
+	}
 	exporterDone := make(chan struct{})
 	go func() {
 		defer close(exporterDone)
@@ -154,9 +181,12 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 	}()
 
 	// Credentials: the node SVID (memory) and the operator and auditor SVIDs (files).
-	nodeSVID := client.NewRotatingSVID(nil)
+	nodeSVID, nodeDir := client.NewRotatingSVID(nil), ""
+	if cl != nil { // the raft transport presents it too; keep it for restarts
+		nodeSVID, nodeDir = cl.svid, nodeCredDir(dir)
+	}
 	creds := []*selfCred{
-		{ca: issuer, id: nodeSPIFFE, ttl: time.Hour, set: nodeSVID.Set, log: log},
+		{ca: issuer, id: nodeSPIFFE, ttl: time.Hour, dir: nodeDir, set: nodeSVID.Set, log: log},
 		{ca: issuer, id: ca.AdminID(td), ttl: time.Hour, dir: filepath.Join(dir, "admin"), log: log},
 		{ca: issuer, id: ca.AuditorID(td), ttl: time.Hour, dir: filepath.Join(dir, "auditor"), log: log},
 	}
@@ -180,8 +210,9 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 		return err
 	}
 	srv, err := api.New(api.Config{
-		TrustDomain: td, Issuer: issuer, State: node, Records: store, SVID: nodeSVID, CA: keys, JWT: issuer, Trust: node,
-		Federation: node, Federator: federator,
+		TrustDomain: td, Issuer: issuer, State: node, Records: store, Audit: store, SVID: nodeSVID, CA: keys, JWT: issuer, Trust: node,
+		Federation: node, Federator: federator, Cluster: node,
+		Backup: &backupSource{node: node, nodeID: f.nodeID, dir: keys.dir},
 		Logger: log, Registerer: reg, AgentTTL: f.agentTTL,
 		MaxInFlight: f.maxInFlight, MaxQueue: f.maxQueue, MaxBatch: f.maxBatch,
 	})
@@ -197,7 +228,11 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 		lis.Close()
 		return fmt.Errorf("listen http: %w", err)
 	}
-	info, _ := json.MarshalIndent(serverInfo{TrustDomain: td.Name(), Servers: []string{lis.Addr().String()}, NodeID: f.nodeID, HTTP: hlis.Addr().String(), PID: os.Getpid()}, "", "  ")
+	servers := []string{lis.Addr().String()}
+	if cl != nil {
+		servers = append(servers, f.cluster.join...) // the CLI fails over between them
+	}
+	info, _ := json.MarshalIndent(serverInfo{TrustDomain: td.Name(), Servers: servers, NodeID: f.nodeID, HTTP: hlis.Addr().String(), PID: os.Getpid()}, "", "  ")
 	if err := writeFileAtomic(filepath.Join(dir, "server.json"), info, 0o644); err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ func NewAuditKey(t testing.TB) *AuditKey {
 		t.Fatal(err)
 	}
 	now := Base.Add(-time.Hour)
-	root, err := ca.NewRoot(td, rk, 365*24*time.Hour, now)
+	root, err := ca.NewRoot(td, rk, 10*365*24*time.Hour, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func NewAuditKey(t testing.TB) *AuditKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := ca.NewAuditKeyCert(td, ca.Issuer{Signer: rk, Cert: root}, ak.Public(), 300*24*time.Hour, now)
+	cert, err := ca.NewAuditKeyCert(td, ca.Issuer{Signer: rk, Cert: root}, ak.Public(), 9*365*24*time.Hour, now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -47,7 +47,8 @@ type Filter struct {
 	IssuerKeyID string // hex, any case
 	Since       time.Time
 	Until       time.Time
-	Limit       int // 0 means DefaultLimit; at most MaxLimit
+	Limit       int    // 0 means DefaultLimit; at most MaxLimit
+	BeforeSeq   uint64 // only seq < BeforeSeq (paging newest first); 0: no bound
 }
 
 // Validate reports a malformed filter as an error wrapping ErrBadFilter.

@@ -43,6 +43,9 @@ func QuerySQL(f Filter, ph func(int) string, timeArg func(time.Time) any) (strin
 	if !f.Until.IsZero() {
 		add("not_before < ?", timeArg(f.Until))
 	}
+	if f.BeforeSeq != 0 {
+		add("seq < ?", int64(min(f.BeforeSeq, 1<<63-1)))
+	}
 	q := "SELECT " + Columns + " FROM issuance_records"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")

@@ -996,6 +996,7 @@ type CreateJoinTokenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Agent         string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
 	TtlSeconds    int64                  `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"` // token validity; 0 = server default
+	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`                                // instead of agent: a token for a new cluster node (its SVID will be spiffe://TD/tier0/node/NODE)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1042,6 +1043,13 @@ func (x *CreateJoinTokenRequest) GetTtlSeconds() int64 {
 		return x.TtlSeconds
 	}
 	return 0
+}
+
+func (x *CreateJoinTokenRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
 }
 
 type CreateJoinTokenResponse struct {
@@ -1754,7 +1762,10 @@ type ListRecordsRequest struct {
 	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	Since         int64                  `protobuf:"varint,3,opt,name=since,proto3" json:"since,omitempty"` // unix seconds, 0 = all
 	Serial        string                 `protobuf:"bytes,4,opt,name=serial,proto3" json:"serial,omitempty"`
-	Limit         uint32                 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"` // 0 = server default (1000), capped at 10000
+	Limit         uint32                 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`                                 // 0 = server default (1000), capped at 10000
+	Until         int64                  `protobuf:"varint,6,opt,name=until,proto3" json:"until,omitempty"`                                 // unix seconds, 0 = no bound: not_before < until
+	IssuerKeyId   string                 `protobuf:"bytes,7,opt,name=issuer_key_id,json=issuerKeyId,proto3" json:"issuer_key_id,omitempty"` // hex SubjectKeyId of the issuer
+	BeforeSeq     uint64                 `protobuf:"varint,8,opt,name=before_seq,json=beforeSeq,proto3" json:"before_seq,omitempty"`        // only seq < before_seq (paging newest first), 0 = no bound
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1820,6 +1831,27 @@ func (x *ListRecordsRequest) GetSerial() string {
 func (x *ListRecordsRequest) GetLimit() uint32 {
 	if x != nil {
 		return x.Limit
+	}
+	return 0
+}
+
+func (x *ListRecordsRequest) GetUntil() int64 {
+	if x != nil {
+		return x.Until
+	}
+	return 0
+}
+
+func (x *ListRecordsRequest) GetIssuerKeyId() string {
+	if x != nil {
+		return x.IssuerKeyId
+	}
+	return ""
+}
+
+func (x *ListRecordsRequest) GetBeforeSeq() uint64 {
+	if x != nil {
+		return x.BeforeSeq
 	}
 	return 0
 }
@@ -2008,6 +2040,402 @@ func (x *ListRecordsResponse) GetRecords() []*IssuanceRecord {
 	return nil
 }
 
+type VerifyChainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FromSeq       uint64                 `protobuf:"varint,1,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"` // 0 = from the first stored record
+	ToSeq         uint64                 `protobuf:"varint,2,opt,name=to_seq,json=toSeq,proto3" json:"to_seq,omitempty"`       // 0 = to the last stored record
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyChainRequest) Reset() {
+	*x = VerifyChainRequest{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyChainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyChainRequest) ProtoMessage() {}
+
+func (x *VerifyChainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyChainRequest.ProtoReflect.Descriptor instead.
+func (*VerifyChainRequest) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *VerifyChainRequest) GetFromSeq() uint64 {
+	if x != nil {
+		return x.FromSeq
+	}
+	return 0
+}
+
+func (x *VerifyChainRequest) GetToSeq() uint64 {
+	if x != nil {
+		return x.ToSeq
+	}
+	return 0
+}
+
+type VerifyChainResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Ok                bool                   `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	FromSeq           uint64                 `protobuf:"varint,2,opt,name=from_seq,json=fromSeq,proto3" json:"from_seq,omitempty"`
+	ToSeq             uint64                 `protobuf:"varint,3,opt,name=to_seq,json=toSeq,proto3" json:"to_seq,omitempty"`
+	Checked           uint64                 `protobuf:"varint,4,opt,name=checked,proto3" json:"checked,omitempty"`                              // records verified in order before the first problem
+	FirstBadSeq       uint64                 `protobuf:"varint,5,opt,name=first_bad_seq,json=firstBadSeq,proto3" json:"first_bad_seq,omitempty"` // 0 when ok
+	Problem           string                 `protobuf:"bytes,6,opt,name=problem,proto3" json:"problem,omitempty"`                               // modified, missing, inserted, reordered, broken link, forged checkpoint, checkpoint mismatch
+	Detail            string                 `protobuf:"bytes,7,opt,name=detail,proto3" json:"detail,omitempty"`
+	AnchorSeq         uint64                 `protobuf:"varint,8,opt,name=anchor_seq,json=anchorSeq,proto3" json:"anchor_seq,omitempty"` // checkpoint the chain was verified from (0: genesis)
+	Checkpoints       uint32                 `protobuf:"varint,9,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`              // checkpoints whose signature and head verified
+	LastCheckpointSeq uint64                 `protobuf:"varint,10,opt,name=last_checkpoint_seq,json=lastCheckpointSeq,proto3" json:"last_checkpoint_seq,omitempty"`
+	Head              []byte                 `protobuf:"bytes,11,opt,name=head,proto3" json:"head,omitempty"` // hash of the last verified record
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *VerifyChainResponse) Reset() {
+	*x = VerifyChainResponse{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyChainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyChainResponse) ProtoMessage() {}
+
+func (x *VerifyChainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyChainResponse.ProtoReflect.Descriptor instead.
+func (*VerifyChainResponse) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *VerifyChainResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *VerifyChainResponse) GetFromSeq() uint64 {
+	if x != nil {
+		return x.FromSeq
+	}
+	return 0
+}
+
+func (x *VerifyChainResponse) GetToSeq() uint64 {
+	if x != nil {
+		return x.ToSeq
+	}
+	return 0
+}
+
+func (x *VerifyChainResponse) GetChecked() uint64 {
+	if x != nil {
+		return x.Checked
+	}
+	return 0
+}
+
+func (x *VerifyChainResponse) GetFirstBadSeq() uint64 {
+	if x != nil {
+		return x.FirstBadSeq
+	}
+	return 0
+}
+
+func (x *VerifyChainResponse) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+func (x *VerifyChainResponse) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *VerifyChainResponse) GetAnchorSeq() uint64 {
+	if x != nil {
+		return x.AnchorSeq
+	}
+	return 0
+}
+
+func (x *VerifyChainResponse) GetCheckpoints() uint32 {
+	if x != nil {
+		return x.Checkpoints
+	}
+	return 0
+}
+
+func (x *VerifyChainResponse) GetLastCheckpointSeq() uint64 {
+	if x != nil {
+		return x.LastCheckpointSeq
+	}
+	return 0
+}
+
+func (x *VerifyChainResponse) GetHead() []byte {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
+type ListDecisionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        string                 `protobuf:"bytes,1,opt,name=caller,proto3" json:"caller,omitempty"`       // caller SPIFFE ID
+	Requested     string                 `protobuf:"bytes,2,opt,name=requested,proto3" json:"requested,omitempty"` // requested SPIFFE ID
+	DeniedOnly    bool                   `protobuf:"varint,3,opt,name=denied_only,json=deniedOnly,proto3" json:"denied_only,omitempty"`
+	Since         int64                  `protobuf:"varint,4,opt,name=since,proto3" json:"since,omitempty"` // unix seconds
+	Until         int64                  `protobuf:"varint,5,opt,name=until,proto3" json:"until,omitempty"` // unix seconds
+	Limit         uint32                 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"` // 0 = 1000, at most 10000
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDecisionsRequest) Reset() {
+	*x = ListDecisionsRequest{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDecisionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDecisionsRequest) ProtoMessage() {}
+
+func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDecisionsRequest.ProtoReflect.Descriptor instead.
+func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ListDecisionsRequest) GetCaller() string {
+	if x != nil {
+		return x.Caller
+	}
+	return ""
+}
+
+func (x *ListDecisionsRequest) GetRequested() string {
+	if x != nil {
+		return x.Requested
+	}
+	return ""
+}
+
+func (x *ListDecisionsRequest) GetDeniedOnly() bool {
+	if x != nil {
+		return x.DeniedOnly
+	}
+	return false
+}
+
+func (x *ListDecisionsRequest) GetSince() int64 {
+	if x != nil {
+		return x.Since
+	}
+	return 0
+}
+
+func (x *ListDecisionsRequest) GetUntil() int64 {
+	if x != nil {
+		return x.Until
+	}
+	return 0
+}
+
+func (x *ListDecisionsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type AuthzDecision struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	At            int64                  `protobuf:"varint,2,opt,name=at,proto3" json:"at,omitempty"` // unix microseconds
+	NodeId        string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Caller        string                 `protobuf:"bytes,4,opt,name=caller,proto3" json:"caller,omitempty"`
+	Requested     string                 `protobuf:"bytes,5,opt,name=requested,proto3" json:"requested,omitempty"`
+	Allowed       bool                   `protobuf:"varint,6,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthzDecision) Reset() {
+	*x = AuthzDecision{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthzDecision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthzDecision) ProtoMessage() {}
+
+func (x *AuthzDecision) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthzDecision.ProtoReflect.Descriptor instead.
+func (*AuthzDecision) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *AuthzDecision) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *AuthzDecision) GetAt() int64 {
+	if x != nil {
+		return x.At
+	}
+	return 0
+}
+
+func (x *AuthzDecision) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *AuthzDecision) GetCaller() string {
+	if x != nil {
+		return x.Caller
+	}
+	return ""
+}
+
+func (x *AuthzDecision) GetRequested() string {
+	if x != nil {
+		return x.Requested
+	}
+	return ""
+}
+
+func (x *AuthzDecision) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *AuthzDecision) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ListDecisionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Decisions     []*AuthzDecision       `protobuf:"bytes,1,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDecisionsResponse) Reset() {
+	*x = ListDecisionsResponse{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDecisionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDecisionsResponse) ProtoMessage() {}
+
+func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDecisionsResponse.ProtoReflect.Descriptor instead.
+func (*ListDecisionsResponse) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ListDecisionsResponse) GetDecisions() []*AuthzDecision {
+	if x != nil {
+		return x.Decisions
+	}
+	return nil
+}
+
 var File_tier0_v1_tier0_proto protoreflect.FileDescriptor
 
 const file_tier0_v1_tier0_proto_rawDesc = "" +
@@ -2077,11 +2505,12 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"ttlSeconds\x12\x1d\n" +
 	"\n" +
 	"created_at\x18\x05 \x01(\x03R\tcreatedAt\x12\x1c\n" +
-	"\tselectors\x18\x06 \x03(\tR\tselectors\"O\n" +
+	"\tselectors\x18\x06 \x03(\tR\tselectors\"c\n" +
 	"\x16CreateJoinTokenRequest\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
-	"ttlSeconds\"N\n" +
+	"ttlSeconds\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\"N\n" +
 	"\x17CreateJoinTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1d\n" +
 	"\n" +
@@ -2126,13 +2555,17 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\x15ActivateCARootRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\">\n" +
 	"\x16ActivateCARootResponse\x12$\n" +
-	"\x04root\x18\x01 \x01(\v2\x10.tier0.v1.CARootR\x04root\"\x90\x01\n" +
+	"\x04root\x18\x01 \x01(\v2\x10.tier0.v1.CARootR\x04root\"\xe9\x01\n" +
 	"\x12ListRecordsRequest\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x14\n" +
 	"\x05since\x18\x03 \x01(\x03R\x05since\x12\x16\n" +
 	"\x06serial\x18\x04 \x01(\tR\x06serial\x12\x14\n" +
-	"\x05limit\x18\x05 \x01(\rR\x05limit\"\x86\x03\n" +
+	"\x05limit\x18\x05 \x01(\rR\x05limit\x12\x14\n" +
+	"\x05until\x18\x06 \x01(\x03R\x05until\x12\"\n" +
+	"\rissuer_key_id\x18\a \x01(\tR\vissuerKeyId\x12\x1d\n" +
+	"\n" +
+	"before_seq\x18\b \x01(\x04R\tbeforeSeq\"\x86\x03\n" +
 	"\x0eIssuanceRecord\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06serial\x18\x02 \x01(\tR\x06serial\x12\x1b\n" +
@@ -2150,7 +2583,42 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\tprev_hash\x18\f \x01(\fR\bprevHash\x12\x12\n" +
 	"\x04hash\x18\r \x01(\fR\x04hash\"I\n" +
 	"\x13ListRecordsResponse\x122\n" +
-	"\arecords\x18\x01 \x03(\v2\x18.tier0.v1.IssuanceRecordR\arecords2c\n" +
+	"\arecords\x18\x01 \x03(\v2\x18.tier0.v1.IssuanceRecordR\arecords\"F\n" +
+	"\x12VerifyChainRequest\x12\x19\n" +
+	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
+	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\"\xcc\x02\n" +
+	"\x13VerifyChainResponse\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x19\n" +
+	"\bfrom_seq\x18\x02 \x01(\x04R\afromSeq\x12\x15\n" +
+	"\x06to_seq\x18\x03 \x01(\x04R\x05toSeq\x12\x18\n" +
+	"\achecked\x18\x04 \x01(\x04R\achecked\x12\"\n" +
+	"\rfirst_bad_seq\x18\x05 \x01(\x04R\vfirstBadSeq\x12\x18\n" +
+	"\aproblem\x18\x06 \x01(\tR\aproblem\x12\x16\n" +
+	"\x06detail\x18\a \x01(\tR\x06detail\x12\x1d\n" +
+	"\n" +
+	"anchor_seq\x18\b \x01(\x04R\tanchorSeq\x12 \n" +
+	"\vcheckpoints\x18\t \x01(\rR\vcheckpoints\x12.\n" +
+	"\x13last_checkpoint_seq\x18\n" +
+	" \x01(\x04R\x11lastCheckpointSeq\x12\x12\n" +
+	"\x04head\x18\v \x01(\fR\x04head\"\xaf\x01\n" +
+	"\x14ListDecisionsRequest\x12\x16\n" +
+	"\x06caller\x18\x01 \x01(\tR\x06caller\x12\x1c\n" +
+	"\trequested\x18\x02 \x01(\tR\trequested\x12\x1f\n" +
+	"\vdenied_only\x18\x03 \x01(\bR\n" +
+	"deniedOnly\x12\x14\n" +
+	"\x05since\x18\x04 \x01(\x03R\x05since\x12\x14\n" +
+	"\x05until\x18\x05 \x01(\x03R\x05until\x12\x14\n" +
+	"\x05limit\x18\x06 \x01(\rR\x05limit\"\xb0\x01\n" +
+	"\rAuthzDecision\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x0e\n" +
+	"\x02at\x18\x02 \x01(\x03R\x02at\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06caller\x18\x04 \x01(\tR\x06caller\x12\x1c\n" +
+	"\trequested\x18\x05 \x01(\tR\trequested\x12\x18\n" +
+	"\aallowed\x18\x06 \x01(\bR\aallowed\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"N\n" +
+	"\x15ListDecisionsResponse\x125\n" +
+	"\tdecisions\x18\x01 \x03(\v2\x17.tier0.v1.AuthzDecisionR\tdecisions2c\n" +
 	"\tBootstrap\x12V\n" +
 	"\x0fAttestJoinToken\x12 .tier0.v1.AttestJoinTokenRequest\x1a!.tier0.v1.AttestJoinTokenResponse2\x9e\x03\n" +
 	"\x05Agent\x12P\n" +
@@ -2167,9 +2635,11 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\vDeleteEntry\x12\x1c.tier0.v1.DeleteEntryRequest\x1a\x1d.tier0.v1.DeleteEntryResponse\x12J\n" +
 	"\vListCARoots\x12\x1c.tier0.v1.ListCARootsRequest\x1a\x1d.tier0.v1.ListCARootsResponse\x12P\n" +
 	"\rPrepareCARoot\x12\x1e.tier0.v1.PrepareCARootRequest\x1a\x1f.tier0.v1.PrepareCARootResponse\x12S\n" +
-	"\x0eActivateCARoot\x12\x1f.tier0.v1.ActivateCARootRequest\x1a .tier0.v1.ActivateCARootResponse2S\n" +
+	"\x0eActivateCARoot\x12\x1f.tier0.v1.ActivateCARootRequest\x1a .tier0.v1.ActivateCARootResponse2\xf1\x01\n" +
 	"\x05Audit\x12J\n" +
-	"\vListRecords\x12\x1c.tier0.v1.ListRecordsRequest\x1a\x1d.tier0.v1.ListRecordsResponseB4Z2github.com/tier0-ca/tier0/api/gen/tier0/v1;tier0v1b\x06proto3"
+	"\vListRecords\x12\x1c.tier0.v1.ListRecordsRequest\x1a\x1d.tier0.v1.ListRecordsResponse\x12J\n" +
+	"\vVerifyChain\x12\x1c.tier0.v1.VerifyChainRequest\x1a\x1d.tier0.v1.VerifyChainResponse\x12P\n" +
+	"\rListDecisions\x12\x1e.tier0.v1.ListDecisionsRequest\x1a\x1f.tier0.v1.ListDecisionsResponseB4Z2github.com/tier0-ca/tier0/api/gen/tier0/v1;tier0v1b\x06proto3"
 
 var (
 	file_tier0_v1_tier0_proto_rawDescOnce sync.Once
@@ -2183,7 +2653,7 @@ func file_tier0_v1_tier0_proto_rawDescGZIP() []byte {
 	return file_tier0_v1_tier0_proto_rawDescData
 }
 
-var file_tier0_v1_tier0_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_tier0_v1_tier0_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_tier0_v1_tier0_proto_goTypes = []any{
 	(*AttestJoinTokenRequest)(nil),        // 0: tier0.v1.AttestJoinTokenRequest
 	(*AttestJoinTokenResponse)(nil),       // 1: tier0.v1.AttestJoinTokenResponse
@@ -2221,6 +2691,11 @@ var file_tier0_v1_tier0_proto_goTypes = []any{
 	(*ListRecordsRequest)(nil),            // 33: tier0.v1.ListRecordsRequest
 	(*IssuanceRecord)(nil),                // 34: tier0.v1.IssuanceRecord
 	(*ListRecordsResponse)(nil),           // 35: tier0.v1.ListRecordsResponse
+	(*VerifyChainRequest)(nil),            // 36: tier0.v1.VerifyChainRequest
+	(*VerifyChainResponse)(nil),           // 37: tier0.v1.VerifyChainResponse
+	(*ListDecisionsRequest)(nil),          // 38: tier0.v1.ListDecisionsRequest
+	(*AuthzDecision)(nil),                 // 39: tier0.v1.AuthzDecision
+	(*ListDecisionsResponse)(nil),         // 40: tier0.v1.ListDecisionsResponse
 }
 var file_tier0_v1_tier0_proto_depIdxs = []int32{
 	6,  // 0: tier0.v1.MintX509SVIDsRequest.items:type_name -> tier0.v1.MintItem
@@ -2235,39 +2710,44 @@ var file_tier0_v1_tier0_proto_depIdxs = []int32{
 	26, // 9: tier0.v1.PrepareCARootResponse.root:type_name -> tier0.v1.CARoot
 	26, // 10: tier0.v1.ActivateCARootResponse.root:type_name -> tier0.v1.CARoot
 	34, // 11: tier0.v1.ListRecordsResponse.records:type_name -> tier0.v1.IssuanceRecord
-	0,  // 12: tier0.v1.Bootstrap.AttestJoinToken:input_type -> tier0.v1.AttestJoinTokenRequest
-	7,  // 13: tier0.v1.Agent.MintX509SVIDs:input_type -> tier0.v1.MintX509SVIDsRequest
-	11, // 14: tier0.v1.Agent.RenewAgent:input_type -> tier0.v1.RenewAgentRequest
-	13, // 15: tier0.v1.Agent.ListAuthorizedEntries:input_type -> tier0.v1.ListAuthorizedEntriesRequest
-	15, // 16: tier0.v1.Agent.GetBundle:input_type -> tier0.v1.GetBundleRequest
-	2,  // 17: tier0.v1.Agent.MintJWTSVID:input_type -> tier0.v1.MintJWTSVIDRequest
-	18, // 18: tier0.v1.Admin.CreateJoinToken:input_type -> tier0.v1.CreateJoinTokenRequest
-	20, // 19: tier0.v1.Admin.CreateEntry:input_type -> tier0.v1.CreateEntryRequest
-	22, // 20: tier0.v1.Admin.ListEntries:input_type -> tier0.v1.ListEntriesRequest
-	24, // 21: tier0.v1.Admin.DeleteEntry:input_type -> tier0.v1.DeleteEntryRequest
-	27, // 22: tier0.v1.Admin.ListCARoots:input_type -> tier0.v1.ListCARootsRequest
-	29, // 23: tier0.v1.Admin.PrepareCARoot:input_type -> tier0.v1.PrepareCARootRequest
-	31, // 24: tier0.v1.Admin.ActivateCARoot:input_type -> tier0.v1.ActivateCARootRequest
-	33, // 25: tier0.v1.Audit.ListRecords:input_type -> tier0.v1.ListRecordsRequest
-	1,  // 26: tier0.v1.Bootstrap.AttestJoinToken:output_type -> tier0.v1.AttestJoinTokenResponse
-	10, // 27: tier0.v1.Agent.MintX509SVIDs:output_type -> tier0.v1.MintX509SVIDsResponse
-	12, // 28: tier0.v1.Agent.RenewAgent:output_type -> tier0.v1.RenewAgentResponse
-	14, // 29: tier0.v1.Agent.ListAuthorizedEntries:output_type -> tier0.v1.ListAuthorizedEntriesResponse
-	16, // 30: tier0.v1.Agent.GetBundle:output_type -> tier0.v1.GetBundleResponse
-	3,  // 31: tier0.v1.Agent.MintJWTSVID:output_type -> tier0.v1.MintJWTSVIDResponse
-	19, // 32: tier0.v1.Admin.CreateJoinToken:output_type -> tier0.v1.CreateJoinTokenResponse
-	21, // 33: tier0.v1.Admin.CreateEntry:output_type -> tier0.v1.CreateEntryResponse
-	23, // 34: tier0.v1.Admin.ListEntries:output_type -> tier0.v1.ListEntriesResponse
-	25, // 35: tier0.v1.Admin.DeleteEntry:output_type -> tier0.v1.DeleteEntryResponse
-	28, // 36: tier0.v1.Admin.ListCARoots:output_type -> tier0.v1.ListCARootsResponse
-	30, // 37: tier0.v1.Admin.PrepareCARoot:output_type -> tier0.v1.PrepareCARootResponse
-	32, // 38: tier0.v1.Admin.ActivateCARoot:output_type -> tier0.v1.ActivateCARootResponse
-	35, // 39: tier0.v1.Audit.ListRecords:output_type -> tier0.v1.ListRecordsResponse
-	26, // [26:40] is the sub-list for method output_type
-	12, // [12:26] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	39, // 12: tier0.v1.ListDecisionsResponse.decisions:type_name -> tier0.v1.AuthzDecision
+	0,  // 13: tier0.v1.Bootstrap.AttestJoinToken:input_type -> tier0.v1.AttestJoinTokenRequest
+	7,  // 14: tier0.v1.Agent.MintX509SVIDs:input_type -> tier0.v1.MintX509SVIDsRequest
+	11, // 15: tier0.v1.Agent.RenewAgent:input_type -> tier0.v1.RenewAgentRequest
+	13, // 16: tier0.v1.Agent.ListAuthorizedEntries:input_type -> tier0.v1.ListAuthorizedEntriesRequest
+	15, // 17: tier0.v1.Agent.GetBundle:input_type -> tier0.v1.GetBundleRequest
+	2,  // 18: tier0.v1.Agent.MintJWTSVID:input_type -> tier0.v1.MintJWTSVIDRequest
+	18, // 19: tier0.v1.Admin.CreateJoinToken:input_type -> tier0.v1.CreateJoinTokenRequest
+	20, // 20: tier0.v1.Admin.CreateEntry:input_type -> tier0.v1.CreateEntryRequest
+	22, // 21: tier0.v1.Admin.ListEntries:input_type -> tier0.v1.ListEntriesRequest
+	24, // 22: tier0.v1.Admin.DeleteEntry:input_type -> tier0.v1.DeleteEntryRequest
+	27, // 23: tier0.v1.Admin.ListCARoots:input_type -> tier0.v1.ListCARootsRequest
+	29, // 24: tier0.v1.Admin.PrepareCARoot:input_type -> tier0.v1.PrepareCARootRequest
+	31, // 25: tier0.v1.Admin.ActivateCARoot:input_type -> tier0.v1.ActivateCARootRequest
+	33, // 26: tier0.v1.Audit.ListRecords:input_type -> tier0.v1.ListRecordsRequest
+	36, // 27: tier0.v1.Audit.VerifyChain:input_type -> tier0.v1.VerifyChainRequest
+	38, // 28: tier0.v1.Audit.ListDecisions:input_type -> tier0.v1.ListDecisionsRequest
+	1,  // 29: tier0.v1.Bootstrap.AttestJoinToken:output_type -> tier0.v1.AttestJoinTokenResponse
+	10, // 30: tier0.v1.Agent.MintX509SVIDs:output_type -> tier0.v1.MintX509SVIDsResponse
+	12, // 31: tier0.v1.Agent.RenewAgent:output_type -> tier0.v1.RenewAgentResponse
+	14, // 32: tier0.v1.Agent.ListAuthorizedEntries:output_type -> tier0.v1.ListAuthorizedEntriesResponse
+	16, // 33: tier0.v1.Agent.GetBundle:output_type -> tier0.v1.GetBundleResponse
+	3,  // 34: tier0.v1.Agent.MintJWTSVID:output_type -> tier0.v1.MintJWTSVIDResponse
+	19, // 35: tier0.v1.Admin.CreateJoinToken:output_type -> tier0.v1.CreateJoinTokenResponse
+	21, // 36: tier0.v1.Admin.CreateEntry:output_type -> tier0.v1.CreateEntryResponse
+	23, // 37: tier0.v1.Admin.ListEntries:output_type -> tier0.v1.ListEntriesResponse
+	25, // 38: tier0.v1.Admin.DeleteEntry:output_type -> tier0.v1.DeleteEntryResponse
+	28, // 39: tier0.v1.Admin.ListCARoots:output_type -> tier0.v1.ListCARootsResponse
+	30, // 40: tier0.v1.Admin.PrepareCARoot:output_type -> tier0.v1.PrepareCARootResponse
+	32, // 41: tier0.v1.Admin.ActivateCARoot:output_type -> tier0.v1.ActivateCARootResponse
+	35, // 42: tier0.v1.Audit.ListRecords:output_type -> tier0.v1.ListRecordsResponse
+	37, // 43: tier0.v1.Audit.VerifyChain:output_type -> tier0.v1.VerifyChainResponse
+	40, // 44: tier0.v1.Audit.ListDecisions:output_type -> tier0.v1.ListDecisionsResponse
+	29, // [29:45] is the sub-list for method output_type
+	13, // [13:29] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_tier0_v1_tier0_proto_init() }
@@ -2281,7 +2761,7 @@ func file_tier0_v1_tier0_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tier0_v1_tier0_proto_rawDesc), len(file_tier0_v1_tier0_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

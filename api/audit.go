@@ -1,0 +1,103 @@
+package api
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/storage"
+)
+
+// AuditStore is what the Audit service needs beyond Records: chain and
+// checkpoint verification and decision queries (implemented by
+// storage.AuditStore).
+type AuditStore interface {
+	storage.AuditStore
+}
+
+// maxUnixSeconds bounds since/until (year 9999).
+const maxUnixSeconds = 253402300799
+
+func unixArg(name string, v int64) (time.Time, error) {
+	switch {
+	case v < 0 || v > maxUnixSeconds:
+		return time.Time{}, fmt.Errorf("%w: %s %d is outside years 1970-9999", errBadInput, name, v)
+	case v == 0:
+		return time.Time{}, nil
+	}
+	return time.Unix(v, 0).UTC(), nil
+}
+
+func (a *auditService) VerifyChain(ctx context.Context, req *tier0v1.VerifyChainRequest) (*tier0v1.VerifyChainResponse, error) {
+	const method = "VerifyChain"
+	s := a.s
+	if s.cfg.Audit == nil {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: no audit store configured", ha.ErrUnavailable))
+	}
+	if req.GetToSeq() != 0 && req.GetToSeq() < req.GetFromSeq() {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: to_seq %d is before from_seq %d", errBadInput, req.GetToSeq(), req.GetFromSeq()))
+	}
+	var roots []*x509.Certificate
+	for _, der := range s.cfg.State.Bundle().Roots {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, s.toStatus(ctx, method, fmt.Errorf("api: verify: bundle root: %w", err))
+		}
+		roots = append(roots, c)
+	}
+	res, err := storage.VerifyAudit(ctx, s.cfg.Audit, req.GetFromSeq(), req.GetToSeq(), roots)
+	if err != nil {
+		if errors.Is(err, storage.ErrBadFilter) {
+			return nil, s.toStatus(ctx, method, err)
+		}
+		return nil, s.toStatus(ctx, method, fmt.Errorf("api: verify: %w", err))
+	}
+	s.log.InfoContext(ctx, "audit verify", "by", callerFrom(ctx).id.String(), "from", res.From, "to", res.To,
+		"ok", res.OK(), "first_bad", res.FirstBad, "problem", res.Problem)
+	return VerifyResultToPB(res), nil
+}
+
+// VerifyResultToPB converts a verification result to its wire form.
+func VerifyResultToPB(r storage.AuditResult) *tier0v1.VerifyChainResponse {
+	return &tier0v1.VerifyChainResponse{
+		Ok: r.OK(), FromSeq: r.From, ToSeq: r.To, Checked: r.Checked, FirstBadSeq: r.FirstBad,
+		Problem: r.Problem, Detail: r.Detail, AnchorSeq: r.Anchor, Checkpoints: uint32(r.Checkpoints),
+		LastCheckpointSeq: r.LastCheckpoint, Head: r.Head,
+	}
+}
+
+func (a *auditService) ListDecisions(ctx context.Context, req *tier0v1.ListDecisionsRequest) (*tier0v1.ListDecisionsResponse, error) {
+	const method = "ListDecisions"
+	s := a.s
+	if s.cfg.Audit == nil {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: no audit store configured", ha.ErrUnavailable))
+	}
+	f := storage.DecisionFilter{Caller: req.GetCaller(), Requested: req.GetRequested(), Denied: req.GetDeniedOnly(), Limit: int(req.GetLimit())}
+	var err error
+	if f.Since, err = unixArg("since", req.GetSince()); err != nil {
+		return nil, s.toStatus(ctx, method, err)
+	}
+	if f.Until, err = unixArg("until", req.GetUntil()); err != nil {
+		return nil, s.toStatus(ctx, method, err)
+	}
+	if req.GetLimit() > storage.MaxLimit {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: limit %d above %d", errBadInput, req.GetLimit(), storage.MaxLimit))
+	}
+	ds, err := s.cfg.Audit.QueryDecisions(ctx, f)
+	if err != nil {
+		if errors.Is(err, storage.ErrBadFilter) {
+			return nil, s.toStatus(ctx, method, err)
+		}
+		return nil, s.toStatus(ctx, method, fmt.Errorf("api: query decisions: %w", err))
+	}
+	out := &tier0v1.ListDecisionsResponse{Decisions: make([]*tier0v1.AuthzDecision, len(ds))}
+	for i, d := range ds {
+		out.Decisions[i] = &tier0v1.AuthzDecision{Id: d.ID, At: d.At.UnixMicro(), NodeId: d.NodeID, Caller: d.Caller,
+			Requested: d.Requested, Allowed: d.Allowed, Reason: d.Reason}
+	}
+	return out, nil
+}

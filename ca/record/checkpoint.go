@@ -1,0 +1,117 @@
+package record
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// A Checkpoint is a signed statement "the journal's hash chain head at Seq
+// is Head", made by the leader with the CA's audit key. CertDER is the audit
+// key's certificate, signed by a CA root: a verifier needs only the trust
+// bundle (the roots) to check a checkpoint, and a checkpoint pins the chain
+// up to Seq so that a consistent rewrite of records, or records removed at
+// the end, are detected (the chain alone cannot see them).
+type Checkpoint struct {
+	Seq       uint64    `json:"seq"`
+	Head      []byte    `json:"head"`      // Hash of record Seq
+	SignedAt  time.Time `json:"signed_at"` // leader's clock, microseconds, UTC
+	NodeID    string    `json:"node"`      // the leader that signed it
+	CertDER   []byte    `json:"cert"`      // audit key certificate (CheckpointEKU), issued by a CA root
+	Signature []byte    `json:"sig"`       // over Message()
+}
+
+// CheckpointEKU is the extended key usage of an audit key certificate
+// (a tier0-private OID). Such a certificate has no URI SAN, so it is no
+// X509-SVID and cannot authenticate anyone; it can only sign checkpoints.
+var CheckpointEKU = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 59999, 7, 1}
+
+// ErrCheckpoint is wrapped by checkpoint verification errors.
+var ErrCheckpoint = errors.New("record: bad checkpoint")
+
+const checkpointDomain = "tier0 audit checkpoint v1\x00"
+
+// Message returns the signed bytes: a domain string, then seq, head, the
+// signing time (unix microseconds) and the node ID, length-prefixed.
+func (c *Checkpoint) Message() []byte {
+	var b bytes.Buffer
+	b.WriteString(checkpointDomain)
+	putU64(&b, c.Seq)
+	putBytes(&b, c.Head)
+	putU64(&b, uint64(Truncate(c.SignedAt).UnixMicro()))
+	putStr(&b, c.NodeID)
+	return b.Bytes()
+}
+
+// Sign signs c with s (ECDSA and RSA over SHA-256, Ed25519 over the message).
+func (c *Checkpoint) Sign(s crypto.Signer) error {
+	c.SignedAt = Truncate(c.SignedAt)
+	msg := c.Message()
+	var (
+		sig []byte
+		err error
+	)
+	if _, ok := s.Public().(ed25519.PublicKey); ok {
+		sig, err = s.Sign(rand.Reader, msg, crypto.Hash(0))
+	} else {
+		d := sha256.Sum256(msg)
+		sig, err = s.Sign(rand.Reader, d[:], crypto.SHA256)
+	}
+	if err != nil {
+		return fmt.Errorf("record: sign checkpoint %d: %w", c.Seq, err)
+	}
+	c.Signature = sig
+	return nil
+}
+
+// Verify checks that c's certificate is an audit key certificate issued by
+// one of roots and valid at SignedAt, and that the signature is right. The
+// error names what is wrong and wraps ErrCheckpoint.
+func (c *Checkpoint) Verify(roots []*x509.Certificate) error {
+	if len(c.Head) != HashSize {
+		return fmt.Errorf("%w: seq %d: head is %d bytes, want %d", ErrCheckpoint, c.Seq, len(c.Head), HashSize)
+	}
+	cert, err := x509.ParseCertificate(c.CertDER)
+	if err != nil {
+		return fmt.Errorf("%w: seq %d: audit key certificate: %v", ErrCheckpoint, c.Seq, err)
+	}
+	if !slices.ContainsFunc(cert.UnknownExtKeyUsage, func(o asn1.ObjectIdentifier) bool { return o.Equal(CheckpointEKU) }) {
+		return fmt.Errorf("%w: seq %d: certificate %q is not an audit key certificate", ErrCheckpoint, c.Seq, cert.Subject.CommonName)
+	}
+	pool := x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{
+		Roots: pool, CurrentTime: c.SignedAt, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}); err != nil {
+		return fmt.Errorf("%w: seq %d: audit key certificate does not chain to the bundle at %s: %v",
+			ErrCheckpoint, c.Seq, c.SignedAt.Format(time.RFC3339), err)
+	}
+	msg := c.Message()
+	d := sha256.Sum256(msg)
+	ok := false
+	switch pub := cert.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		ok = ecdsa.VerifyASN1(pub, d[:], c.Signature)
+	case *rsa.PublicKey:
+		ok = rsa.VerifyPKCS1v15(pub, crypto.SHA256, d[:], c.Signature) == nil ||
+			rsa.VerifyPSS(pub, crypto.SHA256, d[:], c.Signature, nil) == nil
+	case ed25519.PublicKey:
+		ok = ed25519.Verify(pub, msg, c.Signature)
+	}
+	if !ok {
+		return fmt.Errorf("%w: seq %d: signature does not verify (head, seq or time edited, or forged)", ErrCheckpoint, c.Seq)
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tier0-ca/tier0/api/client"
+	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+)
+
+// newClusterCmd: `tier0 cluster status|join|remove|transfer-leadership`
+// (admin credential; any member answers, writes reach the leader).
+func newClusterCmd(g *globalFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "cluster", Short: "Raft cluster membership and status"}
+	var format string
+	status := &cobra.Command{
+		Use:   "status [-o table|json]",
+		Short: "Members, leader, term, commit/applied index, journal seq and export lag (as the answering node sees them)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withOperator(cmd, g, "admin", func(c *client.Client) error {
+				st, err := tier0v1.NewClusterClient(c).ClusterStatus(cmd.Context(), &tier0v1.ClusterStatusRequest{})
+				if err != nil {
+					return cliErr(err)
+				}
+				w := cmd.OutOrStdout()
+				if format == "json" {
+					b, _ := json.MarshalIndent(st, "", "  ")
+					_, err := fmt.Fprintln(w, string(b))
+					return err
+				}
+				fmt.Fprintf(w, "node %s (%s), leader %s, term %d\n", st.GetNodeId(), st.GetState(), st.GetLeaderId(), st.GetTerm())
+				fmt.Fprintf(w, "commit index %d, applied index %d, last index %d\n", st.GetCommitIndex(), st.GetAppliedIndex(), st.GetLastIndex())
+				fmt.Fprintf(w, "journal seq %d, exported seq %d, export lag %d\n\n", st.GetJournalSeq(), st.GetExportedSeq(), st.GetExportLag())
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tRAFT ADDRESS\tSUFFRAGE\tLEADER")
+				for _, m := range st.GetMembers() {
+					l := ""
+					if m.GetLeader() {
+						l = "*"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.GetId(), m.GetRaftAddress(), m.GetSuffrage(), l)
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	status.Flags().StringVarP(&format, "output", "o", "table", "table or json")
+
+	var joinID, joinAddr string
+	join := &cobra.Command{
+		Use:   "join --node-id ID --raft-addr HOST:PORT",
+		Short: "Add a voter (new nodes normally join themselves with `tier0 server --join ... --join-token ...`)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withOperator(cmd, g, "admin", func(c *client.Client) error {
+				_, err := tier0v1.NewClusterClient(c).ClusterJoin(cmd.Context(), &tier0v1.ClusterJoinRequest{NodeId: joinID, RaftAddress: joinAddr})
+				if err != nil {
+					return cliErr(err)
+				}
+				return nil
+			})
+		},
+	}
+	join.Flags().StringVar(&joinID, "node-id", "", "node ID")
+	join.Flags().StringVar(&joinAddr, "raft-addr", "", "the node's raft address")
+	_ = join.MarkFlagRequired("node-id")
+	_ = join.MarkFlagRequired("raft-addr")
+
+	remove := &cobra.Command{
+		Use:   "remove ID",
+		Short: "Remove a member from the raft configuration",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withOperator(cmd, g, "admin", func(c *client.Client) error {
+				_, err := tier0v1.NewClusterClient(c).ClusterRemove(cmd.Context(), &tier0v1.ClusterRemoveRequest{NodeId: args[0]})
+				if err != nil {
+					return cliErr(err)
+				}
+				return nil
+			})
+		},
+	}
+
+	var to string
+	transfer := &cobra.Command{
+		Use:   "transfer-leadership [--to ID]",
+		Short: "Hand leadership to another member (default: the most up-to-date follower)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withOperator(cmd, g, "admin", func(c *client.Client) error {
+				_, err := tier0v1.NewClusterClient(c).TransferLeadership(cmd.Context(), &tier0v1.TransferLeadershipRequest{ToNodeId: to})
+				if err != nil {
+					return cliErr(err)
+				}
+				return nil
+			})
+		},
+	}
+	transfer.Flags().StringVar(&to, "to", "", "target node ID")
+	cmd.AddCommand(status, join, remove, transfer)
+	return cmd
+}

@@ -1,0 +1,217 @@
+package ha
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/tier0-ca/tier0/ca/record"
+)
+
+// Backup and restore (see "Backup and restore" in DESIGN.md). A backup
+// payload is exactly a raft snapshot of this FSM (snapshot.go), so the same
+// bytes can be inspected offline, advanced to a record store's head, and
+// installed into a fresh cluster with raft's user-restore API.
+
+// SnapshotInfo summarises a snapshot payload (InspectSnapshot).
+type SnapshotInfo struct {
+	Version     int
+	Bundle      Bundle
+	EntryIDs    []string // sorted
+	Tokens      int
+	CARoots     []CARoot
+	Seq         uint64
+	Head        []byte
+	LastCommit  time.Time // CommittedAt of record Seq (zero when the journal is empty)
+	ExportedSeq uint64
+	TailLen     int
+}
+
+// Backup takes a consistent snapshot of the replicated state through raft
+// (leader only, after a barrier so that it holds every committed entry) and
+// opens it. The caller must close the reader. The snapshot also stays in this
+// node's snapshot store, like a periodic one.
+func (n *Node) Backup(ctx context.Context) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	if !n.isLeader() {
+		_, leader := n.raft.LeaderWithID()
+		return nil, nil, fmt.Errorf("ha: backup: %w (leader: %q)", ErrNotLeader, leader)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, fmt.Errorf("ha: backup: %w", err)
+	}
+	if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+		return nil, nil, translate("backup: barrier", err)
+	}
+	fut := n.raft.Snapshot()
+	if err := fut.Error(); err != nil {
+		return nil, nil, translate("backup: snapshot", err)
+	}
+	meta, rc, err := fut.Open()
+	if err != nil {
+		return nil, nil, fmt.Errorf("ha: backup: open snapshot: %w", err)
+	}
+	return meta, rc, nil
+}
+
+// RestoreBackup installs a snapshot payload (of meta.Size bytes) as the
+// state of this cluster with raft's user restore: the leader takes the
+// state and replicates it to followers as a snapshot. Meant for a freshly
+// bootstrapped node (disaster recovery), never a cluster in service.
+func (n *Node) RestoreBackup(ctx context.Context, meta *raft.SnapshotMeta, r io.Reader) error {
+	if !n.isLeader() {
+		return fmt.Errorf("ha: restore: %w", ErrNotLeader)
+	}
+	timeout := 10 * time.Minute
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	before := n.fsm.restores.Load()
+	if err := n.raft.Restore(meta, r, timeout); err != nil {
+		return fmt.Errorf("ha: restore: %w", err)
+	}
+	if n.fsm.restores.Load() == before {
+		return fmt.Errorf("ha: restore: the snapshot was not applied: %w", ErrUnavailable)
+	}
+	return nil
+}
+
+// InspectSnapshot reads a whole snapshot payload without building the
+// state: it checks the header, that the tail is consecutive, that every
+// record's hash is right and links to the previous one, and that the tail
+// ends at the journal head.
+func InspectSnapshot(r io.Reader) (SnapshotInfo, error) { return WalkSnapshot(r, nil) }
+
+// WalkSnapshot is InspectSnapshot that also calls fn (if not nil) with each
+// verified tail record, in order.
+func WalkSnapshot(r io.Reader, fn func(*record.Record) error) (SnapshotInfo, error) {
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 1<<16))
+	h, err := decodeHeader(dec)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	info := infoOf(h)
+	var prev []byte
+	for i := range h.TailLen {
+		var rec record.Record
+		if err := dec.Decode(&rec); err != nil {
+			return info, fmt.Errorf("ha: inspect: record %d of %d: %w", i+1, h.TailLen, err)
+		}
+		if rec.Seq != h.ExportedSeq+uint64(i)+1 {
+			return info, fmt.Errorf("ha: inspect: record seq %d out of order (want %d)", rec.Seq, h.ExportedSeq+uint64(i)+1)
+		}
+		if prev == nil {
+			prev = rec.PrevHash
+		}
+		if err := rec.Verify(prev); err != nil {
+			return info, fmt.Errorf("ha: inspect: %w", err)
+		}
+		prev = rec.Hash
+		if fn != nil {
+			if err := fn(&rec); err != nil {
+				return info, err
+			}
+		}
+	}
+	if prev != nil && !bytes.Equal(prev, h.Head) {
+		return info, fmt.Errorf("ha: inspect: %w: tail does not end at the journal head", record.ErrChain)
+	}
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return info, fmt.Errorf("ha: inspect: trailing data after %d records", h.TailLen)
+	}
+	return info, nil
+}
+
+// AdvanceSnapshot copies a snapshot payload from r to w, moving its journal
+// forward over records that reached the record store after the snapshot was
+// taken. more(fn) must call fn with the store's records after the
+// snapshot's head seq, in order (storage.Store.Range). Each must link to the
+// previous one, starting at the snapshot's head; on success the copy's
+// journal head is the last of them, all exported (its tail, which the store
+// holds, is dropped). With no such records w gets r unchanged.
+func AdvanceSnapshot(r io.Reader, w io.Writer, more func(fn func(*record.Record) error) error) (SnapshotInfo, error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	dec := json.NewDecoder(br)
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("ha: snapshot header: %w", err)
+	}
+	h, err := decodeHeader(json.NewDecoder(bytes.NewReader(raw)))
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	prev, last, n := h.Head, (*record.Record)(nil), 0
+	err = more(func(rec *record.Record) error {
+		if rec.Seq != h.Seq+uint64(n)+1 {
+			return fmt.Errorf("ha: advance: store record seq %d, want %d", rec.Seq, h.Seq+uint64(n)+1)
+		}
+		if err := rec.Verify(prev); err != nil {
+			return fmt.Errorf("ha: advance: store record %d does not continue the backup's chain: %w", rec.Seq, err)
+		}
+		prev, last = rec.Hash, rec
+		n++
+		return nil
+	})
+	if err != nil {
+		return infoOf(h), err
+	}
+	bw := bufio.NewWriterSize(w, 1<<16)
+	if last == nil {
+		// Unchanged: the header bytes as read, then the rest of the stream.
+		if _, err := bw.Write(raw); err != nil {
+			return infoOf(h), fmt.Errorf("ha: advance: %w", err)
+		}
+		if _, err := io.Copy(bw, io.MultiReader(dec.Buffered(), br)); err != nil {
+			return infoOf(h), fmt.Errorf("ha: advance: %w", err)
+		}
+	} else {
+		h.Seq, h.Head, h.ExportedSeq, h.TailLen = last.Seq, bytes.Clone(last.Hash), last.Seq, 0
+		if last.CommittedAt.After(h.LastCommit) {
+			h.LastCommit = last.CommittedAt
+		}
+		if err := json.NewEncoder(bw).Encode(h); err != nil {
+			return infoOf(h), fmt.Errorf("ha: advance: %w", err)
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return infoOf(h), fmt.Errorf("ha: advance: %w", err)
+	}
+	return infoOf(h), nil
+}
+
+func decodeHeader(dec *json.Decoder) (snapshotHeader, error) {
+	var h snapshotHeader
+	if err := dec.Decode(&h); err != nil {
+		return h, fmt.Errorf("ha: snapshot header: %w", err)
+	}
+	if h.Version != snapshotVersion {
+		return h, fmt.Errorf("ha: snapshot header: unsupported snapshot version %d", h.Version)
+	}
+	if len(h.Head) != record.HashSize || h.ExportedSeq > h.Seq || h.TailLen < 0 || uint64(h.TailLen) != h.Seq-h.ExportedSeq {
+		return h, fmt.Errorf("ha: snapshot header: inconsistent journal (seq %d, exported %d, tail %d)", h.Seq, h.ExportedSeq, h.TailLen)
+	}
+	return h, nil
+}
+
+func infoOf(h snapshotHeader) SnapshotInfo {
+	info := SnapshotInfo{
+		Version: h.Version, Bundle: h.Bundle.clone(), Tokens: len(h.Tokens),
+		Seq: h.Seq, Head: bytes.Clone(h.Head), LastCommit: h.LastCommit, ExportedSeq: h.ExportedSeq, TailLen: h.TailLen,
+	}
+	for _, e := range h.Entries {
+		info.EntryIDs = append(info.EntryIDs, e.ID)
+	}
+	slices.Sort(info.EntryIDs)
+	if h.CA != nil {
+		info.CARoots = h.CA.clone().Roots
+	}
+	return info
+}

@@ -1,0 +1,345 @@
+package ha
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/tier0-ca/tier0/ca/record"
+)
+
+// Leader forwarding (see DESIGN.md "Cluster"). A follower never proposes to
+// raft: its committer sends each record batch to the leader, which puts it
+// in its own group-commit queue (so the leader stamps the time and batches
+// it with everyone else's), and other writes send the encoded command,
+// applied by the leader as is. The leader answers after quorum commit.
+//
+// Retry rule: a forward is retried once, against the then leader, only when
+// the first attempt certainly did not reach raft (ErrNotLeader from the
+// old leader, or no connection). Any other failure has an unknown outcome:
+// the caller gets ErrUnavailable and hands nothing out, so nothing is ever
+// answered twice and a batch is never proposed twice.
+
+// Forward kinds.
+const (
+	ForwardCommit     byte = 1 // payload: JSON []json.RawMessage (wireRecords); response: JSON []sealed
+	ForwardApply      byte = 2 // payload: an encoded command; response: JSON fwdResponse
+	ForwardMembership byte = 3 // payload: JSON MembershipChange; response: empty
+)
+
+// Forwarder carries a forward to the leader's raft address over the
+// cluster's mTLS port (implemented in package api). Errors must wrap
+// ErrNotLeader when the leader refused before proposing, ErrNoRoute when no
+// connection could be made (nothing was sent), ErrInvalid for a rejected
+// payload, and ErrUnavailable otherwise.
+type Forwarder interface {
+	Forward(ctx context.Context, leaderAddr string, kind byte, payload []byte) ([]byte, error)
+}
+
+// ErrNoRoute: the leader could not be reached; the request was not sent.
+var ErrNoRoute = errors.New("ha: no route to leader")
+
+// MembershipChange is a raft configuration change run on the leader.
+type MembershipChange struct {
+	Op      string `json:"op"` // "add-voter", "remove", "transfer"
+	ID      string `json:"id,omitempty"`
+	Address string `json:"address,omitempty"`
+}
+
+// sealed is what the leader hands back per forwarded record.
+type sealed struct {
+	Seq         uint64    `json:"seq"`
+	CommittedAt time.Time `json:"at"`
+	PrevHash    []byte    `json:"prev"`
+	Hash        []byte    `json:"hash"`
+}
+
+// fwdResponse is an FSM response on the wire.
+type fwdResponse struct {
+	Err      string          `json:"err,omitempty"`
+	Sentinel string          `json:"sentinel,omitempty"`
+	Type     string          `json:"type,omitempty"`
+	Val      json.RawMessage `json:"val,omitempty"`
+}
+
+var sentinels = map[string]error{
+	"invalid": ErrInvalid, "exists": ErrExists, "not-found": ErrNotFound,
+	"token-invalid": ErrTokenInvalid, "not-leader": ErrNotLeader, "unavailable": ErrUnavailable,
+}
+
+func encodeResponse(resp any, err error) ([]byte, error) {
+	var r fwdResponse
+	if err == nil {
+		if e, ok := resp.(error); ok {
+			err = e
+		}
+	}
+	if err != nil {
+		r.Err = err.Error()
+		for name, s := range sentinels {
+			if errors.Is(err, s) {
+				r.Sentinel = name
+				break
+			}
+		}
+		return json.Marshal(r)
+	}
+	switch v := resp.(type) {
+	case nil:
+	case Entry:
+		r.Type = "entry"
+	case CARoot:
+		r.Type = "caroot"
+	case string:
+		r.Type = "string"
+	case uint64:
+		r.Type = "uint64"
+	case int:
+		r.Type = "int"
+	default:
+		r.Type = fmt.Sprintf("unsupported:%T", v)
+		resp = nil
+	}
+	if resp != nil {
+		b, err := json.Marshal(resp)
+		if err != nil {
+			return nil, fmt.Errorf("ha: forward: encode response: %w", err)
+		}
+		r.Val = b
+	}
+	return json.Marshal(r)
+}
+
+func decodeResponse(b []byte) (any, error) {
+	var r fwdResponse
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("ha: forward: decode response: %w: %w", ErrUnavailable, err)
+	}
+	if r.Err != "" {
+		if s, ok := sentinels[r.Sentinel]; ok {
+			return nil, fmt.Errorf("%s (on leader): %w", r.Err, s)
+		}
+		return nil, fmt.Errorf("ha: forward: leader: %s", r.Err)
+	}
+	var v any
+	var err error
+	switch r.Type {
+	case "":
+		return nil, nil
+	case "entry":
+		var e Entry
+		err = json.Unmarshal(r.Val, &e)
+		v = e
+	case "caroot":
+		var c CARoot
+		err = json.Unmarshal(r.Val, &c)
+		v = c
+	case "string":
+		var s string
+		err = json.Unmarshal(r.Val, &s)
+		v = s
+	case "uint64":
+		var u uint64
+		err = json.Unmarshal(r.Val, &u)
+		v = u
+	case "int":
+		var i int
+		err = json.Unmarshal(r.Val, &i)
+		v = i
+	default:
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ha: forward: decode %s response: %w", r.Type, err)
+	}
+	return v, nil
+}
+
+// forwarding reports whether writes from this node go to the leader.
+func (n *Node) forwarding() bool {
+	return n.cfg.Forwarder != nil && n.raft.State() != raft.Leader
+}
+
+// leaderAddr waits (bounded by ApplyTimeout and ctx) for a known leader
+// and returns its raft address; "" means this node is the leader.
+func (n *Node) leaderAddr(ctx context.Context, op string) (string, error) {
+	deadline := time.NewTimer(n.cfg.ApplyTimeout)
+	defer deadline.Stop()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if n.isLeader() {
+			return "", nil
+		}
+		if addr, id := n.raft.LeaderWithID(); addr != "" && id != "" {
+			return string(addr), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("ha: %s: %w: %w", op, ErrUnavailable, ctx.Err())
+		case <-n.closing:
+			return "", fmt.Errorf("ha: %s: %w: node closed", op, ErrUnavailable)
+		case <-deadline.C:
+			return "", fmt.Errorf("ha: %s: %w: no leader", op, ErrUnavailable)
+		case <-t.C:
+		}
+	}
+}
+
+// forward sends one request to the leader with the retry rule above. local
+// runs it here instead when this node is (or becomes) the leader.
+func (n *Node) forward(ctx context.Context, op string, kind byte, payload []byte, local func() ([]byte, error)) ([]byte, error) {
+	var last error
+	for attempt := 0; attempt < 2; attempt++ {
+		addr, err := n.leaderAddr(ctx, op)
+		if err != nil {
+			return nil, err
+		}
+		if addr == "" {
+			return local()
+		}
+		n.m.forwards.Inc()
+		out, err := n.cfg.Forwarder.Forward(ctx, addr, kind, payload)
+		if err == nil {
+			return out, nil
+		}
+		last = err
+		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrNoRoute) {
+			break
+		}
+		// Certainly not proposed: wait for the next leader and retry once.
+		n.log.Info("ha: forward: leader refused or unreachable, retrying once", "op", op, "leader", addr, "err", err)
+		n.waitLeaderNot(ctx, addr)
+	}
+	n.m.forwardErrors.Inc()
+	switch {
+	case errors.Is(last, ErrInvalid):
+		return nil, fmt.Errorf("ha: %s: forward: %w", op, last)
+	case errors.Is(last, ErrUnavailable), errors.Is(last, ErrNotLeader), errors.Is(last, ErrNoRoute):
+		return nil, fmt.Errorf("ha: %s: forward: %w: %w", op, ErrUnavailable, last)
+	default:
+		return nil, fmt.Errorf("ha: %s: forward: %w: %w", op, ErrUnavailable, last)
+	}
+}
+
+// waitLeaderNot waits (bounded) until the leader is someone other than addr.
+func (n *Node) waitLeaderNot(ctx context.Context, addr string) {
+	deadline := time.Now().Add(n.cfg.ApplyTimeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if a, _ := n.raft.LeaderWithID(); a != "" && string(a) != addr || n.isLeader() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.closing:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// forwardApply runs an encoded command on the leader.
+func (n *Node) forwardApply(ctx context.Context, op string, data []byte) (any, error) {
+	out, err := n.forward(ctx, op, ForwardApply, data, func() ([]byte, error) {
+		return encodeResponse(n.applyLocal(ctx, op, data))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return decodeResponse(out)
+}
+
+// forwardCommit sends a record batch to the leader and returns the sealed
+// records (only Seq, CommittedAt, PrevHash and Hash are set).
+func (n *Node) forwardCommit(raws []json.RawMessage) ([]*record.Record, error) {
+	payload, err := json.Marshal(raws)
+	if err != nil {
+		return nil, fmt.Errorf("ha: commit: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*n.cfg.ApplyTimeout)
+	defer cancel()
+	out, err := n.forward(ctx, "commit", ForwardCommit, payload, func() ([]byte, error) {
+		return n.commitLocalEncoded(ctx, raws)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var ss []sealed
+	if err := json.Unmarshal(out, &ss); err != nil {
+		return nil, fmt.Errorf("ha: commit: forward: decode: %w: %w", ErrUnavailable, err)
+	}
+	recs := make([]*record.Record, len(ss))
+	for i, s := range ss {
+		recs[i] = &record.Record{Seq: s.Seq, CommittedAt: s.CommittedAt, PrevHash: s.PrevHash, Hash: s.Hash}
+	}
+	return recs, nil
+}
+
+// commitLocalEncoded queues pre-marshalled records in this (leader) node's
+// committer and encodes the sealed fields.
+func (n *Node) commitLocalEncoded(ctx context.Context, raws []json.RawMessage) ([]byte, error) {
+	req := &commitReq{ctx: ctx, recs: raws, done: make(chan commitOutcome, 1)}
+	out, err := n.enqueue(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	ss := make([]sealed, len(out))
+	for i, r := range out {
+		ss[i] = sealed{Seq: r.Seq, CommittedAt: r.CommittedAt, PrevHash: r.PrevHash, Hash: r.Hash}
+	}
+	b, err := json.Marshal(ss)
+	if err != nil {
+		return nil, fmt.Errorf("ha: commit: encode: %w", err)
+	}
+	return b, nil
+}
+
+// HandleForward serves a forward from another node. It runs only on the
+// leader (ErrNotLeader otherwise: the sender retries elsewhere) and never
+// forwards again.
+func (n *Node) HandleForward(ctx context.Context, kind byte, payload []byte) ([]byte, error) {
+	if !n.isLeader() {
+		return nil, fmt.Errorf("ha: forwarded request: %w", ErrNotLeader)
+	}
+	switch kind {
+	case ForwardCommit:
+		var raws []json.RawMessage
+		if err := json.Unmarshal(payload, &raws); err != nil || len(raws) == 0 || len(raws) > n.cfg.MaxBatchRecords {
+			return nil, fmt.Errorf("ha: forwarded commit: want 1..%d records: %w", n.cfg.MaxBatchRecords, ErrInvalid)
+		}
+		for i, raw := range raws {
+			var w wireRecord
+			if err := json.Unmarshal(raw, &w); err != nil {
+				return nil, fmt.Errorf("ha: forwarded commit: record %d: %w: %w", i, ErrInvalid, err)
+			}
+			if err := w.validate(); err != nil {
+				return nil, fmt.Errorf("ha: forwarded commit: record %d: %w", i, err)
+			}
+		}
+		return n.commitLocalEncoded(ctx, raws)
+	case ForwardApply:
+		if len(payload) == 0 {
+			return nil, fmt.Errorf("ha: forwarded apply: empty command: %w", ErrInvalid)
+		}
+		if payload[0] == cmdRecords {
+			return nil, fmt.Errorf("ha: forwarded apply: records go through commit: %w", ErrInvalid)
+		}
+		resp, err := n.applyLocal(ctx, "forwarded apply", payload)
+		if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrUnavailable) {
+			return nil, err
+		}
+		return encodeResponse(resp, err)
+	case ForwardMembership:
+		var c MembershipChange
+		if err := json.Unmarshal(payload, &c); err != nil {
+			return nil, fmt.Errorf("ha: membership: %w: %w", ErrInvalid, err)
+		}
+		return nil, n.changeMembership(c)
+	}
+	return nil, fmt.Errorf("ha: forward kind %d: %w", kind, ErrInvalid)
+}

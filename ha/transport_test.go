@@ -1,0 +1,189 @@
+package ha
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/tier0-ca/tier0/api/client/clienttest"
+	"github.com/tier0-ca/tier0/ca/record"
+)
+
+// directForwarder delivers forwards in-process to the node at the address.
+type directForwarder struct {
+	mu    sync.Mutex
+	nodes map[string]*Node
+	calls int
+}
+
+func (d *directForwarder) Forward(ctx context.Context, addr string, kind byte, payload []byte) ([]byte, error) {
+	d.mu.Lock()
+	n := d.nodes[addr]
+	d.calls++
+	d.mu.Unlock()
+	if n == nil {
+		return nil, fmt.Errorf("test: %s: %w", addr, ErrNoRoute)
+	}
+	return n.HandleForward(ctx, kind, payload)
+}
+
+// startTLSCluster starts size nodes over real mTLS transports on loopback.
+func startTLSCluster(t *testing.T, size int) ([]*Node, []*TLSTransport, *clienttest.CA, *directForwarder) {
+	t.Helper()
+	ca := clienttest.NewCA(t, "example.org")
+	fwd := &directForwarder{nodes: map[string]*Node{}}
+	nodes := make([]*Node, size)
+	trans := make([]*TLSTransport, size)
+	for i := range nodes {
+		id := fmt.Sprintf("n%d", i+1)
+		svid := ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", id), time.Hour)
+		tr, err := NewTLSTransport(TLSConfig{BindAddr: "127.0.0.1:0", TrustDomain: ca.TD, SVID: staticSVID{svid}, Bundle: ca.Bundle, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := New(context.Background(), Config{NodeID: id, DataDir: t.TempDir(), Transport: tr, Forwarder: fwd,
+			Bootstrap: i == 0, Logger: testLogger(t), tune: fastRaft})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		nodes[i], trans[i] = n, tr
+		fwd.mu.Lock()
+		fwd.nodes[string(tr.LocalAddr())] = n
+		fwd.mu.Unlock()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := nodes[0].WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < size; i++ {
+		// Joining through a follower is forwarded to the leader.
+		via := nodes[0]
+		if i > 1 {
+			via = nodes[1]
+		}
+		if err := via.AddVoter(ctx, nodes[i].cfg.NodeID, string(trans[i].LocalAddr())); err != nil {
+			t.Fatalf("add voter %d: %v", i, err)
+		}
+	}
+	for _, n := range nodes {
+		if err := n.WaitLeader(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes, trans, ca, fwd
+}
+
+type staticSVID struct{ s *x509svid.SVID }
+
+func (s staticSVID) GetX509SVID() (*x509svid.SVID, error) { return s.s, nil }
+
+func TestTLSClusterForwarding(t *testing.T) {
+	nodes, _, _, fwd := startTLSCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Records committed on followers are forwarded, sealed by the leader.
+	var wg sync.WaitGroup
+	errs := make(chan error, 60)
+	for i := range 60 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- nodes[1+i%2].Commit(ctx, []*record.Record{testRecord("a")})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An admin write on a follower is forwarded; its typed response comes back.
+	e, err := nodes[2].CreateEntry(ctx, Entry{Agent: "a", SPIFFEID: "spiffe://example.org/x"})
+	if err != nil || e.ID == "" {
+		t.Fatalf("forwarded create entry: %+v, %v", e, err)
+	}
+	if _, err := nodes[1].CreateEntry(ctx, Entry{Agent: "a", SPIFFEID: "spiffe://example.org/x"}); !errors.Is(err, ErrExists) {
+		t.Fatalf("forwarded duplicate entry: %v, want ErrExists", err)
+	}
+	waitFor(t, "replication", func() bool {
+		for _, n := range nodes {
+			if n.JournalStatus().Seq != 60 || len(n.ListEntries("")) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	if fwd.calls < 2 {
+		t.Fatalf("forwards: %d", fwd.calls)
+	}
+	verifyChain(t, nodes[0].Tail(0, 100), 1, record.Genesis)
+}
+
+// TestTLSTransportRefusesNonNodes: a peer without a node SVID of the trust
+// domain fails the handshake (no certificate, an agent SVID, a node SVID
+// from another CA).
+func TestTLSTransportRefusesNonNodes(t *testing.T) {
+	ca := clienttest.NewCA(t, "example.org")
+	node := ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", "n1"), time.Hour)
+	tr, err := NewTLSTransport(TLSConfig{BindAddr: "127.0.0.1:0", TrustDomain: ca.TD, SVID: staticSVID{node}, Bundle: ca.Bundle, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	addr := string(tr.LocalAddr())
+	other := clienttest.NewCA(t, "example.org")
+	cases := []struct {
+		name string
+		cfg  *tls.Config
+	}{
+		{"plain TLS client", &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13, NextProtos: []string{ProtoRaft}}}, //nolint:gosec // the test client does not care who the server is
+		{"agent SVID", tlsconfig.MTLSClientConfig(staticSVID{ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "agent", "n1"), time.Hour)}, ca.Bundle, tlsconfig.AuthorizeAny())},
+		{"admin SVID", tlsconfig.MTLSClientConfig(staticSVID{ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "admin"), time.Hour)}, ca.Bundle, tlsconfig.AuthorizeAny())},
+		{"node SVID of another CA", tlsconfig.MTLSClientConfig(staticSVID{other.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", "n2"), time.Hour)}, ca.Bundle, tlsconfig.AuthorizeAny())},
+		{"node path with a suffix", tlsconfig.MTLSClientConfig(staticSVID{ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", "n2", "x"), time.Hour)}, ca.Bundle, tlsconfig.AuthorizeAny())},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.NextProtos = []string{ProtoRaft}
+			if !refused(addr, tc.cfg) {
+				t.Fatal("handshake accepted")
+			}
+		})
+	}
+	t.Run("node SVID accepted", func(t *testing.T) {
+		cfg := tlsconfig.MTLSClientConfig(staticSVID{ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", "n2"), time.Hour)}, ca.Bundle, AuthorizeNode(ca.TD))
+		cfg.NextProtos = []string{ProtoRaft}
+		if refused(addr, cfg) {
+			t.Fatal("node refused")
+		}
+	})
+}
+
+// refused dials and reports whether the server rejected the handshake. In
+// TLS 1.3 the client finishes first, so a rejection shows on the first read.
+func refused(addr string, cfg *tls.Config) bool {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		return true
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false // still open: accepted, waiting for raft traffic
+	}
+	return true
+}
