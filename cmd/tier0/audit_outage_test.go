@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,53 +21,26 @@ import (
 	"github.com/tier0-ca/tier0/internal/testenv"
 )
 
-// pgControl stops and starts the local Postgres (TEST_PG_CTL_CLUSTER,
-// e.g. "15 main"), and always leaves it running when the test ends.
-func pgControl(t *testing.T, dsn string) (stop, start func()) {
+// privatePG starts a Postgres of this test's own with two databases: the
+// outage test stops it, which must never happen to the shared server other
+// packages' tests are using at the same time.
+func privatePG(t *testing.T) (pg *testenv.PrivatePostgres, dsnA, dsnB string) {
 	t.Helper()
-	f := strings.Fields(testenv.Get(t, "TEST_PG_CTL_CLUSTER"))
-	if len(f) != 2 {
-		t.Fatalf("TEST_PG_CTL_CLUSTER = %q: want VERSION CLUSTER", strings.Join(f, " "))
+	pg = testenv.StartPrivatePostgres(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pg.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	run := func(action string) error {
-		out, err := exec.Command("pg_ctlcluster", f[0], f[1], action).CombinedOutput()
-		if err != nil && !(action == "start" && strings.Contains(string(out), "already running")) {
-			return fmt.Errorf("pg_ctlcluster %s: %v: %s", action, err, out)
-		}
-		return nil
-	}
-	up := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			return err
-		}
-		return c.Close(ctx)
-	}
-	start = func() {
-		if err := run("start"); err != nil {
-			t.Error(err)
-		}
-		deadline := time.Now().Add(60 * time.Second)
-		for up() != nil {
-			if time.Now().After(deadline) {
-				t.Errorf("Postgres not accepting connections 60s after start")
-				return
-			}
-			time.Sleep(100 * time.Millisecond) // polling interval
-		}
-	}
-	t.Cleanup(start) // other tests need it, even when this one fails
-	stop = func() {
-		if err := run("stop"); err != nil {
+	defer conn.Close(ctx)
+	for _, db := range []string{"outage_a", "outage_b"} {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+db); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return stop, start
+	return pg, pg.DSN("outage_a"), pg.DSN("outage_b")
 }
 
-// metric reads one unlabelled sample from the server's /metrics.
 func (p *proc) metric(t *testing.T, name string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + p.info.HTTP + "/metrics")
@@ -140,13 +112,11 @@ func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 // server with a tiny --max-unexported refuses with Unavailable), restarts
 // Postgres and checks that every record arrives exactly once.
 func TestAuditPostgresOutage(t *testing.T) {
-	b := postgresBackend(t)
-	closed := postgresBackend(t)
-	base := testenv.Get(t, testenv.DatabaseURL)
-	stopPG, startPG := pgControl(t, base)
+	pg, dsnA, dsnB := privatePG(t)
+	stopPG, startPG := pg.Stop, pg.Start
 
-	srv := startServer(t, t.TempDir(), "--store", b.dsn, "--checkpoint-every", "50", "--checkpoint-interval", "500ms")
-	fc := startServer(t, t.TempDir(), "--store", closed.dsn, "--max-unexported", "8", "--on-journal-full", "fail-closed")
+	srv := startServer(t, t.TempDir(), "--store", dsnA, "--checkpoint-every", "50", "--checkpoint-interval", "500ms")
+	fc := startServer(t, t.TempDir(), "--store", dsnB, "--max-unexported", "8", "--on-journal-full", "fail-closed")
 	id := "spiffe://example.org/outage"
 	ag := agentClient(t, srv, "outage-1", id)
 	fcAgent := agentClient(t, fc, "outage-2", id)
@@ -205,7 +175,7 @@ func TestAuditPostgresOutage(t *testing.T) {
 
 	// Exactly once: the store catches up to the journal, with every serial once.
 	seq := srv.metric(t, "tier0_journal_seq")
-	s, err := openRecordStore(context.Background(), b.dsn)
+	s, err := openRecordStore(context.Background(), dsnA)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -217,6 +217,9 @@ func (w *auditWiring) openAuditKey(ctx context.Context, node *ha.Node, keys *key
 		path := filepath.Join(w.dir, "ca", "audit.key")
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			w.log.Warn("DEV-ONLY: generating a software audit key on disk; use an HSM or KMS key (--audit-key) in production", "path", path)
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				return nil, fmt.Errorf("audit key: %w", err)
+			}
 			if err := soft.Generate(path); err != nil {
 				return nil, fmt.Errorf("audit key: generate: %w", err)
 			}
