@@ -50,7 +50,7 @@ proto:
 clean:
 	rm -rf $(BIN)
 
-## bench-compare: tier0 vs SPIRE v1.13.3 MintX509SVID at concurrency 1/8/32, alternating (builds SPIRE once; see docs/BENCHMARKS-loadtest.md)
+## bench-compare: tier0 vs SPIRE v1.13.3 MintX509SVID at concurrency 1/8/32, alternating (builds SPIRE once; see docs/BENCHMARKS.md)
 .PHONY: bench-compare loadtest-smoke
 bench-compare:
 	$(GO) build -o $(BIN)/ ./cmd/tier0 ./cmd/tier0-loadtest
@@ -59,3 +59,12 @@ bench-compare:
 ## loadtest-smoke: a few seconds of each load-test scenario against a real server process
 loadtest-smoke:
 	$(GO) test -count=1 -timeout 5m ./loadtest/
+
+## bench-cluster: 3-node cluster vs single node, and failover gap (median of 5)
+bench-cluster:
+	@set -e; eval "$$($(TESTENV))"; \
+	TIER0_CLUSTER_BENCH=1 $(GO) test -count=1 -run TestClusterBenchmark -v -timeout 20m ./cmd/tier0/
+
+## bench-backup: backup, verify and restore of 1M journal records
+bench-backup:
+	TIER0_BACKUP_RECORDS=1000000 $(GO) test -count=1 -run TestBackupScale -v -timeout 30m ./ha/

@@ -17,7 +17,7 @@ import (
 // retry-after hint, so a renewal storm queues in the agents (with jitter)
 // rather than piling up in the server.
 //
-// Why two bounds (docs/BENCHMARKS-loadtest.md): a call holds its slot while
+// Why two bounds (docs/BENCHMARKS.md): a call holds its slot while
 // it waits for the journal's fsync, using no CPU, and concurrent calls share
 // one Raft entry (group commit). Small calls therefore need many slots (16 per
 // core: +28% throughput at batch size 1 over 4 per core), while big batches

@@ -283,7 +283,9 @@ func (c *testCluster) checkRecords(is *issuer) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	if res.FirstBad != 0 || res.Checked != last {
+	// The store may have grown since the poll (exports of late commits):
+	// the whole chain verifies and covers at least what we saw.
+	if !res.OK() || res.Checked < last {
 		c.t.Fatalf("chain verify: %+v (last seq %d)", res, last)
 	}
 	c.t.Logf("record store: %d records, chain verifies; %d SVIDs received, all recorded once", last, len(is.received))

@@ -46,7 +46,7 @@ func (c *clusterFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&c.raftAddr, "raft-addr", "", "cluster mode: raft (mTLS, node SVIDs) listen address; empty: single node on an in-memory transport")
 	fl.StringVar(&c.advertise, "raft-advertise", "", "raft address other nodes dial (default: --raft-addr)")
 	fl.StringSliceVar(&c.join, "join", nil, "API address(es) of cluster members to join through (first start only)")
-	fl.StringVar(&c.joinToken, "join-token", "", "node join token from `tier0 token create --node ID` (first start with --join)")
+	fl.StringVar(&c.joinToken, "join-token", "", "node join token from tier0 token create --node ID (first start with --join)")
 	fl.StringVar(&c.bundleFile, "bundle", "", "trust bundle to verify the cluster with before this node has state (default DATA/bundle.pem)")
 	fl.DurationVar(&c.heartbeat, "raft-heartbeat-timeout", 500*time.Millisecond, "cluster mode: raft heartbeat timeout")
 	fl.DurationVar(&c.election, "raft-election-timeout", 500*time.Millisecond, "cluster mode: raft election timeout")

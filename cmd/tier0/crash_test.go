@@ -123,7 +123,10 @@ func TestSIGKILLDuringBurst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.FirstBad != 0 || res.Checked != last {
+	// Verify reads the store again, which may have grown since (the
+	// restarted server records its own credentials): it covers at least
+	// what we checked, and all of it links.
+	if !res.OK() || res.Checked < last {
 		t.Fatalf("chain verify after crash: %+v (last seq %d)", res, last)
 	}
 }

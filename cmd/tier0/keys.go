@@ -61,7 +61,7 @@ type keyFlags struct {
 }
 
 func (k *keyFlags) register(fl *pflag.FlagSet) {
-	fl.StringVar(&k.signer, "signer", "", "CA root key URI on first start: pkcs11:..., awskms:///..., gcpkms:..., soft:/path (default: a DEV-ONLY soft key in DATA/ca/root.key); later roots: `tier0 ca prepare`")
+	fl.StringVar(&k.signer, "signer", "", "`URI` of the CA root key on first start: pkcs11:..., awskms:///..., gcpkms:..., soft:/path (default: a DEV-ONLY soft key in DATA/ca/root.key); later roots: tier0 ca prepare")
 	fl.StringVar(&k.mode, "signing-mode", "", "direct (the root key signs every SVID) or delegated (it signs short-lived in-memory intermediates); default: delegated for awskms/gcpkms, direct for pkcs11/soft")
 	fl.DurationVar(&k.interTTL, "intermediate-ttl", defaultIntermediateTTL, "delegated mode: intermediate lifetime (at least 6 x the 1h maximum SVID TTL)")
 	fl.BoolVar(&k.allowShort, "allow-short-intermediate", false, "TESTS ONLY: accept any --intermediate-ttl and issue SVIDs capped below 15m")
