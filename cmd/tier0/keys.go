@@ -29,17 +29,18 @@ import (
 // by a signer URI. Signing modes:
 //
 //   - direct: the root key signs every SVID (the issuer is the self-signed
-//     root; chains are just the leaf). Default for pkcs11: and soft:. A local
-//     HSM signs at tens of thousands per second with sub-millisecond
-//     latency, so there is no throughput reason to let a key leave it; a
-//     soft key is on disk anyway, and delegating would add a rotation with
-//     no custody gain.
+//     root; chains are just the leaf). Default for pkcs11:. A local HSM
+//     signs at tens of thousands per second with sub-millisecond latency,
+//     so there is no throughput reason to let a key leave it.
 //   - delegated: each node makes an in-memory P-256 key and the root key
 //     signs its short-lived intermediate (ca/rotation). Default for awskms:
 //     and gcpkms:: a KMS Sign is a 10-50 ms network call under a per-account
 //     quota (AWS ECC: 1,000/s per region) and a KMS outage would otherwise
 //     stop issuance at once; delegated needs one KMS call per node every
 //     few hours and rides out outages of up to a third of the lifetime.
+//     Also the default for the dev soft: key, so the embedded default has a
+//     root key (on disk) and a separate issuing key (in memory only), as a
+//     production CA would, and every dev run exercises the rotation path.
 const (
 	modeDirect    = "direct"
 	modeDelegated = "delegated"
@@ -62,7 +63,7 @@ type keyFlags struct {
 
 func (k *keyFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&k.signer, "signer", "", "`URI` of the CA root key on first start: pkcs11:..., awskms:///..., gcpkms:..., soft:/path (default: a DEV-ONLY soft key in DATA/ca/root.key); later roots: tier0 ca prepare")
-	fl.StringVar(&k.mode, "signing-mode", "", "direct (the root key signs every SVID) or delegated (it signs short-lived in-memory intermediates); default: delegated for awskms/gcpkms, direct for pkcs11/soft")
+	fl.StringVar(&k.mode, "signing-mode", "", "direct (the root key signs every SVID) or delegated (it signs short-lived in-memory intermediates); default: direct for pkcs11, delegated for awskms/gcpkms/soft")
 	fl.DurationVar(&k.interTTL, "intermediate-ttl", defaultIntermediateTTL, "delegated mode: intermediate lifetime (at least 6 x the 1h maximum SVID TTL)")
 	fl.BoolVar(&k.allowShort, "allow-short-intermediate", false, "TESTS ONLY: accept any --intermediate-ttl and issue SVIDs capped below 15m")
 	_ = fl.MarkHidden("allow-short-intermediate")
@@ -97,10 +98,10 @@ func (k *keyFlags) minCappedTTL() time.Duration {
 }
 
 func defaultMode(uri string) string {
-	if s := scheme(uri); s == "awskms" || s == "gcpkms" {
-		return modeDelegated
+	if scheme(uri) == "pkcs11" {
+		return modeDirect
 	}
-	return modeDirect
+	return modeDelegated
 }
 
 func scheme(uri string) string { s, _, _ := strings.Cut(uri, ":"); return s }
