@@ -72,7 +72,7 @@ func (b *bootstrapService) AttestJoinToken(ctx context.Context, req *tier0v1.Att
 // NodeTokenPrefix marks a join token for a cluster node: the token's
 // subject is NodeTokenPrefix+NODE. "/" cannot occur in an agent name, so
 // an agent token can never yield a node SVID.
-const NodeTokenPrefix = "tier0-node/"
+const NodeTokenPrefix = "tier0-node/" //nolint:gosec // G101: a name prefix, not a credential
 
 // tokenSubject is the SPIFFE ID a consumed join token attests: an agent's,
 // or a node's for a node token.

@@ -50,11 +50,11 @@ func NewAuditKeyCert(td spiffeid.TrustDomain, parent Issuer, pub crypto.PublicKe
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent.Cert, pub, parent.Signer)
 	if err != nil {
-		return nil, fmt.Errorf("ca: new audit key certificate: %v: %w", err, ErrIssuer)
+		return nil, fmt.Errorf("ca: new audit key certificate: %w: %w", err, ErrIssuer)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("ca: parse audit key certificate: %v: %w", err, ErrIssuer)
+		return nil, fmt.Errorf("ca: parse audit key certificate: %w: %w", err, ErrIssuer)
 	}
 	return cert, nil
 }

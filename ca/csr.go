@@ -51,7 +51,7 @@ func parseCSR(der []byte, td spiffeid.TrustDomain, maxBytes int, allowEmpty bool
 		return nil, spiffeid.ID{}, err
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, spiffeid.ID{}, fmt.Errorf("ca: csr signature: %v: %w", err, ErrInvalidCSR)
+		return nil, spiffeid.ID{}, fmt.Errorf("ca: csr signature: %w: %w", err, ErrInvalidCSR)
 	}
 	if n := len(csr.DNSNames) + len(csr.IPAddresses) + len(csr.EmailAddresses); n > 0 {
 		return nil, spiffeid.ID{}, fmt.Errorf("ca: csr has %d DNS/IP/email SANs, want none: %w", n, ErrInvalidCSR)
@@ -68,7 +68,7 @@ func parseCSR(der []byte, td spiffeid.TrustDomain, maxBytes int, allowEmpty bool
 	}
 	id, err := spiffeid.FromURI(csr.URIs[0])
 	if err != nil {
-		return nil, spiffeid.ID{}, fmt.Errorf("ca: csr URI SAN %q: %v: %w", csr.URIs[0], err, ErrInvalidID)
+		return nil, spiffeid.ID{}, fmt.Errorf("ca: csr URI SAN %q: %w: %w", csr.URIs[0], err, ErrInvalidID)
 	}
 	if err := validateMember(td, id); err != nil {
 		return nil, spiffeid.ID{}, err

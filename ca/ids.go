@@ -86,7 +86,7 @@ func roleID(td spiffeid.TrustDomain, role, name string) (spiffeid.ID, error) {
 	}
 	id, err := spiffeid.FromSegments(td, ReservedSegment, role, name)
 	if err != nil {
-		return spiffeid.ID{}, fmt.Errorf("ca: %s name %q: %v: %w", role, name, err, ErrInvalidID)
+		return spiffeid.ID{}, fmt.Errorf("ca: %s name %q: %w: %w", role, name, err, ErrInvalidID)
 	}
 	return id, nil
 }

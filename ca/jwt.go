@@ -88,7 +88,7 @@ func (c *CA) SetJWTKey(k JWTKey) error {
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: opaque},
 		(&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
-		return fmt.Errorf("ca: jwt key: %w: %v", ErrIssuer, err)
+		return fmt.Errorf("ca: jwt key: %w: %w", ErrIssuer, err)
 	}
 	c.jwt.p.Store(&jwtKeyState{key: k, signer: s})
 	return nil

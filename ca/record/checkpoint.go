@@ -83,7 +83,7 @@ func (c *Checkpoint) Verify(roots []*x509.Certificate) error {
 	}
 	cert, err := x509.ParseCertificate(c.CertDER)
 	if err != nil {
-		return fmt.Errorf("%w: seq %d: audit key certificate: %v", ErrCheckpoint, c.Seq, err)
+		return fmt.Errorf("%w: seq %d: audit key certificate: %w", ErrCheckpoint, c.Seq, err)
 	}
 	if !slices.ContainsFunc(cert.UnknownExtKeyUsage, func(o asn1.ObjectIdentifier) bool { return o.Equal(CheckpointEKU) }) {
 		return fmt.Errorf("%w: seq %d: certificate %q is not an audit key certificate", ErrCheckpoint, c.Seq, cert.Subject.CommonName)
@@ -95,7 +95,7 @@ func (c *Checkpoint) Verify(roots []*x509.Certificate) error {
 	if _, err := cert.Verify(x509.VerifyOptions{
 		Roots: pool, CurrentTime: c.SignedAt, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {
-		return fmt.Errorf("%w: seq %d: audit key certificate does not chain to the bundle at %s: %v",
+		return fmt.Errorf("%w: seq %d: audit key certificate does not chain to the bundle at %s: %w",
 			ErrCheckpoint, c.Seq, c.SignedAt.Format(time.RFC3339), err)
 	}
 	msg := c.Message()

@@ -113,18 +113,6 @@ func (c *cache) snapshot(w ca.Workload) (svids []*x509svid.SVID, matched bool, c
 	return svids, matched, c.changed
 }
 
-// authorized reports whether w matches an entry for id ("" = any entry).
-func (c *cache) authorized(w ca.Workload, id string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, en := range c.entries {
-		if (id == "" || en.GetSpiffeId() == id) && w.Matches(en.GetSelectors()) {
-			return true
-		}
-	}
-	return false
-}
-
 // matching returns the SPIFFE IDs of the entries w matches, sorted.
 func (c *cache) matching(w ca.Workload) []string {
 	c.mu.Lock()
@@ -146,7 +134,7 @@ func (c *cache) Run(ctx context.Context) error {
 		if !now.Before(nextSync) {
 			if err := c.sync(ctx); err != nil {
 				if ctx.Err() != nil {
-					return nil
+					return nil //nolint:nilerr // stopped, not failed
 				}
 				log.WarnContext(ctx, "entry sync failed; serving cached SVIDs", "err", describe(err))
 			}
@@ -156,8 +144,8 @@ func (c *cache) Run(ctx context.Context) error {
 			c.mint(ctx, due)
 		}
 		wait := min(nextSync.Sub(c.e.now()), c.nextRenewal().Sub(c.e.now()))
-		if err := sleep(ctx, max(10*time.Millisecond, wait)); err != nil {
-			return nil
+		if sleep(ctx, max(10*time.Millisecond, wait)) != nil {
+			return nil //nolint:nilerr // stopped, not failed
 		}
 	}
 }

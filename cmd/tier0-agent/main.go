@@ -27,7 +27,7 @@ import (
 
 const (
 	dataDirEnv     = "TIER0_AGENT_DATA"
-	tokenEnv       = "TIER0_JOIN_TOKEN"
+	tokenEnv       = "TIER0_JOIN_TOKEN" //nolint:gosec // G101: the name of an env var, not a credential
 	defaultDataDir = "./tier0-agent-data"
 )
 

@@ -110,8 +110,8 @@ func (r *renewer) Run(ctx context.Context) error {
 		if retry > 0 {
 			wait = retry
 		}
-		if err := sleep(ctx, wait); err != nil {
-			return nil
+		if sleep(ctx, wait) != nil {
+			return nil //nolint:nilerr // stopped, not failed
 		}
 		svid, err := r.e.renew(ctx, r.a)
 		if err == nil {
@@ -120,7 +120,7 @@ func (r *renewer) Run(ctx context.Context) error {
 			continue
 		}
 		if ctx.Err() != nil {
-			return nil
+			return nil //nolint:nilerr // stopped, not failed
 		}
 		if xerr := r.a.checkExpiry(r.e.now()); xerr != nil {
 			return xerr
@@ -163,8 +163,8 @@ func (b *bundleRefresher) Run(ctx context.Context) error {
 	}
 	log := b.e.logger()
 	for {
-		if err := sleep(ctx, b.every); err != nil {
-			return nil
+		if sleep(ctx, b.every) != nil {
+			return nil //nolint:nilerr // stopped, not failed
 		}
 		c, err := b.e.dial(ctx, b.a)
 		if err != nil {

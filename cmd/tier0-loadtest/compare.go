@@ -115,7 +115,9 @@ func runCompare(ctx context.Context, f *compareFlags) error {
 		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.2fx\t%.0f\t%.2fx\t%.1f\t%.1f\t\n", s.Concurrency, s.Tier0PerSec, s.SPIREPerSec, s.Ratio,
 			s.Tier0BatchSec, s.BatchRatio, s.Tier0P99Ms, s.SPIREP99Ms)
 	}
-	tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
 	raw, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return err

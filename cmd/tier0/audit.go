@@ -407,9 +407,6 @@ func parseTimeFlag(name, s string, now time.Time) (time.Time, error) {
 	return t, nil
 }
 
-// parseSince is parseTimeFlag for --since (kept for older callers).
-func parseSince(s string, now time.Time) (time.Time, error) { return parseTimeFlag("since", s, now) }
-
 func recordMap(r *tier0v1.IssuanceRecord) map[string]any {
 	ts := func(us int64) string { return time.UnixMicro(us).UTC().Format(time.RFC3339Nano) }
 	return map[string]any{

@@ -192,8 +192,8 @@ func (w *auditWiring) start(ctx context.Context, node *ha.Node, keys *keyManager
 			w.log.Error("checkpointer stopped", "err", err)
 		}
 	}()
-	go w.dec.run(ctx, store)
-	go w.watchJournal(ctx, node)
+	go w.dec.run(ctx, store)     //nolint:gosec // G118: runs for the server's lifetime, ctx is the server's
+	go w.watchJournal(ctx, node) //nolint:gosec // G118: runs for the server's lifetime, ctx is the server's
 	return nil
 }
 

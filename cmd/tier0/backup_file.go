@@ -184,9 +184,10 @@ func writeBackupFile(out string, m *backupManifest, payload *os.File) error {
 	bw := bufio.NewWriterSize(io.MultiWriter(tmp, h), 1<<20)
 	var n [4]byte
 	binary.BigEndian.PutUint32(n[:], uint32(len(mj)))
-	bw.WriteString(backupMagic)
-	bw.Write(n[:])
-	bw.Write(mj)
+	// bufio.Writer errors are sticky: the Flush below reports any of these.
+	_, _ = bw.WriteString(backupMagic)
+	_, _ = bw.Write(n[:])
+	_, _ = bw.Write(mj)
 	if _, err := payload.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}

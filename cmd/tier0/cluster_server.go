@@ -73,12 +73,11 @@ type clusterNode struct {
 	joining   bool // first start with --join: attest, then join after raft starts
 	firstBoot bool // first start of the bootstrapping node: it creates the CA root
 
-	mu       sync.Mutex
-	node     *ha.Node
-	fileB    *x509bundle.Bundle
-	bseq     uint64
-	nodeB    *x509bundle.Bundle
-	haveNode bool
+	mu    sync.Mutex
+	node  *ha.Node
+	fileB *x509bundle.Bundle
+	bseq  uint64
+	nodeB *x509bundle.Bundle
 }
 
 func nodeCredDir(dir string) string { return filepath.Join(dir, "node") }

@@ -25,7 +25,7 @@ func serveBundleEndpoint(ctx context.Context, addr string, td spiffeid.TrustDoma
 		return fmt.Errorf("listen bundle endpoint: %w", err)
 	}
 	hs := &http.Server{Handler: api.BundleEndpoint(td, node, node, log), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
+	go func() { //nolint:gosec // G118: shutdown needs a fresh context once ctx is done
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -115,7 +115,7 @@ func TestDelegatedKeyNeverWritten(t *testing.T) {
 	var needles [][]byte
 	mu.Lock()
 	for _, k := range keys {
-		d := k.D.FillBytes(make([]byte, 32))
+		d, _ := k.Bytes()
 		pkcs8, _ := x509.MarshalPKCS8PrivateKey(k)
 		sec1, _ := x509.MarshalECPrivateKey(k)
 		needles = append(needles, d, []byte(hex.EncodeToString(d)), []byte(base64.StdEncoding.EncodeToString(d)),

@@ -425,7 +425,7 @@ func testConcurrent(t *testing.T, s storage.Store) {
 				}
 				q, err := s.Query(ctx, storage.Filter{SPIFFEID: SPIFFEIDs[0], Limit: 5})
 				if err != nil || !slices.IsSortedFunc(q, func(a, b *record.Record) int { return int(b.Seq) - int(a.Seq) }) {
-					errs <- fmt.Errorf("Query = %v, %v", seqs(q), err)
+					errs <- fmt.Errorf("query = %v, %w", seqs(q), err)
 					return
 				}
 			}

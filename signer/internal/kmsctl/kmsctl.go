@@ -128,7 +128,7 @@ func (c *Controller) Do(ctx context.Context, fn func(ctx context.Context) error)
 	for attempt := 0; ; attempt++ {
 		if err := c.breaker.allow(); err != nil {
 			if last != nil {
-				return fmt.Errorf("%w (last error: %v)", err, last)
+				return fmt.Errorf("%w (last error: %v)", err, last) //nolint:errorlint // the sentinel classifies; the last error is detail
 			}
 			return err
 		}
@@ -176,7 +176,7 @@ func (c *Controller) ctxErr(ctx context.Context, last error) error {
 		err = fmt.Errorf("%w (limit %s): %w", errs.ErrTimeout, c.cfg.Timeout, err)
 	}
 	if last != nil && !errors.Is(last, context.DeadlineExceeded) && !errors.Is(last, context.Canceled) {
-		return fmt.Errorf("%w (last error: %v)", err, last)
+		return fmt.Errorf("%w (last error: %v)", err, last) //nolint:errorlint // the sentinel classifies; the last error is detail
 	}
 	return err
 }
