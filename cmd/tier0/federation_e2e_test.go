@@ -2,7 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -136,4 +141,64 @@ func federatedJWTKeys(ag *client.Client) int {
 		}
 	}
 	return n
+}
+
+// TestFederationHTTPSWeb: the https_web profile. The peer's bundle endpoint
+// presents a Web PKI certificate (here from a test CA the fetching server
+// is told to trust); the fetched bundle holds the peer's X.509 roots.
+func TestFederationHTTPSWeb(t *testing.T) {
+	dir := t.TempDir()
+	caPEM, certPEM, keyPEM := webPKI(t)
+	for name, b := range map[string][]byte{"ca.pem": caPEM, "cert.pem": certPEM, "key.pem": keyPEM} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ep := freeAddr(t)
+	b := startServer(t, t.TempDir(), "--trust-domain", "other.org", "--bundle-endpoint", ep,
+		"--bundle-endpoint-cert", filepath.Join(dir, "cert.pem"), "--bundle-endpoint-key", filepath.Join(dir, "key.pem"))
+	a := startServer(t, t.TempDir(), "--federation-web-roots", filepath.Join(dir, "ca.pem"))
+	must(a.cli("federation", "add", "--trust-domain", "other.org", "--endpoint", "https://"+ep, "--profile", "https_web"))
+	probe := agentClient(t, a, "probe")
+	pollUntil(t, 30*time.Second, func() bool {
+		resp, err := probe.Agent().GetBundle(context.Background(), &tier0v1.GetBundleRequest{})
+		if err != nil {
+			return false
+		}
+		for _, fb := range resp.GetFederated() {
+			sb, err := spiffebundle.Parse(b.td(), fb.GetSpiffeBundle())
+			if err == nil && sb.X509Bundle().Equal(b.bundle()) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// webPKI makes a CA and a server certificate for 127.0.0.1, as PEM.
+func webPKI(t *testing.T) (caPEM, certPEM, keyPEM []byte) {
+	t.Helper()
+	caKey, leafKey := p256(t), p256(t)
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test web ca"},
+		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, caCert, leafKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 }

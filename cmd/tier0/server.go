@@ -36,6 +36,9 @@ type serverFlags struct {
 	maxBatch    int
 	pprof       string
 	bundleAddr  string // SPIFFE bundle endpoint (https_spiffe), "" = off
+	bundleCert  string // https_web: Web PKI certificate chain (PEM) for the bundle endpoint
+	bundleKey   string // https_web: its private key (PEM)
+	webRoots    string // https_web peers: PEM roots to trust instead of the system's
 	keys        keyFlags
 	audit       auditFlags   // audit_server.go
 	cluster     clusterFlags // cluster_server.go
@@ -74,7 +77,10 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 	f.audit.register(fl)
 	f.cluster.register(fl)
 	fl.StringVar(&f.pprof, "pprof", "", "serve net/http/pprof on this address (loopback only; empty: off)")
-	fl.StringVar(&f.bundleAddr, "bundle-endpoint", "", "serve the SPIFFE bundle endpoint (https_spiffe profile, node SVID) on this address (empty: off)")
+	fl.StringVar(&f.bundleAddr, "bundle-endpoint", "", "serve the SPIFFE bundle endpoint on this address (empty: off); https_spiffe profile with the node SVID unless --bundle-endpoint-cert is set")
+	fl.StringVar(&f.bundleCert, "bundle-endpoint-cert", "", "https_web profile: PEM certificate chain (Web PKI) the bundle endpoint presents")
+	fl.StringVar(&f.bundleKey, "bundle-endpoint-key", "", "https_web profile: PEM private key of --bundle-endpoint-cert")
+	fl.StringVar(&f.webRoots, "federation-web-roots", "", "PEM roots that authenticate https_web federation endpoints (default: the system roots)")
 	return cmd
 }
 
@@ -205,7 +211,7 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 		}
 	})
 
-	federator, err := startFederator(runCtx, node, log)
+	federator, err := startFederator(runCtx, node, f.webRoots, log)
 	if err != nil {
 		return err
 	}
@@ -243,7 +249,7 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 		}
 	}()
 	if f.bundleAddr != "" {
-		if err := serveBundleEndpoint(runCtx, f.bundleAddr, td, node, nodeSVID, log); err != nil {
+		if err := serveBundleEndpoint(runCtx, f, td, node, nodeSVID, log); err != nil {
 			return err
 		}
 	}
