@@ -263,8 +263,11 @@ func (n *Node) forwardCommit(raws []json.RawMessage) ([]*record.Record, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*n.cfg.ApplyTimeout)
 	defer cancel()
+	// If this node became the leader meanwhile, apply here directly: the
+	// committer may be waiting for this very forward's slot (fwdSem), so
+	// queueing into it would deadlock until the timeout.
 	out, err := n.forward(ctx, "commit", ForwardCommit, payload, func() ([]byte, error) {
-		return n.commitLocalEncoded(ctx, raws)
+		return n.applyRecordsEncoded(ctx, raws)
 	})
 	if err != nil {
 		return nil, err
@@ -280,14 +283,28 @@ func (n *Node) forwardCommit(raws []json.RawMessage) ([]*record.Record, error) {
 	return recs, nil
 }
 
-// commitLocalEncoded queues pre-marshalled records in this (leader) node's
-// committer and encodes the sealed fields.
-func (n *Node) commitLocalEncoded(ctx context.Context, raws []json.RawMessage) ([]byte, error) {
-	req := &commitReq{ctx: ctx, recs: raws, done: make(chan commitOutcome, 1)}
-	out, err := n.enqueue(ctx, req)
+// applyRecordsEncoded proposes pre-marshalled records as one raft entry on
+// this (leader) node, bypassing the committer, and encodes the sealed fields.
+func (n *Node) applyRecordsEncoded(ctx context.Context, raws []json.RawMessage) ([]byte, error) {
+	data, err := encodeRecords(n.cfg.Clock(), raws)
 	if err != nil {
 		return nil, err
 	}
+	n.m.batchRecords.Observe(float64(len(raws)))
+	n.m.journalEntries.Inc()
+	resp, err := n.applyLocal(ctx, "commit", data)
+	if err != nil {
+		return nil, err
+	}
+	out, ok := resp.([]*record.Record)
+	if !ok || len(out) != len(raws) {
+		return nil, fmt.Errorf("ha: commit: unexpected fsm response %T", resp)
+	}
+	return encodeSealed(out)
+}
+
+// encodeSealed encodes the fields the FSM assigned.
+func encodeSealed(out []*record.Record) ([]byte, error) {
 	ss := make([]sealed, len(out))
 	for i, r := range out {
 		ss[i] = sealed{Seq: r.Seq, CommittedAt: r.CommittedAt, PrevHash: r.PrevHash, Hash: r.Hash}
@@ -297,6 +314,17 @@ func (n *Node) commitLocalEncoded(ctx context.Context, raws []json.RawMessage) (
 		return nil, fmt.Errorf("ha: commit: encode: %w", err)
 	}
 	return b, nil
+}
+
+// commitLocalEncoded queues pre-marshalled records in this (leader) node's
+// committer and encodes the sealed fields.
+func (n *Node) commitLocalEncoded(ctx context.Context, raws []json.RawMessage) ([]byte, error) {
+	req := &commitReq{ctx: ctx, recs: raws, done: make(chan commitOutcome, 1)}
+	out, err := n.enqueue(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return encodeSealed(out)
 }
 
 // HandleForward serves a forward from another node. It runs only on the
