@@ -35,7 +35,8 @@ func codeOf(err error) codes.Code {
 		return codes.NotFound
 	case errors.Is(err, ha.ErrExists):
 		return codes.AlreadyExists
-	case errors.Is(err, ha.ErrNotLeader), errors.Is(err, ha.ErrUnavailable):
+	case errors.Is(err, ha.ErrNotLeader), errors.Is(err, ha.ErrUnavailable),
+		errors.Is(err, storage.ErrUnavailable): // record store not connected yet (--store-optional)
 		return codes.Unavailable
 	case errors.Is(err, signer.ErrUnavailable), errors.Is(err, signer.ErrThrottled),
 		errors.Is(err, signer.ErrKMS), errors.Is(err, signer.ErrTimeout):

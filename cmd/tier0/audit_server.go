@@ -86,6 +86,25 @@ func openRecordStore(ctx context.Context, dsn string) (storage.AuditStore, error
 	}
 }
 
+// openServerStore opens the server's record store. With optional
+// (--store-optional) a store that cannot be reached yet does not stop the
+// server: it connects (and migrates) in the background while the exporter
+// retries and the journal keeps the records.
+func openServerStore(ctx context.Context, dsn string, optional bool, log *slog.Logger) (storage.AuditStore, error) {
+	if !optional {
+		return openRecordStore(ctx, dsn)
+	}
+	s, err := storage.OpenLazy(ctx, dsn, storage.LazyConfig{Logger: log, Describe: redactDSN(dsn)})
+	switch {
+	case err == nil:
+		return s, nil
+	case errors.Is(err, storage.ErrSchemaTooNew):
+		return nil, fmt.Errorf("record store: refusing to start: %w (a newer tier0 migrated this database; run that version, or restore a backup taken before the upgrade)", err)
+	default:
+		return nil, fmt.Errorf("record store: cannot open %s: %w", redactDSN(dsn), err)
+	}
+}
+
 // redactDSN drops a password from a URL-style DSN.
 func redactDSN(dsn string) string {
 	scheme, rest, ok := strings.Cut(dsn, "://")

@@ -30,6 +30,7 @@ type serverFlags struct {
 	listen      string
 	httpListen  string
 	store       string
+	storeOpt    bool // --store-optional: start even if the store is unreachable
 	agentTTL    time.Duration
 	maxInFlight int
 	maxQueue    int
@@ -69,6 +70,7 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8443", "gRPC (TLS) listen address for agents, operators and auditors")
 	fl.StringVar(&f.httpListen, "http", "127.0.0.1:8080", "plain HTTP listen address for /healthz, /readyz and /metrics")
 	fl.StringVar(&f.store, "store", "", "record store DSN: sqlite:PATH or postgres://... (default sqlite:DATA/records.db)")
+	fl.BoolVar(&f.storeOpt, "store-optional", false, "start even if the record store is unreachable: issue, keep records in the journal and connect in the background (default: refuse to start)")
 	fl.DurationVar(&f.agentTTL, "agent-ttl", time.Hour, "agent SVID lifetime (15m..1h)")
 	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "mint calls served at once (default 16 x cores, and at most 512 SVIDs per core in flight)")
 	fl.IntVar(&f.maxQueue, "max-queue", 1024, "mint calls queued before ResourceExhausted")
@@ -166,7 +168,7 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 	if dsn == "" {
 		dsn = "sqlite:" + filepath.Join(dir, "records.db")
 	}
-	store, err := openRecordStore(ctx, dsn)
+	store, err := openServerStore(ctx, dsn, f.storeOpt, log)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,8 @@
 // Package postgres is the production record store: Postgres through
-// pgx/v5. Append bulk-loads a batch with COPY into a temporary staging
-// table and moves it into issuance_records with one INSERT ... SELECT.
+// pgx/v5. Append bulk-loads a batch that is entirely new (the exporter's
+// common case) with COPY straight into issuance_records; a resent batch
+// that overlaps stored records goes through a temporary staging table and
+// one INSERT ... SELECT ... ON CONFLICT DO NOTHING.
 package postgres
 
 import (
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tier0-ca/tier0/ca/record"
@@ -92,6 +95,9 @@ func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
 
 // Append stores a batch in one transaction; see storage.Store. Writers are
 // serialised with a SHARE ROW EXCLUSIVE table lock (readers are not blocked).
+// A batch that starts at LastSeq+1 is copied straight into the table; one
+// that overlaps stored records is checked against them and its new part
+// goes through the staging table.
 func (s *Store) Append(ctx context.Context, recs []*record.Record) error {
 	if err := core.CheckBatch("postgres", recs); err != nil {
 		return err
@@ -115,13 +121,22 @@ func (s *Store) Append(ctx context.Context, recs []*record.Record) error {
 	if err != nil {
 		return err
 	}
-	if n > 0 {
+	switch {
+	case n == 0:
+		// Entirely new (first seq == last+1, checked under the lock):
+		// COPY straight into the table.
+		if err := insertDirect(ctx, tx, recs); err != nil {
+			return err
+		}
+	case n < len(recs):
 		if err := checkOverlap(ctx, tx, recs[:n]); err != nil {
 			return err
 		}
-	}
-	if n < len(recs) {
 		if err := insert(ctx, tx, recs[n:]); err != nil {
+			return err
+		}
+	default:
+		if err := checkOverlap(ctx, tx, recs); err != nil {
 			return err
 		}
 	}
@@ -129,6 +144,37 @@ func (s *Store) Append(ctx context.Context, recs []*record.Record) error {
 		return fmt.Errorf("postgres: append: commit: %w", err)
 	}
 	return nil
+}
+
+// insertDirect copies recs, all above the last stored seq, straight into
+// issuance_records. Under the table lock the only possible unique violation
+// is a serial stored at another seq; the batch is then rolled back to a
+// savepoint and replayed through the staging path, which names the record.
+func insertDirect(ctx context.Context, tx pgx.Tx, recs []*record.Record) error {
+	if _, err := tx.Exec(ctx, "SAVEPOINT direct_copy"); err != nil {
+		return fmt.Errorf("postgres: append: savepoint: %w", err)
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"issuance_records"}, columns, copySource(recs))
+	if err == nil {
+		return nil
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "23505" { // unique_violation
+		return fmt.Errorf("postgres: append: copy: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT direct_copy"); err != nil {
+		return fmt.Errorf("postgres: append: rollback to savepoint: %w", err)
+	}
+	return insert(ctx, tx, recs)
+}
+
+func copySource(recs []*record.Record) pgx.CopyFromSource {
+	return pgx.CopyFromSlice(len(recs), func(i int) ([]any, error) {
+		r := recs[i]
+		return []any{int64(r.Seq), r.Serial, r.SPIFFEID, r.AgentID, record.Truncate(r.NotBefore),
+			record.Truncate(r.NotAfter), r.IssuerKeyID, r.PublicKeySHA256, r.NodeID,
+			record.Truncate(r.CommittedAt), nonNil(r.CertDER), r.PrevHash, r.Hash}, nil
+	})
 }
 
 // insert copies recs into the connection's staging table and moves them
@@ -139,13 +185,7 @@ func insert(ctx context.Context, tx pgx.Tx, recs []*record.Record) error {
 		(LIKE issuance_records INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`); err != nil {
 		return fmt.Errorf("postgres: append: staging table: %w", err)
 	}
-	src := pgx.CopyFromSlice(len(recs), func(i int) ([]any, error) {
-		r := recs[i]
-		return []any{int64(r.Seq), r.Serial, r.SPIFFEID, r.AgentID, record.Truncate(r.NotBefore),
-			record.Truncate(r.NotAfter), r.IssuerKeyID, r.PublicKeySHA256, r.NodeID,
-			record.Truncate(r.CommittedAt), nonNil(r.CertDER), r.PrevHash, r.Hash}, nil
-	})
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"issuance_stage"}, columns, src); err != nil {
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"issuance_stage"}, columns, copySource(recs)); err != nil {
 		return fmt.Errorf("postgres: append: copy: %w", err)
 	}
 	tag, err := tx.Exec(ctx, `INSERT INTO issuance_records (`+core.Columns+`)
