@@ -25,6 +25,7 @@ type fsm struct {
 	notify chan struct{} // closed and replaced when records are appended
 
 	restores atomic.Int64 // successful Restore calls (observability, tests)
+	running  atomic.Bool  // set once raft.NewRaft returned (it restores the local snapshot itself)
 }
 
 type handler func(f *fsm, payload []byte) any

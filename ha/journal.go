@@ -110,32 +110,41 @@ func (n *Node) runCommitter() {
 				return
 			}
 		}
-		batch := []*commitReq{first}
-		count := len(first.recs)
-	fill:
-		for count < n.cfg.MaxBatchRecords {
-			select {
-			case r := <-n.commitCh:
-				if count+len(r.recs) > n.cfg.MaxBatchRecords {
-					carry = r // a request is never split across entries
-					break fill
-				}
-				batch = append(batch, r)
-				count += len(r.recs)
-			default:
-				break fill
-			}
-		}
-		if n.forwarding() {
+		fwd := n.forwarding()
+		if fwd {
 			// A follower keeps a few forwards in flight (each one RPC plus
-			// the leader's commit) while the next batch accumulates.
+			// the leader's commit). Take the slot before filling the batch,
+			// so that what queued while every slot was busy goes in it.
 			select {
 			case n.fwdSem <- struct{}{}:
 			case <-n.closing:
-				n.failBatch(batch)
+				n.failBatch([]*commitReq{first})
 				n.failQueued()
 				return
 			}
+		}
+		batch, count := n.fill(first, &carry)
+		if fwd && count < n.cfg.MaxBatchRecords/2 && n.cfg.ForwardLinger > 0 && len(n.fwdSem) > 1 {
+			// Other forwards are in flight: linger briefly (bounded) so
+			// this one carries more records. A lone caller never waits.
+			linger := time.NewTimer(n.cfg.ForwardLinger)
+		wait:
+			for carry == nil && count < n.cfg.MaxBatchRecords/2 {
+				select {
+				case r := <-n.commitCh:
+					if count+len(r.recs) > n.cfg.MaxBatchRecords {
+						carry = r
+						break wait
+					}
+					batch = append(batch, r)
+					count += len(r.recs)
+				case <-linger.C:
+					break wait
+				}
+			}
+			linger.Stop()
+		}
+		if fwd {
 			go func(b []*commitReq) {
 				defer func() { <-n.fwdSem }()
 				n.commitBatch(b, true)
@@ -144,6 +153,27 @@ func (n *Node) runCommitter() {
 		}
 		n.commitBatch(batch, false)
 	}
+}
+
+// fill takes whatever is queued after first, up to MaxBatchRecords (a
+// request is never split: one that does not fit is left in *carry).
+func (n *Node) fill(first *commitReq, carry **commitReq) ([]*commitReq, int) {
+	batch := []*commitReq{first}
+	count := len(first.recs)
+	for count < n.cfg.MaxBatchRecords {
+		select {
+		case r := <-n.commitCh:
+			if count+len(r.recs) > n.cfg.MaxBatchRecords {
+				*carry = r
+				return batch, count
+			}
+			batch = append(batch, r)
+			count += len(r.recs)
+		default:
+			return batch, count
+		}
+	}
+	return batch, count
 }
 
 // failBatch answers a batch taken from the queue at Close.

@@ -16,6 +16,9 @@ type metrics struct {
 	journalEntries  prometheus.Counter
 	forwards        prometheus.Counter
 	forwardErrors   prometheus.Counter
+	snapsInstalled  prometheus.Counter
+	logFirstIndex   prometheus.Gauge
+	logLastIndex    prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -58,6 +61,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tier0_forward_errors_total",
 			Help: "Forwarded writes that failed (the caller got Unavailable).",
 		}),
+		snapsInstalled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tier0_raft_snapshots_installed_total",
+			Help: "Snapshots installed into the running FSM: sent by the leader to a follower behind its log (InstallSnapshot), or a backup restore; not the local snapshot loaded at startup.",
+		}),
+		logFirstIndex: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tier0_raft_log_first_index",
+			Help: "First index in this node's raft log (moves at log compaction; 0: empty).",
+		}),
+		logLastIndex: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tier0_raft_log_last_index",
+			Help: "Last index in this node's raft log.",
+		}),
 	}
 	if reg == nil {
 		return m
@@ -71,6 +86,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.journalEntries = register(reg, m.journalEntries)
 	m.forwards = register(reg, m.forwards)
 	m.forwardErrors = register(reg, m.forwardErrors)
+	m.snapsInstalled = register(reg, m.snapsInstalled)
+	m.logFirstIndex = register(reg, m.logFirstIndex)
+	m.logLastIndex = register(reg, m.logLastIndex)
 	return m
 }
 

@@ -28,6 +28,8 @@ const (
 	DefaultApplyTimeout      = 5 * time.Second
 	DefaultSnapshotThreshold = 8192
 	DefaultTrailingLogs      = 10240
+	DefaultForwardsInFlight  = 16
+	DefaultForwardLinger     = 2 * time.Millisecond // what cluster mode uses (Config's zero value: no linger)
 	snapshotRetain           = 2
 )
 
@@ -47,6 +49,12 @@ type Config struct {
 	// Forwarder sends a follower's writes to the leader (forward.go); nil:
 	// a follower's writes fail with ErrNotLeader.
 	Forwarder Forwarder
+	// ForwardsInFlight bounds a follower's concurrent record-batch forwards
+	// (default 16); ForwardLinger (default 0: none) is how long a follower
+	// waits for more records before forwarding a small batch while other
+	// forwards are in flight.
+	ForwardsInFlight int
+	ForwardLinger    time.Duration
 	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout override the
 	// raft defaults (1s, 1s, 500ms) when set; see DESIGN.md "Raft tuning".
 	HeartbeatTimeout   time.Duration
@@ -100,6 +108,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.TrailingLogs == 0 {
 		cfg.TrailingLogs = DefaultTrailingLogs
 	}
+	if cfg.ForwardsInFlight <= 0 {
+		cfg.ForwardsInFlight = DefaultForwardsInFlight
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -141,7 +152,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, log: log, m: newMetrics(cfg.Registerer), closeWAL: closeWAL, addr: trans.LocalAddr(),
 		commitCh:      make(chan *commitReq, 4*cfg.MaxBatchRecords),
-		fwdSem:        make(chan struct{}, 4),
+		fwdSem:        make(chan struct{}, cfg.ForwardsInFlight),
 		closing:       make(chan struct{}),
 		committerDone: make(chan struct{}),
 		notifyCh:      make(chan bool, 8),
@@ -156,16 +167,22 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		_ = closeWAL()
 		return nil, fmt.Errorf("ha: raft config: %w", err)
 	}
-	exists, err := raft.HasExistingState(wal, wal, snaps)
+	logs, err := newLogStore(wal, n.m)
+	if err != nil {
+		_ = closeWAL()
+		return nil, err
+	}
+	exists, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {
 		_ = closeWAL()
 		return nil, fmt.Errorf("ha: check existing state: %w", err)
 	}
-	r, err := raft.NewRaft(rc, n.fsm, wal, wal, snaps, trans)
+	r, err := raft.NewRaft(rc, n.fsm, logs, logs, snaps, trans)
 	if err != nil {
 		_ = closeWAL()
 		return nil, fmt.Errorf("ha: start raft: %w", err)
 	}
+	n.fsm.running.Store(true) // later Restores are installs, not the startup load
 	n.raft = r
 	if cfg.Bootstrap && !exists {
 		boot := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: n.addr}}}

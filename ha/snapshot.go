@@ -110,6 +110,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.notify = make(chan struct{})
 	f.mu.Unlock()
 	f.restores.Add(1)
+	if f.running.Load() {
+		f.m.snapsInstalled.Inc()
+	}
 	f.m.journalSeq.Set(float64(s.seq))
 	f.m.exportLag.Set(float64(len(s.tail)))
 	return nil

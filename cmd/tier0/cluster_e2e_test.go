@@ -42,9 +42,10 @@ func TestClusterSIGKILLLeader(t *testing.T) {
 	c.checkRecords(is)
 }
 
-// TestClusterFollowerCatchUp kills a follower, issues enough to make the
-// leader snapshot and truncate its log, restarts the follower and checks
-// it catches up (from the snapshot).
+// TestClusterFollowerCatchUp kills a follower, issues until the leader has
+// snapshotted and compacted its log past the follower's last entry,
+// restarts the follower and checks it catches up from an InstallSnapshot
+// (the log entries it lacks no longer exist on the leader).
 func TestClusterFollowerCatchUp(t *testing.T) {
 	c := startCluster(t, 3, "--raft-snapshot-threshold", "20", "--raft-trailing-logs", "10", "--raft-snapshot-interval", "1s")
 	l := c.leader()
@@ -56,21 +57,36 @@ func TestClusterFollowerCatchUp(t *testing.T) {
 		}
 	}
 	ag := c.agent("a1", clusterID, addrs...)
+	// The follower has replicated the agent's entry and token; nothing
+	// writes while it is read and killed (its last index cannot grow).
+	want0 := metricInt(t, c.nodes[l], "tier0_raft_log_last_index")
+	pollUntil(t, 30*time.Second, func() bool { return metricInt(t, c.nodes[f], "tier0_raft_log_last_index") >= want0 })
+	fLast := metricInt(t, c.nodes[f], "tier0_raft_log_last_index")
+	if n := metricInt(t, c.nodes[f], "tier0_raft_snapshots_installed_total"); n != 0 {
+		t.Fatalf("follower installed %d snapshots before the test", n)
+	}
 	c.nodes[f].kill()
 	is := startIssuing(t, ag, c.nodes[l].bundle(), clusterID, 2)
 	pollUntil(t, 60*time.Second, func() bool { return is.count.Load() >= 300 })
+	// Compaction runs every --raft-snapshot-interval; wait until the leader's
+	// log starts beyond the follower's next entry.
+	var lFirst int64
 	pollUntil(t, 60*time.Second, func() bool {
-		return strings.Contains(c.nodes[l].log.String(), "compacting logs")
+		lFirst = metricInt(t, c.nodes[l], "tier0_raft_log_first_index")
+		return lFirst > fLast+1
 	})
 	is.stop()
 	want := metricInt(t, c.nodes[l], "tier0_journal_seq")
 
 	c.nodes[f].start()
 	pollUntil(t, 60*time.Second, func() bool { return metricInt(t, c.nodes[f], "tier0_journal_seq") >= want })
-	t.Logf("follower %s caught up to journal seq %d", nodeName(f), want)
-	// TODO: assert the snapshot path; raft-wal keeps whole segments after
-	// a head truncation, so the leader may still serve the old entries.
-	t.Logf("follower installed a snapshot: %v", strings.Contains(c.nodes[f].log.String(), "Installed remote snapshot"))
+	installed := metricInt(t, c.nodes[f], "tier0_raft_snapshots_installed_total")
+	if installed < 1 || !strings.Contains(c.nodes[f].log.String(), "Installed remote snapshot") {
+		t.Fatalf("follower %s (last index %d) caught up without installing a snapshot (installed %d); leader's first index %d",
+			nodeName(f), fLast, installed, lFirst)
+	}
+	t.Logf("follower %s (last index %d) caught up to journal seq %d from %d snapshot(s); leader's log started at %d",
+		nodeName(f), fLast, want, installed, lFirst)
 	c.checkRecords(is)
 }
 

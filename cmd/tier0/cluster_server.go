@@ -40,6 +40,8 @@ type clusterFlags struct {
 	snapshotInt time.Duration
 	trailing    uint64
 	applyTO     time.Duration
+	fwdInFlight int
+	fwdLinger   time.Duration
 }
 
 func (c *clusterFlags) register(fl *pflag.FlagSet) {
@@ -55,6 +57,8 @@ func (c *clusterFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&c.snapshotInt, "raft-snapshot-interval", 120*time.Second, "how often raft checks --raft-snapshot-threshold")
 	fl.Uint64Var(&c.trailing, "raft-trailing-logs", ha.DefaultTrailingLogs, "raft log entries kept after a snapshot (a follower further behind gets the snapshot)")
 	fl.DurationVar(&c.applyTO, "raft-apply-timeout", ha.DefaultApplyTimeout, "how long a write waits for the leader and quorum before Unavailable")
+	fl.IntVar(&c.fwdInFlight, "forwards-in-flight", ha.DefaultForwardsInFlight, "follower: record batches forwarded to the leader concurrently")
+	fl.DurationVar(&c.fwdLinger, "forward-linger", ha.DefaultForwardLinger, "follower: wait up to this long (max 5ms) for more records before forwarding a small batch while others are in flight; 0: never wait")
 }
 
 func (c *clusterFlags) enabled() bool { return c.raftAddr != "" }
@@ -198,6 +202,7 @@ func (c *clusterNode) haConfig(cfg *ha.Config) {
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = c.f.heartbeat, c.f.election, c.f.lease
 	cfg.SnapshotThreshold, cfg.TrailingLogs, cfg.ApplyTimeout = c.f.snapshotThr, c.f.trailing, c.f.applyTO
 	cfg.SnapshotInterval = c.f.snapshotInt
+	cfg.ForwardsInFlight, cfg.ForwardLinger = c.f.fwdInFlight, min(c.f.fwdLinger, 5*time.Millisecond)
 }
 
 // start serves the peer service and, on first start with --join, asks the
