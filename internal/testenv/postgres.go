@@ -51,12 +51,11 @@ func StartPrivatePostgres(t testing.TB) *PrivatePostgres {
 		}
 		p.asUser = []string{"runuser", "-u", "postgres", "--"}
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := net.ResolveTCPAddr("tcp", FreeAddr(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	p.port = addr.Port
 	p.run("initdb", "-D", filepath.Join(dir, "data"), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
 	p.Start()
 	return p
