@@ -43,7 +43,7 @@ func TestLogStoreHidesCompactedEntries(t *testing.T) {
 	if err := wal.GetLog(10, &l); err != nil {
 		t.Logf("raft-wal now hides truncated tail entries itself (%v); the wrapper is redundant", err)
 	}
-	if err := s.GetLog(10, &l); !errors.Is(err, raft.ErrLogNotFound) || err != raft.ErrLogNotFound {
+	if err := s.GetLog(10, &l); !errors.Is(err, raft.ErrLogNotFound) || err != raft.ErrLogNotFound { //nolint:errorlint // raft compares with ==: it must be unwrapped
 		t.Fatalf("GetLog(10) after DeleteRange(1, 50) = %v, want raft.ErrLogNotFound (unwrapped)", err)
 	}
 	if err := s.GetLog(51, &l); err != nil || l.Index != 51 {
