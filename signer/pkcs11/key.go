@@ -30,7 +30,7 @@ func (s *Signer) keyTemplate(class uint, withClass bool) []*p11.Attribute {
 }
 
 func (s *Signer) find(h p11.SessionHandle, tmpl []*p11.Attribute) ([]p11.ObjectHandle, error) {
-	c := s.mod.ctx
+	c := s.p11
 	if err := c.FindObjectsInit(h, tmpl); err != nil {
 		return nil, fmt.Errorf("signer/pkcs11: C_FindObjectsInit: %w", err)
 	}
@@ -71,7 +71,7 @@ func (s *Signer) findPrivateKey(h p11.SessionHandle) (p11.ObjectHandle, error) {
 	}
 	if len(others) > 0 {
 		what := "an object of another class"
-		if attrs, err := s.mod.ctx.GetAttributeValue(h, others[0], []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, nil)}); err == nil {
+		if attrs, err := s.p11.GetAttributeValue(h, others[0], []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, nil)}); err == nil {
 			if n, ok := classNames[bytesToUint(attrs[0].Value)]; ok {
 				what = n
 			}
@@ -87,7 +87,7 @@ func (s *Signer) loadKey(h p11.SessionHandle) error {
 	if err != nil {
 		return err
 	}
-	c := s.mod.ctx
+	c := s.p11
 	attrs, err := c.GetAttributeValue(h, key, []*p11.Attribute{p11.NewAttribute(p11.CKA_KEY_TYPE, nil)})
 	if err != nil {
 		return fmt.Errorf("signer/pkcs11: read CKA_KEY_TYPE of %s: %w", s.uri, err)
@@ -109,7 +109,7 @@ func (s *Signer) loadKey(h p11.SessionHandle) error {
 }
 
 func (s *Signer) rsaPublicKey(h p11.SessionHandle, key p11.ObjectHandle) (crypto.PublicKey, error) {
-	attrs, err := s.mod.ctx.GetAttributeValue(h, key, []*p11.Attribute{
+	attrs, err := s.p11.GetAttributeValue(h, key, []*p11.Attribute{
 		p11.NewAttribute(p11.CKA_MODULUS, nil),
 		p11.NewAttribute(p11.CKA_PUBLIC_EXPONENT, nil),
 	})
@@ -130,7 +130,7 @@ var (
 )
 
 func (s *Signer) ecPublicKey(h p11.SessionHandle, key p11.ObjectHandle) (crypto.PublicKey, error) {
-	c := s.mod.ctx
+	c := s.p11
 	// The EC point lives on the public key object with the same label/id.
 	pubs, err := s.find(h, s.keyTemplate(p11.CKO_PUBLIC_KEY, true))
 	if err != nil {

@@ -32,8 +32,28 @@ type Config struct {
 }
 
 // Signer signs with a private key held in a PKCS#11 token.
+// P11 is the part of a PKCS#11 module (miekg/pkcs11's *Ctx) this package
+// calls once the module is loaded: narrowed here so that the signer's
+// session handling does not depend on the SDK's full surface.
+type P11 interface {
+	GetSlotList(tokenPresent bool) ([]uint, error)
+	GetTokenInfo(slotID uint) (p11.TokenInfo, error)
+	OpenSession(slotID uint, flags uint) (p11.SessionHandle, error)
+	CloseSession(sh p11.SessionHandle) error
+	Login(sh p11.SessionHandle, userType uint, pin string) error
+	FindObjectsInit(sh p11.SessionHandle, temp []*p11.Attribute) error
+	FindObjects(sh p11.SessionHandle, max int) ([]p11.ObjectHandle, bool, error)
+	FindObjectsFinal(sh p11.SessionHandle) error
+	GetAttributeValue(sh p11.SessionHandle, o p11.ObjectHandle, a []*p11.Attribute) ([]*p11.Attribute, error)
+	SignInit(sh p11.SessionHandle, m []*p11.Mechanism, o p11.ObjectHandle) error
+	Sign(sh p11.SessionHandle, message []byte) ([]byte, error)
+}
+
+var _ P11 = (*p11.Ctx)(nil)
+
 type Signer struct {
 	mod     *module
+	p11     P11 // the module's functions this package calls (mod.ctx)
 	uri     *URI
 	pin     string // kept to log in again after the token drops the login
 	timeout time.Duration
@@ -81,6 +101,7 @@ func Open(ctx context.Context, rawURI string, cfg Config) (_ *Signer, err error)
 	}
 	s := &Signer{
 		mod:     mod,
+		p11:     mod.ctx,
 		uri:     u,
 		pin:     pin,
 		timeout: cfg.Timeout,
@@ -126,7 +147,7 @@ func Open(ctx context.Context, rawURI string, cfg Config) (_ *Signer, err error)
 
 // findSlot returns the slot holding the token the URI names.
 func (s *Signer) findSlot() (uint, error) {
-	c := s.mod.ctx
+	c := s.p11
 	slots, err := c.GetSlotList(true)
 	if err != nil {
 		return 0, fmt.Errorf("signer/pkcs11: C_GetSlotList: %w", err)
@@ -155,21 +176,21 @@ func (s *Signer) openSession(sl *session) error {
 	s.mu.Lock()
 	slot := s.slot
 	s.mu.Unlock()
-	h, err := s.mod.ctx.OpenSession(slot, p11.CKF_SERIAL_SESSION)
+	h, err := s.p11.OpenSession(slot, p11.CKF_SERIAL_SESSION)
 	if err != nil && (errors.Is(err, p11.Error(p11.CKR_SLOT_ID_INVALID)) || errors.Is(err, p11.Error(p11.CKR_TOKEN_NOT_PRESENT)) || errors.Is(err, p11.Error(p11.CKR_DEVICE_REMOVED))) {
 		// The token may have come back in another slot.
 		if slot2, ferr := s.findSlot(); ferr == nil {
 			s.mu.Lock()
 			s.slot = slot2
 			s.mu.Unlock()
-			h, err = s.mod.ctx.OpenSession(slot2, p11.CKF_SERIAL_SESSION)
+			h, err = s.p11.OpenSession(slot2, p11.CKF_SERIAL_SESSION)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("signer/pkcs11: open session on token %s: %w", s.uri, err)
 	}
-	if err := s.mod.ctx.Login(h, p11.CKU_USER, s.pin); err != nil && !errors.Is(err, p11.Error(p11.CKR_USER_ALREADY_LOGGED_IN)) {
-		_ = s.mod.ctx.CloseSession(h)
+	if err := s.p11.Login(h, p11.CKU_USER, s.pin); err != nil && !errors.Is(err, p11.Error(p11.CKR_USER_ALREADY_LOGGED_IN)) {
+		_ = s.p11.CloseSession(h)
 		if errors.Is(err, p11.Error(p11.CKR_PIN_INCORRECT)) {
 			return fmt.Errorf("signer/pkcs11: login to token %s failed: incorrect PIN (from pin-source %s): %w", s.uri, s.uri.PinSource, err)
 		}
@@ -251,10 +272,10 @@ func (s *Signer) signWith(sl *session, mech []*p11.Mechanism, data []byte) ([]by
 	s.mu.Lock()
 	key := s.key
 	s.mu.Unlock()
-	if err := s.mod.ctx.SignInit(sl.h, mech, key); err != nil {
+	if err := s.p11.SignInit(sl.h, mech, key); err != nil {
 		return nil, err
 	}
-	return s.mod.ctx.Sign(sl.h, data)
+	return s.p11.Sign(sl.h, data)
 }
 
 // recoverSession opens a fresh session, logs in and re-finds the key handle.
@@ -274,7 +295,7 @@ func (s *Signer) recoverSession(sl *session) error {
 
 func (s *Signer) dropSession(sl *session) {
 	if sl.h != 0 {
-		_ = s.mod.ctx.CloseSession(sl.h) // usually already gone
+		_ = s.p11.CloseSession(sl.h) // usually already gone
 		sl.h = 0
 	}
 }
