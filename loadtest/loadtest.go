@@ -25,6 +25,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/tier0-ca/tier0/internal/backoff"
 )
 
 // Scenarios.
@@ -172,7 +174,7 @@ func startEvents(ctx context.Context, start time.Time, evs []Event) *events {
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			if sleepCtx(ctx, time.Until(start.Add(ev.At))) != nil {
+			if backoff.Sleep(ctx, time.Until(start.Add(ev.At))) != nil {
 				return
 			}
 			r := EventResult{Name: ev.Name, AtSec: time.Since(start).Seconds()}

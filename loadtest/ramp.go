@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/tier0-ca/tier0/internal/backoff"
 )
 
 // RampStep is one rate step of a ramp.
@@ -111,7 +113,7 @@ func (r *ramp) pace(ctx context.Context, wg *sync.WaitGroup, rate float64, from,
 	interval := time.Duration(float64(time.Second) * float64(r.batch) / rate)
 	for t := from; t < to; t += interval {
 		if d := time.Until(rec.start.Add(t)); d > 0 {
-			if sleepCtx(ctx, d) != nil {
+			if backoff.Sleep(ctx, d) != nil {
 				return
 			}
 		}
@@ -125,7 +127,7 @@ func (r *ramp) pace(ctx context.Context, wg *sync.WaitGroup, rate float64, from,
 		go func() { defer wg.Done(); r.send.do(ctx, c) }()
 	}
 	if d := time.Until(rec.start.Add(to)); d > 0 {
-		_ = sleepCtx(ctx, d)
+		_ = backoff.Sleep(ctx, d)
 	}
 }
 
@@ -137,7 +139,7 @@ func (r *ramp) next(intended time.Time) *call {
 	ai := r.agent
 	r.agent = (r.agent + 1) % len(r.fleet.Agents)
 	c := &call{agent: a, intended: intended}
-	na := intended.Add(jitter(r.notAfterIn, 0.1)).Unix()
+	na := intended.Add(backoff.Jitter(r.notAfterIn, 0.1)).Unix()
 	for range min(r.batch, len(a.Workloads)) {
 		c.items = append(c.items, r.cursor[ai])
 		c.notAfter = append(c.notAfter, na+rand.Int64N(2))

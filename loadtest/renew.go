@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/tier0-ca/tier0/internal/backoff"
 )
 
 // renewal simulates the fleet's agents renewing their workloads' SVIDs:
@@ -152,7 +154,7 @@ func (r *renewal) complete(h *tickHeap, res result) int {
 			s.due[i] = at
 			continue
 		}
-		s.due[i] = at + jitter(r.ttl/2, 0.1)
+		s.due[i] = at + backoff.Jitter(r.ttl/2, 0.1)
 		if !s.renewed[i] {
 			s.renewed[i] = true
 			renewed++

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/internal/backoff"
 )
 
 // call is one MintX509SVIDs request of one agent, due at intended.
@@ -78,7 +79,7 @@ func (s *sender) do(ctx context.Context, c *call) result {
 			break
 		}
 		s.rec.retries.Add(1)
-		if sleepCtx(ctx, wait) != nil {
+		if backoff.Sleep(ctx, wait) != nil {
 			fail["canceled"] += len(c.items)
 			smp.failed = int32(len(c.items))
 			break
@@ -183,24 +184,9 @@ func retryWait(err error, md metadata.MD, attempt int) (time.Duration, bool) {
 		if !ok {
 			d = 100 * time.Millisecond
 		}
-		return jitter(d, 0.2), true
+		return backoff.Jitter(d, 0.2), true
 	case codes.Unavailable, codes.DeadlineExceeded:
-		return jitter(min(20*time.Millisecond<<min(attempt, 6), time.Second), 0.5), true
+		return backoff.Jitter(min(20*time.Millisecond<<min(attempt, 6), time.Second), 0.5), true
 	}
 	return 0, false
-}
-
-func jitter(d time.Duration, frac float64) time.Duration {
-	return time.Duration(float64(d) * (1 - frac + 2*frac*rand.Float64()))
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

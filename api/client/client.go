@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	t0backoff "github.com/tier0-ca/tier0/internal/backoff"
 )
 
 // DefaultAddr is the address of a tier0 server on its embedded defaults.
@@ -119,7 +120,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		log:         log,
 		pick:        rand.IntN,
 		jitter:      rand.Float64,
-		sleep:       sleepCtx,
+		sleep:       t0backoff.Sleep,
 	}
 	for _, addr := range addrs {
 		if addr == "" {
@@ -222,7 +223,7 @@ func (c *Client) retryable(err error, trailer metadata.MD) (time.Duration, bool)
 
 // jittered returns d scaled by a uniform factor in [1-frac, 1+frac).
 func (c *Client) jittered(d time.Duration, frac float64) time.Duration {
-	return time.Duration(float64(d) * (1 - frac + 2*frac*c.jitter()))
+	return t0backoff.Scale(d, frac, c.jitter())
 }
 
 // RetryAfter reads the retry-after-ms hint from a trailer, capped at 30s.
@@ -236,15 +237,4 @@ func RetryAfter(md metadata.MD) (time.Duration, bool) {
 		return 0, false
 	}
 	return min(time.Duration(ms)*time.Millisecond, maxRetryAfter), true
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

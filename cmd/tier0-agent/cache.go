@@ -17,6 +17,7 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/internal/backoff"
 )
 
 // cache keeps an X509-SVID for every workload entry (an entry with
@@ -144,7 +145,7 @@ func (c *cache) Run(ctx context.Context) error {
 			c.mint(ctx, due)
 		}
 		wait := min(nextSync.Sub(c.e.now()), c.nextRenewal().Sub(c.e.now()))
-		if sleep(ctx, max(10*time.Millisecond, wait)) != nil {
+		if backoff.Sleep(ctx, max(10*time.Millisecond, wait)) != nil {
 			return nil //nolint:nilerr // stopped, not failed
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tier0-ca/tier0/internal/backoff"
 )
 
 // service is one long-running duty of `tier0-agent run`.
@@ -110,7 +112,7 @@ func (r *renewer) Run(ctx context.Context) error {
 		if retry > 0 {
 			wait = retry
 		}
-		if sleep(ctx, wait) != nil {
+		if backoff.Sleep(ctx, wait) != nil {
 			return nil //nolint:nilerr // stopped, not failed
 		}
 		svid, err := r.e.renew(ctx, r.a)
@@ -163,7 +165,7 @@ func (b *bundleRefresher) Run(ctx context.Context) error {
 	}
 	log := b.e.logger()
 	for {
-		if sleep(ctx, b.every) != nil {
+		if backoff.Sleep(ctx, b.every) != nil {
 			return nil //nolint:nilerr // stopped, not failed
 		}
 		c, err := b.e.dial(ctx, b.a)
@@ -181,16 +183,5 @@ func (b *bundleRefresher) Run(ctx context.Context) error {
 				b.onChange()
 			}
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }

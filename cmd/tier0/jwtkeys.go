@@ -8,6 +8,7 @@ import (
 
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/backoff"
 )
 
 // jwtKeys rotates this node's JWT-SVID signing key, like the delegated
@@ -76,7 +77,7 @@ func (j *jwtKeys) run(ctx context.Context, cur ca.JWTKey) {
 			k, err := j.publish(ctx)
 			if err != nil {
 				j.log.WarnContext(ctx, "prepare next jwt key; retrying", "err", err)
-				sleepCtx(ctx, 10*time.Second)
+				_ = backoff.Sleep(ctx, 10*time.Second) // ctx ending is seen at the loop top
 				continue
 			}
 			next = &k
@@ -89,14 +90,5 @@ func (j *jwtKeys) run(ctx context.Context, cur ca.JWTKey) {
 		}
 		j.log.InfoContext(ctx, "jwt signing key activated", "kid", next.ID)
 		cur, next = *next, nil
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/tier0-ca/tier0/internal/backoff"
 	"github.com/tier0-ca/tier0/signer/internal/errs"
 )
 
@@ -164,7 +165,7 @@ func (c *Controller) Do(ctx context.Context, fn func(ctx context.Context) error)
 		}
 		retries.Inc()
 		c.cfg.Logger.Debug("signer: retrying kms call", "backend", c.cfg.Backend, "attempt", attempt+1, "err", err)
-		if err := sleep(ctx, c.backoff(attempt)); err != nil {
+		if err := backoff.Sleep(ctx, c.backoff(attempt)); err != nil {
 			return c.ctxErr(ctx, last)
 		}
 	}
@@ -188,15 +189,4 @@ func (c *Controller) backoff(attempt int) time.Duration {
 		d = min(c.cfg.BackoffBase<<attempt, c.cfg.BackoffMax)
 	}
 	return time.Duration(rand.Int64N(int64(d) + 1))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
