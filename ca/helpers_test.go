@@ -21,6 +21,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/tier0-ca/tier0/ca/record"
+	"github.com/tier0-ca/tier0/internal/testenv"
 )
 
 var (
@@ -170,25 +171,7 @@ type testEnv struct {
 	ca   *CA
 	j    *fakeJournal
 	now  time.Time
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b = append(s.b, p...)
-	return len(p), nil
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return string(s.b)
+	logs *testenv.Buffer
 }
 
 // newEnv builds a CA over a fresh PKI with a frozen clock at the real time
@@ -196,7 +179,7 @@ func (s *syncBuffer) String() string {
 func newEnv(t testing.TB, mod func(*Config)) *testEnv {
 	t.Helper()
 	now := time.Now().Truncate(time.Second)
-	e := &testEnv{now: now, pki: newPKI(t, now, 4*time.Hour), j: &fakeJournal{now: now}, logs: &syncBuffer{}}
+	e := &testEnv{now: now, pki: newPKI(t, now, 4*time.Hour), j: &fakeJournal{now: now}, logs: &testenv.Buffer{}}
 	cfg := Config{
 		TrustDomain: testTD,
 		Issuer:      e.pki.issuer,

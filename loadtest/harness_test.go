@@ -17,6 +17,7 @@ import (
 
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/internal/testenv"
 	"github.com/tier0-ca/tier0/loadtest"
 )
 
@@ -49,7 +50,7 @@ type server struct {
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	exited  chan struct{}
-	log     syncBuffer
+	log     testenv.Buffer
 	info    struct {
 		Servers []string `json:"servers"`
 		HTTP    string   `json:"http"`
@@ -72,24 +73,6 @@ func startServer(t *testing.T) *server {
 		}
 	})
 	return s
-}
-
-// syncBuffer is a log shared by the processes of successive restarts.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func (s *server) start() error {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,25 +17,8 @@ import (
 
 	"github.com/tier0-ca/tier0/api/client"
 	"github.com/tier0-ca/tier0/api/client/clienttest"
+	"github.com/tier0-ca/tier0/internal/testenv"
 )
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of `run`.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type harness struct {
 	t          *testing.T
@@ -67,7 +48,7 @@ func newHarness(t *testing.T, agentTTL time.Duration) *harness {
 // message main would print.
 func (h *harness) exec(ctx context.Context, args ...string) (stdout, stderr string, errMsg string) {
 	h.t.Helper()
-	var out, errb syncBuffer
+	var out, errb testenv.Buffer
 	e := &env{stdout: &out, stderr: &errb, getenv: func(string) string { return "" }, now: h.now}
 	cmd := newRootCmd(e)
 	cmd.SetArgs(append(args, "--data-dir", h.dataDir))

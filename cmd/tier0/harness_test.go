@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/tier0-ca/tier0/api/client"
+	"github.com/tier0-ca/tier0/internal/testenv"
 )
 
 // binDir holds tier0 and tier0-agent built once by TestMain: the end-to-end
@@ -50,7 +50,7 @@ type proc struct {
 	args    []string
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when cmd has been waited for
-	log     *syncBuffer
+	log     *testenv.Buffer
 	info    serverInfo
 }
 
@@ -84,7 +84,7 @@ func (p *proc) launch() {
 	args := append([]string{"server", "--data-dir", p.dataDir, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"}, p.args...)
 	p.cmd = exec.Command(filepath.Join(binDir, "tier0"), args...)
 	if p.log == nil {
-		p.log = &syncBuffer{}
+		p.log = &testenv.Buffer{}
 	}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
@@ -158,25 +158,6 @@ func (p *proc) bundle() *x509bundle.Bundle {
 		p.t.Fatal(err)
 	}
 	return b
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writes and the
-// test's reads at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // cli runs a tier0 CLI command against this server's data dir.

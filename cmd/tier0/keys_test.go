@@ -24,23 +24,13 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/testenv"
 )
 
 type denyAll struct{}
 
 func (denyAll) Authorize(spiffeid.ID, spiffeid.ID) (ca.Grant, error) {
 	return ca.Grant{}, ca.ErrPermissionDenied
-}
-
-type keyLogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *keyLogBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
 }
 
 // TestDelegatedKeyNeverWritten runs the delegated key manager over a real
@@ -51,7 +41,7 @@ func TestDelegatedKeyNeverWritten(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir := t.TempDir()
-	logs := &keyLogBuffer{}
+	logs := &testenv.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	td := spiffeid.RequireTrustDomainFromString("example.org")
 	node, err := ha.New(ctx, ha.Config{NodeID: "n1", DataDir: dir, Bootstrap: true, Logger: log})
@@ -142,13 +132,12 @@ func TestDelegatedKeyNeverWritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs.mu.Lock()
+	logged := []byte(logs.String())
 	for _, n := range needles {
-		if bytes.Contains(logs.b.Bytes(), n) {
+		if bytes.Contains(logged, n) {
 			t.Error("an in-memory issuing key is in the log")
 		}
 	}
-	logs.mu.Unlock()
 	if files < 3 {
 		t.Fatalf("searched only %d files", files)
 	}

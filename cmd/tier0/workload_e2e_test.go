@@ -25,6 +25,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+
+	"github.com/tier0-ca/tier0/internal/testenv"
 )
 
 // agentProc is a `tier0-agent run` process serving the Workload API.
@@ -33,14 +35,14 @@ type agentProc struct {
 	dataDir string
 	socket  string
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *testenv.Buffer
 }
 
 // startAgent bootstraps agent name against srv and runs it.
 func startAgent(t *testing.T, srv *proc, name string, args ...string) *agentProc {
 	t.Helper()
 	token := strings.TrimSpace(must(srv.cli("token", "create", "--agent", name)))
-	a := &agentProc{t: t, dataDir: t.TempDir(), log: &syncBuffer{}}
+	a := &agentProc{t: t, dataDir: t.TempDir(), log: &testenv.Buffer{}}
 	a.socket = filepath.Join(a.dataDir, "api", "agent.sock")
 	must(runBin("tier0-agent", "bootstrap", "--server", srv.addr(), "--bundle", filepath.Join(srv.dataDir, "bundle.pem"),
 		"--token", token, "--data-dir", a.dataDir))
