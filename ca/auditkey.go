@@ -27,16 +27,9 @@ func NewAuditKeyCert(td spiffeid.TrustDomain, parent Issuer, pub crypto.PublicKe
 	if err != nil {
 		return nil, err
 	}
-	notAfter := now.Add(lifetime)
-	if notAfter.After(parent.Cert.NotAfter) {
-		notAfter = parent.Cert.NotAfter
-	}
-	if !notAfter.After(now) {
-		return nil, fmt.Errorf("ca: new audit key certificate: parent expired at %s: %w", parent.Cert.NotAfter.UTC().Format(time.RFC3339), ErrIssuer)
-	}
-	notBefore := now.Add(-caBackdate)
-	if notBefore.Before(parent.Cert.NotBefore) {
-		notBefore = parent.Cert.NotBefore
+	notBefore, notAfter, err := childValidity("new audit key certificate", parent.Cert, lifetime, now)
+	if err != nil {
+		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,

@@ -44,6 +44,24 @@ func NewRoot(td spiffeid.TrustDomain, s crypto.Signer, lifetime time.Duration, n
 	return parseCA(der)
 }
 
+// childValidity is the validity of a certificate parent signs: backdated by
+// caBackdate but not before the parent's NotBefore, and NotAfter capped at
+// the parent's (an error once the parent has expired).
+func childValidity(what string, parent *x509.Certificate, lifetime time.Duration, now time.Time) (notBefore, notAfter time.Time, err error) {
+	notAfter = now.Add(lifetime)
+	if notAfter.After(parent.NotAfter) {
+		notAfter = parent.NotAfter
+	}
+	if !notAfter.After(now) {
+		return time.Time{}, time.Time{}, fmt.Errorf("ca: %s: parent expired at %s: %w", what, parent.NotAfter.UTC().Format(time.RFC3339), ErrIssuer)
+	}
+	notBefore = now.Add(-caBackdate)
+	if notBefore.Before(parent.NotBefore) {
+		notBefore = parent.NotBefore
+	}
+	return notBefore, notAfter, nil
+}
+
 // NewIntermediate returns a CA certificate for pub signed by parent: CA:true
 // with path length zero (it may sign only SVIDs), URI SAN spiffe://TD,
 // SubjectKeyId and AuthorityKeyId set, NotAfter capped at the parent's.
@@ -61,16 +79,9 @@ func NewIntermediate(td spiffeid.TrustDomain, parent Issuer, pub crypto.PublicKe
 	if err != nil {
 		return nil, err
 	}
-	notAfter := now.Add(lifetime)
-	if notAfter.After(parent.Cert.NotAfter) {
-		notAfter = parent.Cert.NotAfter
-	}
-	if !notAfter.After(now) {
-		return nil, fmt.Errorf("ca: new intermediate: parent expired at %s: %w", parent.Cert.NotAfter.UTC().Format(time.RFC3339), ErrIssuer)
-	}
-	notBefore := now.Add(-caBackdate)
-	if notBefore.Before(parent.Cert.NotBefore) {
-		notBefore = parent.Cert.NotBefore
+	notBefore, notAfter, err := childValidity("new intermediate", parent.Cert, lifetime, now)
+	if err != nil {
+		return nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
