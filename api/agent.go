@@ -16,13 +16,14 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
 )
 
 // RetryAfterKey is the trailer that carries a retry hint in milliseconds on
-// ResourceExhausted.
-const RetryAfterKey = "retry-after-ms"
+// ResourceExhausted; the client package reads it.
+const RetryAfterKey = client.RetryAfterKey
 
 const maxTokenLen = 256
 
