@@ -256,15 +256,8 @@ func (s *Store) Query(ctx context.Context, f core.Filter) ([]*record.Record, err
 		return nil, fmt.Errorf("postgres: query: %w", err)
 	}
 	defer rows.Close()
-	var out []*record.Record
-	for rows.Next() {
-		r, err := scan(rows)
-		if err != nil {
-			return nil, fmt.Errorf("postgres: query: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := core.Collect(rows, func() (*record.Record, error) { return scan(rows) })
+	if err != nil {
 		return nil, fmt.Errorf("postgres: query: %w", err)
 	}
 	return out, nil

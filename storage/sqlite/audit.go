@@ -57,17 +57,16 @@ func (s *Store) Checkpoints(ctx context.Context, from, to uint64) ([]record.Chec
 		return nil, fmt.Errorf("sqlite: checkpoints: %w", err)
 	}
 	defer rows.Close()
-	var out []record.Checkpoint
-	for rows.Next() {
+	out, err := core.Collect(rows, func() (record.Checkpoint, error) {
 		var c record.Checkpoint
 		var seq, at int64
 		if err := rows.Scan(&seq, &c.Head, &at, &c.NodeID, &c.CertDER, &c.Signature); err != nil {
-			return nil, fmt.Errorf("sqlite: checkpoints: %w", err)
+			return record.Checkpoint{}, err
 		}
 		c.Seq, c.SignedAt = uint64(seq), fromMicros(at)
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
+		return c, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: checkpoints: %w", err)
 	}
 	return out, nil
@@ -112,17 +111,16 @@ func (s *Store) QueryDecisions(ctx context.Context, f core.DecisionFilter) ([]co
 		return nil, fmt.Errorf("sqlite: query decisions: %w", err)
 	}
 	defer rows.Close()
-	var out []core.Decision
-	for rows.Next() {
+	out, err := core.Collect(rows, func() (core.Decision, error) {
 		var d core.Decision
 		var at int64
 		if err := rows.Scan(&d.ID, &at, &d.NodeID, &d.Caller, &d.Requested, &d.Allowed, &d.Reason); err != nil {
-			return nil, fmt.Errorf("sqlite: query decisions: %w", err)
+			return core.Decision{}, err
 		}
 		d.At = fromMicros(at)
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
+		return d, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: query decisions: %w", err)
 	}
 	return out, nil
