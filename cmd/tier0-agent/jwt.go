@@ -9,9 +9,9 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
@@ -105,37 +105,21 @@ func (w *workloadAPI) jwtFor(ctx context.Context, id string, aud []string) (stri
 // FetchJWTBundles streams the JWT bundles (JWKS) of our and federated
 // trust domains.
 func (w *workloadAPI) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream workload.SpiffeWorkloadAPI_FetchJWTBundlesServer) error {
-	ctx := stream.Context()
-	p, err := w.attest(ctx, "FetchJWTBundles")
+	p, err := w.attest(stream.Context(), "FetchJWTBundles")
 	if err != nil {
 		return err
 	}
-	var last *workload.JWTBundlesResponse
-	for {
-		_, matched, changed := w.c.snapshot(p.workload)
-		if !matched {
-			return status.Error(codes.PermissionDenied, "no identity issued")
-		}
+	return streamChanges(stream.Context(), w.c, p, stream.Send, func([]*x509svid.SVID) (*workload.JWTBundlesResponse, error) {
 		resp := &workload.JWTBundlesResponse{Bundles: map[string][]byte{}}
 		for _, b := range w.a.jwtBundles().Bundles() {
 			raw, err := b.Marshal()
 			if err != nil {
-				return status.Errorf(codes.Internal, "marshal jwt bundle: %v", err)
+				return nil, status.Errorf(codes.Internal, "marshal jwt bundle: %v", err)
 			}
 			resp.Bundles[b.TrustDomain().IDString()] = raw
 		}
-		if !proto.Equal(resp, last) {
-			if err := stream.Send(resp); err != nil {
-				return err
-			}
-			last = resp
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-changed:
-		}
-	}
+		return resp, nil
+	})
 }
 
 // ValidateJWTSVID checks a token against our and federated JWT keys and

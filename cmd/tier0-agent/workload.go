@@ -130,28 +130,39 @@ func (w *workloadAPI) attest(ctx context.Context, method string) (peerInfo, erro
 // FetchX509SVID streams the caller's SVIDs, sending again whenever one is
 // renewed or the bundle changes.
 func (w *workloadAPI) FetchX509SVID(_ *workload.X509SVIDRequest, stream workload.SpiffeWorkloadAPI_FetchX509SVIDServer) error {
-	ctx := stream.Context()
-	p, err := w.attest(ctx, "FetchX509SVID")
+	p, err := w.attest(stream.Context(), "FetchX509SVID")
 	if err != nil {
 		return err
 	}
-	var last *workload.X509SVIDResponse
+	return streamChanges(stream.Context(), w.c, p, stream.Send, func(svids []*x509svid.SVID) (*workload.X509SVIDResponse, error) {
+		if len(svids) == 0 {
+			return nil, nil // nothing minted yet: wait for the cache
+		}
+		return w.x509Response(svids)
+	})
+}
+
+// streamChanges sends build's response on the stream, and again whenever
+// the cache changes and the response with it, until the caller goes away.
+// A workload that no longer matches any entry gets PermissionDenied; a nil
+// response is not sent.
+func streamChanges[T proto.Message](ctx context.Context, c *cache, p peerInfo, send func(T) error, build func([]*x509svid.SVID) (T, error)) error {
+	var last T
+	sent := false
 	for {
-		svids, matched, changed := w.c.snapshot(p.workload)
+		svids, matched, changed := c.snapshot(p.workload)
 		if !matched {
 			return status.Error(codes.PermissionDenied, "no identity issued")
 		}
-		if len(svids) > 0 {
-			resp, err := w.x509Response(svids)
-			if err != nil {
+		resp, err := build(svids)
+		if err != nil {
+			return err
+		}
+		if resp.ProtoReflect().IsValid() && (!sent || !proto.Equal(resp, last)) {
+			if err := send(resp); err != nil {
 				return err
 			}
-			if !proto.Equal(resp, last) {
-				if err := stream.Send(resp); err != nil {
-					return err
-				}
-				last = resp
-			}
+			last, sent = resp, true
 		}
 		select {
 		case <-ctx.Done():
@@ -178,29 +189,13 @@ func (w *workloadAPI) x509Response(svids []*x509svid.SVID) (*workload.X509SVIDRe
 
 // FetchX509Bundles streams the trust bundles: ours and federated ones.
 func (w *workloadAPI) FetchX509Bundles(_ *workload.X509BundlesRequest, stream workload.SpiffeWorkloadAPI_FetchX509BundlesServer) error {
-	ctx := stream.Context()
-	p, err := w.attest(ctx, "FetchX509Bundles")
+	p, err := w.attest(stream.Context(), "FetchX509Bundles")
 	if err != nil {
 		return err
 	}
-	var last *workload.X509BundlesResponse
-	for {
-		_, matched, changed := w.c.snapshot(p.workload)
-		if !matched {
-			return status.Error(codes.PermissionDenied, "no identity issued")
-		}
+	return streamChanges(stream.Context(), w.c, p, stream.Send, func([]*x509svid.SVID) (*workload.X509BundlesResponse, error) {
 		resp := &workload.X509BundlesResponse{Bundles: w.a.federatedX509()}
 		resp.Bundles[w.a.td.IDString()] = concatDER(w.a.bundle.X509Authorities())
-		if !proto.Equal(resp, last) {
-			if err := stream.Send(resp); err != nil {
-				return err
-			}
-			last = resp
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-changed:
-		}
-	}
+		return resp, nil
+	})
 }
