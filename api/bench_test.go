@@ -24,31 +24,38 @@ func BenchmarkMintThroughAPI(b *testing.B) {
 			f.grant(b, "a1", "spiffe://example.org/web")
 			agentID, _ := ca.AgentID(testTD, "a1")
 			c := f.clientAs(b, agentID)
-			csr, _, err := client.NewCSR(spiffeid.RequireFromString("spiffe://example.org/web"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			items := make([]*tier0v1.MintItem, batch)
-			for i := range items {
-				items[i] = &tier0v1.MintItem{Csr: csr}
-			}
-			req := &tier0v1.MintX509SVIDsRequest{Items: items}
-			b.SetParallelism(16) // 16 x GOMAXPROCS concurrent calls
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					resp, err := c.Agent().MintX509SVIDs(context.Background(), req)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					if e := resp.GetResults()[0].GetError(); e != nil {
-						b.Error(e)
-						return
-					}
-				}
-			})
-			b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "svids/s")
+			benchMint(b, c, batch)
 		})
 	}
+}
+
+// benchMint runs MintX509SVIDs calls of batch items from 16 x GOMAXPROCS
+// goroutines and reports SVIDs/s.
+func benchMint(b *testing.B, c *client.Client, batch int) {
+	b.Helper()
+	csr, _, err := client.NewCSR(spiffeid.RequireFromString("spiffe://example.org/web"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	items := make([]*tier0v1.MintItem, batch)
+	for i := range items {
+		items[i] = &tier0v1.MintItem{Csr: csr}
+	}
+	req := &tier0v1.MintX509SVIDsRequest{Items: items}
+	b.SetParallelism(16) // 16 x GOMAXPROCS concurrent calls
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := c.Agent().MintX509SVIDs(context.Background(), req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if e := resp.GetResults()[0].GetError(); e != nil {
+				b.Error(e)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "svids/s")
 }

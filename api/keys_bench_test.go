@@ -13,10 +13,7 @@ import (
 	"time"
 
 	kmspb "cloud.google.com/go/kms/apiv1/kmspb"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/tier0-ca/tier0/api/client"
-	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/internal/hsmtest"
 	"github.com/tier0-ca/tier0/signer"
@@ -76,27 +73,7 @@ func BenchmarkMintKeyCustody(b *testing.B) {
 			if err := f.ca.SetIssuer(iss); err != nil {
 				b.Fatal(err)
 			}
-			csr, _, err := client.NewCSR(spiffeid.RequireFromString("spiffe://example.org/web"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			req := &tier0v1.MintX509SVIDsRequest{Items: []*tier0v1.MintItem{{Csr: csr}}}
-			b.SetParallelism(16)
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					resp, err := c.Agent().MintX509SVIDs(context.Background(), req)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					if e := resp.GetResults()[0].GetError(); e != nil {
-						b.Error(e)
-						return
-					}
-				}
-			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "svids/s")
+			benchMint(b, c, 1)
 		})
 	}
 }
