@@ -25,25 +25,11 @@ import (
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 )
 
-// agentClient bootstraps agent NAME on srv and returns a client with its SVID.
+// agentClient bootstraps agent NAME on srv and returns a client with its
+// SVID (helpers in backup_e2e_test.go).
 func agentClient(t *testing.T, srv *proc, name string, grants ...string) *client.Client {
 	t.Helper()
-	token := strings.TrimSpace(must(srv.cli("token", "create", "--agent", name)))
-	for _, id := range grants {
-		must(srv.cli("entry", "create", "--agent", name, "--spiffe-id", id))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	svid, err := client.Bootstrap(ctx, []string{srv.addr()}, srv.td(), srv.bundle(), token)
-	if err != nil {
-		t.Fatalf("bootstrap %s: %v", name, err)
-	}
-	c, err := client.New(ctx, client.Config{Addrs: []string{srv.addr()}, TrustDomain: srv.td(), Bundle: srv.bundle(), SVID: client.NewRotatingSVID(svid), MaxAttempts: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return clientAs(t, srv, agentSVID(t, srv, name, grants...))
 }
 
 func csrFor(t *testing.T, key crypto.Signer, uris []string, dns []string, ips []net.IP) []byte {
