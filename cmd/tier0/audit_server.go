@@ -76,14 +76,10 @@ func openRecordStore(ctx context.Context, dsn string) (storage.AuditStore, error
 	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	s, err := storage.OpenAudit(octx, dsn)
-	switch {
-	case err == nil:
-		return s, nil
-	case errors.Is(err, storage.ErrSchemaTooNew):
-		return nil, fmt.Errorf("record store: refusing to start: %w (a newer tier0 migrated this database; run that version, or restore a backup taken before the upgrade)", err)
-	default:
-		return nil, fmt.Errorf("record store: cannot open %s: %w (check --store and that the database is up; nothing was issued)", redactDSN(dsn), err)
+	if err != nil {
+		return nil, storeOpenError(dsn, err)
 	}
+	return s, nil
 }
 
 // openServerStore opens the server's record store. With optional
@@ -95,14 +91,17 @@ func openServerStore(ctx context.Context, dsn string, optional bool, log *slog.L
 		return openRecordStore(ctx, dsn)
 	}
 	s, err := storage.OpenLazy(ctx, dsn, storage.LazyConfig{Logger: log, Describe: redactDSN(dsn)})
-	switch {
-	case err == nil:
-		return s, nil
-	case errors.Is(err, storage.ErrSchemaTooNew):
-		return nil, fmt.Errorf("record store: refusing to start: %w (a newer tier0 migrated this database; run that version, or restore a backup taken before the upgrade)", err)
-	default:
-		return nil, fmt.Errorf("record store: cannot open %s: %w", redactDSN(dsn), err)
+	if err != nil {
+		return nil, storeOpenError(dsn, err)
 	}
+	return s, nil
+}
+
+func storeOpenError(dsn string, err error) error {
+	if errors.Is(err, storage.ErrSchemaTooNew) {
+		return fmt.Errorf("record store: refusing to start: %w (a newer tier0 migrated this database; run that version, or restore a backup taken before the upgrade)", err)
+	}
+	return fmt.Errorf("record store: cannot open %s: %w (check --store and that the database is up; nothing was issued)", redactDSN(dsn), err)
 }
 
 // redactDSN drops a password from a URL-style DSN.
