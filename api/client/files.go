@@ -13,6 +13,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/tier0-ca/tier0/internal/atomicfile"
 )
 
 // File names inside a credential directory.
@@ -59,10 +61,10 @@ func WriteSVIDFiles(dir string, svid *x509svid.SVID, bundle *x509bundle.Bundle) 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("client: write svid: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, KeyFile), keyPEM, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, KeyFile), keyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, SVIDFile), certPEM, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, SVIDFile), certPEM, 0o644); err != nil {
 		return err
 	}
 	if bundle != nil {
@@ -80,36 +82,7 @@ func WriteBundleFile(path string, bundle *x509bundle.Bundle) error {
 	if len(out) == 0 {
 		return errors.New("client: write bundle: no certificates")
 	}
-	return writeFileAtomic(path, out, 0o644)
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("client: write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(mode); err != nil {
-		return fmt.Errorf("client: write %s: %w", path, err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("client: write %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("client: write %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("client: write %s: %w", path, err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("client: write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, out, 0o644)
 }
 
 // OperatorFiles returns the paths of the operator credential that

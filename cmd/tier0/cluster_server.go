@@ -20,6 +20,7 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/atomicfile"
 )
 
 // Cluster mode (see ha/DESIGN.md "Cluster"). With --raft-addr the node
@@ -157,7 +158,7 @@ func (c *clusterNode) attest(ctx context.Context) error {
 	if name, ok := ha.NodeName(c.td, svid.ID); !ok || name != c.nodeID {
 		return fmt.Errorf("cluster: the join token was for %s, not node %q (--node-id)", svid.ID, c.nodeID)
 	}
-	if err := writeSVIDFiles(nodeCredDir(c.dir), resp.GetChain(), key); err != nil {
+	if err := client.WriteSVIDFiles(nodeCredDir(c.dir), svid, nil); err != nil {
 		return fmt.Errorf("cluster: store node SVID: %w", err)
 	}
 	c.svid.Set(svid)
@@ -256,7 +257,7 @@ func (c *clusterNode) requestJoin(ctx context.Context) error {
 	if _, err := tier0v1.NewClusterClient(cl).ClusterJoin(jctx, &tier0v1.ClusterJoinRequest{NodeId: c.nodeID, RaftAddress: addr}); err != nil {
 		return fmt.Errorf("cluster: join: %w", cliErr(err))
 	}
-	if err := writeFileAtomic(joinedMarker(c.dir), []byte(addr+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(joinedMarker(c.dir), []byte(addr+"\n"), 0o600); err != nil {
 		return err
 	}
 	c.log.Info("cluster: joined as a voter", "raft_address", addr)

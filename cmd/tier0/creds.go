@@ -4,17 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"math/big"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/tier0-ca/tier0/api/client"
 	"github.com/tier0-ca/tier0/ca"
 )
 
@@ -55,7 +53,7 @@ func (c *selfCred) mint(ctx context.Context) error {
 	}
 	svid := &x509svid.SVID{ID: c.id, Certificates: certs, PrivateKey: key}
 	if c.dir != "" {
-		if err := writeSVIDFiles(c.dir, res.Chain, key); err != nil {
+		if err := client.WriteSVIDFiles(c.dir, svid, nil); err != nil {
 			return err
 		}
 	}
@@ -99,18 +97,4 @@ func renewAt(cert *x509.Certificate) time.Time {
 	life := cert.NotAfter.Sub(cert.NotBefore)
 	j, _ := rand.Int(rand.Reader, big.NewInt(int64(life/10)+1))
 	return cert.NotBefore.Add(life/2 - time.Duration(j.Int64()))
-}
-
-func writeSVIDFiles(dir string, chain [][]byte, key any) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Join(dir, "svid.pem"), pemCerts(chain...), 0o600)
 }

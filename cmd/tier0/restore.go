@@ -18,6 +18,7 @@ import (
 
 	"github.com/tier0-ca/tier0/ca/record"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/atomicfile"
 	"github.com/tier0-ca/tier0/storage"
 )
 
@@ -129,7 +130,7 @@ func runRestore(ctx context.Context, dir string, f *restoreFlags, log *slog.Logg
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return res, fmt.Errorf("restore: %w", err)
 		}
-		if err := writeFileAtomic(path, pem, 0o600); err != nil {
+		if err := atomicfile.Write(path, pem, 0o600); err != nil {
 			return res, fmt.Errorf("restore: dev key: %w", err)
 		}
 		res.DevKeys++

@@ -22,6 +22,7 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/atomicfile"
 )
 
 type serverFlags struct {
@@ -204,11 +205,11 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 		}
 		go c.run(runCtx)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "bundle.pem"), pemCerts(node.Bundle().Roots...), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "bundle.pem"), pemCerts(node.Bundle().Roots...), 0o644); err != nil {
 		return fmt.Errorf("write bundle: %w", err)
 	}
 	keys.Attach(runCtx, issuer, func(b ha.Bundle) {
-		if err := writeFileAtomic(filepath.Join(dir, "bundle.pem"), pemCerts(b.Roots...), 0o644); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, "bundle.pem"), pemCerts(b.Roots...), 0o644); err != nil {
 			log.Error("write bundle", "err", err)
 		}
 	})
@@ -241,7 +242,7 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 		servers = append(servers, f.cluster.join...) // the CLI fails over between them
 	}
 	info, _ := json.MarshalIndent(serverInfo{TrustDomain: td.Name(), Servers: servers, NodeID: f.nodeID, HTTP: hlis.Addr().String(), PID: os.Getpid()}, "", "  ")
-	if err := writeFileAtomic(filepath.Join(dir, "server.json"), info, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "server.json"), info, 0o644); err != nil {
 		return err
 	}
 	hsrv := &http.Server{Handler: healthMux(node, reg), ReadHeaderTimeout: 5 * time.Second}
