@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/x509"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/tier0-ca/tier0/internal/testenv"
 )
 
 // TestQuickStart follows the README: server, token, entry, agent bootstrap,
@@ -127,4 +130,37 @@ func must[T any](v T, err error) T {
 		panic(err) // recovered into a test failure by mustRecover
 	}
 	return v
+}
+
+// TestDefaultDataDir runs `tier0 server` and a CLI command with no
+// --data-dir, as `make run` and the README do: the default ./tier0-data is
+// relative to the working directory.
+func TestDefaultDataDir(t *testing.T) {
+	wd := t.TempDir()
+	srv := exec.Command(filepath.Join(binDir, "tier0"), "server", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0")
+	srv.Dir = wd
+	log := &testenv.Buffer{}
+	srv.Stdout, srv.Stderr = log, log
+	srv.Env = append(os.Environ(), "TIER0_DATA=") // the flag default, not the environment
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = srv.Wait(); close(exited) }()
+	t.Cleanup(func() { _ = srv.Process.Kill(); <-exited })
+	pollUntil(t, 60*time.Second, func() bool {
+		select {
+		case <-exited:
+			t.Fatalf("server exited:\n%s", log.String())
+		default:
+		}
+		_, err := os.Stat(filepath.Join(wd, "tier0-data", "server.json"))
+		return err == nil
+	})
+	cli := exec.Command(filepath.Join(binDir, "tier0"), "token", "create", "--agent", "host-1")
+	cli.Dir = wd
+	cli.Env = srv.Env
+	if out, err := cli.CombinedOutput(); err != nil {
+		t.Fatalf("token create in the default data dir: %v\n%s\nserver log:\n%s", err, out, log.String())
+	}
 }

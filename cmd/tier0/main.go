@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -37,6 +38,17 @@ func run(ctx context.Context, args []string) error {
 		Short:         "tier0: a short-lived certificate authority for workload identity (SPIFFE)",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// One absolute data dir for everything below it: paths derived from
+		// it (key URIs such as soft:DATA/ca/audit.key, DSNs) must not depend
+		// on the working directory.
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			abs, err := filepath.Abs(g.dataDir)
+			if err != nil {
+				return fmt.Errorf("--data-dir: %w", err)
+			}
+			g.dataDir = abs
+			return nil
+		},
 	}
 	def := os.Getenv("TIER0_DATA")
 	if def == "" {
