@@ -12,6 +12,8 @@ import (
 	"math/big"
 
 	p11 "github.com/miekg/pkcs11"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // keyTemplate is the URI's object selection (label and/or id).
@@ -55,7 +57,8 @@ var classNames = map[uint]string{
 // findPrivateKey finds the one private key the URI names, explaining what
 // it found instead when it is not exactly one private key.
 func (s *Signer) findPrivateKey(h p11.SessionHandle) (p11.ObjectHandle, error) {
-	objs, err := s.find(h, s.keyTemplate(p11.CKO_PRIVATE_KEY, true))
+	// CKA_TOKEN: not our own (or another signer's) session copy of the key.
+	objs, err := s.find(h, append(s.keyTemplate(p11.CKO_PRIVATE_KEY, true), p11.NewAttribute(p11.CKA_TOKEN, true)))
 	if err != nil {
 		return 0, err
 	}
@@ -82,15 +85,15 @@ func (s *Signer) findPrivateKey(h p11.SessionHandle) (p11.ObjectHandle, error) {
 }
 
 // loadKey finds the key, checks its type and reads its public key.
-func (s *Signer) loadKey(h p11.SessionHandle) error {
+func (s *Signer) loadKey(h p11.SessionHandle) (p11.ObjectHandle, error) {
 	key, err := s.findPrivateKey(h)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	c := s.p11
 	attrs, err := c.GetAttributeValue(h, key, []*p11.Attribute{p11.NewAttribute(p11.CKA_KEY_TYPE, nil)})
 	if err != nil {
-		return fmt.Errorf("signer/pkcs11: read CKA_KEY_TYPE of %s: %w", s.uri, err)
+		return 0, fmt.Errorf("signer/pkcs11: read CKA_KEY_TYPE of %s: %w", s.uri, err)
 	}
 	s.keyType = bytesToUint(attrs[0].Value)
 	switch s.keyType {
@@ -102,10 +105,9 @@ func (s *Signer) loadKey(h p11.SessionHandle) error {
 		err = fmt.Errorf("signer/pkcs11: %s has key type 0x%x; only EC (P-256, P-384) and RSA keys can sign", s.uri, s.keyType)
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
-	s.key = key
-	return nil
+	return key, nil
 }
 
 func (s *Signer) rsaPublicKey(h p11.SessionHandle, key p11.ObjectHandle) (crypto.PublicKey, error) {
@@ -252,21 +254,42 @@ func (s *Signer) encode(sig []byte) ([]byte, error) {
 
 // ecdsaDER converts a PKCS#11 r||s signature (two equal-length big-endian
 // integers) into the ASN.1 DER ECDSA-Sig-Value that x509 and
-// ecdsa.VerifyASN1 expect. encoding/asn1 strips leading zero bytes and adds
-// a 0x00 when the high bit is set, as DER requires.
+// ecdsa.VerifyASN1 expect: each INTEGER loses its leading zero bytes and
+// gains a 0x00 when its high bit is set, as DER requires.
 func ecdsaDER(raw []byte) ([]byte, error) {
 	if len(raw) == 0 || len(raw)%2 != 0 {
 		return nil, fmt.Errorf("signer/pkcs11: ECDSA signature of %d bytes is not r||s", len(raw))
 	}
 	n := len(raw) / 2
-	r := new(big.Int).SetBytes(raw[:n])
-	sv := new(big.Int).SetBytes(raw[n:])
-	if r.Sign() == 0 || sv.Sign() == 0 {
+	r, sv := trimZeros(raw[:n]), trimZeros(raw[n:])
+	if len(r) == 0 || len(sv) == 0 {
 		return nil, errors.New("signer/pkcs11: ECDSA signature has a zero r or s")
 	}
-	der, err := asn1.Marshal(struct{ R, S *big.Int }{r, sv})
+	var b cryptobyte.Builder
+	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		addASN1Unsigned(b, r)
+		addASN1Unsigned(b, sv)
+	})
+	der, err := b.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("signer/pkcs11: encode ECDSA signature: %w", err)
 	}
 	return der, nil
+}
+
+func trimZeros(v []byte) []byte {
+	for len(v) > 0 && v[0] == 0 {
+		v = v[1:]
+	}
+	return v
+}
+
+// addASN1Unsigned adds a positive INTEGER from its minimal big-endian bytes.
+func addASN1Unsigned(b *cryptobyte.Builder, v []byte) {
+	b.AddASN1(cbasn1.INTEGER, func(b *cryptobyte.Builder) {
+		if v[0]&0x80 != 0 {
+			b.AddUint8(0)
+		}
+		b.AddBytes(v)
+	})
 }

@@ -47,6 +47,7 @@ type P11 interface {
 	GetAttributeValue(sh p11.SessionHandle, o p11.ObjectHandle, a []*p11.Attribute) ([]*p11.Attribute, error)
 	SignInit(sh p11.SessionHandle, m []*p11.Mechanism, o p11.ObjectHandle) error
 	Sign(sh p11.SessionHandle, message []byte) ([]byte, error)
+	CopyObject(sh p11.SessionHandle, o p11.ObjectHandle, temp []*p11.Attribute) (p11.ObjectHandle, error)
 }
 
 var _ P11 = (*p11.Ctx)(nil)
@@ -67,9 +68,12 @@ type Signer struct {
 	closed atomic.Bool
 	once   sync.Once
 
-	mu   sync.Mutex // guards slot and key
+	mu   sync.Mutex // guards slot
 	slot uint
-	key  p11.ObjectHandle
+
+	sessionCopy bool                     // try a session-object copy of the key (sessionkey.go)
+	ks          atomic.Pointer[keyState] // the signing key handle
+	refreshMu   sync.Mutex               // one key refresh at a time
 }
 
 // session is a pool slot; h == 0 means "no live session: open one".
@@ -108,10 +112,13 @@ func Open(ctx context.Context, rawURI string, cfg Config) (_ *Signer, err error)
 		log:     cfg.Logger.With("backend", "pkcs11", "key", u.String()),
 		pool:    make(chan *session, cfg.Sessions),
 		done:    make(chan struct{}),
+
+		sessionCopy: u.SessionCopy,
 	}
 	defer func() {
 		if err != nil {
 			s.closeSessions()
+			s.dropKeyCopy()
 			mod.release()
 		}
 	}()
@@ -128,9 +135,11 @@ func Open(ctx context.Context, rawURI string, cfg Config) (_ *Signer, err error)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.loadKey(first.h); err != nil {
+	key, err := s.loadKey(first.h)
+	if err != nil {
 		return nil, err
 	}
+	s.installKey(key, 1)
 	for range cfg.Sessions - 1 {
 		sl := <-s.pool
 		err := s.openSession(sl)
@@ -224,32 +233,23 @@ func (s *Signer) SignContext(ctx context.Context, digest []byte, opts crypto.Sig
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("signer/pkcs11: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	var sl *session
-	select {
-	case sl = <-s.pool:
-	case <-s.done:
-		return nil, errs.ErrClosed
-	case <-ctx.Done():
-		err := ctx.Err()
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("%w: %w", errs.ErrTimeout, err)
-		}
-		return nil, fmt.Errorf("signer/pkcs11: waiting for a session: %w", err)
+	sl, err := s.acquire(ctx)
+	if err != nil {
+		return nil, err
 	}
 	defer func() { s.pool <- sl }()
 	if s.closed.Load() {
 		return nil, errs.ErrClosed
 	}
-	sig, err := s.signWith(sl, mech, data)
+	ks := s.ks.Load()
+	sig, err := s.signWith(sl, ks, mech, data)
 	if err != nil && recoverable(err) {
 		s.log.Warn("signer/pkcs11: session lost; re-opening and retrying once", "err", err)
 		s.dropSession(sl)
-		if rerr := s.recoverSession(sl); rerr != nil {
+		if rerr := s.recoverSession(sl, ks.gen); rerr != nil {
 			return nil, fmt.Errorf("signer/pkcs11: sign failed (%w) and session recovery failed: %w", err, rerr)
 		}
-		sig, err = s.signWith(sl, mech, data)
+		sig, err = s.signWith(sl, s.ks.Load(), mech, data)
 		if err != nil {
 			if recoverable(err) {
 				s.dropSession(sl)
@@ -263,34 +263,49 @@ func (s *Signer) SignContext(ctx context.Context, digest []byte, opts crypto.Sig
 	return s.encode(sig)
 }
 
-func (s *Signer) signWith(sl *session, mech []*p11.Mechanism, data []byte) ([]byte, error) {
+// acquire takes a session from the pool, waiting at most the configured
+// timeout (and ctx) when all are busy.
+func (s *Signer) acquire(ctx context.Context) (*session, error) {
+	select {
+	case sl := <-s.pool:
+		return sl, nil
+	default:
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	select {
+	case sl := <-s.pool:
+		return sl, nil
+	case <-s.done:
+		return nil, errs.ErrClosed
+	case <-ctx.Done():
+		err := ctx.Err()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", errs.ErrTimeout, err)
+		}
+		return nil, fmt.Errorf("signer/pkcs11: waiting for a session: %w", err)
+	}
+}
+
+func (s *Signer) signWith(sl *session, ks *keyState, mech []*p11.Mechanism, data []byte) ([]byte, error) {
 	if sl.h == 0 {
 		if err := s.openSession(sl); err != nil {
 			return nil, err
 		}
 	}
-	s.mu.Lock()
-	key := s.key
-	s.mu.Unlock()
-	if err := s.p11.SignInit(sl.h, mech, key); err != nil {
+	if err := s.p11.SignInit(sl.h, mech, ks.handle); err != nil {
 		return nil, err
 	}
 	return s.p11.Sign(sl.h, data)
 }
 
-// recoverSession opens a fresh session, logs in and re-finds the key handle.
-func (s *Signer) recoverSession(sl *session) error {
+// recoverSession opens a fresh session, logs in and, unless another
+// goroutine already did after key generation gen failed, re-finds the key.
+func (s *Signer) recoverSession(sl *session, gen uint64) error {
 	if err := s.openSession(sl); err != nil {
 		return err
 	}
-	h, err := s.findPrivateKey(sl.h)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.key = h
-	s.mu.Unlock()
-	return nil
+	return s.refreshKey(sl.h, gen)
 }
 
 func (s *Signer) dropSession(sl *session) {
@@ -322,6 +337,7 @@ func (s *Signer) Close() error {
 		s.closed.Store(true)
 		close(s.done)
 		s.closeSessions()
+		s.dropKeyCopy()
 		s.mod.release()
 	})
 	return nil

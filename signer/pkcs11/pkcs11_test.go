@@ -147,6 +147,15 @@ func TestSessionRecovery(t *testing.T) {
 	tk := softhsmtest.Get(t)
 	s := open(t, tk.URI("object=ec-key"), Config{Sessions: 4})
 	signVerify(t, s)
+	first := *s.ks.Load()
+	if first.owner == 0 {
+		t.Fatal("SoftHSM2 allows C_CopyObject, but the signer uses the token object")
+	}
+	if off := open(t, tk.URI("object=ec-key")+"&x-session-copy=false", Config{Sessions: 1}); off.ks.Load().owner != 0 {
+		t.Fatal("x-session-copy=false made a session copy")
+	} else {
+		signVerify(t, off)
+	}
 
 	t.Run("all sessions closed underneath", func(t *testing.T) {
 		// What a token removal or HSM restart looks like to the client:
@@ -159,6 +168,10 @@ func TestSessionRecovery(t *testing.T) {
 			wg.Go(func() { signVerify(t, s) })
 		}
 		wg.Wait()
+		// The copy died with its owner session: a new one replaced it once.
+		if ks := s.ks.Load(); ks.owner == 0 || ks.gen != first.gen+1 {
+			t.Fatalf("key state after recovery = %+v, want a new copy at generation %d", ks, first.gen+1)
+		}
 	})
 
 	t.Run("logged out underneath", func(t *testing.T) {

@@ -29,6 +29,24 @@ type fakeP11 struct {
 	wrongPIN   bool
 	opened     int
 	dropOnSign int // fail this many Sign calls with CKR_SESSION_HANDLE_INVALID
+	refuseCopy bool
+	copies     map[p11.ObjectHandle]p11.SessionHandle // session-object copy -> owner session
+	signedWith []p11.ObjectHandle
+}
+
+// CopyObject makes a session-object copy of the key owned by session h.
+func (f *fakeP11) CopyObject(h p11.SessionHandle, _ p11.ObjectHandle, _ []*p11.Attribute) (p11.ObjectHandle, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refuseCopy {
+		return 0, p11.Error(p11.CKR_ACTION_PROHIBITED)
+	}
+	if f.copies == nil {
+		f.copies = map[p11.ObjectHandle]p11.SessionHandle{}
+	}
+	o := p11.ObjectHandle(100 + len(f.copies))
+	f.copies[o] = h
+	return o, nil
 }
 
 func (f *fakeP11) GetSlotList(bool) ([]uint, error) { return []uint{1}, nil }
@@ -66,12 +84,16 @@ func (f *fakeP11) FindObjectsFinal(p11.SessionHandle) error { return nil }
 func (f *fakeP11) GetAttributeValue(p11.SessionHandle, p11.ObjectHandle, []*p11.Attribute) ([]*p11.Attribute, error) {
 	return nil, errors.New("not needed")
 }
-func (f *fakeP11) SignInit(h p11.SessionHandle, _ []*p11.Mechanism, _ p11.ObjectHandle) error {
+func (f *fakeP11) SignInit(h p11.SessionHandle, _ []*p11.Mechanism, o p11.ObjectHandle) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.live[h] {
 		return p11.Error(p11.CKR_SESSION_HANDLE_INVALID)
 	}
+	if owner, ok := f.copies[o]; ok && !f.live[owner] {
+		return p11.Error(p11.CKR_KEY_HANDLE_INVALID) // a session object dies with its session
+	}
+	f.signedWith = append(f.signedWith, o)
 	return nil
 }
 func (f *fakeP11) Sign(h p11.SessionHandle, digest []byte) ([]byte, error) {
@@ -101,9 +123,10 @@ func fakeSigner(t *testing.T, f *fakeP11) *Signer {
 	}
 	s := &Signer{
 		p11: f, uri: u, pin: "1234", timeout: time.Second, log: slog.New(slog.DiscardHandler),
-		pub: f.key.Public(), keyType: p11.CKK_EC, key: 7, slot: 1,
+		pub: f.key.Public(), keyType: p11.CKK_EC, slot: 1,
 		pool: make(chan *session, 1), done: make(chan struct{}),
 	}
+	s.ks.Store(&keyState{handle: 7, gen: 1})
 	s.pool <- &session{}
 	return s
 }
@@ -144,6 +167,68 @@ func TestSessionRecoveryWithFake(t *testing.T) {
 		_, err := s.SignContext(context.Background(), digest[:], crypto.SHA256)
 		if err == nil || !strings.Contains(err.Error(), "incorrect PIN") || strings.Contains(err.Error(), "1234") {
 			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+func TestSessionKeyCopy(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	digest := sha256.Sum256([]byte("tier0"))
+	sign := func(t *testing.T, s *Signer) {
+		t.Helper()
+		sig, err := s.SignContext(context.Background(), digest[:], crypto.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ecdsa.VerifyASN1(&key.PublicKey, digest[:], sig) {
+			t.Fatal("signature does not verify")
+		}
+	}
+	last := func(f *fakeP11) p11.ObjectHandle {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.signedWith[len(f.signedWith)-1]
+	}
+
+	t.Run("signs with the copy, and re-copies when its owner session dies", func(t *testing.T) {
+		f := &fakeP11{key: key, live: map[p11.SessionHandle]bool{}}
+		s := fakeSigner(t, f)
+		s.sessionCopy = true
+		s.installKey(7, 1)
+		owner := s.ks.Load().owner
+		if owner == 0 {
+			t.Fatal("no session copy installed")
+		}
+		sign(t, s)
+		if got := last(f); got != 100 {
+			t.Fatalf("signed with object %d, want the copy 100", got)
+		}
+		// The token drops the owner session: the copy is gone with it.
+		_ = f.CloseSession(owner)
+		sign(t, s)
+		if got := last(f); got != 101 {
+			t.Fatalf("after losing the copy, signed with object %d, want the new copy 101", got)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if len(f.live) != 0 {
+			t.Fatalf("sessions left open after Close: %v", f.live)
+		}
+	})
+	t.Run("a refused copy falls back to the token object", func(t *testing.T) {
+		f := &fakeP11{key: key, live: map[p11.SessionHandle]bool{}, refuseCopy: true}
+		s := fakeSigner(t, f)
+		s.sessionCopy = true
+		s.installKey(7, 1)
+		if s.ks.Load().owner != 0 {
+			t.Fatal("copy installed although the module refused it")
+		}
+		sign(t, s)
+		if got := last(f); got != 7 {
+			t.Fatalf("signed with object %d, want the token key 7", got)
 		}
 	})
 }

@@ -21,6 +21,9 @@ type URI struct {
 
 	ModulePath string // module-path: the PKCS#11 shared library
 	PinSource  string // pin-source: file:/path, /path or env:VAR
+	// SessionCopy (x-session-copy, default true): sign with a session-object
+	// copy of the key when the module allows it (see sessionkey.go).
+	SessionCopy bool
 }
 
 // ParseURI parses and validates a pkcs11: URI. It rejects pin-value: a PIN
@@ -31,7 +34,7 @@ func ParseURI(s string) (*URI, error) {
 		return nil, errors.New("signer/pkcs11: URI must start with \"pkcs11:\"")
 	}
 	path, query, _ := strings.Cut(rest, "?")
-	u := &URI{}
+	u := &URI{SessionCopy: true}
 	seen := map[string]bool{}
 	for attr := range strings.SplitSeq(path, ";") {
 		if attr == "" {
@@ -86,6 +89,12 @@ func ParseURI(s string) (*URI, error) {
 			u.ModulePath = v
 		case "pin-source":
 			u.PinSource = v
+		case "x-session-copy":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("signer/pkcs11: x-session-copy=%s: want true or false", v)
+			}
+			u.SessionCopy = b
 		case "pin-value":
 			return nil, errors.New("signer/pkcs11: pin-value is not accepted: never put a PIN in a URI; use pin-source=file:/path or pin-source=env:VAR")
 		default:

@@ -36,6 +36,7 @@ func TestParseURI(t *testing.T) {
 		{uri: "pkcs11:token=t" + q, err: "signer/pkcs11: URI needs object= or id= to select a key"},
 		{uri: "pkcs11:token=t;object=k?module-path=/m.so", err: "signer/pkcs11: URI needs pin-source=file:/path or pin-source=env:VAR"},
 		{uri: "pkcs11:token=t;slot-id=x;object=k" + q, err: `signer/pkcs11: slot-id "x" is not a number`},
+		{uri: "pkcs11:token=t;object=k" + q + "&x-session-copy=maybe", err: "signer/pkcs11: x-session-copy=maybe: want true or false"},
 	} {
 		u, err := ParseURI(tc.uri)
 		if tc.err != "" {
@@ -56,8 +57,11 @@ func TestParseURI(t *testing.T) {
 		}
 	}
 	u, _ := ParseURI("pkcs11:token=t;id=%00%01?module-path=/m.so&pin-source=env:P")
-	if !bytes.Equal(u.ID, []byte{0, 1}) || u.PinSource != "env:P" || u.ModulePath != "/m.so" {
+	if !bytes.Equal(u.ID, []byte{0, 1}) || u.PinSource != "env:P" || u.ModulePath != "/m.so" || !u.SessionCopy {
 		t.Errorf("ParseURI: got %+v", u)
+	}
+	if u, _ := ParseURI("pkcs11:token=t;id=%01?module-path=/m.so&pin-source=env:P&x-session-copy=false"); u == nil || u.SessionCopy {
+		t.Errorf("x-session-copy=false: got %+v", u)
 	}
 }
 

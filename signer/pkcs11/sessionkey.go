@@ -1,0 +1,94 @@
+package pkcs11
+
+import (
+	"fmt"
+
+	p11 "github.com/miekg/pkcs11"
+)
+
+// keyState is the key handle signatures use: the token object itself, or a
+// session-object copy of it (C_CopyObject with CKA_TOKEN=false) that lives
+// in the token as long as its owner session stays open.
+//
+// Why a copy: a module may re-read and re-check a token object on every
+// operation. SoftHSM2's file store, for one, re-opens and locks the token's
+// files on each C_SignInit and C_Sign, which made a signature cost ~1.6x
+// its session-object cost here (docs/BENCHMARKS.md). The copy never leaves
+// the token and keeps the original's CKA_SENSITIVE / CKA_EXTRACTABLE; a
+// module that refuses the copy (CKA_COPYABLE=false, or no C_CopyObject)
+// just signs with the token object. URI query attribute
+// x-session-copy=false turns the copy off.
+type keyState struct {
+	handle p11.ObjectHandle
+	owner  p11.SessionHandle // session owning the copy; 0: handle is the token object
+	gen    uint64            // bumped on every refresh
+}
+
+// installKey makes tokenKey (or a session copy of it) the signing key and
+// closes the session that owned the previous copy.
+func (s *Signer) installKey(tokenKey p11.ObjectHandle, gen uint64) {
+	next := &keyState{handle: tokenKey, gen: gen}
+	if s.sessionCopy {
+		if owner, cp, err := s.copyKey(tokenKey); err != nil {
+			s.log.Info("signer/pkcs11: signing with the token object (the module refused a session copy of the key)", "err", err)
+		} else {
+			next.handle, next.owner = cp, owner
+		}
+	}
+	prev := s.ks.Swap(next)
+	if prev != nil && prev.owner != 0 {
+		// In-flight signatures with the old copy fail once with an
+		// invalid handle and retry with this one (see refreshKey).
+		_ = s.p11.CloseSession(prev.owner)
+	}
+}
+
+// copyKey opens the owner session and copies the token key into it.
+func (s *Signer) copyKey(tokenKey p11.ObjectHandle) (p11.SessionHandle, p11.ObjectHandle, error) {
+	s.mu.Lock()
+	slot := s.slot
+	s.mu.Unlock()
+	owner, err := s.p11.OpenSession(slot, p11.CKF_SERIAL_SESSION)
+	if err != nil {
+		return 0, 0, fmt.Errorf("signer/pkcs11: open session for the key copy: %w", err)
+	}
+	cp, err := s.p11.CopyObject(owner, tokenKey, []*p11.Attribute{p11.NewAttribute(p11.CKA_TOKEN, false)})
+	if err != nil {
+		_ = s.p11.CloseSession(owner)
+		return 0, 0, fmt.Errorf("signer/pkcs11: C_CopyObject: %w", err)
+	}
+	return owner, cp, nil
+}
+
+// refreshKey re-finds the token key through session h and installs it,
+// unless another goroutine already did since generation gen failed.
+func (s *Signer) refreshKey(h p11.SessionHandle, gen uint64) error {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	cur := s.ks.Load()
+	if cur != nil && cur.gen != gen {
+		return nil
+	}
+	if cur != nil && cur.owner != 0 && s.isPrivateKey(h, cur.handle) {
+		return nil // only the session was lost; the copy lives on
+	}
+	key, err := s.findPrivateKey(h)
+	if err != nil {
+		return err
+	}
+	s.installKey(key, gen+1)
+	return nil
+}
+
+// isPrivateKey reports whether handle is (still) a private key object.
+func (s *Signer) isPrivateKey(h p11.SessionHandle, handle p11.ObjectHandle) bool {
+	attrs, err := s.p11.GetAttributeValue(h, handle, []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, nil)})
+	return err == nil && len(attrs) == 1 && bytesToUint(attrs[0].Value) == p11.CKO_PRIVATE_KEY
+}
+
+// dropKeyCopy closes the session owning the key copy (at Close).
+func (s *Signer) dropKeyCopy() {
+	if ks := s.ks.Swap(&keyState{}); ks != nil && ks.owner != 0 {
+		_ = s.p11.CloseSession(ks.owner)
+	}
+}
