@@ -72,13 +72,16 @@ func (s *sender) do(ctx context.Context, c *call) result {
 		}
 		kind := kindOf(err)
 		s.rec.attemptFailed(kind)
-		wait, retry := retryWait(err, md, attempt)
+		wait, gated, retry := retryWait(err, md, attempt)
 		if !retry || ctx.Err() != nil || time.Since(c.intended)+wait > s.deadline {
 			fail[kind] += len(c.items)
 			smp.failed = int32(len(c.items))
 			break
 		}
 		s.rec.retries.Add(1)
+		if gated {
+			continue // the agent's client holds every call until the hint has passed
+		}
 		if backoff.Sleep(ctx, wait) != nil {
 			fail["canceled"] += len(c.items)
 			smp.failed = int32(len(c.items))
@@ -173,20 +176,22 @@ func kindOf(err error) string {
 	return status.Code(err).String()
 }
 
-// retryWait says whether a failed attempt is retried and after how long:
-// ResourceExhausted after the server's retry-after hint (+-20% jitter, so a
-// refused storm does not come back in lockstep), Unavailable and attempt
-// timeouts after a jittered exponential backoff.
-func retryWait(err error, md metadata.MD, attempt int) (time.Duration, bool) {
+// retryWait says whether a failed attempt is retried and after how long.
+// ResourceExhausted with the server's retry-after hint is gated: the
+// agent's client.Client holds this and every other call of the agent until
+// the hint has passed (+-20% jitter, so a refused storm does not come back
+// in lockstep), so the sender does not wait itself. ResourceExhausted
+// without a hint waits 100ms +-20%; Unavailable and attempt timeouts a
+// jittered exponential backoff.
+func retryWait(err error, md metadata.MD, attempt int) (wait time.Duration, gated, retry bool) {
 	switch status.Code(err) {
 	case codes.ResourceExhausted:
-		d, ok := client.RetryAfter(md)
-		if !ok {
-			d = 100 * time.Millisecond
+		if d, ok := client.RetryAfter(md); ok {
+			return d, true, true
 		}
-		return backoff.Jitter(d, 0.2), true
+		return backoff.Jitter(100*time.Millisecond, 0.2), false, true
 	case codes.Unavailable, codes.DeadlineExceeded:
-		return backoff.Jitter(min(20*time.Millisecond<<min(attempt, 6), time.Second), 0.5), true
+		return backoff.Jitter(min(20*time.Millisecond<<min(attempt, 6), time.Second), 0.5), false, true
 	}
-	return 0, false
+	return 0, false, false
 }

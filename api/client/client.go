@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -68,7 +69,8 @@ type Config struct {
 // be built on it; unary calls fail over between the configured addresses.
 //
 // Calls are retried on codes.Unavailable (connection errors included) and on
-// codes.ResourceExhausted that carries a retry-after hint. A retried call may
+// codes.ResourceExhausted that carries a retry-after hint; such a refusal
+// also holds every other call of the Client until the hint has passed. A retried call may
 // have reached a server whose answer was lost: callers that must not repeat
 // a side effect should use a context with a single-address Client.
 //
@@ -82,6 +84,11 @@ type Client struct {
 	pick        func(n int) int // index of the first address to try
 	jitter      func() float64  // uniform in [0,1)
 	sleep       func(ctx context.Context, d time.Duration) error
+
+	// gate is the unix-nano time before which no call is sent: a server
+	// that refuses a call with a retry-after hint is overloaded for every
+	// call of this client, not just that one (see waitGate).
+	gate atomic.Int64
 }
 
 var _ grpc.ClientConnInterface = (*Client)(nil)
@@ -172,16 +179,19 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 	var err error
 	for attempt := 0; attempt < c.maxAttempts; attempt++ {
 		i := (start + attempt) % n
+		if err := c.waitGate(ctx); err != nil {
+			return err
+		}
 		var trailer metadata.MD
 		err = c.conns[i].Invoke(ctx, method, args, reply, append(opts, grpc.Trailer(&trailer))...)
 		if err == nil {
 			return nil
 		}
-		wait, retry := c.retryable(err, trailer)
-		if !retry || attempt+1 >= c.maxAttempts || ctx.Err() != nil {
+		if !c.retryable(err, trailer) || attempt+1 >= c.maxAttempts || ctx.Err() != nil {
 			return err
 		}
-		if wait == 0 && (attempt+1)%n == 0 {
+		var wait time.Duration // a ResourceExhausted retry waits at the gate
+		if status.Code(err) == codes.Unavailable && (attempt+1)%n == 0 {
 			// Every address failed once: back off before the next round.
 			round := min((attempt+1)/n-1, 5)
 			wait = c.jittered(min(maxRoundBackoff, 200*time.Millisecond<<round), 0.2)
@@ -204,20 +214,54 @@ func (c *Client) NewStream(ctx context.Context, desc *grpc.StreamDesc, method st
 	return c.conns[c.pick(len(c.conns))].NewStream(ctx, desc, method, opts...)
 }
 
-// retryable reports whether err may be retried on the next address and how
-// long to wait first.
-func (c *Client) retryable(err error, trailer metadata.MD) (time.Duration, bool) {
+// retryable reports whether err may be retried on the next address. A
+// refusal with a retry-after hint closes the gate for that long.
+func (c *Client) retryable(err error, trailer metadata.MD) bool {
 	switch status.Code(err) {
 	case codes.Unavailable:
-		return 0, true
+		return true
 	case codes.ResourceExhausted:
 		d, ok := RetryAfter(trailer)
-		if !ok {
-			return 0, false
+		if ok {
+			c.closeGate(d)
 		}
-		return c.jittered(d, 0.2), true
+		return ok
 	default:
-		return 0, false
+		return false
+	}
+}
+
+// closeGate holds every call of this client until d from now (or later, if
+// the gate is already closed for longer).
+func (c *Client) closeGate(d time.Duration) {
+	until := time.Now().Add(d).UnixNano()
+	for {
+		cur := c.gate.Load()
+		if cur >= until || c.gate.CompareAndSwap(cur, until) {
+			return
+		}
+	}
+}
+
+// waitGate waits until the gate opens: the time left scaled by a uniform
+// factor in [0.8, 1.2), so that the calls held back by one refusal come
+// back spread out rather than in lockstep. A call that wakes to a gate
+// closed again meanwhile (another call was refused) waits again. This is
+// how an agent honours retry-after: it stops sending, not just the refused
+// call; the refused calls' retries and new calls alike queue here, in the
+// agent, instead of in (or bouncing off) the overloaded server.
+func (c *Client) waitGate(ctx context.Context) error {
+	var waited int64
+	for {
+		g := c.gate.Load()
+		d := time.Until(time.Unix(0, g))
+		if g == waited || d <= 0 {
+			return nil
+		}
+		if err := c.sleep(ctx, c.jittered(d, 0.2)); err != nil {
+			return status.FromContextError(err).Err()
+		}
+		waited = g
 	}
 }
 
