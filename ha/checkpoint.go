@@ -98,7 +98,7 @@ func (n *Node) RunCheckpointer(ctx context.Context, cfg CheckpointConfig) error 
 		now := n.cfg.Clock().UTC()
 		due := seq > st.LastSeq && (seq-st.LastSeq >= uint64(cfg.Every) || now.Sub(st.LastAt) >= cfg.Interval)
 		if due {
-			switch err := n.checkpoint(ctx, cfg, seq, head, now); {
+			switch err := n.checkpoint(ctx, cfg, seq, st.LastSeq, head, now); {
 			case err == nil:
 				made.Inc()
 			case ctx.Err() == nil:
@@ -117,8 +117,8 @@ func (n *Node) RunCheckpointer(ctx context.Context, cfg CheckpointConfig) error 
 	}
 }
 
-func (n *Node) checkpoint(ctx context.Context, cfg CheckpointConfig, seq uint64, head []byte, now time.Time) error {
-	c := record.Checkpoint{Seq: seq, Head: head, SignedAt: now, NodeID: n.cfg.NodeID, CertDER: cfg.CertDER()}
+func (n *Node) checkpoint(ctx context.Context, cfg CheckpointConfig, seq, prev uint64, head []byte, now time.Time) error {
+	c := record.Checkpoint{Seq: seq, Head: head, SignedAt: now, NodeID: n.cfg.NodeID, CertDER: cfg.CertDER(), Prev: &prev}
 	if len(c.CertDER) == 0 {
 		return errors.New("ha: checkpoint: no audit key certificate")
 	}
@@ -179,6 +179,9 @@ func (f *fsm) applyCheckpoint(payload []byte) any {
 		}
 		if cp.Seq <= s.audit.LastSeq {
 			return fmt.Errorf("ha: checkpoint: seq %d is not after the last checkpoint %d: %w", cp.Seq, s.audit.LastSeq, ErrInvalid)
+		}
+		if cp.Prev != nil && *cp.Prev != s.audit.LastSeq {
+			return fmt.Errorf("ha: checkpoint: seq %d links to checkpoint %d, but the last one is %d: %w", cp.Seq, *cp.Prev, s.audit.LastSeq, ErrInvalid)
 		}
 		if want := s.hashAt(cp.Seq); want == nil || !bytes.Equal(want, cp.Head) {
 			return fmt.Errorf("ha: checkpoint: head does not match the journal at seq %d: %w", cp.Seq, ErrInvalid)

@@ -1,11 +1,13 @@
 package ha
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,10 +77,15 @@ func TestCheckpoints(t *testing.T) {
 		return len(cps) > 0 && cps[len(cps)-1].Seq == 25
 	})
 	recs := sink.snapshot()
+	var prev uint64
 	for _, c := range sink.checkpoints() {
 		if err := c.Verify([]*x509.Certificate{root}); err != nil {
 			t.Fatalf("checkpoint %d: %v", c.Seq, err)
 		}
+		if c.Prev == nil || *c.Prev != prev {
+			t.Fatalf("checkpoint %d links to %v, want the previous checkpoint %d", c.Seq, c.Prev, prev)
+		}
+		prev = c.Seq
 		if string(c.Head) != string(recs[c.Seq-1].Hash) {
 			t.Fatalf("checkpoint %d head differs from the record's hash", c.Seq)
 		}
@@ -89,6 +96,19 @@ func TestCheckpoints(t *testing.T) {
 	bad := record.Checkpoint{Seq: 25, Head: make([]byte, 32), SignedAt: clock.Now(), NodeID: "x", CertDER: cert.Raw, Signature: []byte{1}}
 	if _, err := n.apply(ctx, "checkpoint", cmdCheckpoint, checkpointCmd{Op: "add", Checkpoint: bad}); err == nil {
 		t.Fatal("a checkpoint with a wrong head was applied")
+	}
+	// ...and one that does not link to the last checkpoint (a stale leader's).
+	for range 2 {
+		if err := n.Commit(ctx, []*record.Record{testRecord("cp")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var seq uint64
+	var head []byte
+	n.fsm.read(func(s *state) { seq, head = s.seq, bytes.Clone(s.head) })
+	stale := uint64(10)
+	if err := n.checkpoint(ctx, CheckpointConfig{Signer: ak, CertDER: func() []byte { return cert.Raw }}, seq, stale, head, clock.Now()); err == nil || !strings.Contains(err.Error(), "links to checkpoint 10, but the last one is 25") {
+		t.Fatalf("stale checkpoint: %v", err)
 	}
 	// The audit state survives a snapshot and restart.
 	last := n.fsmAudit().LastSeq

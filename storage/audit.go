@@ -66,6 +66,9 @@ const (
 	// chain head at a checkpoint's seq differs from the signed head: records
 	// after the previous matching checkpoint were rewritten and re-hashed.
 	ProblemCheckpointMismatch = "checkpoint mismatch"
+	// ProblemMissingCheckpoint: a signed checkpoint names, as the one
+	// before it, a checkpoint the store no longer holds (deleted).
+	ProblemMissingCheckpoint = "missing checkpoint"
 )
 
 // AuditResult is the outcome of VerifyAudit.
@@ -158,6 +161,7 @@ func VerifyAudit(ctx context.Context, s AuditStore, from, to uint64, roots []*x5
 	if !vr.OK() {
 		bad = append(bad, problem{vr.FirstBad, vr.Problem, chainDetail(vr)})
 	}
+	bad = append(bad, brokenLinks(cps, valid, start, to)...)
 	through := start + vr.Checked - 1 // last record verified by the chain
 	prevGood := start - 1
 	for _, c := range cps {
@@ -184,6 +188,27 @@ func VerifyAudit(ctx context.Context, s AuditStore, from, to uint64, roots []*x5
 	}
 	res.fail(bad)
 	return res, nil
+}
+
+// brokenLinks reports the checkpoints that a valid checkpoint in start..to
+// names as its predecessor but the store lacks: deleted. A link to before
+// start (the anchor's predecessor, pruned with the records) is not checked.
+func brokenLinks(cps []Checkpoint, valid map[uint64][]byte, start, to uint64) []problem {
+	stored := make(map[uint64]bool, len(cps))
+	for _, c := range cps {
+		stored[c.Seq] = true
+	}
+	var out []problem
+	for _, c := range cps {
+		if _, ok := valid[c.Seq]; !ok || c.Prev == nil || c.Seq < start || (to != 0 && c.Seq > to) {
+			continue
+		}
+		if p := *c.Prev; p >= start && p > 0 && !stored[p] {
+			out = append(out, problem{p, ProblemMissingCheckpoint,
+				fmt.Sprintf("checkpoint %d was deleted: signed checkpoint %d names it as the one before it", p, c.Seq)})
+		}
+	}
+	return out
 }
 
 type problem struct {

@@ -29,6 +29,11 @@ type Checkpoint struct {
 	NodeID    string    `json:"node"`      // the leader that signed it
 	CertDER   []byte    `json:"cert"`      // audit key certificate (CheckpointEKU), issued by a CA root
 	Signature []byte    `json:"sig"`       // over Message()
+	// Prev is the seq of the checkpoint before this one (0: none), signed
+	// with it: the checkpoints form a chain, so a deleted checkpoint is
+	// seen at the next one. nil on checkpoints signed before the link
+	// existed (message v1).
+	Prev *uint64 `json:"prev,omitempty"`
 }
 
 // CheckpointEKU is the extended key usage of an audit key certificate
@@ -39,17 +44,28 @@ var CheckpointEKU = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 59999, 7, 1}
 // ErrCheckpoint is wrapped by checkpoint verification errors.
 var ErrCheckpoint = errors.New("record: bad checkpoint")
 
-const checkpointDomain = "tier0 audit checkpoint v1\x00"
+const (
+	checkpointDomainV1 = "tier0 audit checkpoint v1\x00"
+	checkpointDomain   = "tier0 audit checkpoint v2\x00"
+)
 
 // Message returns the signed bytes: a domain string, then seq, head, the
-// signing time (unix microseconds) and the node ID, length-prefixed.
+// signing time (unix microseconds), the node ID, length-prefixed, and the
+// previous checkpoint's seq (v2; a v1 checkpoint has no Prev).
 func (c *Checkpoint) Message() []byte {
 	var b bytes.Buffer
-	b.WriteString(checkpointDomain)
+	if c.Prev == nil {
+		b.WriteString(checkpointDomainV1)
+	} else {
+		b.WriteString(checkpointDomain)
+	}
 	putU64(&b, c.Seq)
 	putBytes(&b, c.Head)
 	putU64(&b, uint64(Truncate(c.SignedAt).UnixMicro()))
 	putStr(&b, c.NodeID)
+	if c.Prev != nil {
+		putU64(&b, *c.Prev)
+	}
 	return b.Bytes()
 }
 

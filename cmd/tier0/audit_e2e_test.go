@@ -211,6 +211,8 @@ func TestAuditVerifyTamperCLI(t *testing.T) {
 				}, 20, "reordered"},
 				{"checkpoint head edited", []string{fmt.Sprintf("UPDATE audit_checkpoints SET head = (SELECT hash FROM issuance_records WHERE seq = 1) WHERE seq = %d", cp2)}, cp2, "forged checkpoint"},
 				{"checkpoint signature edited", []string{fmt.Sprintf("UPDATE audit_checkpoints SET signature = (SELECT hash FROM issuance_records WHERE seq = 2) WHERE seq = %d", cp2)}, cp2, "forged checkpoint"},
+				{"checkpoint deleted", []string{fmt.Sprintf("DELETE FROM audit_checkpoints WHERE seq = %d", cp2)}, cp2, "missing checkpoint"},
+				{"checkpoint link edited", []string{fmt.Sprintf("UPDATE audit_checkpoints SET prev_seq = 0 WHERE seq = %d", cps[2])}, cps[2], "forged checkpoint"},
 			}
 			t.Run("pruned", func(t *testing.T) {
 				dsn, _ := b.copyTo(t, "pruned")

@@ -31,9 +31,9 @@ func (s *Store) AppendCheckpoints(ctx context.Context, cps []record.Checkpoint) 
 	}
 	b := &pgx.Batch{}
 	for _, c := range cps {
-		b.Queue(`INSERT INTO audit_checkpoints (seq, head, signed_at, node_id, cert_der, signature)
-			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (seq) DO NOTHING`,
-			int64(c.Seq), c.Head, record.Truncate(c.SignedAt), c.NodeID, c.CertDER, c.Signature)
+		b.Queue(`INSERT INTO audit_checkpoints (seq, head, signed_at, node_id, cert_der, signature, prev_seq)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (seq) DO NOTHING`,
+			int64(c.Seq), c.Head, record.Truncate(c.SignedAt), c.NodeID, c.CertDER, c.Signature, core.PrevArg(c))
 	}
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("postgres: append checkpoints: %w", err)
@@ -47,7 +47,7 @@ func (s *Store) Checkpoints(ctx context.Context, from, to uint64) ([]record.Chec
 	if to == 0 {
 		to = 1<<63 - 1
 	}
-	rows, err := s.pool.Query(ctx, `SELECT seq, head, signed_at, node_id, cert_der, signature
+	rows, err := s.pool.Query(ctx, `SELECT seq, head, signed_at, node_id, cert_der, signature, prev_seq
 		FROM audit_checkpoints WHERE seq BETWEEN $1 AND $2 ORDER BY seq`, clamp(from), clamp(to))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: checkpoints: %w", err)
@@ -56,10 +56,11 @@ func (s *Store) Checkpoints(ctx context.Context, from, to uint64) ([]record.Chec
 	out, err := core.Collect(rows, func() (record.Checkpoint, error) {
 		var c record.Checkpoint
 		var seq int64
-		if err := rows.Scan(&seq, &c.Head, &c.SignedAt, &c.NodeID, &c.CertDER, &c.Signature); err != nil {
+		var prev *int64
+		if err := rows.Scan(&seq, &c.Head, &c.SignedAt, &c.NodeID, &c.CertDER, &c.Signature, &prev); err != nil {
 			return record.Checkpoint{}, err
 		}
-		c.Seq, c.SignedAt = uint64(seq), c.SignedAt.UTC()
+		c.Seq, c.SignedAt, c.Prev = uint64(seq), c.SignedAt.UTC(), core.PrevFrom(prev)
 		return c, nil
 	})
 	if err != nil {

@@ -33,9 +33,9 @@ func (s *Store) AppendCheckpoints(ctx context.Context, cps []record.Checkpoint) 
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	for _, c := range cps {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoints (seq, head, signed_at, node_id, cert_der, signature)
-			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`,
-			int64(c.Seq), c.Head, micros(c.SignedAt), c.NodeID, c.CertDER, c.Signature); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoints (seq, head, signed_at, node_id, cert_der, signature, prev_seq)
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`,
+			int64(c.Seq), c.Head, micros(c.SignedAt), c.NodeID, c.CertDER, c.Signature, core.PrevArg(c)); err != nil {
 			return fmt.Errorf("sqlite: append checkpoints: seq %d: %w", c.Seq, err)
 		}
 	}
@@ -51,7 +51,7 @@ func (s *Store) Checkpoints(ctx context.Context, from, to uint64) ([]record.Chec
 	if to == 0 {
 		to = 1<<63 - 1
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT seq, head, signed_at, node_id, cert_der, signature
+	rows, err := s.r.QueryContext(ctx, `SELECT seq, head, signed_at, node_id, cert_der, signature, prev_seq
 		FROM audit_checkpoints WHERE seq BETWEEN ? AND ? ORDER BY seq`, clamp(from), clamp(to))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: checkpoints: %w", err)
@@ -60,10 +60,11 @@ func (s *Store) Checkpoints(ctx context.Context, from, to uint64) ([]record.Chec
 	out, err := core.Collect(rows, func() (record.Checkpoint, error) {
 		var c record.Checkpoint
 		var seq, at int64
-		if err := rows.Scan(&seq, &c.Head, &at, &c.NodeID, &c.CertDER, &c.Signature); err != nil {
+		var prev *int64
+		if err := rows.Scan(&seq, &c.Head, &at, &c.NodeID, &c.CertDER, &c.Signature, &prev); err != nil {
 			return record.Checkpoint{}, err
 		}
-		c.Seq, c.SignedAt = uint64(seq), fromMicros(at)
+		c.Seq, c.SignedAt, c.Prev = uint64(seq), fromMicros(at), core.PrevFrom(prev)
 		return c, nil
 	})
 	if err != nil {

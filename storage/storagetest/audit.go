@@ -51,10 +51,21 @@ func NewAuditKey(t testing.TB) *AuditKey {
 // Roots returns the bundle that verifies k's checkpoints.
 func (k *AuditKey) Roots() []*x509.Certificate { return []*x509.Certificate{k.Root} }
 
-// Checkpoint signs a checkpoint at r (its seq and hash).
+// Checkpoint signs an unlinked (v1) checkpoint at r (its seq and hash).
 func (k *AuditKey) Checkpoint(t testing.TB, r *record.Record) record.Checkpoint {
 	t.Helper()
-	c := record.Checkpoint{Seq: r.Seq, Head: r.Hash, SignedAt: r.CommittedAt.Add(time.Second), NodeID: "node-0", CertDER: k.Cert.Raw}
+	return k.sign(t, record.Checkpoint{Seq: r.Seq, Head: r.Hash, SignedAt: r.CommittedAt.Add(time.Second), NodeID: "node-0", CertDER: k.Cert.Raw})
+}
+
+// CheckpointAfter signs a checkpoint at r linked to the checkpoint at prev
+// (0: the first), as the leader makes them.
+func (k *AuditKey) CheckpointAfter(t testing.TB, r *record.Record, prev uint64) record.Checkpoint {
+	t.Helper()
+	return k.sign(t, record.Checkpoint{Seq: r.Seq, Head: r.Hash, SignedAt: r.CommittedAt.Add(time.Second), NodeID: "node-0", CertDER: k.Cert.Raw, Prev: &prev})
+}
+
+func (k *AuditKey) sign(t testing.TB, c record.Checkpoint) record.Checkpoint {
+	t.Helper()
 	if err := c.Sign(k.Signer); err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +73,8 @@ func (k *AuditKey) Checkpoint(t testing.TB, r *record.Record) record.Checkpoint 
 }
 
 // AuditChain returns TamperN sealed records in which every third is a
-// JWT-SVID record (empty CertDER, serial = a jti), and checkpoints at
-// seqs 10, 20, 30, 40 and 50.
+// JWT-SVID record (empty CertDER, serial = a jti), and linked checkpoints
+// at seqs 10, 20, 30, 40 and 50.
 func AuditChain(t testing.TB, k *AuditKey) ([]*record.Record, []record.Checkpoint) {
 	t.Helper()
 	recs := make([]*record.Record, TamperN)
@@ -79,7 +90,7 @@ func AuditChain(t testing.TB, k *AuditKey) ([]*record.Record, []record.Checkpoin
 	}
 	var cps []record.Checkpoint
 	for s := 10; s <= TamperN; s += 10 {
-		cps = append(cps, k.Checkpoint(t, recs[s-1]))
+		cps = append(cps, k.CheckpointAfter(t, recs[s-1], uint64(s-10)))
 	}
 	return recs, cps
 }
@@ -242,6 +253,12 @@ func runAuditTamper(t *testing.T, open func(t *testing.T) (storage.AuditStore, T
 			return []tamperStmt{stmt("INSERT INTO audit_checkpoints (seq, head, signed_at, node_id, cert_der, signature) SELECT 15, ?, signed_at, node_id, ?, ? FROM audit_checkpoints WHERE seq = 10",
 				c.Head, c.CertDER, c.Signature)}
 		}, 15, storage.ProblemForgedCheckpoint},
+		{"checkpoint deleted", func([]*record.Record, []record.Checkpoint, *AuditKey) []tamperStmt {
+			return []tamperStmt{stmt("DELETE FROM audit_checkpoints WHERE seq = 30")}
+		}, 30, storage.ProblemMissingCheckpoint},
+		{"checkpoint link edited", func([]*record.Record, []record.Checkpoint, *AuditKey) []tamperStmt {
+			return []tamperStmt{stmt("UPDATE audit_checkpoints SET prev_seq = 10 WHERE seq = 30")}
+		}, 30, storage.ProblemForgedCheckpoint},
 		{"suffix rewritten consistently", func(recs []*record.Record, _ []record.Checkpoint, _ *AuditKey) []tamperStmt {
 			var out []tamperStmt
 			prev := recs[21].Hash

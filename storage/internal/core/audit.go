@@ -86,8 +86,29 @@ func CheckCheckpoints(prefix string, cps []record.Checkpoint) error {
 		if len(c.Head) != record.HashSize || len(c.Signature) == 0 || len(c.CertDER) == 0 {
 			return fmt.Errorf("%s: append checkpoints: seq %d: head, signature and certificate are required", prefix, c.Seq)
 		}
+		if c.Prev != nil && *c.Prev >= c.Seq {
+			return fmt.Errorf("%s: append checkpoints: seq %d: previous checkpoint %d is not before it", prefix, c.Seq, *c.Prev)
+		}
 	}
 	return nil
+}
+
+// PrevArg is a checkpoint's prev_seq column value: NULL for a v1
+// checkpoint (no link).
+func PrevArg(c record.Checkpoint) any {
+	if c.Prev == nil {
+		return nil
+	}
+	return int64(*c.Prev)
+}
+
+// PrevFrom turns a scanned prev_seq column back into Checkpoint.Prev.
+func PrevFrom(v *int64) *uint64 {
+	if v == nil {
+		return nil
+	}
+	p := uint64(*v)
+	return &p
 }
 
 // PruneResult says what Prune removed.
