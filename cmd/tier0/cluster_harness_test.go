@@ -109,19 +109,25 @@ func readyLeader(p *proc) string {
 // over between addrs (default: every node).
 func (c *testCluster) agent(name, id string, addrs ...string) *client.Client {
 	c.t.Helper()
-	p := c.nodes[c.leader()]
-	token := strings.TrimSpace(must(p.cli("token", "create", "--agent", name)))
-	must(p.cli("entry", "create", "--agent", name, "--spiffe-id", id))
 	if len(addrs) == 0 {
 		addrs = c.apis
 	}
+	return c.client(c.agentSVID(name, id, addrs), addrs)
+}
+
+// agentSVID bootstraps agent name (granted id) through addrs.
+func (c *testCluster) agentSVID(name, id string, addrs []string) *x509svid.SVID {
+	c.t.Helper()
+	p := c.nodes[c.leader()]
+	token := strings.TrimSpace(must(p.cli("token", "create", "--agent", name)))
+	must(p.cli("entry", "create", "--agent", name, "--spiffe-id", id))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	svid, err := client.Bootstrap(ctx, addrs, p.td(), p.bundle(), token)
 	if err != nil {
 		c.t.Fatalf("bootstrap %s: %v", name, err)
 	}
-	return c.client(svid, addrs)
+	return svid
 }
 
 func (c *testCluster) client(svid *x509svid.SVID, addrs []string) *client.Client {
