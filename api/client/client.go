@@ -33,6 +33,10 @@ import (
 // DefaultAddr is the address of a tier0 server on its embedded defaults.
 const DefaultAddr = "127.0.0.1:8443"
 
+// maxRecvMsgSize bounds one response: room for the largest page of records
+// the Audit API returns (10,000, a few KiB each with the certificate).
+const maxRecvMsgSize = 64 << 20
+
 // RetryAfterKey is the trailer in which the server hints, on
 // ResourceExhausted, how many milliseconds to wait before retrying.
 const RetryAfterKey = "retry-after-ms"
@@ -140,6 +144,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 				Backoff:           backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 10 * time.Second},
 				MinConnectTimeout: cfg.DialTimeout,
 			}),
+			// List and audit answers (up to 10,000 records with their
+			// certificates) exceed gRPC's default 4 MiB receive limit.
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize)),
 		)
 		if err != nil {
 			c.Close()

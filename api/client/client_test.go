@@ -317,3 +317,21 @@ func TestRotatingSVID(t *testing.T) {
 		t.Fatal("want b")
 	}
 }
+
+// TestLargeResponse: an answer above gRPC's default 4 MiB receive limit
+// (a full page of audit records is ~7 MiB) reaches the caller.
+func TestLargeResponse(t *testing.T) {
+	e := newEnv(t)
+	long := "spiffe://example.org/" + strings.Repeat("w", 200)
+	for range 30000 {
+		e.fake.AddEntry("a1", long, time.Hour)
+	}
+	c, _ := e.client(t, []string{e.fake.Start(t, "n1")}, 0)
+	resp, err := c.Agent().ListAuthorizedEntries(testCtx(t), &tier0v1.ListAuthorizedEntriesRequest{})
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	if n := len(resp.GetEntries()); n != 30000 {
+		t.Fatalf("got %d entries, want 30000", n)
+	}
+}
