@@ -49,6 +49,10 @@ func (a *auditService) VerifyChain(ctx context.Context, req *tier0v1.VerifyChain
 		}
 		roots = append(roots, c)
 	}
+	var newest uint64 // read before the store: see RequireCheckpoint
+	if s.cfg.Checkpoints != nil {
+		newest = s.cfg.Checkpoints.NewestExportedCheckpoint()
+	}
 	res, err := storage.VerifyAudit(ctx, s.cfg.Audit, req.GetFromSeq(), req.GetToSeq(), roots)
 	if err != nil {
 		if errors.Is(err, storage.ErrBadFilter) {
@@ -56,6 +60,7 @@ func (a *auditService) VerifyChain(ctx context.Context, req *tier0v1.VerifyChain
 		}
 		return nil, s.toStatus(ctx, method, fmt.Errorf("api: verify: %w", err))
 	}
+	res.RequireCheckpoint(newest)
 	s.log.InfoContext(ctx, "audit verify", "by", callerFrom(ctx).id.String(), "from", res.From, "to", res.To,
 		"ok", res.OK(), "first_bad", res.FirstBad, "problem", res.Problem)
 	return VerifyResultToPB(res), nil

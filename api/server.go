@@ -48,6 +48,12 @@ type State interface {
 	Bundle() ha.Bundle
 }
 
+// CheckpointTracker knows the newest checkpoint the record store must hold
+// (implemented by ha.Node).
+type CheckpointTracker interface {
+	NewestExportedCheckpoint() uint64
+}
+
 // Records answers audit queries (implemented by storage.Store).
 type Records interface {
 	Query(ctx context.Context, f storage.Filter) ([]*record.Record, error)
@@ -58,17 +64,18 @@ type Config struct {
 	TrustDomain spiffeid.TrustDomain
 	Issuer      Issuer
 	State       State
-	Records     Records         // may be nil: Audit answers Unavailable
-	Audit       AuditStore      // may be nil: VerifyChain and ListDecisions answer Unavailable (audit.go)
-	CA          CAManager       // may be nil: the CA root RPCs answer Unavailable
-	SVID        x509svid.Source // the node's own SVID, presented to clients
-	JWT         JWTIssuer       // may be nil: MintJWTSVID answers Unavailable (jwt.go)
-	Trust       TrustReader     // may be nil: GetBundle has no JWT keys or federated bundles
-	Federation  FederationStore // may be nil: the Federation service answers Unavailable
-	Federator   *Federator      // may be nil: ListFederations shows no fetch errors
-	Backup      BackupSource    // may be nil: the Backup service answers Unavailable (backup.go)
-	Cluster     ClusterNode     // may be nil: the Cluster service answers Unavailable
-	Logger      *slog.Logger    // default slog.Default()
+	Records     Records           // may be nil: Audit answers Unavailable
+	Audit       AuditStore        // may be nil: VerifyChain and ListDecisions answer Unavailable (audit.go)
+	Checkpoints CheckpointTracker // may be nil: VerifyChain cannot tell that the newest checkpoint was deleted
+	CA          CAManager         // may be nil: the CA root RPCs answer Unavailable
+	SVID        x509svid.Source   // the node's own SVID, presented to clients
+	JWT         JWTIssuer         // may be nil: MintJWTSVID answers Unavailable (jwt.go)
+	Trust       TrustReader       // may be nil: GetBundle has no JWT keys or federated bundles
+	Federation  FederationStore   // may be nil: the Federation service answers Unavailable
+	Federator   *Federator        // may be nil: ListFederations shows no fetch errors
+	Backup      BackupSource      // may be nil: the Backup service answers Unavailable (backup.go)
+	Cluster     ClusterNode       // may be nil: the Cluster service answers Unavailable
+	Logger      *slog.Logger      // default slog.Default()
 	Registerer  prometheus.Registerer
 
 	AgentTTL        time.Duration // agent SVID lifetime, default 1h

@@ -131,6 +131,24 @@ func (n *Node) checkpoint(ctx context.Context, cfg CheckpointConfig, seq, prev u
 	return nil
 }
 
+// NewestExportedCheckpoint returns the seq of the newest checkpoint this
+// node knows to be in the record store (0: none known): the last one when
+// none is pending export, else the one before the oldest pending (its
+// signed link). A verifier that does not find it there has found a
+// deleted checkpoint that no later checkpoint names.
+func (n *Node) NewestExportedCheckpoint() uint64 {
+	var seq uint64
+	n.fsm.read(func(s *state) {
+		switch a := s.audit; {
+		case len(a.Pending) == 0:
+			seq = a.LastSeq
+		case a.Pending[0].Prev != nil:
+			seq = *a.Pending[0].Prev
+		}
+	})
+	return seq
+}
+
 // pendingCheckpoints returns the checkpoints with seq <= upTo not yet exported.
 func (n *Node) pendingCheckpoints(upTo uint64) []record.Checkpoint {
 	var out []record.Checkpoint

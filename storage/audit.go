@@ -211,6 +211,20 @@ func brokenLinks(cps []Checkpoint, valid map[uint64][]byte, start, to uint64) []
 	return out
 }
 
+// RequireCheckpoint reports checkpoint seq as missing when r found no
+// problem but verified no checkpoint at or beyond it although seq lies in
+// the range checked. The journal (ha.Node.NewestExportedCheckpoint) knows
+// the newest exported checkpoint, which no later checkpoint names; read it
+// before verifying, so that one exported meanwhile is not mistaken for a
+// deleted one.
+func (r *AuditResult) RequireCheckpoint(seq uint64) {
+	if !r.OK() || seq == 0 || seq <= r.LastCheckpoint || seq < r.From || seq > r.To {
+		return
+	}
+	r.FirstBad, r.Problem = seq, ProblemMissingCheckpoint
+	r.Detail = fmt.Sprintf("checkpoint %d was exported to the store but is not there: deleted (the journal names it as the newest exported checkpoint)", seq)
+}
+
 type problem struct {
 	seq    uint64
 	kind   string

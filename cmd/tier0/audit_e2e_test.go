@@ -145,6 +145,32 @@ func issueMix(t *testing.T, ag *client.Client, id string, n int) int {
 // server, checks `tier0 audit verify` online and offline, then edits
 // copies of the store with SQL, one kind of edit each, and checks that
 // offline verify fails and names the seq and the problem.
+// TestAuditVerifyNewestCheckpointDeleted: no later checkpoint names the
+// newest one, so only the journal can tell that it was deleted: online
+// verify (through the server) reports it; offline verify of the store
+// alone cannot (documented in docs/AUDIT.md).
+func TestAuditVerifyNewestCheckpointDeleted(t *testing.T) {
+	b := sqliteBackend(t)
+	srv := startServer(t, t.TempDir(), "--store", b.dsn, "--checkpoint-every", "10", "--checkpoint-interval", "300ms")
+	ag := agentClient(t, srv, "audit-1", "spiffe://example.org/audit")
+	n := issueMix(t, ag, "spiffe://example.org/audit", 30)
+	var v verifyOut
+	pollUntil(t, 30*time.Second, func() bool {
+		out, err := srv.cli("audit", "verify", "-o", "json")
+		if err != nil {
+			return false
+		}
+		v = parseVerify(t, out)
+		return v.OK && v.To >= uint64(n) && v.LastCP == v.To
+	})
+	b.exec(t, fmt.Sprintf("DELETE FROM audit_checkpoints WHERE seq = %d", v.LastCP))
+	out, err := srv.cli("audit", "verify", "-o", "json")
+	got := parseVerify(t, out)
+	if err == nil || got.OK || got.FirstBad != v.LastCP || got.Problem != "missing checkpoint" {
+		t.Fatalf("online verify after deleting the newest checkpoint %d: %v %+v\n%s", v.LastCP, err, got, out)
+	}
+}
+
 func TestAuditVerifyTamperCLI(t *testing.T) {
 	for _, be := range []struct {
 		name string

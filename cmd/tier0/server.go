@@ -219,7 +219,7 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 		return err
 	}
 	srv, err := api.New(api.Config{
-		TrustDomain: td, Issuer: issuer, State: node, Records: store, Audit: store, SVID: nodeSVID, CA: keys, JWT: issuer, Trust: node,
+		TrustDomain: td, Issuer: issuer, State: node, Records: store, Audit: store, Checkpoints: node, SVID: nodeSVID, CA: keys, JWT: issuer, Trust: node,
 		Federation: node, Federator: federator, Cluster: node,
 		Backup: &backupSource{node: node, nodeID: f.nodeID, dir: keys.dir},
 		Logger: log, Registerer: reg, AgentTTL: f.agentTTL,
