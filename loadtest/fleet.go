@@ -137,8 +137,9 @@ func newAgent(ctx context.Context, admin *client.Client, f *Fleet, cfg FleetConf
 		return nil, fmt.Errorf("loadtest: bootstrap %s: %w", name, err)
 	}
 	a.ID = svid.ID
-	// MaxAttempts 1: the sender does its own retries, so that it can
-	// count them and honour retry-after itself.
+	// MaxAttempts 1: the sender does its own retries, so that it can count
+	// them; the client's per-address gate holds the agent's calls after a
+	// refusal with retry-after (api/client/gate.go).
 	c, err := client.New(ctx, client.Config{Addrs: cfg.Addrs, TrustDomain: f.TrustDomain, Bundle: f.Bundle,
 		SVID: client.NewRotatingSVID(svid), MaxAttempts: 1})
 	if err != nil {

@@ -15,7 +15,8 @@
 //     reports the longest gap between successful issuances.
 //
 // Refused attempts are retried: ResourceExhausted after the server's
-// retry-after hint with jitter, Unavailable with a jittered backoff. A
+// retry-after hint with jitter (the agent's client holds all its calls to
+// that server meanwhile), Unavailable with a jittered backoff. A
 // sample of the SVIDs is checked with go-spiffe's x509svid.Verify.
 package loadtest
 

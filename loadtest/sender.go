@@ -37,7 +37,8 @@ type result struct {
 }
 
 // sender performs calls: it retries refused attempts (ResourceExhausted
-// after the server's retry-after hint, with jitter; Unavailable with a
+// after the server's retry-after hint, with jitter, waiting at the agent
+// client's gate; Unavailable with a
 // jittered backoff, which also fails over between addresses) until the
 // call's deadline, records the outcome, and verifies a sample of the SVIDs.
 type sender struct {

@@ -33,7 +33,8 @@
 //	  - x-session-copy (query, default true): sign with a session-object copy
 //	    of the key (C_CopyObject, CKA_TOKEN=false), made once in the token;
 //	    a module that refuses the copy is used with the token object. It
-//	    avoids per-signature token-store work (SoftHSM2: ~25% faster).
+//	    avoids per-signature token-store work (SoftHSM2: ~30% more
+//	    signatures/s).
 //	    x-session-copy=false signs with the token object.
 //
 // AWS KMS (asymmetric key, KeyUsage SIGN_VERIFY):

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -74,7 +73,8 @@ type Config struct {
 //
 // Calls are retried on codes.Unavailable (connection errors included) and on
 // codes.ResourceExhausted that carries a retry-after hint; such a refusal
-// also holds every other call of the Client until the hint has passed. A retried call may
+// also holds every other call of the Client to that address for about the
+// hint (gate.go), while other addresses stay open. A retried call may
 // have reached a server whose answer was lost: callers that must not repeat
 // a side effect should use a context with a single-address Client.
 //
@@ -88,11 +88,7 @@ type Client struct {
 	pick        func(n int) int // index of the first address to try
 	jitter      func() float64  // uniform in [0,1)
 	sleep       func(ctx context.Context, d time.Duration) error
-
-	// gate is the unix-nano time before which no call is sent: a server
-	// that refuses a call with a retry-after hint is overloaded for every
-	// call of this client, not just that one (see waitGate).
-	gate atomic.Int64
+	gates       []*gate // per address (gate.go)
 }
 
 var _ grpc.ClientConnInterface = (*Client)(nil)
@@ -125,6 +121,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.SVID != nil {
 		tlsConf = tlsconfig.MTLSClientConfig(cfg.SVID, cfg.Bundle, authz)
 	}
+	base := time.Now()
 	c := &Client{
 		addrs:       addrs,
 		maxAttempts: cfg.MaxAttempts,
@@ -153,6 +150,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("client: dial %s: %w", addr, err)
 		}
 		c.conns = append(c.conns, cc)
+		c.gates = append(c.gates, &gate{base: base})
 	}
 	return c, nil
 }
@@ -182,11 +180,11 @@ func (c *Client) Bootstrap() tier0v1.BootstrapClient { return tier0v1.NewBootstr
 // status error unchanged, so status.Code works on it.
 func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
 	n := len(c.conns)
-	start := c.pick(n)
+	start := c.firstOpen(c.pick(n))
 	var err error
 	for attempt := 0; attempt < c.maxAttempts; attempt++ {
 		i := (start + attempt) % n
-		if err := c.waitGate(ctx); err != nil {
+		if err := c.waitGate(ctx, i); err != nil {
 			return err
 		}
 		var trailer metadata.MD
@@ -194,10 +192,13 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 		if err == nil {
 			return nil
 		}
-		if !c.retryable(err, trailer) || attempt+1 >= c.maxAttempts || ctx.Err() != nil {
+		if !c.retryable(err, i, trailer) || attempt+1 >= c.maxAttempts || ctx.Err() != nil {
 			return err
 		}
-		var wait time.Duration // a ResourceExhausted retry waits at the gate
+		var wait time.Duration
+		if status.Code(err) == codes.ResourceExhausted {
+			wait, _ = c.gates[(i+1)%n].remaining() // for the log: the next attempt waits at that address's gate
+		}
 		if status.Code(err) == codes.Unavailable && (attempt+1)%n == 0 {
 			// Every address failed once: back off before the next round.
 			round := min((attempt+1)/n-1, 5)
@@ -206,7 +207,7 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 		c.log.WarnContext(ctx, "tier0 call failed, retrying",
 			"method", method, "addr", c.addrs[i], "next", c.addrs[(i+1)%n],
 			"attempt", attempt+1, "wait", wait, "err", err)
-		if wait > 0 {
+		if wait > 0 && status.Code(err) == codes.Unavailable {
 			if serr := c.sleep(ctx, wait); serr != nil {
 				return status.FromContextError(serr).Err()
 			}
@@ -221,54 +222,20 @@ func (c *Client) NewStream(ctx context.Context, desc *grpc.StreamDesc, method st
 	return c.conns[c.pick(len(c.conns))].NewStream(ctx, desc, method, opts...)
 }
 
-// retryable reports whether err may be retried on the next address. A
-// refusal with a retry-after hint closes the gate for that long.
-func (c *Client) retryable(err error, trailer metadata.MD) bool {
+// retryable reports whether err from address i may be retried on the next
+// address. A refusal with a retry-after hint closes i's gate for that long.
+func (c *Client) retryable(err error, i int, trailer metadata.MD) bool {
 	switch status.Code(err) {
 	case codes.Unavailable:
 		return true
 	case codes.ResourceExhausted:
 		d, ok := RetryAfter(trailer)
 		if ok {
-			c.closeGate(d)
+			c.gates[i].hold(d)
 		}
 		return ok
 	default:
 		return false
-	}
-}
-
-// closeGate holds every call of this client until d from now (or later, if
-// the gate is already closed for longer).
-func (c *Client) closeGate(d time.Duration) {
-	until := time.Now().Add(d).UnixNano()
-	for {
-		cur := c.gate.Load()
-		if cur >= until || c.gate.CompareAndSwap(cur, until) {
-			return
-		}
-	}
-}
-
-// waitGate waits until the gate opens: the time left scaled by a uniform
-// factor in [0.8, 1.2), so that the calls held back by one refusal come
-// back spread out rather than in lockstep. A call that wakes to a gate
-// closed again meanwhile (another call was refused) waits again. This is
-// how an agent honours retry-after: it stops sending, not just the refused
-// call; the refused calls' retries and new calls alike queue here, in the
-// agent, instead of in (or bouncing off) the overloaded server.
-func (c *Client) waitGate(ctx context.Context) error {
-	var waited int64
-	for {
-		g := c.gate.Load()
-		d := time.Until(time.Unix(0, g))
-		if g == waited || d <= 0 {
-			return nil
-		}
-		if err := c.sleep(ctx, c.jittered(d, 0.2)); err != nil {
-			return status.FromContextError(err).Err()
-		}
-		waited = g
 	}
 }
 

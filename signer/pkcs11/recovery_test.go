@@ -7,7 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -31,13 +30,15 @@ type fakeP11 struct {
 	dropOnSign int // fail this many Sign calls with CKR_SESSION_HANDLE_INVALID
 	refuseCopy bool
 	copies     map[p11.ObjectHandle]p11.SessionHandle // session-object copy -> owner session
+	copyTmpl   []*p11.Attribute                        // the last CopyObject template
 	signedWith []p11.ObjectHandle
 }
 
 // CopyObject makes a session-object copy of the key owned by session h.
-func (f *fakeP11) CopyObject(h p11.SessionHandle, _ p11.ObjectHandle, _ []*p11.Attribute) (p11.ObjectHandle, error) {
+func (f *fakeP11) CopyObject(h p11.SessionHandle, _ p11.ObjectHandle, tmpl []*p11.Attribute) (p11.ObjectHandle, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.copyTmpl = tmpl
 	if f.refuseCopy {
 		return 0, p11.Error(p11.CKR_ACTION_PROHIBITED)
 	}
@@ -81,8 +82,25 @@ func (f *fakeP11) FindObjects(p11.SessionHandle, int) ([]p11.ObjectHandle, bool,
 	return []p11.ObjectHandle{7}, false, nil
 }
 func (f *fakeP11) FindObjectsFinal(p11.SessionHandle) error { return nil }
-func (f *fakeP11) GetAttributeValue(p11.SessionHandle, p11.ObjectHandle, []*p11.Attribute) ([]*p11.Attribute, error) {
-	return nil, errors.New("not needed")
+// GetAttributeValue answers class, label and id of a live key copy only.
+func (f *fakeP11) GetAttributeValue(_ p11.SessionHandle, o p11.ObjectHandle, want []*p11.Attribute) ([]*p11.Attribute, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if owner, ok := f.copies[o]; !ok || !f.live[owner] {
+		return nil, p11.Error(p11.CKR_OBJECT_HANDLE_INVALID)
+	}
+	out := make([]*p11.Attribute, len(want))
+	for i, a := range want {
+		switch a.Type {
+		case p11.CKA_CLASS:
+			out[i] = p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PRIVATE_KEY)
+		case p11.CKA_LABEL:
+			out[i] = p11.NewAttribute(p11.CKA_LABEL, "k")
+		default:
+			out[i] = p11.NewAttribute(a.Type, []byte{})
+		}
+	}
+	return out, nil
 }
 func (f *fakeP11) SignInit(h p11.SessionHandle, _ []*p11.Mechanism, o p11.ObjectHandle) error {
 	f.mu.Lock()
@@ -202,6 +220,18 @@ func TestSessionKeyCopy(t *testing.T) {
 		sign(t, s)
 		if got := last(f); got != 100 {
 			t.Fatalf("signed with object %d, want the copy 100", got)
+		}
+		if tm := f.copyTmpl; len(tm) != 1 || tm[0].Type != p11.CKA_TOKEN || len(tm[0].Value) != 1 || tm[0].Value[0] != 0 {
+			t.Fatalf("CopyObject template %v, want only CKA_TOKEN=false", tm)
+		}
+		// A pool session is lost but the copy lives on: the session is
+		// re-opened and the same copy used, not a new one made.
+		f.mu.Lock()
+		f.dropOnSign = 1
+		f.mu.Unlock()
+		sign(t, s)
+		if ks := s.ks.Load(); ks.gen != 1 || ks.handle != 100 || len(f.copies) != 1 {
+			t.Fatalf("after losing a pool session: key state %+v, %d copies; want copy 100 at generation 1", ks, len(f.copies))
 		}
 		// The token drops the owner session: the copy is gone with it.
 		_ = f.CloseSession(owner)

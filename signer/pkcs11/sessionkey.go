@@ -1,6 +1,7 @@
 package pkcs11
 
 import (
+	"bytes"
 	"fmt"
 
 	p11 "github.com/miekg/pkcs11"
@@ -24,8 +25,11 @@ type keyState struct {
 	gen    uint64            // bumped on every refresh
 }
 
-// installKey makes tokenKey (or a session copy of it) the signing key and
-// closes the session that owned the previous copy.
+// installKey makes tokenKey (or a session copy of it) the signing key. It
+// does not close the previous copy's owner session: a key is re-installed
+// only when the previous copy is gone, and with it (a session object dies
+// with its session) the owner session, whose handle the module may since
+// have given to another session.
 func (s *Signer) installKey(tokenKey p11.ObjectHandle, gen uint64) {
 	next := &keyState{handle: tokenKey, gen: gen}
 	if s.sessionCopy {
@@ -35,12 +39,7 @@ func (s *Signer) installKey(tokenKey p11.ObjectHandle, gen uint64) {
 			next.handle, next.owner = cp, owner
 		}
 	}
-	prev := s.ks.Swap(next)
-	if prev != nil && prev.owner != 0 {
-		// In-flight signatures with the old copy fail once with an
-		// invalid handle and retry with this one (see refreshKey).
-		_ = s.p11.CloseSession(prev.owner)
-	}
+	s.ks.Store(next)
 }
 
 // copyKey opens the owner session and copies the token key into it.
@@ -69,7 +68,7 @@ func (s *Signer) refreshKey(h p11.SessionHandle, gen uint64) error {
 	if cur != nil && cur.gen != gen {
 		return nil
 	}
-	if cur != nil && cur.owner != 0 && s.isPrivateKey(h, cur.handle) {
+	if cur != nil && cur.owner != 0 && s.isOurKey(h, cur.handle) {
 		return nil // only the session was lost; the copy lives on
 	}
 	key, err := s.findPrivateKey(h)
@@ -80,10 +79,19 @@ func (s *Signer) refreshKey(h p11.SessionHandle, gen uint64) error {
 	return nil
 }
 
-// isPrivateKey reports whether handle is (still) a private key object.
-func (s *Signer) isPrivateKey(h p11.SessionHandle, handle p11.ObjectHandle) bool {
-	attrs, err := s.p11.GetAttributeValue(h, handle, []*p11.Attribute{p11.NewAttribute(p11.CKA_CLASS, nil)})
-	return err == nil && len(attrs) == 1 && bytesToUint(attrs[0].Value) == p11.CKO_PRIVATE_KEY
+// isOurKey reports whether handle is (still) a private key with the
+// URI's label and id: not a stale handle the module has reused.
+func (s *Signer) isOurKey(h p11.SessionHandle, handle p11.ObjectHandle) bool {
+	attrs, err := s.p11.GetAttributeValue(h, handle, []*p11.Attribute{
+		p11.NewAttribute(p11.CKA_CLASS, nil),
+		p11.NewAttribute(p11.CKA_LABEL, nil),
+		p11.NewAttribute(p11.CKA_ID, nil),
+	})
+	if err != nil || len(attrs) != 3 || bytesToUint(attrs[0].Value) != p11.CKO_PRIVATE_KEY {
+		return false
+	}
+	return (s.uri.Object == "" || string(attrs[1].Value) == s.uri.Object) &&
+		(s.uri.ID == nil || bytes.Equal(attrs[2].Value, s.uri.ID))
 }
 
 // dropKeyCopy closes the session owning the key copy (at Close).

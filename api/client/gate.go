@@ -1,0 +1,77 @@
+package client
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// gate holds the calls to one server address after it refused one with a
+// retry-after hint: an overloaded server is overloaded for every call of
+// this client, not just the refused one. Times are monotonic (offsets from
+// base), so a wall-clock step cannot stretch a hold.
+type gate struct {
+	base  time.Time
+	until atomic.Int64 // offset from base (ns) before which no call is sent
+}
+
+// hold closes the gate until d from now (or later, if it is already closed
+// for longer).
+func (g *gate) hold(d time.Duration) {
+	until := int64(time.Since(g.base) + d)
+	for {
+		cur := g.until.Load()
+		if cur >= until || g.until.CompareAndSwap(cur, until) {
+			return
+		}
+	}
+}
+
+// remaining returns how long the gate stays closed (<= 0: open) and the
+// closing it belongs to.
+func (g *gate) remaining() (time.Duration, int64) {
+	u := g.until.Load()
+	return time.Duration(u) - time.Since(g.base), u
+}
+
+// waitGate waits until address i's gate opens: the time left scaled by a
+// uniform factor in [0.8, 1.2), so that the calls held back by one refusal
+// come back spread out rather than in lockstep (some a little before the
+// hint has passed). A call that wakes to a gate closed again meanwhile
+// (another call was refused) waits again. A call whose deadline comes
+// before the gate opens fails at once with ResourceExhausted instead of
+// sleeping until its deadline unsent. This is how an agent honours
+// retry-after: it stops sending to that server, not just the refused call;
+// the refused calls' retries and new calls alike queue here, in the agent,
+// instead of in (or bouncing off) the overloaded server.
+func (c *Client) waitGate(ctx context.Context, i int) error {
+	var waited int64
+	for {
+		d, u := c.gates[i].remaining()
+		if d <= 0 || u == waited {
+			return nil
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+			return status.Errorf(codes.ResourceExhausted, "client: %s asked to retry in %v, after this call's deadline", c.addrs[i], d.Round(time.Millisecond))
+		}
+		if err := c.sleep(ctx, c.jittered(d, 0.2)); err != nil {
+			return status.FromContextError(err).Err()
+		}
+		waited = u
+	}
+}
+
+// firstOpen returns the first address from start on whose gate is open,
+// or start when every gate is closed.
+func (c *Client) firstOpen(start int) int {
+	n := len(c.gates)
+	for k := range n {
+		if d, _ := c.gates[(start+k)%n].remaining(); d <= 0 {
+			return (start + k) % n
+		}
+	}
+	return start
+}
