@@ -30,7 +30,7 @@ type fakeP11 struct {
 	dropOnSign int // fail this many Sign calls with CKR_SESSION_HANDLE_INVALID
 	refuseCopy bool
 	copies     map[p11.ObjectHandle]p11.SessionHandle // session-object copy -> owner session
-	copyTmpl   []*p11.Attribute                        // the last CopyObject template
+	copyTmpl   []*p11.Attribute                       // the last CopyObject template
 	signedWith []p11.ObjectHandle
 }
 
@@ -82,6 +82,7 @@ func (f *fakeP11) FindObjects(p11.SessionHandle, int) ([]p11.ObjectHandle, bool,
 	return []p11.ObjectHandle{7}, false, nil
 }
 func (f *fakeP11) FindObjectsFinal(p11.SessionHandle) error { return nil }
+
 // GetAttributeValue answers class, label and id of a live key copy only.
 func (f *fakeP11) GetAttributeValue(_ p11.SessionHandle, o p11.ObjectHandle, want []*p11.Attribute) ([]*p11.Attribute, error) {
 	f.mu.Lock()
