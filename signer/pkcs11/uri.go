@@ -117,6 +117,11 @@ func ParseURI(s string) (*URI, error) {
 func splitAttr(attr string) (k, v string, err error) {
 	k, raw, ok := strings.Cut(attr, "=")
 	if !ok || k == "" {
+		// Name it only when it looks like a name: a malformed attribute
+		// may hold a PIN pasted in the wrong place.
+		if ok || strings.Trim(attr, "abcdefghijklmnopqrstuvwxyz-") != "" {
+			return "", "", errors.New("signer/pkcs11: malformed URI attribute (want name=value; not shown: it may hold a secret)")
+		}
 		return "", "", fmt.Errorf("signer/pkcs11: malformed URI attribute %q (want name=value)", attr)
 	}
 	v, err = url.PathUnescape(raw)
