@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -64,12 +65,21 @@ func TestCheckpoints(t *testing.T) {
 	go func() {
 		_ = n.RunCheckpointer(ctx, CheckpointConfig{Signer: ak, CertDER: func() []byte { return cert.Raw }, Every: 10, Interval: time.Hour})
 	}()
-	for range 25 {
-		if err := n.Commit(ctx, []*record.Record{testRecord("cp")}); err != nil {
-			t.Fatal(err)
+	commit := func(k int) {
+		for range k {
+			if err := n.Commit(ctx, []*record.Record{testRecord("cp")}); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	waitFor(t, "two exported checkpoints", func() bool { return len(sink.checkpoints()) >= 2 })
+	// Every 10: each batch of 12 records is due for a checkpoint wherever
+	// the previous one fell (waited for, so that the checkpointer cannot
+	// see all the records at once and sign only one).
+	for want := range 2 {
+		commit(12)
+		waitFor(t, fmt.Sprintf("%d exported checkpoint(s)", want+1), func() bool { return len(sink.checkpoints()) >= want+1 })
+	}
+	commit(1)
 	// Interval: the remaining records get a checkpoint once it elapses.
 	clock.Add(2 * time.Hour)
 	waitFor(t, "checkpoint at seq 25", func() bool {
@@ -97,19 +107,6 @@ func TestCheckpoints(t *testing.T) {
 	if _, err := n.apply(ctx, "checkpoint", cmdCheckpoint, checkpointCmd{Op: "add", Checkpoint: bad}); err == nil {
 		t.Fatal("a checkpoint with a wrong head was applied")
 	}
-	// ...and one that does not link to the last checkpoint (a stale leader's).
-	for range 2 {
-		if err := n.Commit(ctx, []*record.Record{testRecord("cp")}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var seq uint64
-	var head []byte
-	n.fsm.read(func(s *state) { seq, head = s.seq, bytes.Clone(s.head) })
-	stale := uint64(10)
-	if err := n.checkpoint(ctx, CheckpointConfig{Signer: ak, CertDER: func() []byte { return cert.Raw }}, seq, stale, head, clock.Now()); err == nil || !strings.Contains(err.Error(), "links to checkpoint 10, but the last one is 25") {
-		t.Fatalf("stale checkpoint: %v", err)
-	}
 	// The audit state survives a snapshot and restart.
 	last := n.fsmAudit().LastSeq
 	if err := n.Raft().Snapshot().Error(); err != nil {
@@ -122,6 +119,38 @@ func TestCheckpoints(t *testing.T) {
 	n2 := startNode(t, dir, clock)
 	if got := n2.fsmAudit().LastSeq; got != last || last != 25 {
 		t.Fatalf("after restart last checkpoint = %d, want %d (25)", got, last)
+	}
+}
+
+// TestCheckpointLinkRefused: the FSM applies a checkpoint only if it links
+// to the last one (a stale leader's checkpoint would break the chain).
+func TestCheckpointLinkRefused(t *testing.T) {
+	clock := newTestClock()
+	n := startNode(t, t.TempDir(), clock)
+	ctx := context.Background()
+	for range 3 {
+		if err := n.Commit(ctx, []*record.Record{testRecord("link")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add := func(seq, prev uint64) error {
+		var head []byte
+		n.fsm.read(func(s *state) { head = bytes.Clone(s.hashAt(seq)) })
+		c := record.Checkpoint{Seq: seq, Head: head, SignedAt: clock.Now(), NodeID: "n1", CertDER: []byte{1}, Signature: []byte{1}, Prev: &prev}
+		_, err := n.apply(ctx, "checkpoint", cmdCheckpoint, checkpointCmd{Op: "add", Checkpoint: c})
+		return err
+	}
+	if err := add(2, 0); err != nil {
+		t.Fatalf("first checkpoint: %v", err)
+	}
+	if err := add(3, 1); err == nil || !strings.Contains(err.Error(), "links to checkpoint 1, but the last one is 2") {
+		t.Fatalf("checkpoint with a stale link: %v", err)
+	}
+	if err := add(3, 2); err != nil {
+		t.Fatalf("linked checkpoint: %v", err)
+	}
+	if got := n.NewestExportedCheckpoint(); got != 0 {
+		t.Fatalf("NewestExportedCheckpoint with 2 and 3 pending = %d, want 0 (the link of 2)", got)
 	}
 }
 
