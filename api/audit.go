@@ -60,7 +60,7 @@ func (a *auditService) VerifyChain(ctx context.Context, req *tier0v1.VerifyChain
 		}
 		return nil, s.toStatus(ctx, method, fmt.Errorf("api: verify: %w", err))
 	}
-	res.RequireCheckpoint(newest)
+	res.RequireCheckpoint(newest, req.GetToSeq() == 0)
 	s.log.InfoContext(ctx, "audit verify", "by", callerFrom(ctx).id.String(), "from", res.From, "to", res.To,
 		"ok", res.OK(), "first_bad", res.FirstBad, "problem", res.Problem)
 	return VerifyResultToPB(res), nil

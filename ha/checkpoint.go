@@ -135,7 +135,9 @@ func (n *Node) checkpoint(ctx context.Context, cfg CheckpointConfig, seq, prev u
 // node knows to be in the record store (0: none known): the last one when
 // none is pending export, else the one before the oldest pending (its
 // signed link). A verifier that does not find it there has found a
-// deleted checkpoint that no later checkpoint names.
+// deleted checkpoint that no later checkpoint names. Meaningful only when
+// the export sink keeps checkpoints (a CheckpointSink, as both record
+// stores are): with another sink "exported" means only "handed over".
 func (n *Node) NewestExportedCheckpoint() uint64 {
 	var seq uint64
 	n.fsm.read(func(s *state) {

@@ -149,8 +149,16 @@ func TestCheckpointLinkRefused(t *testing.T) {
 	if err := add(3, 2); err != nil {
 		t.Fatalf("linked checkpoint: %v", err)
 	}
-	if got := n.NewestExportedCheckpoint(); got != 0 {
-		t.Fatalf("NewestExportedCheckpoint with 2 and 3 pending = %d, want 0 (the link of 2)", got)
+	// The newest exported checkpoint follows the "exported" marks.
+	for _, step := range []struct{ exported, want uint64 }{{0, 0}, {2, 2}, {3, 3}} {
+		if step.exported > 0 {
+			if _, err := n.apply(ctx, "export checkpoints", cmdCheckpoint, checkpointCmd{Op: "exported", Seq: step.exported}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := n.NewestExportedCheckpoint(); got != step.want {
+			t.Fatalf("NewestExportedCheckpoint after exporting up to %d = %d, want %d", step.exported, got, step.want)
+		}
 	}
 }
 

@@ -96,15 +96,19 @@ func VerifyAudit(ctx context.Context, s AuditStore, from, to uint64, roots []*x5
 	if to != 0 && to < from {
 		return AuditResult{}, fmt.Errorf("storage: verify: range %d..%d: %w", from, to, ErrBadFilter)
 	}
+	// Checkpoints first: the exporter stores a checkpoint's records before
+	// it, so every checkpoint read here has its records by the time the
+	// record bounds are read (the other order could see a checkpoint
+	// exported in between as lying beyond the last record).
+	cps, err := s.Checkpoints(ctx, 1, to)
+	if err != nil {
+		return AuditResult{}, fmt.Errorf("storage: verify: %w", err)
+	}
 	first, err := s.FirstSeq(ctx)
 	if err != nil {
 		return AuditResult{}, fmt.Errorf("storage: verify: %w", err)
 	}
 	last, err := s.LastSeq(ctx)
-	if err != nil {
-		return AuditResult{}, fmt.Errorf("storage: verify: %w", err)
-	}
-	cps, err := s.Checkpoints(ctx, 1, to)
 	if err != nil {
 		return AuditResult{}, fmt.Errorf("storage: verify: %w", err)
 	}
@@ -211,18 +215,26 @@ func brokenLinks(cps []Checkpoint, valid map[uint64][]byte, start, to uint64) []
 	return out
 }
 
-// RequireCheckpoint reports checkpoint seq as missing when r found no
-// problem but verified no checkpoint at or beyond it although seq lies in
-// the range checked. The journal (ha.Node.NewestExportedCheckpoint) knows
-// the newest exported checkpoint, which no later checkpoint names; read it
-// before verifying, so that one exported meanwhile is not mistaken for a
-// deleted one.
-func (r *AuditResult) RequireCheckpoint(seq uint64) {
-	if !r.OK() || seq == 0 || seq <= r.LastCheckpoint || seq < r.From || seq > r.To {
+// RequireCheckpoint reports checkpoint seq, which the journal says the
+// store holds (ha.Node.NewestExportedCheckpoint: the newest exported one,
+// which no later checkpoint names), as missing when r found no problem but
+// verified no checkpoint at or beyond it. open says the range had no upper
+// bound: then a seq beyond the last stored record means the end of the
+// store was cut, records and checkpoint alike (ProblemMissing after the
+// last record). Read seq before verifying, so that a checkpoint exported
+// meanwhile is not mistaken for a deleted one.
+func (r *AuditResult) RequireCheckpoint(seq uint64, open bool) {
+	if !r.OK() || seq == 0 || seq <= r.LastCheckpoint || seq < r.From {
 		return
 	}
-	r.FirstBad, r.Problem = seq, ProblemMissingCheckpoint
-	r.Detail = fmt.Sprintf("checkpoint %d was exported to the store but is not there: deleted (the journal names it as the newest exported checkpoint)", seq)
+	switch {
+	case seq <= r.To:
+		r.FirstBad, r.Problem = seq, ProblemMissingCheckpoint
+		r.Detail = fmt.Sprintf("checkpoint %d was exported to the store but is not there: deleted (the journal names it as the newest exported checkpoint)", seq)
+	case open:
+		r.FirstBad, r.Problem = r.To+1, ProblemMissing
+		r.Detail = fmt.Sprintf("the store ends at seq %d, but the journal exported checkpoint %d: records and checkpoints were removed at the end", r.To, seq)
+	}
 }
 
 type problem struct {

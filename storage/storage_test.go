@@ -57,3 +57,37 @@ func TestOpenErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestRequireCheckpoint(t *testing.T) {
+	base := storage.AuditResult{From: 1, To: 40, LastCheckpoint: 30}
+	for _, tc := range []struct {
+		name     string
+		res      storage.AuditResult
+		seq      uint64
+		open     bool
+		firstBad uint64
+		problem  string
+	}{
+		{"journal knows nothing", base, 0, true, 0, ""},
+		{"newest is stored and verified", base, 30, true, 0, ""},
+		{"an older one than the newest verified", base, 20, true, 0, ""},
+		{"newest deleted", base, 40, true, 40, storage.ProblemMissingCheckpoint},
+		{"newest deleted, bounded range", base, 40, false, 40, storage.ProblemMissingCheckpoint},
+		{"end of the store cut", base, 50, true, 41, storage.ProblemMissing},
+		{"beyond a bounded range: not checked", base, 50, false, 0, ""},
+		{"before the range: not checked", storage.AuditResult{From: 35, To: 40}, 31, true, 0, ""},
+		{"an earlier problem is kept", func() storage.AuditResult {
+			r := base
+			r.FirstBad, r.Problem = 7, storage.ProblemModified
+			return r
+		}(), 40, true, 7, storage.ProblemModified},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.res
+			r.RequireCheckpoint(tc.seq, tc.open)
+			if r.FirstBad != tc.firstBad || r.Problem != tc.problem {
+				t.Fatalf("RequireCheckpoint(%d, %v) = first bad %d %q (%s), want %d %q", tc.seq, tc.open, r.FirstBad, r.Problem, r.Detail, tc.firstBad, tc.problem)
+			}
+		})
+	}
+}

@@ -180,12 +180,15 @@ func (c *Client) Bootstrap() tier0v1.BootstrapClient { return tier0v1.NewBootstr
 // status error unchanged, so status.Code works on it.
 func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
 	n := len(c.conns)
-	start := c.firstOpen(c.pick(n))
+	next := c.pick(n)
 	var err error
 	for attempt := 0; attempt < c.maxAttempts; attempt++ {
-		i := (start + attempt) % n
-		if err := c.waitGate(ctx, i); err != nil {
-			return err
+		i, gerr := c.choose(ctx, next)
+		if gerr != nil {
+			if err != nil {
+				return err // a server's own answer says more than the gate's
+			}
+			return gerr
 		}
 		var trailer metadata.MD
 		err = c.conns[i].Invoke(ctx, method, args, reply, append(opts, grpc.Trailer(&trailer))...)
@@ -195,19 +198,16 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 		if !c.retryable(err, i, trailer) || attempt+1 >= c.maxAttempts || ctx.Err() != nil {
 			return err
 		}
+		next = (i + 1) % n
 		var wait time.Duration
-		if status.Code(err) == codes.ResourceExhausted {
-			wait, _ = c.gates[(i+1)%n].remaining() // for the log: the next attempt waits at that address's gate
-		}
 		if status.Code(err) == codes.Unavailable && (attempt+1)%n == 0 {
 			// Every address failed once: back off before the next round.
 			round := min((attempt+1)/n-1, 5)
 			wait = c.jittered(min(maxRoundBackoff, 200*time.Millisecond<<round), 0.2)
 		}
 		c.log.WarnContext(ctx, "tier0 call failed, retrying",
-			"method", method, "addr", c.addrs[i], "next", c.addrs[(i+1)%n],
-			"attempt", attempt+1, "wait", wait, "err", err)
-		if wait > 0 && status.Code(err) == codes.Unavailable {
+			"method", method, "addr", c.addrs[i], "attempt", attempt+1, "wait", wait, "err", err)
+		if wait > 0 {
 			if serr := c.sleep(ctx, wait); serr != nil {
 				return status.FromContextError(serr).Err()
 			}

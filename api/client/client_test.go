@@ -207,12 +207,18 @@ func TestRetryAfterBoundedByContext(t *testing.T) {
 		t.Fatalf("got %v, want Canceled", err)
 	}
 	// A deadline before the gate opens: the call fails at once with the
-	// server's verdict instead of sleeping until its deadline unsent.
+	// server's refusal instead of sleeping until its deadline unsent...
 	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err = c.Agent().GetBundle(ctx, &tier0v1.GetBundleRequest{})
-	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "after this call's deadline") || ctx.Err() != nil {
+	if status.Code(err) != codes.ResourceExhausted || ctx.Err() != nil {
 		t.Fatalf("got %v (ctx %v), want an immediate ResourceExhausted", err, ctx.Err())
+	}
+	// ...and so does the next call, at the gate, before anything is sent.
+	before := e.fake.Calls("GetBundle")
+	_, err = c.Agent().GetBundle(ctx, &tier0v1.GetBundleRequest{})
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "after this call's deadline") || e.fake.Calls("GetBundle") != before {
+		t.Fatalf("held call: %v after %d new attempts, want a local ResourceExhausted", err, e.fake.Calls("GetBundle")-before)
 	}
 }
 
@@ -337,5 +343,30 @@ func TestLargeResponse(t *testing.T) {
 	}
 	if n := len(resp.GetEntries()); n != 30000 {
 		t.Fatalf("got %d entries, want 30000", n)
+	}
+}
+
+// TestGatesPerAddress: a refusal holds calls to that address only; a new
+// call goes to an open one at once, and when every gate is closed it waits
+// for the one that opens soonest.
+func TestGatesPerAddress(t *testing.T) {
+	e := newEnv(t)
+	c, waits := e.client(t, []string{e.fake.Start(t, "n1"), e.fake.Start(t, "n2")}, 1)
+	c.gates[0].hold(time.Minute)
+	if _, err := c.Agent().GetBundle(testCtx(t), &tier0v1.GetBundleRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(waits.d) != 0 {
+		t.Fatalf("waited %v although n2 was open", waits.d)
+	}
+	c.gates[1].hold(2 * time.Second)
+	if _, err := c.Agent().GetBundle(testCtx(t), &tier0v1.GetBundleRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(waits.d) != 1 || waits.d[0] < 1500*time.Millisecond || waits.d[0] > 2400*time.Millisecond {
+		t.Fatalf("waited %v, want one wait of ~2s for n2 (the soonest), not n1's minute", waits.d)
+	}
+	if got := e.fake.Calls("GetBundle"); got != 2 {
+		t.Fatalf("server saw %d calls, want 2", got)
 	}
 }

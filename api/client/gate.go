@@ -37,13 +37,33 @@ func (g *gate) remaining() (time.Duration, int64) {
 	return time.Duration(u) - time.Since(g.base), u
 }
 
+// choose returns the address for the next attempt: the first from `from`
+// on whose gate is open, else, after waiting for it, the one whose gate
+// opens soonest (see waitGate).
+func (c *Client) choose(ctx context.Context, from int) (int, error) {
+	n := len(c.gates)
+	soonest, least := from, time.Duration(0)
+	for k := range n {
+		j := (from + k) % n
+		d, _ := c.gates[j].remaining()
+		if d <= 0 {
+			return j, nil
+		}
+		if k == 0 || d < least {
+			soonest, least = j, d
+		}
+	}
+	return soonest, c.waitGate(ctx, soonest)
+}
+
 // waitGate waits until address i's gate opens: the time left scaled by a
 // uniform factor in [0.8, 1.2), so that the calls held back by one refusal
 // come back spread out rather than in lockstep (some a little before the
 // hint has passed). A call that wakes to a gate closed again meanwhile
 // (another call was refused) waits again. A call whose deadline comes
-// before the gate opens fails at once with ResourceExhausted instead of
-// sleeping until its deadline unsent. This is how an agent honours
+// before the gate opens fails at once with ResourceExhausted (which, made
+// here, carries no retry-after trailer: the message says how long) instead
+// of sleeping until its deadline unsent. This is how an agent honours
 // retry-after: it stops sending to that server, not just the refused call;
 // the refused calls' retries and new calls alike queue here, in the agent,
 // instead of in (or bouncing off) the overloaded server.
@@ -54,24 +74,17 @@ func (c *Client) waitGate(ctx context.Context, i int) error {
 		if d <= 0 || u == waited {
 			return nil
 		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
-			return status.Errorf(codes.ResourceExhausted, "client: %s asked to retry in %v, after this call's deadline", c.addrs[i], d.Round(time.Millisecond))
+		sleep := c.jittered(d, 0.2)
+		if dl, ok := ctx.Deadline(); ok {
+			left := time.Until(dl)
+			if left < d {
+				return status.Errorf(codes.ResourceExhausted, "client: %s asked to retry in %v, after this call's deadline", c.addrs[i], d.Round(time.Millisecond))
+			}
+			sleep = min(sleep, max(d, left-left/10)) // the jitter must not eat the deadline
 		}
-		if err := c.sleep(ctx, c.jittered(d, 0.2)); err != nil {
+		if err := c.sleep(ctx, sleep); err != nil {
 			return status.FromContextError(err).Err()
 		}
 		waited = u
 	}
-}
-
-// firstOpen returns the first address from start on whose gate is open,
-// or start when every gate is closed.
-func (c *Client) firstOpen(start int) int {
-	n := len(c.gates)
-	for k := range n {
-		if d, _ := c.gates[(start+k)%n].remaining(); d <= 0 {
-			return (start + k) % n
-		}
-	}
-	return start
 }

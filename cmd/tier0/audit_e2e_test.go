@@ -141,10 +141,6 @@ func issueMix(t *testing.T, ag *client.Client, id string, n int) int {
 	return issued
 }
 
-// TestAuditVerifyTamperCLI issues SVIDs and JWT-SVIDs through a real
-// server, checks `tier0 audit verify` online and offline, then edits
-// copies of the store with SQL, one kind of edit each, and checks that
-// offline verify fails and names the seq and the problem.
 // TestAuditVerifyNewestCheckpointDeleted: no later checkpoint names the
 // newest one, so only the journal can tell that it was deleted: online
 // verify (through the server) reports it; offline verify of the store
@@ -175,8 +171,21 @@ func TestAuditVerifyNewestCheckpointDeleted(t *testing.T) {
 	if got.FirstBad != v.LastCP || got.Problem != "missing checkpoint" {
 		t.Fatalf("online verify after deleting the newest checkpoint %d: %+v", v.LastCP, got)
 	}
+	// Cutting the end of the store too (the last records with their
+	// checkpoint) is reported as records missing after the new end.
+	cut := v.LastCP - 5
+	b.exec(t, fmt.Sprintf("DELETE FROM issuance_records WHERE seq > %d", cut))
+	out, err := srv.cli("audit", "verify", "-o", "json")
+	got = parseVerify(t, out)
+	if err == nil || got.OK || got.FirstBad != cut+1 || got.Problem != "missing" {
+		t.Fatalf("online verify after cutting the store at %d: %v %+v", cut, err, got)
+	}
 }
 
+// TestAuditVerifyTamperCLI issues SVIDs and JWT-SVIDs through a real
+// server, checks `tier0 audit verify` online and offline, then edits
+// copies of the store with SQL, one kind of edit each, and checks that
+// offline verify fails and names the seq and the problem.
 func TestAuditVerifyTamperCLI(t *testing.T) {
 	for _, be := range []struct {
 		name string

@@ -245,14 +245,14 @@ func (s *Signer) SignContext(ctx context.Context, digest []byte, opts crypto.Sig
 	sig, err := s.signWith(sl, ks, mech, data)
 	if err != nil && recoverable(err) {
 		s.log.Warn("signer/pkcs11: session lost; re-opening and retrying once", "err", err)
-		s.dropSession(sl)
+		s.dropSession(sl, err)
 		if rerr := s.recoverSession(sl, ks.gen); rerr != nil {
 			return nil, fmt.Errorf("signer/pkcs11: sign failed (%w) and session recovery failed: %w", err, rerr)
 		}
 		sig, err = s.signWith(sl, s.ks.Load(), mech, data)
 		if err != nil {
 			if recoverable(err) {
-				s.dropSession(sl)
+				s.dropSession(sl, err)
 			}
 			return nil, fmt.Errorf("signer/pkcs11: sign failed after session recovery: %w", err)
 		}
@@ -308,11 +308,22 @@ func (s *Signer) recoverSession(sl *session, gen uint64) error {
 	return s.refreshKey(sl.h, gen)
 }
 
-func (s *Signer) dropSession(sl *session) {
-	if sl.h != 0 {
-		_ = s.p11.CloseSession(sl.h) // usually already gone
-		sl.h = 0
+// dropSession forgets sl's session after err, closing it unless err says
+// the module has already done so: a closed session's number may since have
+// been given to another session (the owner of the key copy, or another
+// Signer's), which closing it again would kill.
+func (s *Signer) dropSession(sl *session, err error) {
+	if sl.h == 0 {
+		return
 	}
+	gone := false
+	for _, rv := range []uint{p11.CKR_SESSION_HANDLE_INVALID, p11.CKR_SESSION_CLOSED, p11.CKR_DEVICE_REMOVED, p11.CKR_TOKEN_NOT_PRESENT} {
+		gone = gone || errors.Is(err, p11.Error(rv))
+	}
+	if !gone {
+		_ = s.p11.CloseSession(sl.h)
+	}
+	sl.h = 0
 }
 
 // recoverable reports whether err means the session (not the request) is bad.
@@ -347,12 +358,12 @@ func (s *Signer) closeSessions() {
 	for range cap(s.pool) {
 		select {
 		case sl := <-s.pool:
-			s.dropSession(sl)
+			s.dropSession(sl, nil)
 		default:
 			if len(s.pool) == 0 && s.closed.Load() {
 				// In-flight signs hold the rest: wait for them.
 				sl := <-s.pool
-				s.dropSession(sl)
+				s.dropSession(sl, nil)
 			}
 		}
 	}

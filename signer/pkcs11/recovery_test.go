@@ -31,6 +31,7 @@ type fakeP11 struct {
 	refuseCopy bool
 	copies     map[p11.ObjectHandle]p11.SessionHandle // session-object copy -> owner session
 	copyTmpl   []*p11.Attribute                       // the last CopyObject template
+	copyLabel  string                                 // CKA_LABEL a copy reports; default "k" (the URI object)
 	signedWith []p11.ObjectHandle
 }
 
@@ -87,8 +88,8 @@ func (f *fakeP11) FindObjectsFinal(p11.SessionHandle) error { return nil }
 func (f *fakeP11) GetAttributeValue(_ p11.SessionHandle, o p11.ObjectHandle, want []*p11.Attribute) ([]*p11.Attribute, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if owner, ok := f.copies[o]; !ok || !f.live[owner] {
-		return nil, p11.Error(p11.CKR_OBJECT_HANDLE_INVALID)
+	if owner, ok := f.copies[o]; !ok || (!f.live[owner] && f.copyLabel == "") {
+		return nil, p11.Error(p11.CKR_OBJECT_HANDLE_INVALID) // (copyLabel set: the number was reused)
 	}
 	out := make([]*p11.Attribute, len(want))
 	for i, a := range want {
@@ -96,7 +97,11 @@ func (f *fakeP11) GetAttributeValue(_ p11.SessionHandle, o p11.ObjectHandle, wan
 		case p11.CKA_CLASS:
 			out[i] = p11.NewAttribute(p11.CKA_CLASS, p11.CKO_PRIVATE_KEY)
 		case p11.CKA_LABEL:
-			out[i] = p11.NewAttribute(p11.CKA_LABEL, "k")
+			label := f.copyLabel
+			if label == "" {
+				label = "k"
+			}
+			out[i] = p11.NewAttribute(p11.CKA_LABEL, label)
 		default:
 			out[i] = p11.NewAttribute(a.Type, []byte{})
 		}
@@ -234,11 +239,24 @@ func TestSessionKeyCopy(t *testing.T) {
 		if ks := s.ks.Load(); ks.gen != 1 || ks.handle != 100 || len(f.copies) != 1 {
 			t.Fatalf("after losing a pool session: key state %+v, %d copies; want copy 100 at generation 1", ks, len(f.copies))
 		}
-		// The token drops the owner session: the copy is gone with it.
-		_ = f.CloseSession(owner)
+		// A copy's handle that now names another object (a module reusing
+		// numbers) is not taken for our copy: a new copy is made.
+		_ = f.CloseSession(s.ks.Load().owner) // the copy dies with it...
+		f.mu.Lock()
+		f.copyLabel = "other" // ...and its number now names another object
+		f.mu.Unlock()
 		sign(t, s)
-		if got := last(f); got != 101 {
-			t.Fatalf("after losing the copy, signed with object %d, want the new copy 101", got)
+		f.mu.Lock()
+		f.copyLabel = ""
+		f.mu.Unlock()
+		if ks := s.ks.Load(); ks.gen != 2 || ks.handle != 101 {
+			t.Fatalf("after the copy's handle changed meaning: key state %+v, want copy 101 at generation 2", ks)
+		}
+		// The token drops the owner session: the copy is gone with it.
+		_ = f.CloseSession(s.ks.Load().owner)
+		sign(t, s)
+		if got := last(f); got != 102 {
+			t.Fatalf("after losing the copy, signed with object %d, want the new copy 102", got)
 		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)

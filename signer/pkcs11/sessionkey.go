@@ -2,6 +2,7 @@ package pkcs11
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	p11 "github.com/miekg/pkcs11"
@@ -68,8 +69,13 @@ func (s *Signer) refreshKey(h p11.SessionHandle, gen uint64) error {
 	if cur != nil && cur.gen != gen {
 		return nil
 	}
-	if cur != nil && cur.owner != 0 && s.isOurKey(h, cur.handle) {
-		return nil // only the session was lost; the copy lives on
+	if cur != nil && cur.owner != 0 {
+		switch alive, err := s.isOurKey(h, cur.handle); {
+		case err != nil:
+			return err // cannot tell: keep the copy, the next signature retries
+		case alive:
+			return nil // only the session was lost; the copy lives on
+		}
 	}
 	key, err := s.findPrivateKey(h)
 	if err != nil {
@@ -80,18 +86,26 @@ func (s *Signer) refreshKey(h p11.SessionHandle, gen uint64) error {
 }
 
 // isOurKey reports whether handle is (still) a private key with the
-// URI's label and id: not a stale handle the module has reused.
-func (s *Signer) isOurKey(h p11.SessionHandle, handle p11.ObjectHandle) bool {
+// URI's label and id, not a stale handle the module has reused. An invalid
+// handle is a dead copy (false, nil); another error is returned, so that
+// a transient fault does not leak a live copy and its owner session.
+func (s *Signer) isOurKey(h p11.SessionHandle, handle p11.ObjectHandle) (bool, error) {
 	attrs, err := s.p11.GetAttributeValue(h, handle, []*p11.Attribute{
 		p11.NewAttribute(p11.CKA_CLASS, nil),
 		p11.NewAttribute(p11.CKA_LABEL, nil),
 		p11.NewAttribute(p11.CKA_ID, nil),
 	})
-	if err != nil || len(attrs) != 3 || bytesToUint(attrs[0].Value) != p11.CKO_PRIVATE_KEY {
-		return false
+	if errors.Is(err, p11.Error(p11.CKR_OBJECT_HANDLE_INVALID)) || errors.Is(err, p11.Error(p11.CKR_KEY_HANDLE_INVALID)) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("signer/pkcs11: check the session copy of %s: %w", s.uri, err)
+	}
+	if len(attrs) != 3 || bytesToUint(attrs[0].Value) != p11.CKO_PRIVATE_KEY {
+		return false, nil
 	}
 	return (s.uri.Object == "" || string(attrs[1].Value) == s.uri.Object) &&
-		(s.uri.ID == nil || bytes.Equal(attrs[2].Value, s.uri.ID))
+		(s.uri.ID == nil || bytes.Equal(attrs[2].Value, s.uri.ID)), nil
 }
 
 // dropKeyCopy closes the session owning the key copy (at Close).

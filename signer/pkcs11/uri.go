@@ -114,12 +114,21 @@ func ParseURI(s string) (*URI, error) {
 	return u, nil
 }
 
+// knownAttrs are the RFC 7512 attribute names (and tier0's own) that an
+// error may echo.
+var knownAttrs = map[string]bool{
+	"token": true, "serial": true, "slot-id": true, "object": true, "id": true, "type": true,
+	"manufacturer": true, "model": true, "library-manufacturer": true, "library-description": true,
+	"library-version": true, "slot-manufacturer": true, "slot-description": true,
+	"pin-value": true, "pin-source": true, "module-path": true, "module-name": true, "x-session-copy": true,
+}
+
 func splitAttr(attr string) (k, v string, err error) {
 	k, raw, ok := strings.Cut(attr, "=")
 	if !ok || k == "" {
-		// Name it only when it looks like a name: a malformed attribute
-		// may hold a PIN pasted in the wrong place.
-		if ok || strings.Trim(attr, "abcdefghijklmnopqrstuvwxyz-") != "" {
+		// Name it only when it is an attribute name: a malformed attribute
+		// may hold a PIN or passphrase pasted in the wrong place.
+		if ok || !knownAttrs[attr] {
 			return "", "", errors.New("signer/pkcs11: malformed URI attribute (want name=value; not shown: it may hold a secret)")
 		}
 		return "", "", fmt.Errorf("signer/pkcs11: malformed URI attribute %q (want name=value)", attr)

@@ -32,6 +32,7 @@ func TestParseURI(t *testing.T) {
 		{uri: "pkcs11:token=t;id=%zz" + q, err: "signer/pkcs11: URI attribute id: bad percent-encoding"},
 		{uri: "pkcs11:token=t;object" + q, err: `signer/pkcs11: malformed URI attribute "object" (want name=value)`},
 		{uri: "pkcs11:token=t;1234" + q, err: "signer/pkcs11: malformed URI attribute (want name=value; not shown: it may hold a secret)"},
+		{uri: "pkcs11:token=t;correcthorse" + q, err: "signer/pkcs11: malformed URI attribute (want name=value; not shown: it may hold a secret)"},
 		{uri: "pkcs11:token=t;=pin-value=1234" + q, err: "signer/pkcs11: malformed URI attribute (want name=value; not shown: it may hold a secret)"},
 		{uri: "pkcs11:token=t;object=k?pin-source=file:/p", err: "signer/pkcs11: URI needs module-path=/path/to/module.so"},
 		{uri: "pkcs11:object=k" + q, err: "signer/pkcs11: URI needs token=, serial= or slot-id= to select a token"},
