@@ -122,7 +122,7 @@ func VerifyAudit(ctx context.Context, s AuditStore, from, to uint64, roots []*x5
 	lo := max(from, first)
 	for i := range cps {
 		c := &cps[i]
-		if err := c.Verify(roots); err != nil {
+		if err := verifyCheckpoint(cps, i, roots); err != nil {
 			if c.Seq >= from {
 				bad = append(bad, problem{c.Seq, ProblemForgedCheckpoint, err.Error()})
 			}
@@ -192,6 +192,30 @@ func VerifyAudit(ctx context.Context, s AuditStore, from, to uint64, roots []*x5
 	}
 	res.fail(bad)
 	return res, nil
+}
+
+// verifyCheckpoint verifies cps[i]. A checkpoint stored without its link
+// (prev_seq NULL) was either signed before links existed (v1) or lost its
+// link in a node that ran an older tier0 during a rolling upgrade (it
+// decoded the Raft command without the field and exported it so): if the
+// v1 message does not verify, the v2 one with the previous stored
+// checkpoint as the link is tried, and the link restored when it does.
+func verifyCheckpoint(cps []Checkpoint, i int, roots []*x509.Certificate) error {
+	c := &cps[i]
+	err := c.Verify(roots)
+	if err == nil || c.Prev != nil {
+		return err
+	}
+	var prev uint64
+	if i > 0 {
+		prev = cps[i-1].Seq
+	}
+	c.Prev = &prev
+	if c.Verify(roots) == nil {
+		return nil
+	}
+	c.Prev = nil
+	return err
 }
 
 // brokenLinks reports the checkpoints that a valid checkpoint in start..to

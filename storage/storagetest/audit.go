@@ -256,6 +256,12 @@ func runAuditTamper(t *testing.T, open func(t *testing.T) (storage.AuditStore, T
 		{"checkpoint deleted", func([]*record.Record, []record.Checkpoint, *AuditKey) []tamperStmt {
 			return []tamperStmt{stmt("DELETE FROM audit_checkpoints WHERE seq = 30")}
 		}, 30, storage.ProblemMissingCheckpoint},
+		{"checkpoint link lost in a rolling upgrade (not tampering)", func([]*record.Record, []record.Checkpoint, *AuditKey) []tamperStmt {
+			return []tamperStmt{stmt("UPDATE audit_checkpoints SET prev_seq = NULL WHERE seq IN (10, 30)")}
+		}, 0, ""},
+		{"checkpoint link lost, and the one before it deleted", func([]*record.Record, []record.Checkpoint, *AuditKey) []tamperStmt {
+			return []tamperStmt{stmt("UPDATE audit_checkpoints SET prev_seq = NULL WHERE seq = 30"), stmt("DELETE FROM audit_checkpoints WHERE seq = 20")}
+		}, 30, storage.ProblemForgedCheckpoint},
 		{"checkpoint link edited", func([]*record.Record, []record.Checkpoint, *AuditKey) []tamperStmt {
 			return []tamperStmt{stmt("UPDATE audit_checkpoints SET prev_seq = 10 WHERE seq = 30")}
 		}, 30, storage.ProblemForgedCheckpoint},
