@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -186,7 +187,7 @@ func (s *Signer) openSession(sl *session) error {
 	slot := s.slot
 	s.mu.Unlock()
 	h, err := s.p11.OpenSession(slot, p11.CKF_SERIAL_SESSION)
-	if err != nil && (errors.Is(err, p11.Error(p11.CKR_SLOT_ID_INVALID)) || errors.Is(err, p11.Error(p11.CKR_TOKEN_NOT_PRESENT)) || errors.Is(err, p11.Error(p11.CKR_DEVICE_REMOVED))) {
+	if hasCode(err, p11.CKR_SLOT_ID_INVALID, p11.CKR_TOKEN_NOT_PRESENT, p11.CKR_DEVICE_REMOVED) {
 		// The token may have come back in another slot.
 		if slot2, ferr := s.findSlot(); ferr == nil {
 			s.mu.Lock()
@@ -316,11 +317,7 @@ func (s *Signer) dropSession(sl *session, err error) {
 	if sl.h == 0 {
 		return
 	}
-	gone := false
-	for _, rv := range []uint{p11.CKR_SESSION_HANDLE_INVALID, p11.CKR_SESSION_CLOSED, p11.CKR_DEVICE_REMOVED, p11.CKR_TOKEN_NOT_PRESENT} {
-		gone = gone || errors.Is(err, p11.Error(rv))
-	}
-	if !gone {
+	if !hasCode(err, p11.CKR_SESSION_HANDLE_INVALID, p11.CKR_SESSION_CLOSED, p11.CKR_DEVICE_REMOVED, p11.CKR_TOKEN_NOT_PRESENT) {
 		_ = s.p11.CloseSession(sl.h)
 	}
 	sl.h = 0
@@ -328,17 +325,15 @@ func (s *Signer) dropSession(sl *session, err error) {
 
 // recoverable reports whether err means the session (not the request) is bad.
 func recoverable(err error) bool {
-	var e p11.Error
-	if !errors.As(err, &e) {
-		return false
-	}
-	switch uint(e) {
-	case p11.CKR_SESSION_HANDLE_INVALID, p11.CKR_SESSION_CLOSED, p11.CKR_USER_NOT_LOGGED_IN,
+	return hasCode(err, p11.CKR_SESSION_HANDLE_INVALID, p11.CKR_SESSION_CLOSED, p11.CKR_USER_NOT_LOGGED_IN,
 		p11.CKR_DEVICE_REMOVED, p11.CKR_TOKEN_NOT_PRESENT, p11.CKR_OBJECT_HANDLE_INVALID,
-		p11.CKR_KEY_HANDLE_INVALID, p11.CKR_DEVICE_ERROR:
-		return true
-	}
-	return false
+		p11.CKR_KEY_HANDLE_INVALID, p11.CKR_DEVICE_ERROR)
+}
+
+// hasCode reports whether err is a PKCS#11 error with one of the codes.
+func hasCode(err error, codes ...uint) bool {
+	var e p11.Error
+	return errors.As(err, &e) && slices.Contains(codes, uint(e))
 }
 
 // Close waits for in-flight signatures, closes the sessions and releases the

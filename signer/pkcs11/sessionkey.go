@@ -2,7 +2,6 @@ package pkcs11
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 
 	p11 "github.com/miekg/pkcs11"
@@ -95,7 +94,7 @@ func (s *Signer) isOurKey(h p11.SessionHandle, handle p11.ObjectHandle) (bool, e
 		p11.NewAttribute(p11.CKA_LABEL, nil),
 		p11.NewAttribute(p11.CKA_ID, nil),
 	})
-	if errors.Is(err, p11.Error(p11.CKR_OBJECT_HANDLE_INVALID)) || errors.Is(err, p11.Error(p11.CKR_KEY_HANDLE_INVALID)) {
+	if hasCode(err, p11.CKR_OBJECT_HANDLE_INVALID, p11.CKR_KEY_HANDLE_INVALID) {
 		return false, nil
 	}
 	if err != nil {
