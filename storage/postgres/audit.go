@@ -48,7 +48,7 @@ func (s *Store) Checkpoints(ctx context.Context, from, to uint64) ([]record.Chec
 		to = 1<<63 - 1
 	}
 	rows, err := s.pool.Query(ctx, `SELECT seq, head, signed_at, node_id, cert_der, signature, prev_seq
-		FROM audit_checkpoints WHERE seq BETWEEN $1 AND $2 ORDER BY seq`, clamp(from), clamp(to))
+		FROM audit_checkpoints WHERE seq BETWEEN $1 AND $2 ORDER BY seq`, core.Clamp(from), core.Clamp(to))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: checkpoints: %w", err)
 	}

@@ -173,7 +173,7 @@ func copySource(recs []*record.Record) pgx.CopyFromSource {
 		r := recs[i]
 		return []any{int64(r.Seq), r.Serial, r.SPIFFEID, r.AgentID, record.Truncate(r.NotBefore),
 			record.Truncate(r.NotAfter), r.IssuerKeyID, r.PublicKeySHA256, r.NodeID,
-			record.Truncate(r.CommittedAt), nonNil(r.CertDER), r.PrevHash, r.Hash}, nil
+			record.Truncate(r.CommittedAt), core.NonNil(r.CertDER), r.PrevHash, r.Hash}, nil
 	})
 }
 
@@ -265,30 +265,13 @@ func (s *Store) Query(ctx context.Context, f core.Filter) ([]*record.Record, err
 
 // Range streams records from..to in seq order; see storage.Store.
 func (s *Store) Range(ctx context.Context, from, to uint64, fn func(*record.Record) error) error {
-	q := "SELECT " + core.Columns + " FROM issuance_records WHERE seq >= $1"
-	args := []any{clamp(from)}
-	if to != 0 {
-		q += " AND seq <= $2"
-		args = append(args, clamp(to))
-	}
-	rows, err := s.pool.Query(ctx, q+" ORDER BY seq", args...)
+	q, args := core.RangeSQL(from, to, core.Dollar)
+	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("postgres: range: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		r, err := scan(rows)
-		if err != nil {
-			return fmt.Errorf("postgres: range: %w", err)
-		}
-		if err := fn(r); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("postgres: range: %w", err)
-	}
-	return nil
+	return core.Each(rows, "postgres: range", func() (*record.Record, error) { return scan(rows) }, fn)
 }
 
 func scan(rows pgx.Rows) (*record.Record, error) {
@@ -301,18 +284,4 @@ func scan(rows pgx.Rows) (*record.Record, error) {
 	r.Seq = uint64(seq)
 	r.NotBefore, r.NotAfter, r.CommittedAt = r.NotBefore.UTC(), r.NotAfter.UTC(), r.CommittedAt.UTC()
 	return &r, nil
-}
-
-func clamp(v uint64) int64 {
-	if v > 1<<63-1 {
-		return 1<<63 - 1
-	}
-	return int64(v)
-}
-
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
 }

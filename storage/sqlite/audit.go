@@ -52,7 +52,7 @@ func (s *Store) Checkpoints(ctx context.Context, from, to uint64) ([]record.Chec
 		to = 1<<63 - 1
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT seq, head, signed_at, node_id, cert_der, signature, prev_seq
-		FROM audit_checkpoints WHERE seq BETWEEN ? AND ? ORDER BY seq`, clamp(from), clamp(to))
+		FROM audit_checkpoints WHERE seq BETWEEN ? AND ? ORDER BY seq`, core.Clamp(from), core.Clamp(to))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: checkpoints: %w", err)
 	}

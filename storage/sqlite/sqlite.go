@@ -128,7 +128,7 @@ func (s *Store) Append(ctx context.Context, recs []*record.Record) error {
 		for _, r := range recs[n:] {
 			if _, err := st.ExecContext(ctx, int64(r.Seq), r.Serial, r.SPIFFEID, r.AgentID,
 				micros(r.NotBefore), micros(r.NotAfter), r.IssuerKeyID, r.PublicKeySHA256, r.NodeID,
-				micros(r.CommittedAt), nonNil(r.CertDER), r.PrevHash, r.Hash); err != nil {
+				micros(r.CommittedAt), core.NonNil(r.CertDER), r.PrevHash, r.Hash); err != nil {
 				var se *msqlite.Error
 				if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
 					return fmt.Errorf("sqlite: append: seq %d: serial %s is already stored at another seq: %w",
@@ -202,30 +202,13 @@ func (s *Store) Query(ctx context.Context, f core.Filter) ([]*record.Record, err
 
 // Range streams records from..to in seq order; see storage.Store.
 func (s *Store) Range(ctx context.Context, from, to uint64, fn func(*record.Record) error) error {
-	q := "SELECT " + core.Columns + " FROM issuance_records WHERE seq >= ?"
-	args := []any{clamp(from)}
-	if to != 0 {
-		q += " AND seq <= ?"
-		args = append(args, clamp(to))
-	}
-	rows, err := s.r.QueryContext(ctx, q+" ORDER BY seq", args...)
+	q, args := core.RangeSQL(from, to, core.Question)
+	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("sqlite: range: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		r, err := scan(rows)
-		if err != nil {
-			return fmt.Errorf("sqlite: range: %w", err)
-		}
-		if err := fn(r); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("sqlite: range: %w", err)
-	}
-	return nil
+	return core.Each(rows, "sqlite: range", func() (*record.Record, error) { return scan(rows) }, fn)
 }
 
 func scan(rows *sql.Rows) (*record.Record, error) {
@@ -243,17 +226,3 @@ func scan(rows *sql.Rows) (*record.Record, error) {
 func micros(t time.Time) int64 { return record.Truncate(t).UnixMicro() }
 
 func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
-
-func clamp(v uint64) int64 {
-	if v > 1<<63-1 {
-		return 1<<63 - 1
-	}
-	return int64(v)
-}
-
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
