@@ -34,6 +34,8 @@ type proc struct {
 	t       *testing.T
 	dataDir string
 	args    []string
+	env     []string // added to the test's environment
+	raw     bool     // args are all of them: no --data-dir, --listen, --http added
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when cmd has been waited for
 	log     *testenv.Buffer
@@ -42,17 +44,24 @@ type proc struct {
 
 func startServer(t *testing.T, dataDir string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, dataDir: dataDir, args: args}
-	p.start()
+	return startProc(t, &proc{dataDir: dataDir, args: args})
+}
+
+// startProc starts p (its dataDir and args, and env and raw if set) and
+// waits until it is ready.
+func startProc(t *testing.T, p *proc) *proc {
+	t.Helper()
+	p.t = t
 	t.Cleanup(func() {
 		if p.cmd != nil {
 			_ = p.cmd.Process.Kill()
 			<-p.exited
 		}
-		if t.Failed() {
-			t.Logf("server log (%s):\n%s", dataDir, p.log.String())
+		if t.Failed() && p.log != nil {
+			t.Logf("server log (%s):\n%s", p.dataDir, p.log.String())
 		}
 	})
+	p.start()
 	return p
 }
 
@@ -68,7 +77,11 @@ func (p *proc) launch() {
 	p.t.Helper()
 	_ = os.Remove(filepath.Join(p.dataDir, "server.json"))
 	args := append([]string{"server", "--data-dir", p.dataDir, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"}, p.args...)
+	if p.raw {
+		args = append([]string{"server"}, p.args...)
+	}
 	p.cmd = exec.Command(filepath.Join(binDir, "tier0"), args...)
+	p.cmd.Env = append(os.Environ(), p.env...)
 	if p.log == nil {
 		p.log = &testenv.Buffer{}
 	}
@@ -152,9 +165,18 @@ func (p *proc) cli(args ...string) (string, error) {
 }
 
 func runBin(name string, args ...string) (string, error) {
+	return runWithEnv(nil, name, args...)
+}
+
+// runWithEnv runs a built command with env added to the test's
+// environment; it returns stdout, and an error with stderr if it fails.
+func runWithEnv(env []string, name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, name), args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func main() {
@@ -31,37 +32,58 @@ type globalFlags struct {
 	credDir  string
 }
 
-func run(ctx context.Context, args []string) error {
-	g := &globalFlags{}
-	root := &cobra.Command{
-		Use:           "tier0",
-		Short:         "tier0: a short-lived certificate authority for workload identity (SPIFFE)",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		// One absolute data dir for everything below it: paths derived from
-		// it (key URIs such as soft:DATA/ca/audit.key, DSNs) must not depend
-		// on the working directory.
-		PersistentPreRunE: func(*cobra.Command, []string) error {
-			abs, err := filepath.Abs(g.dataDir)
-			if err != nil {
-				return fmt.Errorf("--data-dir: %w", err)
-			}
-			g.dataDir = abs
-			return nil
-		},
+// defaultDataDir is TIER0_DATA_DIR, else the deprecated TIER0_DATA, else
+// ./tier0-data, for every command (`tier0 server` also reads a config file:
+// withConfigFile).
+func defaultDataDir() string {
+	for _, env := range []string{envPrefix + "DATA_DIR", envPrefix + "DATA"} {
+		if v := os.Getenv(env); v != "" {
+			return v
+		}
 	}
-	def := os.Getenv("TIER0_DATA")
-	if def == "" {
-		def = "./tier0-data"
+	return "./tier0-data"
+}
+
+// resolveDataDir makes the data dir absolute: paths derived from it (key
+// URIs such as soft:DATA/ca/audit.key, DSNs) must not depend on the
+// working directory.
+func (g *globalFlags) resolveDataDir() error {
+	abs, err := filepath.Abs(g.dataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
 	}
-	pf := root.PersistentFlags()
-	pf.StringVar(&g.dataDir, "data-dir", def, "data directory (env TIER0_DATA)")
-	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	g.dataDir = abs
+	return nil
+}
+
+// registerClientFlags adds the flags that say which server a CLI command
+// talks to, and as whom.
+func (g *globalFlags) registerClientFlags(pf *pflag.FlagSet) {
 	pf.StringSliceVar(&g.servers, "server", nil, "server address(es) for CLI commands (default: from DATA/server.json)")
 	pf.StringVar(&g.td, "trust-domain-of-server", "", "trust domain for CLI commands (default: from DATA/server.json)")
 	pf.StringVar(&g.credDir, "credential", "", "directory with svid.pem and key.pem for CLI commands (default: DATA/admin, or DATA/auditor for audit)")
-	root.AddCommand(newServerCmd(g), newTokenCmd(g), newEntryCmd(g), newAuditCmd(g), newStorageCmd(g), newCACmd(g), newSignerCmd(), newDevCmd(), newFederationCmd(g), newClusterCmd(g),
-		newBackupCmd(g), newRestoreCmd(g), newDrillCmd(g))
+}
+
+func run(ctx context.Context, args []string) error {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:               "tier0",
+		Short:             "tier0: a short-lived certificate authority for workload identity (SPIFFE)",
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		PersistentPreRunE: func(*cobra.Command, []string) error { return g.resolveDataDir() },
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.dataDir, "data-dir", defaultDataDir(), "data directory (env TIER0_DATA_DIR; TIER0_DATA is deprecated)")
+	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.AddCommand(newServerCmd(g))
+	// The CLI verbs talk to a server; the server has no use for these.
+	verbs := []*cobra.Command{newTokenCmd(g), newEntryCmd(g), newAuditCmd(g), newStorageCmd(g), newCACmd(g), newSignerCmd(), newFederationCmd(g), newClusterCmd(g),
+		newBackupCmd(g), newRestoreCmd(g), newDrillCmd(g)}
+	for _, c := range verbs {
+		g.registerClientFlags(c.PersistentFlags())
+		root.AddCommand(c)
+	}
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
 }

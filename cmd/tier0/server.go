@@ -65,6 +65,7 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 			return runServer(cmd.Context(), g, f)
 		},
 	}
+	withConfigFile(cmd, g)
 	fl := cmd.Flags()
 	fl.StringVar(&f.trustDomain, "trust-domain", "example.org", "SPIFFE trust domain of this CA")
 	fl.StringVar(&f.nodeID, "node-id", "node1", "this node's ID (its SVID is spiffe://TD/tier0/node/ID)")

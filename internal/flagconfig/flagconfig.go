@@ -22,6 +22,7 @@ package flagconfig
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -77,9 +78,8 @@ type Source struct {
 	Secret bool
 }
 
-// String is "listen=127.0.0.1:8443 (TIER0_LISTEN)", or "store=<redacted>
-// (/etc/tier0/tier0.yaml:4 store)" for a secret flag; value is the flag's
-// current value.
+// String is "127.0.0.1:8443 (TIER0_LISTEN)" for a flag whose value is
+// value, or "<redacted> (/etc/tier0/tier0.yaml:4 store)" for a secret flag.
 func (s Source) String(value string) string {
 	if s.Secret {
 		value = "<redacted>"
@@ -88,7 +88,7 @@ func (s Source) String(value string) string {
 	if s.Deprecated {
 		where += ", deprecated"
 	}
-	return fmt.Sprintf("%s=%s (%s)", s.Flag, value, where)
+	return fmt.Sprintf("%s (%s)", value, where)
 }
 
 // EnvName is the environment variable of flag name behind prefix.
@@ -205,16 +205,17 @@ func set(fs *pflag.FlagSet, f *pflag.Flag, v string, secret bool) error {
 	return errors.New(msg)
 }
 
-// Describe renders srcs for a log line: "name=value (where)" with the
-// flags' current values, secret ones redacted.
-func Describe(fs *pflag.FlagSet, srcs []Source) []string {
-	out := make([]string, 0, len(srcs))
+// LogAttrs renders srcs for one log line: an attribute per flag, its key
+// the flag name and its value "VALUE (WHERE)" with the flag's current
+// value, "<redacted>" for a secret flag.
+func LogAttrs(fs *pflag.FlagSet, srcs []Source) []any {
+	out := make([]any, 0, len(srcs))
 	for _, s := range srcs {
 		v := ""
 		if f := fs.Lookup(s.Flag); f != nil {
 			v = f.Value.String()
 		}
-		out = append(out, s.String(v))
+		out = append(out, slog.String(s.Flag, s.String(v)))
 	}
 	return out
 }

@@ -1,6 +1,8 @@
 package flagconfig
 
 import (
+	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -282,7 +284,7 @@ func TestMissingFile(t *testing.T) {
 }
 
 // TestSecretsStayOut: values of secret-named flags appear neither in
-// errors nor in Describe; other values do.
+// errors nor in the log line; other values do.
 func TestSecretsStayOut(t *testing.T) {
 	const pw = "hunter2-Secret"
 	fs, _ := newFlags(t)
@@ -296,12 +298,14 @@ func TestSecretsStayOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Join(Describe(fs, srcs), "\n")
-	if strings.Contains(lines, pw) || !strings.Contains(lines, "store=<redacted> ("+path+":1 store)") {
-		t.Errorf("Describe leaks or lacks the store source:\n%s", lines)
+	var buf bytes.Buffer
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("configuration", LogAttrs(fs, srcs)...)
+	line := buf.String()
+	if strings.Contains(line, pw) || !strings.Contains(line, `store="<redacted> (`+path+`:1 store)"`) {
+		t.Errorf("the log line leaks or lacks the store source:\n%s", line)
 	}
-	if !strings.Contains(lines, "listen=127.0.0.1:5 (TIER0_LISTEN)") {
-		t.Errorf("Describe lacks listen:\n%s", lines)
+	if !strings.Contains(line, `listen="127.0.0.1:5 (TIER0_LISTEN)"`) {
+		t.Errorf("the log line lacks listen:\n%s", line)
 	}
 }
 
