@@ -65,7 +65,12 @@ func (g *globalFlags) registerClientFlags(pf *pflag.FlagSet) {
 }
 
 func run(ctx context.Context, args []string) error {
-	g := &globalFlags{}
+	root := newRootCmd(&globalFlags{})
+	root.SetArgs(args)
+	return root.ExecuteContext(ctx)
+}
+
+func newRootCmd(g *globalFlags) *cobra.Command {
 	root := &cobra.Command{
 		Use:               "tier0",
 		Short:             "tier0: a short-lived certificate authority for workload identity (SPIFFE)",
@@ -84,6 +89,5 @@ func run(ctx context.Context, args []string) error {
 		g.registerClientFlags(c.PersistentFlags())
 		root.AddCommand(c)
 	}
-	root.SetArgs(args)
-	return root.ExecuteContext(ctx)
+	return root
 }
