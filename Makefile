@@ -10,7 +10,7 @@ TESTENV  := deploy/dev/testenv.sh
 run:
 	$(GO) run ./cmd/tier0 server
 
-## build: bin/tier0, bin/tier0-agent, bin/tier0-loadtest
+## build: bin/tier0, bin/tier0-agent, bin/tier0-loadtest, bin/tier0-dev (KMS fakes, not for production)
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
