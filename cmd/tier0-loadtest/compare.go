@@ -17,6 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/tier0-ca/tier0/api/client"
+	"github.com/tier0-ca/tier0/internal/flagconfig"
 	"github.com/tier0-ca/tier0/loadtest"
 )
 
@@ -146,6 +147,7 @@ func findTier0(flag string) (string, error) {
 func startTier0(ctx context.Context, bin, dataDir string, extra []string) (func(), []string, error) {
 	args := append([]string{"server", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-level", "warn"}, extra...)
 	cmd := exec.Command(bin, args...)
+	cmd.Env = flagconfig.StripEnv(os.Environ(), "TIER0_") // its defaults, not the environment's TIER0_<FLAG> settings
 	logf, err := os.Create(dataDir + ".log")
 	if err != nil {
 		return nil, nil, err

@@ -167,3 +167,22 @@ func uniq(s []string) map[string]bool {
 	}
 	return m
 }
+
+// TestDrillScratchNodeIgnoresServerEnv: `tier0 drill restore` run where the
+// real server's TIER0_<FLAG> settings are in the environment (a pod, a
+// systemd shell) starts its scratch node on its own flags only: here those
+// settings would make it fail (a config file it cannot read, a cluster to
+// join).
+func TestDrillScratchNodeIgnoresServerEnv(t *testing.T) {
+	dir := t.TempDir()
+	startServer(t, dir)
+	bad := filepath.Join(t.TempDir(), "tier0.yaml")
+	if err := os.WriteFile(bad, []byte("not-a-flag: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runWithEnv([]string{"TIER0_CONFIG=" + bad, "TIER0_JOIN=127.0.0.1:1", "TIER0_RAFT_ADDR=127.0.0.1:1"},
+		"tier0", "drill", "restore", "--json", "--data-dir", dir)
+	if err != nil || !strings.Contains(out, `"ok": true`) {
+		t.Fatalf("drill restore with the server's environment: %v\n%s", err, out)
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/flagconfig"
 )
 
 // Drill probes: an agent made for the drill asks for one SVID, which is
@@ -127,6 +128,9 @@ func startScratchNode(ctx context.Context, bin, dir, td string) (*scratchNode, e
 	s := &scratchNode{dir: dir, td: spiffeid.RequireTrustDomainFromString(td), done: make(chan struct{}), log: logf}
 	s.cmd = exec.Command(bin, "server", "--data-dir", dir, "--node-id", "drill", "--trust-domain", td,
 		"--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--store", "sqlite:"+filepath.Join(dir, "records.db"))
+	// Flags only: TIER0_<FLAG> variables (TIER0_CONFIG, TIER0_JOIN, a pod's
+	// TIER0_RAFT_ADVERTISE) describe the real server, never the scratch node.
+	s.cmd.Env = flagconfig.StripEnv(os.Environ(), envPrefix)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		logf.Close()

@@ -219,3 +219,17 @@ func LogAttrs(fs *pflag.FlagSet, srcs []Source) []any {
 	}
 	return out
 }
+
+// StripEnv returns environ (os.Environ form) without the variables whose
+// names start with prefix: for a child process that must run on its own
+// flags only (a scratch or benchmark server started by a tool), not on
+// the configuration of the server the operator's environment describes.
+func StripEnv(environ []string, prefix string) []string {
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, prefix) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

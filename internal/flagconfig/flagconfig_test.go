@@ -324,3 +324,10 @@ func TestOversizedFile(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestStripEnv(t *testing.T) {
+	got := StripEnv([]string{"PATH=/bin", "TIER0_CONFIG=/etc/tier0/tier0.yaml", "TIER0_STORE=x", "HOME=/root", "XTIER0_A=1"}, "TIER0_")
+	if want := []string{"PATH=/bin", "HOME=/root", "XTIER0_A=1"}; !slices.Equal(got, want) {
+		t.Fatalf("StripEnv = %q, want %q", got, want)
+	}
+}
