@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/tier0-ca/tier0/internal/redact"
 )
 
 // RSA modulus bounds accepted in CSRs.
@@ -66,9 +68,13 @@ func parseCSR(der []byte, td spiffeid.TrustDomain, maxBytes int, allowEmpty bool
 	default:
 		return nil, spiffeid.ID{}, fmt.Errorf("ca: csr has %d URI SANs, want exactly one: %w", len(csr.URIs), ErrInvalidCSR)
 	}
+	uri := csr.URIs[0].String()
+	if err := checkIDLength(uri); err != nil {
+		return nil, spiffeid.ID{}, fmt.Errorf("ca: csr URI SAN: %w", err)
+	}
 	id, err := spiffeid.FromURI(csr.URIs[0])
 	if err != nil {
-		return nil, spiffeid.ID{}, fmt.Errorf("ca: csr URI SAN %q: %w: %w", csr.URIs[0], err, ErrInvalidID)
+		return nil, spiffeid.ID{}, fmt.Errorf("ca: csr URI SAN %s: %w: %w", redact.Quote(uri), err, ErrInvalidID)
 	}
 	if err := validateMember(td, id); err != nil {
 		return nil, spiffeid.ID{}, err

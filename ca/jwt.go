@@ -185,9 +185,12 @@ func validateAudience(aud []string) error {
 	if len(aud) > MaxAudiences {
 		return fmt.Errorf("ca: %d audiences, at most %d: %w", len(aud), MaxAudiences, ErrInvalidAudience)
 	}
-	for _, a := range aud {
-		if a == "" || len(a) > MaxAudienceBytes {
-			return fmt.Errorf("ca: audience %q: want 1..%d bytes: %w", a, MaxAudienceBytes, ErrInvalidAudience)
+	for i, a := range aud {
+		switch {
+		case a == "":
+			return fmt.Errorf("ca: audience %d is empty: %w", i+1, ErrInvalidAudience)
+		case len(a) > MaxAudienceBytes:
+			return fmt.Errorf("ca: audience %d of %d bytes exceeds the limit of %d bytes: %w", i+1, len(a), MaxAudienceBytes, ErrInvalidAudience)
 		}
 	}
 	return nil

@@ -67,7 +67,10 @@ func TestMintJWTErrors(t *testing.T) {
 		is   error
 	}{
 		{"no audience", JWTRequest{ID: testWLID}, "ca: at least one audience is required: invalid audience", ErrInvalidAudience},
-		{"empty audience", JWTRequest{ID: testWLID, Audience: []string{""}}, `ca: audience "": want 1..256 bytes: invalid audience`, ErrInvalidAudience},
+		{"empty audience", JWTRequest{ID: testWLID, Audience: []string{"a", ""}}, `ca: audience 2 is empty: invalid audience`, ErrInvalidAudience},
+		{"long audience", JWTRequest{ID: testWLID, Audience: []string{strings.Repeat("a", 1<<20)}}, `ca: audience 1 of 1048576 bytes exceeds the limit of 256 bytes: invalid audience`, ErrInvalidAudience},
+		{"long id", JWTRequest{ID: spiffeid.RequireFromString("spiffe://example.org/" + strings.Repeat("a", MaxIDBytes)), Audience: []string{"a"}},
+			"ca: spiffe id of 2069 bytes exceeds the limit of 2048 bytes: invalid spiffe id", ErrInvalidID},
 		{"ttl", JWTRequest{ID: testWLID, Audience: []string{"a"}, TTL: time.Minute}, "", ErrInvalidTTL},
 		{"denied", JWTRequest{ID: other, Audience: []string{"a"}}, "", ErrPermissionDenied},
 		{"reserved", JWTRequest{ID: spiffeid.RequireFromString("spiffe://example.org/tier0/admin"), Audience: []string{"a"}}, "", ErrInvalidID},

@@ -7,14 +7,19 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/tier0-ca/tier0/internal/redact"
 )
 
 // ErrInvalidSelector: a workload selector that is not one of the forms
 // Selector documents. Maps to InvalidArgument.
 var ErrInvalidSelector = errors.New("invalid selector")
 
-// MaxSelectors bounds the selectors of one registration entry.
-const MaxSelectors = 16
+// Selector limits: per registration entry, and bytes per selector.
+const (
+	MaxSelectors     = 16
+	MaxSelectorBytes = 1024
+)
 
 // Selector is one workload attribute an entry requires, written
 // "unix:uid:N", "unix:gid:N" or "unix:path:/abs/path". An agent attests a
@@ -29,22 +34,26 @@ func (s Selector) String() string { return "unix:" + s.Kind + ":" + s.Value }
 
 // ParseSelector parses and validates one selector.
 func ParseSelector(s string) (Selector, error) {
+	if len(s) > MaxSelectorBytes {
+		return Selector{}, fmt.Errorf("ca: selector of %d bytes exceeds the limit of %d bytes: %w", len(s), MaxSelectorBytes, ErrInvalidSelector)
+	}
+	q := redact.Quote(s)
 	typ, rest, ok := strings.Cut(s, ":")
 	if !ok || typ != "unix" {
-		return Selector{}, fmt.Errorf("ca: selector %q: want unix:uid:N, unix:gid:N or unix:path:/abs/path: %w", s, ErrInvalidSelector)
+		return Selector{}, fmt.Errorf("ca: selector %s: want unix:uid:N, unix:gid:N or unix:path:/abs/path: %w", q, ErrInvalidSelector)
 	}
 	kind, value, _ := strings.Cut(rest, ":")
 	switch kind {
 	case "uid", "gid":
 		if _, err := strconv.ParseUint(value, 10, 32); err != nil || strings.HasPrefix(value, "+") || (len(value) > 1 && value[0] == '0') {
-			return Selector{}, fmt.Errorf("ca: selector %q: %s must be a decimal number below 2^32: %w", s, kind, ErrInvalidSelector)
+			return Selector{}, fmt.Errorf("ca: selector %s: %s must be a decimal number below 2^32: %w", q, kind, ErrInvalidSelector)
 		}
 	case "path":
 		if !path.IsAbs(value) || path.Clean(value) != value || strings.ContainsRune(value, 0) {
-			return Selector{}, fmt.Errorf("ca: selector %q: path must be absolute and clean: %w", s, ErrInvalidSelector)
+			return Selector{}, fmt.Errorf("ca: selector %s: path must be absolute and clean: %w", q, ErrInvalidSelector)
 		}
 	default:
-		return Selector{}, fmt.Errorf("ca: selector %q: unknown unix selector %q (want uid, gid or path): %w", s, kind, ErrInvalidSelector)
+		return Selector{}, fmt.Errorf("ca: selector %s: unknown unix selector %s (want uid, gid or path): %w", q, redact.Quote(kind), ErrInvalidSelector)
 	}
 	return Selector{Kind: kind, Value: value}, nil
 }

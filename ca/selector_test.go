@@ -3,6 +3,7 @@ package ca
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -67,5 +68,21 @@ func TestWorkloadMatches(t *testing.T) {
 	}
 	if (Workload{UID: 1}).Matches([]string{"unix:path:/x"}) {
 		t.Error("unknown path matched")
+	}
+}
+
+func TestSelectorLengthLimit(t *testing.T) {
+	atLimit := "unix:path:/" + strings.Repeat("p", MaxSelectorBytes-len("unix:path:/"))
+	if _, err := ParseSelector(atLimit); err != nil {
+		t.Errorf("selector of %d bytes: %v", len(atLimit), err)
+	}
+	const want = "ca: selector of 1025 bytes exceeds the limit of 1024 bytes: invalid selector"
+	if _, err := NormalizeSelectors([]string{atLimit + "q"}); err == nil || err.Error() != want || !errors.Is(err, ErrInvalidSelector) {
+		t.Errorf("selector of 1025 bytes: %v, want %s", err, want)
+	}
+	// An invalid selector under the limit is quoted, truncated.
+	_, err := ParseSelector("unix:path:relative/" + strings.Repeat("p", 900))
+	if err == nil || len(err.Error()) > 250 || !strings.Contains(err.Error(), "(919 bytes)") {
+		t.Errorf("bad selector: %v", err)
 	}
 }
