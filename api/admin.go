@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ca/record"
@@ -64,9 +62,9 @@ func (a *adminService) CreateEntry(ctx context.Context, req *tier0v1.CreateEntry
 	if _, err := ca.AgentID(s.cfg.TrustDomain, req.GetAgent()); err != nil {
 		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: agent name: %v", errBadInput, err))
 	}
-	id, err := spiffeid.FromString(req.GetSpiffeId())
+	id, err := ca.ParseID(req.GetSpiffeId())
 	if err != nil {
-		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: spiffe id: %v", ca.ErrInvalidID, err))
+		return nil, s.toStatus(ctx, method, err)
 	}
 	if err := ca.ValidateWorkloadID(s.cfg.TrustDomain, id); err != nil {
 		return nil, s.toStatus(ctx, method, err)

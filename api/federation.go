@@ -19,7 +19,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/redact"
 )
 
 // Federation profiles of the SPIFFE bundle endpoint spec.
@@ -57,7 +59,7 @@ func (f *federationService) SetFederation(ctx context.Context, req *tier0v1.SetF
 	if err := s.cfg.Federation.SetFederation(ctx, rel); err != nil {
 		return nil, s.toStatus(ctx, method, err)
 	}
-	s.log.InfoContext(ctx, "federation set", "trust_domain", rel.TrustDomain, "endpoint", rel.Endpoint, "profile", rel.Profile, "by", callerFrom(ctx).id.String())
+	s.log.InfoContext(ctx, "federation set", "trust_domain", rel.TrustDomain, "endpoint", redact.URL(rel.Endpoint), "profile", rel.Profile, "by", callerFrom(ctx).id.String())
 	return &tier0v1.SetFederationResponse{}, nil
 }
 
@@ -70,7 +72,7 @@ func (f *federationService) DeleteFederation(ctx context.Context, req *tier0v1.D
 	if err := s.cfg.Federation.DeleteFederation(ctx, req.GetTrustDomain()); err != nil {
 		return nil, s.toStatus(ctx, method, err)
 	}
-	s.log.InfoContext(ctx, "federation deleted", "trust_domain", req.GetTrustDomain(), "by", callerFrom(ctx).id.String())
+	s.log.InfoContext(ctx, "federation deleted", "trust_domain", redact.Clip(req.GetTrustDomain()), "by", callerFrom(ctx).id.String())
 	return &tier0v1.DeleteFederationResponse{}, nil
 }
 
@@ -82,7 +84,7 @@ func (f *federationService) ListFederations(ctx context.Context, _ *tier0v1.List
 	out := &tier0v1.ListFederationsResponse{}
 	for _, r := range s.cfg.Federation.TrustState().Federations {
 		pb := &tier0v1.FederationRelationship{
-			TrustDomain: r.TrustDomain, Endpoint: r.Endpoint, Profile: r.Profile, EndpointSpiffeId: r.EndpointSPIFFEID,
+			TrustDomain: r.TrustDomain, Endpoint: redact.URL(r.Endpoint), Profile: r.Profile, EndpointSpiffeId: r.EndpointSPIFFEID,
 			Bundle: r.Bundle, RefreshHintSeconds: int64(r.RefreshHint / time.Second),
 		}
 		if !r.UpdatedAt.IsZero() {
@@ -97,9 +99,11 @@ func (f *federationService) ListFederations(ctx context.Context, _ *tier0v1.List
 }
 
 // ValidateFederation checks a relationship an operator asks for: a foreign
-// trust domain, an https endpoint, a known profile, an endpoint SPIFFE ID
-// for https_spiffe, and initial trust that parses as a SPIFFE bundle (or
-// PEM roots) of that trust domain.
+// trust domain, an https endpoint without credentials (a bundle endpoint is
+// public; user:pass@ would only end up in logs), a known profile, an
+// endpoint SPIFFE ID for https_spiffe, and initial trust that parses as a
+// SPIFFE bundle (or PEM roots) of that trust domain. Errors quote at most
+// redact.MaxEcho bytes of any field.
 func ValidateFederation(own spiffeid.TrustDomain, r *tier0v1.FederationRelationship) (ha.Federation, error) {
 	bad := func(format string, a ...any) (ha.Federation, error) {
 		return ha.Federation{}, fmt.Errorf("%w: federation: %s", errBadInput, fmt.Sprintf(format, a...))
@@ -107,21 +111,24 @@ func ValidateFederation(own spiffeid.TrustDomain, r *tier0v1.FederationRelations
 	if r == nil {
 		return bad("relationship is required")
 	}
-	td, err := spiffeid.TrustDomainFromString(r.GetTrustDomain())
+	td, err := ca.ParseTrustDomain(r.GetTrustDomain())
 	if err != nil {
-		return bad("trust domain %q: %v", r.GetTrustDomain(), err)
+		return bad("%v", err)
 	}
 	if td == own {
 		return bad("cannot federate with our own trust domain %s", td)
 	}
 	u, err := url.Parse(r.GetEndpoint())
 	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return bad("endpoint %q: want an https:// URL", r.GetEndpoint())
+		return bad("endpoint %s: want an https:// URL", redact.Quote(redact.URL(r.GetEndpoint())))
+	}
+	if u.User != nil {
+		return bad("endpoint %s: must not carry credentials (user:pass@): a bundle endpoint is public", redact.Quote(redact.URL(r.GetEndpoint())))
 	}
 	rel := ha.Federation{TrustDomain: td.Name(), Endpoint: u.String(), Profile: r.GetProfile()}
 	switch r.GetProfile() {
 	case ProfileSPIFFE:
-		id, err := spiffeid.FromString(r.GetEndpointSpiffeId())
+		id, err := ca.ParseID(r.GetEndpointSpiffeId())
 		if err != nil {
 			return bad("https_spiffe needs --endpoint-spiffe-id: %v", err)
 		}
@@ -131,7 +138,7 @@ func ValidateFederation(own spiffeid.TrustDomain, r *tier0v1.FederationRelations
 		}
 	case ProfileWeb:
 	default:
-		return bad("profile %q: want https_spiffe or https_web", r.GetProfile())
+		return bad("profile %s: want https_spiffe or https_web", redact.Quote(r.GetProfile()))
 	}
 	if len(r.GetBundle()) > 0 {
 		b, err := ParsePeerBundle(td, r.GetBundle())
@@ -188,19 +195,19 @@ func FetchPeerBundle(ctx context.Context, rel ha.Federation, roots *x509.CertPoo
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rel.Endpoint, http.NoBody)
 	if err != nil {
-		return nil, fmt.Errorf("api: federation %s: %w", td, err)
+		return nil, fmt.Errorf("api: federation %s: %w", td, redact.Err(err))
 	}
 	resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("api: federation %s: fetch: %w", td, err)
+	if err != nil { // the error quotes the URL: never with its credentials
+		return nil, fmt.Errorf("api: federation %s: fetch: %w", td, redact.Err(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("api: federation %s: endpoint answered %s", td, resp.Status)
+		return nil, fmt.Errorf("api: federation %s: endpoint answered %s", td, redact.Clip(resp.Status))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxBundleBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("api: federation %s: read: %w", td, err)
+		return nil, fmt.Errorf("api: federation %s: read: %w", td, redact.Err(err))
 	}
 	if len(body) > MaxBundleBytes {
 		return nil, fmt.Errorf("api: federation %s: bundle larger than %d bytes", td, MaxBundleBytes)
@@ -298,7 +305,7 @@ func (f *Federator) RefreshDue(ctx context.Context) {
 		cancel()
 		f.mu.Lock()
 		if err != nil {
-			f.lastErr[rel.TrustDomain] = err.Error()
+			f.lastErr[rel.TrustDomain] = redact.Error(err)
 			f.nextTry[rel.TrustDomain] = now.Add(f.cfg.RetryAfter)
 		} else {
 			delete(f.lastErr, rel.TrustDomain)
@@ -306,7 +313,8 @@ func (f *Federator) RefreshDue(ctx context.Context) {
 		}
 		f.mu.Unlock()
 		if err != nil {
-			f.cfg.Logger.Warn("federated bundle refresh failed; keeping the old bundle", "trust_domain", rel.TrustDomain, "err", err)
+			f.cfg.Logger.Warn("federated bundle refresh failed; keeping the old bundle", "trust_domain", rel.TrustDomain,
+				"endpoint", redact.URL(rel.Endpoint), "err", redact.Error(err))
 		}
 	}
 }

@@ -1,11 +1,14 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -87,6 +90,37 @@ func TestFetchPeerBundleBadEndpoints(t *testing.T) {
 	})
 }
 
+// TestFederatorRedactsEndpoint: a relationship stored with credentials in
+// its endpoint (before they were refused) never shows them in the fetch
+// error an admin reads or in the log.
+func TestFederatorRedactsEndpoint(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close() // nothing listens: the fetch fails with an error quoting the URL
+	var logs bytes.Buffer
+	store := &fakeFedStore{stored: map[string][]byte{}, rels: []ha.Federation{{TrustDomain: "peer.org", Endpoint: "https://alice:s3cret@" + addr + "/bundle", Profile: ProfileWeb}}}
+	fed, err := NewFederator(FederatorConfig{Store: store, IsLeader: func() bool { return true }, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fed.RefreshDue(context.Background())
+	got := fed.LastError("peer.org")
+	if !strings.Contains(got, "https://xxxxx@"+addr+"/bundle") {
+		t.Errorf("last error %q does not name the redacted endpoint", got)
+	}
+	for _, out := range []string{got, logs.String()} {
+		if strings.Contains(out, "alice") || strings.Contains(out, "s3cret") {
+			t.Errorf("credentials leaked: %s", out)
+		}
+	}
+	if !strings.Contains(logs.String(), "xxxxx@") {
+		t.Errorf("log does not name the endpoint: %s", logs.String())
+	}
+}
+
 func TestValidateFederation(t *testing.T) {
 	own := spiffeid.RequireTrustDomainFromString("example.org")
 	pem := []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
@@ -96,10 +130,13 @@ func TestValidateFederation(t *testing.T) {
 	}{
 		{nil, "invalid argument: federation: relationship is required"},
 		{&tier0v1.FederationRelationship{TrustDomain: "example.org", Endpoint: "https://x", Profile: "https_web"}, "invalid argument: federation: cannot federate with our own trust domain example.org"},
-		{&tier0v1.FederationRelationship{TrustDomain: "Bad TD", Endpoint: "https://x", Profile: "https_web"}, `invalid argument: federation: trust domain "Bad TD": trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores`},
+		{&tier0v1.FederationRelationship{TrustDomain: "Bad TD", Endpoint: "https://x", Profile: "https_web"}, `invalid argument: federation: ca: trust domain "Bad TD": trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores: invalid spiffe id`},
+		{&tier0v1.FederationRelationship{TrustDomain: strings.Repeat("a", 256), Endpoint: "https://x", Profile: "https_web"}, `invalid argument: federation: ca: trust domain of 256 bytes exceeds the limit of 255 bytes: invalid spiffe id`},
+		{&tier0v1.FederationRelationship{TrustDomain: "x.org", Endpoint: "https://alice:s3cret@x/b", Profile: "https_web"}, `invalid argument: federation: endpoint "https://xxxxx@x/b": must not carry credentials (user:pass@): a bundle endpoint is public`},
+		{&tier0v1.FederationRelationship{TrustDomain: "x.org", Endpoint: "ftp://u:pw@x/" + strings.Repeat("p", 2000), Profile: "https_web"}, `invalid argument: federation: endpoint "ftp://xxxxx@x/` + strings.Repeat("p", 114) + `"... (2014 bytes): want an https:// URL`},
 		{&tier0v1.FederationRelationship{TrustDomain: "x.org", Endpoint: "http://x", Profile: "https_web"}, `invalid argument: federation: endpoint "http://x": want an https:// URL`},
 		{&tier0v1.FederationRelationship{TrustDomain: "x.org", Endpoint: "https://x", Profile: "ftp"}, `invalid argument: federation: profile "ftp": want https_spiffe or https_web`},
-		{&tier0v1.FederationRelationship{TrustDomain: "x.org", Endpoint: "https://x", Profile: "https_spiffe"}, "invalid argument: federation: https_spiffe needs --endpoint-spiffe-id: cannot be empty"},
+		{&tier0v1.FederationRelationship{TrustDomain: "x.org", Endpoint: "https://x", Profile: "https_spiffe"}, `invalid argument: federation: https_spiffe needs --endpoint-spiffe-id: ca: spiffe id "": cannot be empty: invalid spiffe id`},
 		{&tier0v1.FederationRelationship{TrustDomain: "x.org", Endpoint: "https://x", Profile: "https_spiffe", EndpointSpiffeId: "spiffe://x.org/e"}, "invalid argument: federation: https_spiffe needs initial trust (--bundle) to authenticate the endpoint"},
 		{&tier0v1.FederationRelationship{TrustDomain: "x.org", Endpoint: "https://x", Profile: "https_web", Bundle: pem}, "invalid argument: federation: initial bundle: neither a SPIFFE bundle (JSON) nor PEM certificates"},
 	}

@@ -11,6 +11,7 @@ import (
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/redact"
 )
 
 // JWTIssuer mints JWT-SVIDs (implemented by *ca.CA).
@@ -32,9 +33,9 @@ func (a *agentService) MintJWTSVID(ctx context.Context, req *tier0v1.MintJWTSVID
 	if s.cfg.JWT == nil {
 		return nil, s.toStatus(ctx, method, fmt.Errorf("api: jwt-svids are not configured: %w", ha.ErrUnavailable))
 	}
-	id, err := spiffeid.FromString(req.GetSpiffeId())
+	id, err := ca.ParseID(req.GetSpiffeId())
 	if err != nil {
-		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: spiffe id %q: %v", ca.ErrInvalidID, req.GetSpiffeId(), err))
+		return nil, s.toStatus(ctx, method, err)
 	}
 	ttl := req.GetTtlSeconds()
 	if ttl < 0 || ttl > int64(24*time.Hour/time.Second) {
@@ -46,7 +47,7 @@ func (a *agentService) MintJWTSVID(ctx context.Context, req *tier0v1.MintJWTSVID
 		err = fmt.Errorf("%w: %v", errBadInput, err)
 	}
 	if err != nil {
-		s.log.InfoContext(ctx, "jwt-svid refused", "caller", c.id.String(), "spiffe_id", req.GetSpiffeId(), "err", err)
+		s.log.InfoContext(ctx, "jwt-svid refused", "caller", c.id.String(), "spiffe_id", redact.Clip(req.GetSpiffeId()), "err", err)
 		return nil, s.toStatus(ctx, method, err)
 	}
 	s.log.InfoContext(ctx, "jwt-svid issued", "caller", c.id.String(), "spiffe_id", id.String(), "jti", res.Record.Serial)

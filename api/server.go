@@ -120,8 +120,8 @@ func New(cfg Config) (*Server, error) {
 	tlsCfg := s.tlsConfig()
 	s.grpc = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
-		grpc.ChainUnaryInterceptor(s.unaryAuth),
-		grpc.ChainStreamInterceptor(s.streamAuth),
+		grpc.ChainUnaryInterceptor(s.unaryAuth, s.unaryLimits),
+		grpc.ChainStreamInterceptor(s.streamAuth, s.streamLimits),
 		grpc.MaxRecvMsgSize(8<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)

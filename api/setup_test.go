@@ -48,7 +48,8 @@ func (a entryAuthz) Authorize(agent, id spiffeid.ID) (ca.Grant, error) {
 	return ca.Grant{}, ca.ErrPermissionDenied
 }
 
-func newFixture(tb testing.TB) *fixture {
+// newFixture starts the fixture; opts adjust the server's Config.
+func newFixture(tb testing.TB, opts ...func(*Config)) *fixture {
 	tb.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -86,7 +87,11 @@ func newFixture(tb testing.TB) *fixture {
 	f := &fixture{node: node, ca: issuer, bundle: x509bundle.FromX509Authorities(testTD, []*x509.Certificate{root})}
 	nodeID, _ := ca.NodeID(testTD, "n1")
 	nodeSVID := f.mintSVID(tb, nodeID)
-	srv, err := New(Config{TrustDomain: testTD, Issuer: issuer, State: node, SVID: nodeSVID, Logger: log})
+	cfg := Config{TrustDomain: testTD, Issuer: issuer, State: node, SVID: nodeSVID, Logger: log}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}

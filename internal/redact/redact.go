@@ -62,17 +62,51 @@ func Error(err error) string {
 	return Text(err.Error())
 }
 
+// Err wraps err so that its message is Text(err.Error()) while errors.Is
+// and errors.As still see err; nil stays nil.
+func Err(err error) error {
+	if err == nil {
+		return nil
+	}
+	return redacted{err}
+}
+
+type redacted struct{ err error }
+
+func (r redacted) Error() string { return Text(r.err.Error()) }
+func (r redacted) Unwrap() error { return r.err }
+
 // Quote returns s quoted (strconv.Quote) when it is at most MaxEcho bytes,
 // else its first MaxEcho bytes (cut at a rune boundary) quoted and followed
 // by "... (N bytes)": untrusted input in an error or a log line never
 // echoes more than that.
 func Quote(s string) string {
-	if len(s) <= MaxEcho {
+	head, n := cut(s)
+	if n == 0 {
 		return strconv.Quote(s)
 	}
-	cut := MaxEcho
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(head), n)
+}
+
+// Clip is Quote without the quotes, for a log attribute: s itself when it
+// is at most MaxEcho bytes, else its head and "... (N bytes)".
+func Clip(s string) string {
+	head, n := cut(s)
+	if n == 0 {
+		return s
 	}
-	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(s[:cut]), len(s))
+	return fmt.Sprintf("%s... (%d bytes)", head, n)
+}
+
+// cut returns the first MaxEcho bytes of s (at a rune boundary) and len(s),
+// or s and 0 when s is short enough to echo whole.
+func cut(s string) (string, int) {
+	if len(s) <= MaxEcho {
+		return s, 0
+	}
+	i := MaxEcho
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i], len(s)
 }

@@ -1,7 +1,9 @@
 package redact
 
 import (
+	"context"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -45,8 +47,13 @@ func TestText(t *testing.T) {
 	if got := Error(errors.New("x https://u:p@h/")); got != "x https://xxxxx@h/" {
 		t.Errorf("Error = %q", got)
 	}
-	if Error(nil) != "" {
-		t.Error("Error(nil) is not empty")
+	if Error(nil) != "" || Err(nil) != nil {
+		t.Error("Error(nil) or Err(nil) is not empty")
+	}
+	cause := &url.Error{Op: "Get", URL: "https://u:p@h/", Err: context.DeadlineExceeded}
+	err := Err(cause)
+	if err.Error() != `Get "https://xxxxx@h/": context deadline exceeded` || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Err = %v (Is deadline: %v)", err, errors.Is(err, context.DeadlineExceeded))
 	}
 }
 
@@ -58,6 +65,12 @@ func TestQuote(t *testing.T) {
 	got := Quote(long)
 	if want := `"` + strings.Repeat("a", MaxEcho) + `"... (1048576 bytes)`; got != want {
 		t.Errorf("Quote(1 MiB) = %.60s..., want the first %d bytes and the size", got, MaxEcho)
+	}
+	if got := Clip(long); got != strings.Repeat("a", MaxEcho)+"... (1048576 bytes)" {
+		t.Errorf("Clip(1 MiB) = %.60s...", got)
+	}
+	if got := Clip("short"); got != "short" {
+		t.Errorf("Clip(short) = %s", got)
 	}
 	// A multi-byte rune across the cut is not split.
 	s := strings.Repeat("a", MaxEcho-1) + "é" + "tail"

@@ -14,7 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/internal/redact"
 )
 
 // Sentinel errors, re-exported by package storage.
@@ -110,8 +111,8 @@ func checkID(name, v string) error {
 	if v == "" {
 		return nil
 	}
-	if _, err := spiffeid.FromString(v); err != nil {
-		return fmt.Errorf("%w: %s %q is not a SPIFFE ID: %w", ErrBadFilter, name, v, err)
+	if _, err := ca.ParseID(v); err != nil { // the one length rule; quotes at most 128 bytes
+		return fmt.Errorf("%w: %s is not a SPIFFE ID: %w", ErrBadFilter, name, err)
 	}
 	return nil
 }
@@ -125,7 +126,7 @@ func checkHex(name, v string) error {
 	}
 	for _, c := range v {
 		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-			return fmt.Errorf("%w: %s %q is not hex", ErrBadFilter, name, v)
+			return fmt.Errorf("%w: %s %s is not hex", ErrBadFilter, name, redact.Quote(v))
 		}
 	}
 	return nil

@@ -1,0 +1,147 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/ca"
+)
+
+// Every string field of every request, at any depth, is bounded before a
+// handler runs (after authorization), so that no log line or error grows
+// with a caller's input: DefaultFieldBytes unless fieldLimits names the
+// field. The handlers and ca then apply the semantic rules (a SPIFFE ID
+// parses, an agent name is one path segment, ...). A refusal is
+// InvalidArgument naming the field and the limit, never echoing the value.
+const (
+	// DefaultFieldBytes bounds a request string field fieldLimits does
+	// not name (agent and node names, URIs, addresses, ...).
+	DefaultFieldBytes = 2048
+	// maxHandleBytes bounds opaque handles: entry and root IDs, serials,
+	// key IDs.
+	maxHandleBytes = 128
+)
+
+// fieldLimits are the limits tighter than DefaultFieldBytes, by field.
+var fieldLimits = tightLimits()
+
+func tightLimits() map[protoreflect.FullName]int {
+	limits := map[protoreflect.FullName]int{}
+	set := func(m proto.Message, field string, limit int) {
+		fd := m.ProtoReflect().Descriptor().Fields().ByName(protoreflect.Name(field))
+		if fd == nil { // a renamed field: caught by every test run
+			panic("api: fieldLimits: no field " + field + " in " + string(m.ProtoReflect().Descriptor().FullName()))
+		}
+		limits[fd.FullName()] = limit
+	}
+	set(&tier0v1.AttestJoinTokenRequest{}, "token", maxTokenLen)
+	set(&tier0v1.MintJWTSVIDRequest{}, "spiffe_id", ca.MaxIDBytes)
+	set(&tier0v1.MintJWTSVIDRequest{}, "audience", ca.MaxAudienceBytes)
+	set(&tier0v1.CreateEntryRequest{}, "spiffe_id", ca.MaxIDBytes)
+	set(&tier0v1.CreateEntryRequest{}, "selectors", ca.MaxSelectorBytes)
+	set(&tier0v1.DeleteEntryRequest{}, "id", maxHandleBytes)
+	set(&tier0v1.ActivateCARootRequest{}, "id", maxHandleBytes)
+	set(&tier0v1.ListRecordsRequest{}, "spiffe_id", ca.MaxIDBytes)
+	set(&tier0v1.ListRecordsRequest{}, "agent_id", ca.MaxIDBytes)
+	set(&tier0v1.ListRecordsRequest{}, "serial", maxHandleBytes)
+	set(&tier0v1.ListRecordsRequest{}, "issuer_key_id", maxHandleBytes)
+	set(&tier0v1.ListDecisionsRequest{}, "caller", ca.MaxIDBytes)
+	set(&tier0v1.ListDecisionsRequest{}, "requested", ca.MaxIDBytes)
+	set(&tier0v1.FederationRelationship{}, "trust_domain", ca.MaxTrustDomainBytes)
+	set(&tier0v1.FederationRelationship{}, "endpoint_spiffe_id", ca.MaxIDBytes)
+	set(&tier0v1.DeleteFederationRequest{}, "trust_domain", ca.MaxTrustDomainBytes)
+	return limits
+}
+
+// fieldLimit is the byte limit of one string field.
+func fieldLimit(fd protoreflect.FieldDescriptor) int {
+	if n, ok := fieldLimits[fd.FullName()]; ok {
+		return n
+	}
+	return DefaultFieldBytes
+}
+
+// checkFields returns an error wrapping errBadInput for the first string
+// field of m (at any depth) over its limit.
+func checkFields(m protoreflect.Message, path string) error {
+	var err error
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		name := path + string(fd.Name())
+		switch {
+		case fd.IsMap(): // none in the API today; bounded like lists if added
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				err = checkValue(fd.MapValue(), mv, name+"["+k.String()+"]")
+				return err == nil
+			})
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len() && err == nil; i++ {
+				err = checkValue(fd, l.Get(i), fmt.Sprintf("%s[%d]", name, i))
+			}
+		default:
+			err = checkValue(fd, v, name)
+		}
+		return err == nil
+	})
+	return err
+}
+
+func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, name string) error {
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		if n, limit := len(v.String()), fieldLimit(fd); n > limit {
+			return fmt.Errorf("%w: %s is %d bytes, above the limit of %d bytes", errBadInput, name, n, limit)
+		}
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		return checkFields(v.Message(), name+".")
+	}
+	return nil
+}
+
+// checkRequest bounds the string fields of a request message.
+func checkRequest(req any) error {
+	if m, ok := req.(proto.Message); ok {
+		return checkFields(m.ProtoReflect(), "")
+	}
+	return nil
+}
+
+// shortMethod is the method name of a full gRPC method ("/pkg.Svc/Name").
+func shortMethod(full string) string {
+	return full[strings.LastIndexByte(full, '/')+1:]
+}
+
+// unaryLimits refuses a request with an oversized string field.
+func (s *Server) unaryLimits(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := checkRequest(req); err != nil {
+		return nil, s.toStatus(ctx, shortMethod(info.FullMethod), err)
+	}
+	return handler(ctx, req)
+}
+
+// streamLimits applies unaryLimits to every message a stream receives.
+func (s *Server) streamLimits(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, &limitedStream{ServerStream: ss, s: s, method: shortMethod(info.FullMethod)})
+}
+
+type limitedStream struct {
+	grpc.ServerStream
+	s      *Server
+	method string
+}
+
+func (l *limitedStream) RecvMsg(m any) error {
+	if err := l.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if err := checkRequest(m); err != nil {
+		return l.s.toStatus(l.Context(), l.method, err)
+	}
+	return nil
+}
