@@ -73,6 +73,23 @@ func BundleEndpoint(td spiffeid.TrustDomain, state State, trust TrustReader, log
 	})
 }
 
+// HTTPServer returns an http.Server for h with the bounds every tier0 HTTP
+// listener uses (the bundle endpoint, the health and metrics port): the TLS
+// handshake and the request header within 5s, the whole request within
+// 10s, the response within 30s, an idle keep-alive connection closed after
+// 60s, and request headers of at most 16 KiB. Without IdleTimeout a
+// keep-alive connection would wait for its next request forever.
+func HTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second, // also bounds the TLS handshake
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+}
+
 // BundleEndpointTLS is the https_spiffe TLS configuration: the server
 // authenticates with its SVID.
 func BundleEndpointTLS(svid x509svid.Source) *tls.Config {

@@ -12,6 +12,9 @@ type metrics struct {
 	latency    *prometheus.HistogramVec
 	overloaded prometheus.Counter
 	queue      prometheus.Gauge
+
+	connRefused prometheus.Counter // over MaxPendingPerSource
+	pending     prometheus.Gauge   // accepted, TLS handshake not done
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -39,9 +42,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		queue: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tier0_admission_queue", Help: "Mint calls waiting for a slot.",
 		}),
+		connRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tier0_api_connections_refused_total",
+			Help: "API connections closed at accept because their source IP already had MaxPendingPerSource connections not through the TLS handshake.",
+		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tier0_api_handshakes_pending", Help: "API connections accepted whose TLS handshake has not ended.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.issued, m.itemErrors, m.denied, m.errors, m.latency, m.overloaded, m.queue)
+		reg.MustRegister(m.issued, m.itemErrors, m.denied, m.errors, m.latency, m.overloaded, m.queue, m.connRefused, m.pending)
 	}
 	return m
 }

@@ -87,6 +87,17 @@ type Config struct {
 	MaxInFlight     int           // concurrently served mint calls, default 16*GOMAXPROCS (and at most 512*GOMAXPROCS items)
 	MaxQueue        int           // mint calls waiting for a slot before ResourceExhausted, default 1024
 	Clock           func() time.Time
+
+	// Connection limits of the API port (Serve, conns.go). A connection
+	// must finish its TLS and HTTP/2 handshake within HandshakeTimeout
+	// (default 10s); one with no call in flight for IdleTimeout is closed
+	// (default 5m; clients reconnect on their next call); at most
+	// MaxPendingPerSource connections from one IP address may be accepted
+	// and not yet through the TLS handshake: more are closed at once and
+	// counted in tier0_api_connections_refused_total (default 64).
+	HandshakeTimeout    time.Duration
+	IdleTimeout         time.Duration
+	MaxPendingPerSource int
 }
 
 // Server implements the tier0 gRPC services.
@@ -97,6 +108,7 @@ type Server struct {
 	authn   *authn
 	adm     *admission
 	grpc    *grpc.Server
+	pending *pendingLimiter
 
 	bmu       sync.Mutex
 	bseq      uint64
@@ -112,14 +124,25 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Issuer == nil || cfg.State == nil || cfg.SVID == nil {
 		return nil, errors.New("api: Issuer, State and SVID are required")
 	}
+	if cfg.HandshakeTimeout < 0 || cfg.IdleTimeout < 0 {
+		return nil, fmt.Errorf("api: negative HandshakeTimeout %v or IdleTimeout %v", cfg.HandshakeTimeout, cfg.IdleTimeout)
+	}
 	setDefaults(&cfg)
 	s := &Server{cfg: cfg, log: cfg.Logger}
 	s.metrics = newMetrics(cfg.Registerer)
 	s.authn = &authn{td: cfg.TrustDomain, bundles: s.currentBundle, cache: map[[32]byte]cachedID{}}
 	s.adm = newAdmission(cfg.MaxInFlight, cfg.MaxQueue, s.metrics)
+	s.pending = newPendingLimiter(cfg.MaxPendingPerSource, s.metrics)
 	tlsCfg := s.tlsConfig()
 	s.grpc = grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.Creds(handshakeCreds{credentials.NewTLS(tlsCfg)}),
+		grpc.ConnectionTimeout(cfg.HandshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: cfg.IdleTimeout,
+			// Probe a connection silent for 2m; close it if the probe is
+			// not answered in 20s (a peer gone without a FIN).
+			Time: 2 * time.Minute, Timeout: 20 * time.Second,
+		}),
 		grpc.ChainUnaryInterceptor(s.unaryAuth, s.unaryLimits),
 		grpc.ChainStreamInterceptor(s.streamAuth, s.streamLimits),
 		grpc.MaxRecvMsgSize(8<<20),
@@ -147,6 +170,11 @@ func setDefaults(cfg *Config) {
 	def(&cfg.DefaultEntryTTL, 30*time.Minute)
 	def(&cfg.TokenTTL, time.Hour)
 	def(&cfg.MaxTokenTTL, 24*time.Hour)
+	def(&cfg.HandshakeTimeout, 10*time.Second)
+	def(&cfg.IdleTimeout, 5*time.Minute)
+	if cfg.MaxPendingPerSource <= 0 {
+		cfg.MaxPendingPerSource = 64
+	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 256
 	}
@@ -194,9 +222,10 @@ func (s *Server) currentBundle() *x509bundle.Bundle {
 	return s.bundle
 }
 
-// Serve serves gRPC on lis until Stop.
+// Serve serves gRPC on lis until Stop, bounding the connections of each
+// source that are not through the TLS handshake yet (conns.go).
 func (s *Server) Serve(lis net.Listener) error {
-	if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+	if err := s.grpc.Serve(&limitListener{Listener: lis, l: s.pending}); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("api: serve: %w", err)
 	}
 	return nil

@@ -36,7 +36,7 @@ func serveBundleEndpoint(ctx context.Context, f *serverFlags, td spiffeid.TrustD
 	if err != nil {
 		return fmt.Errorf("listen bundle endpoint: %w", err)
 	}
-	hs := &http.Server{Handler: api.BundleEndpoint(td, node, node, log), ReadHeaderTimeout: 5 * time.Second}
+	hs := api.HTTPServer(api.BundleEndpoint(td, node, node, log))
 	go func() { //nolint:gosec // G118: shutdown needs a fresh context once ctx is done
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -36,6 +36,9 @@ type serverFlags struct {
 	maxInFlight int
 	maxQueue    int
 	maxBatch    int
+	maxPending  int           // --max-pending-per-source: connections per IP not through TLS yet
+	handshakeTO time.Duration // --handshake-timeout
+	idleTO      time.Duration // --idle-timeout
 	pprof       string
 	bundleAddr  string // SPIFFE bundle endpoint (https_spiffe), "" = off
 	bundleCert  string // https_web: Web PKI certificate chain (PEM) for the bundle endpoint
@@ -77,6 +80,9 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "mint calls served at once (default 16 x cores, and at most 512 SVIDs per core in flight)")
 	fl.IntVar(&f.maxQueue, "max-queue", 1024, "mint calls queued before ResourceExhausted")
 	fl.IntVar(&f.maxBatch, "max-batch", 256, "items per MintX509SVIDs call")
+	fl.IntVar(&f.maxPending, "max-pending-per-source", 64, "API connections one IP address may have open before their TLS handshake ends; more are closed at once")
+	fl.DurationVar(&f.handshakeTO, "handshake-timeout", 10*time.Second, "an API connection must finish its TLS and HTTP/2 handshake within this")
+	fl.DurationVar(&f.idleTO, "idle-timeout", 5*time.Minute, "an API connection with no call for this long is closed (clients reconnect)")
 	f.keys.register(fl)
 	f.audit.register(fl)
 	f.cluster.register(fl)
@@ -225,6 +231,7 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 		Backup: &backupSource{node: node, nodeID: f.nodeID, dir: keys.dir},
 		Logger: log, Registerer: reg, AgentTTL: f.agentTTL,
 		MaxInFlight: f.maxInFlight, MaxQueue: f.maxQueue, MaxBatch: f.maxBatch,
+		MaxPendingPerSource: f.maxPending, HandshakeTimeout: f.handshakeTO, IdleTimeout: f.idleTO,
 	})
 	if err != nil {
 		return err
@@ -246,7 +253,7 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 	if err := atomicfile.Write(filepath.Join(dir, "server.json"), info, 0o644); err != nil {
 		return err
 	}
-	hsrv := &http.Server{Handler: healthMux(node, reg), ReadHeaderTimeout: 5 * time.Second}
+	hsrv := api.HTTPServer(healthMux(node, reg))
 	go func() {
 		if err := hsrv.Serve(hlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", "err", err)
