@@ -46,11 +46,30 @@ func LoadSVIDFiles(certPath, keyPath string) (*x509svid.SVID, error) {
 }
 
 // WriteSVIDFiles writes svid.pem (chain), key.pem (PKCS#8, 0600) and, when
-// bundle is not nil, bundle.pem into dir (created 0700 if missing). Each file
-// is replaced atomically (temporary file, fsync, rename); the key is written
-// first, so a reader may briefly see a new key with the old chain: readers
-// should reload on a key mismatch.
+// bundle is not nil, bundle.pem into dir (created 0700 with its parents if
+// missing). dir itself and the files must not be symbolic links: a link
+// planted there is refused with an error wrapping atomicfile.ErrSymlink and
+// left untouched (see WriteSVIDTo for the rest).
 func WriteSVIDFiles(dir string, svid *x509svid.SVID, bundle *x509bundle.Bundle) error {
+	d, err := atomicfile.OpenDir(dir, 0o700)
+	if err != nil {
+		return fmt.Errorf("client: write svid: %w", err)
+	}
+	defer d.Close()
+	return WriteSVIDTo(d, svid, bundle)
+}
+
+// FileWriter atomically replaces one file of a directory, never through a
+// symbolic link (implemented by *atomicfile.Dir).
+type FileWriter interface {
+	WriteFile(name string, data []byte, mode os.FileMode) error
+}
+
+// WriteSVIDTo writes KeyFile, SVIDFile and (bundle not nil) BundleFile
+// with w. Each file is replaced atomically (temporary file, fsync,
+// rename); the key is written first, so a reader may briefly see a new key
+// with the old chain: readers should reload on a key mismatch.
+func WriteSVIDTo(w FileWriter, svid *x509svid.SVID, bundle *x509bundle.Bundle) error {
 	if svid == nil {
 		return errors.New("client: write svid: nil svid")
 	}
@@ -58,31 +77,47 @@ func WriteSVIDFiles(dir string, svid *x509svid.SVID, bundle *x509bundle.Bundle) 
 	if err != nil {
 		return fmt.Errorf("client: marshal svid: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := w.WriteFile(KeyFile, keyPEM, 0o600); err != nil {
 		return fmt.Errorf("client: write svid: %w", err)
 	}
-	if err := atomicfile.Write(filepath.Join(dir, KeyFile), keyPEM, 0o600); err != nil {
+	if err := w.WriteFile(SVIDFile, certPEM, 0o644); err != nil {
+		return fmt.Errorf("client: write svid: %w", err)
+	}
+	if bundle == nil {
+		return nil
+	}
+	out, err := bundlePEM(bundle)
+	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(filepath.Join(dir, SVIDFile), certPEM, 0o644); err != nil {
-		return err
-	}
-	if bundle != nil {
-		return WriteBundleFile(filepath.Join(dir, BundleFile), bundle)
+	if err := w.WriteFile(BundleFile, out, 0o644); err != nil {
+		return fmt.Errorf("client: write bundle: %w", err)
 	}
 	return nil
 }
 
-// WriteBundleFile atomically writes the bundle's roots as PEM.
+// WriteBundleFile atomically writes the bundle's roots as PEM (path must
+// not be a symbolic link).
 func WriteBundleFile(path string, bundle *x509bundle.Bundle) error {
+	out, err := bundlePEM(bundle)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(path, out, 0o644); err != nil {
+		return fmt.Errorf("client: write bundle: %w", err)
+	}
+	return nil
+}
+
+func bundlePEM(bundle *x509bundle.Bundle) ([]byte, error) {
 	var out []byte
 	for _, c := range bundle.X509Authorities() {
 		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
 	if len(out) == 0 {
-		return errors.New("client: write bundle: no certificates")
+		return nil, errors.New("client: write bundle: no certificates")
 	}
-	return atomicfile.Write(path, out, 0o644)
+	return out, nil
 }
 
 // OperatorFiles returns the paths of the operator credential that
@@ -123,13 +158,23 @@ func LeafNotAfter(certPath string) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("client: read %s: %w", certPath, err)
 	}
+	na, err := PEMLeafNotAfter(data)
+	if err != nil {
+		return 0, fmt.Errorf("client: %s: %w", certPath, err)
+	}
+	return na, nil
+}
+
+// PEMLeafNotAfter returns the expiry (unix seconds) of the first
+// certificate in PEM data.
+func PEMLeafNotAfter(data []byte) (int64, error) {
 	block, _ := pem.Decode(data)
 	if block == nil {
-		return 0, fmt.Errorf("client: %s: no PEM block", certPath)
+		return 0, errors.New("no PEM block")
 	}
 	c, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
-		return 0, fmt.Errorf("client: %s: %w", certPath, err)
+		return 0, err
 	}
 	return c.NotAfter.Unix(), nil
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"crypto/x509"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tier0-ca/tier0/api/client/clienttest"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/internal/atomicfile"
 )
 
 func TestWriteAndLoadSVIDFiles(t *testing.T) {
@@ -174,5 +176,48 @@ func TestDialOperatorFiles(t *testing.T) {
 	_, err = c.Admin().ListEntries(testCtx(t), &tier0v1.ListEntriesRequest{})
 	if err == nil || !strings.Contains(err.Error(), "Unimplemented") {
 		t.Fatalf("got %v, want Unimplemented", err)
+	}
+}
+
+// TestWriteSVIDFilesRefusesSymlinks: a symbolic link planted as key.pem
+// (or bundle.pem), or as the credential directory itself, is refused with
+// a clear error and its target is left untouched.
+func TestWriteSVIDFilesRefusesSymlinks(t *testing.T) {
+	e := newEnv(t)
+	svid := e.ca.Issue(t, spiffeid.RequireFromString("spiffe://example.org/web"), time.Hour)
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("victim"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	untouched := func() {
+		t.Helper()
+		if got, _ := os.ReadFile(victim); string(got) != "victim" {
+			t.Fatalf("the link's target was written: %q", got)
+		}
+	}
+	for _, name := range []string{KeyFile, SVIDFile, BundleFile} {
+		dir := t.TempDir()
+		if err := os.Symlink(victim, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+		err := WriteSVIDFiles(dir, svid, e.ca.Bundle)
+		want := "client: write " + map[bool]string{true: "bundle", false: "svid"}[name == BundleFile] +
+			": atomicfile: write " + filepath.Join(dir, name) + ": is a symbolic link: refusing to write through it"
+		if !errors.Is(err, atomicfile.ErrSymlink) || err.Error() != want {
+			t.Fatalf("%s planted: %v\nwant %s", name, err, want)
+		}
+		untouched()
+	}
+	// The directory itself a link: refused, nothing written in its target.
+	targetDir := t.TempDir()
+	link := filepath.Join(t.TempDir(), "creds")
+	if err := os.Symlink(targetDir, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSVIDFiles(link, svid, nil); !errors.Is(err, atomicfile.ErrSymlink) {
+		t.Fatalf("directory link: %v, want ErrSymlink", err)
+	}
+	if entries, _ := os.ReadDir(targetDir); len(entries) != 0 {
+		t.Fatalf("%d files written through the directory link", len(entries))
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/internal/atomicfile"
 )
 
 func newFetchCmd(e *env) *cobra.Command {
@@ -58,13 +59,19 @@ func newFetchCmd(e *env) *cobra.Command {
 
 // pending is one SVID to mint.
 type pending struct {
-	raw string // the entry's spiffe_id as received
-	id  spiffeid.ID
-	dir string
-	key crypto.Signer
-	err error // set when the item could not even be requested
+	raw  string // the entry's spiffe_id as received
+	id   spiffeid.ID
+	name string // its directory under OUT
+	dir  string // OUT/name, for messages
+	key  crypto.Signer
+	err  error // set when the item could not even be requested
 }
 
+// fetch writes every granted SVID into OUT/<name>/. OUT is opened once
+// (created 0700 if missing) and must not be a symbolic link; everything
+// below it is opened relative to it without following links, so a link
+// planted in OUT (as a directory or as key.pem) is refused for that entry
+// and never written through.
 func (e *env) fetch(ctx context.Context, out string, ttl time.Duration, batch int) error {
 	a, err := e.loadAgent()
 	if err != nil {
@@ -93,7 +100,12 @@ func (e *env) fetch(ctx context.Context, out string, ttl time.Duration, batch in
 		fmt.Fprintf(e.stdout, "no entries are granted to %s\n", a.current().ID)
 		return nil
 	}
-	items, reqs := e.prepare(list.GetEntries(), out, ttl)
+	root, err := atomicfile.OpenDir(out, 0o700)
+	if err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	defer root.Close()
+	items, reqs := e.prepare(list.GetEntries(), root, ttl)
 	results := make([]*tier0v1.MintResult, 0, len(reqs))
 	if batch <= 0 {
 		batch = len(reqs)
@@ -113,7 +125,7 @@ func (e *env) fetch(ctx context.Context, out string, ttl time.Duration, batch in
 	next := 0
 	for _, p := range items {
 		if p.err == nil {
-			p.err = e.store(a, p, results[next])
+			p.err = e.store(a, root, p, results[next])
 			next++
 		}
 		if p.err != nil {
@@ -129,7 +141,7 @@ func (e *env) fetch(ctx context.Context, out string, ttl time.Duration, batch in
 
 // prepare makes one key and CSR per distinct SPIFFE ID; items that cannot
 // be requested carry their error and get no MintItem.
-func (e *env) prepare(entries []*tier0v1.Entry, out string, ttl time.Duration) ([]*pending, []*tier0v1.MintItem) {
+func (e *env) prepare(entries []*tier0v1.Entry, root *atomicfile.Dir, ttl time.Duration) ([]*pending, []*tier0v1.MintItem) {
 	var items []*pending
 	var reqs []*tier0v1.MintItem
 	seen := map[string]bool{}   // spiffe ids
@@ -146,29 +158,56 @@ func (e *env) prepare(entries []*tier0v1.Entry, out string, ttl time.Duration) (
 			p.err = fmt.Errorf("entry %s: spiffe id %q: %w", entry.GetId(), entry.GetSpiffeId(), p.err)
 			continue
 		}
-		name := dirName(p.id)
-		p.dir = filepath.Join(out, name)
-		if other, dup := dirs[name]; dup {
+		p.name = dirName(p.id)
+		p.dir = filepath.Join(root.Path(), p.name)
+		if other, dup := dirs[p.name]; dup {
 			p.err = fmt.Errorf("directory %s is already used by %s", p.dir, other)
 			continue
 		}
-		dirs[name] = p.id.String()
+		dirs[p.name] = p.id.String()
+		var na int64
+		if na, p.err = renewingNotAfter(root, p.name); p.err != nil {
+			continue
+		}
 		var csr []byte
 		csr, p.key, p.err = client.NewCSR(p.id)
 		if p.err != nil {
 			continue
 		}
-		item := &tier0v1.MintItem{Csr: csr, TtlSeconds: int64(ttl / time.Second)}
-		if na, err := client.LeafNotAfter(filepath.Join(p.dir, client.SVIDFile)); err == nil {
-			item.RenewingNotAfter = na
-		}
-		reqs = append(reqs, item)
+		reqs = append(reqs, &tier0v1.MintItem{Csr: csr, TtlSeconds: int64(ttl / time.Second), RenewingNotAfter: na})
 	}
 	return items, reqs
 }
 
-// store verifies one result and writes it to p.dir.
-func (e *env) store(a *agent, p *pending, res *tier0v1.MintResult) error {
+// renewingNotAfter is the expiry of the SVID already in root/name (0 when
+// there is none or it does not parse): the server serves renewals of the
+// soonest-expiring first. A symbolic link at root/name or its svid.pem is
+// an error: the entry is not requested.
+func renewingNotAfter(root *atomicfile.Dir, name string) (int64, error) {
+	d, err := root.Sub(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer d.Close()
+	data, err := d.ReadFile(client.SVIDFile, 1<<20)
+	switch {
+	case errors.Is(err, atomicfile.ErrSymlink), errors.Is(err, atomicfile.ErrNotRegular):
+		return 0, err
+	case err != nil:
+		return 0, nil // missing or unreadable: no hint
+	}
+	na, err := client.PEMLeafNotAfter(data)
+	if err != nil {
+		return 0, nil
+	}
+	return na, nil
+}
+
+// store verifies one result and writes it to OUT/p.name.
+func (e *env) store(a *agent, root *atomicfile.Dir, p *pending, res *tier0v1.MintResult) error {
 	if st := res.GetError(); st != nil {
 		return fmt.Errorf("%s: %s", codeText(codes.Code(st.GetCode()).String()), st.GetMessage())
 	}
@@ -179,7 +218,12 @@ func (e *env) store(a *agent, p *pending, res *tier0v1.MintResult) error {
 	if svid.ID != p.id {
 		return fmt.Errorf("server issued %s, want %s", svid.ID, p.id)
 	}
-	if err := client.WriteSVIDFiles(p.dir, svid, a.bundle); err != nil {
+	d, err := root.MkSub(p.name, 0o700)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := client.WriteSVIDTo(d, svid, a.bundle); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s\texpires %s\t%s\n", svid.ID, svid.Certificates[0].NotAfter.UTC().Format(time.RFC3339), p.dir)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/internal/atomicfile"
 )
 
 // agentConfig is DIR/agent/config.json, written by bootstrap.
@@ -43,11 +44,7 @@ func writeConfig(dir string, cfg agentConfig) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, ".config.json.tmp")
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("write config: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, "config.json")); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "config.json"), append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("write config: %w", err)
 	}
 	return nil
