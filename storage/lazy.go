@@ -12,10 +12,6 @@ import (
 	"github.com/tier0-ca/tier0/ca/record"
 )
 
-// ErrUnavailable: the record store is not connected (yet); see OpenLazy.
-// Retryable.
-var ErrUnavailable = errors.New("storage: record store unavailable")
-
 // LazyConfig configures OpenLazy.
 type LazyConfig struct {
 	// Logger receives one line per failed attempt (Error on the first,

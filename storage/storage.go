@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/tier0-ca/tier0/ca/record"
+	"github.com/tier0-ca/tier0/internal/redact"
 	"github.com/tier0-ca/tier0/storage/internal/core"
 	"github.com/tier0-ca/tier0/storage/postgres"
 	"github.com/tier0-ca/tier0/storage/sqlite"
@@ -63,6 +64,12 @@ var (
 	ErrBadFilter = core.ErrBadFilter
 	// ErrSchemaTooNew: the database was migrated by a newer tier0.
 	ErrSchemaTooNew = core.ErrSchemaTooNew
+	// ErrUnavailable: the record store cannot be reached or cannot do I/O
+	// (connection refused or lost, Postgres shutting down or out of
+	// connections or disk, SQLite busy, locked or failing I/O), or is not
+	// connected yet (OpenLazy). The cause is wrapped. Retryable: the
+	// API answers Unavailable.
+	ErrUnavailable = core.ErrUnavailable
 )
 
 // Open opens the store named by dsn and migrates its schema:
@@ -76,8 +83,8 @@ func Open(ctx context.Context, dsn string) (Store, error) {
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		s, err := postgres.New(ctx, postgres.Config{DSN: dsn})
-		if err != nil {
-			return nil, fmt.Errorf("storage: open: %w", err)
+		if err != nil { // pgx masks passwords it recognises; mask any URL's too
+			return nil, fmt.Errorf("storage: open: %w", redact.Err(err))
 		}
 		return s, nil
 	case strings.HasPrefix(dsn, "sqlite:"), strings.HasSuffix(dsn, ".db"):

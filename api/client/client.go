@@ -27,6 +27,7 @@ import (
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	t0backoff "github.com/tier0-ca/tier0/internal/backoff"
+	"github.com/tier0-ca/tier0/internal/redact"
 )
 
 // DefaultAddr is the address of a tier0 server on its embedded defaults.
@@ -147,7 +148,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		)
 		if err != nil {
 			c.Close()
-			return nil, fmt.Errorf("client: dial %s: %w", addr, err)
+			return nil, fmt.Errorf("client: dial %s: %w", redact.URL(addr), redact.Err(err))
 		}
 		c.conns = append(c.conns, cc)
 		c.gates = append(c.gates, &gate{base: base})
@@ -206,7 +207,7 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 			wait = c.jittered(min(maxRoundBackoff, 200*time.Millisecond<<round), 0.2)
 		}
 		c.log.WarnContext(ctx, "tier0 call failed, retrying",
-			"method", method, "addr", c.addrs[i], "attempt", attempt+1, "wait", wait, "err", err)
+			"method", method, "addr", redact.URL(c.addrs[i]), "attempt", attempt+1, "wait", wait, "err", redact.Error(err))
 		if wait > 0 {
 			if serr := c.sleep(ctx, wait); serr != nil {
 				return status.FromContextError(serr).Err()

@@ -23,7 +23,7 @@ func TestAuditStoreStartErrors(t *testing.T) {
 	if err == nil {
 		t.Fatal("server started with an unreachable store")
 	}
-	if msg := err.Error()[strings.Index(err.Error(), "exit status"):]; !strings.Contains(msg, "record store: cannot open postgres://tier0:xxxxx@127.0.0.1:1/nodb") ||
+	if msg := err.Error()[strings.Index(err.Error(), "exit status"):]; !strings.Contains(msg, "record store: cannot open postgres://xxxxx@127.0.0.1:1/nodb") ||
 		strings.Contains(msg, "secret") { // the message (not the test's command line) hides the password
 		t.Fatalf("unreachable DSN: %v", err)
 	}

@@ -142,6 +142,14 @@ func TestAuditPostgresOutage(t *testing.T) {
 	if lag := srv.metric(t, "tier0_export_lag_records"); lag <= 0 {
 		t.Errorf("tier0_export_lag_records = %v during the outage", lag)
 	}
+	// Audit queries during the outage: Unavailable (retryable, the store's
+	// fault is named), never Internal.
+	for _, args := range [][]string{{"audit", "list", "--limit", "5"}, {"audit", "decisions"}, {"audit", "verify"}} {
+		out, err := srv.cli(args...)
+		if err == nil || !strings.Contains(err.Error(), "Unavailable") || !strings.Contains(err.Error(), "record store unavailable") {
+			t.Errorf("%v while Postgres is stopped: %v (output %q), want Unavailable naming the store", args, err, out)
+		}
+	}
 	// A denial during the outage is held in memory and written later.
 	if _, err := ag.Agent().MintX509SVIDs(ctx, &tier0v1.MintX509SVIDsRequest{Items: []*tier0v1.MintItem{
 		{Csr: csrFor(t, p256(t), []string{"spiffe://example.org/not-granted"}, nil, nil)}}}); err != nil {

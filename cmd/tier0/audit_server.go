@@ -22,6 +22,7 @@ import (
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ca/record"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/redact"
 	"github.com/tier0-ca/tier0/signer"
 	"github.com/tier0-ca/tier0/signer/soft"
 	"github.com/tier0-ca/tier0/storage"
@@ -104,19 +105,8 @@ func storeOpenError(dsn string, err error) error {
 	return fmt.Errorf("record store: cannot open %s: %w (check --store and that the database is up; nothing was issued)", redactDSN(dsn), err)
 }
 
-// redactDSN drops a password from a URL-style DSN.
-func redactDSN(dsn string) string {
-	scheme, rest, ok := strings.Cut(dsn, "://")
-	if !ok {
-		return dsn
-	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		if user, _, hasPw := strings.Cut(rest[:at], ":"); hasPw {
-			return scheme + "://" + user + ":xxxxx" + rest[at:]
-		}
-	}
-	return dsn
-}
+// redactDSN masks the credentials of a URL-style DSN (internal/redact).
+func redactDSN(dsn string) string { return redact.URL(dsn) }
 
 // auditWiring connects the audit features to a running node.
 type auditWiring struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tier0-ca/tier0/ca/record"
+	"github.com/tier0-ca/tier0/internal/redact"
 	"github.com/tier0-ca/tier0/storage/internal/core"
 )
 
@@ -44,10 +45,11 @@ var columns = []string{"seq", "serial", "spiffe_id", "agent_id", "not_before", "
 	"public_key_sha256", "node_id", "committed_at", "cert_der", "prev_hash", "hash"}
 
 // New connects, checks the connection and migrates the schema.
-func New(ctx context.Context, cfg Config) (*Store, error) {
+func New(ctx context.Context, cfg Config) (_ *Store, err error) {
+	defer markUnavailable(&err)
 	pc, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: parse DSN: %w", err) // pgx redacts the password
+		return nil, fmt.Errorf("postgres: parse DSN: %w", redact.Err(err)) // pgx masks the password on a best-effort basis
 	}
 	if cfg.SearchPath != "" {
 		pc.ConnConfig.RuntimeParams["search_path"] = cfg.SearchPath
@@ -85,7 +87,8 @@ func (s *Store) Close() error {
 }
 
 // LastSeq returns the highest stored seq, 0 when empty.
-func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
+func (s *Store) LastSeq(ctx context.Context) (_ uint64, err error) {
+	defer markUnavailable(&err)
 	var last int64
 	if err := s.pool.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM issuance_records").Scan(&last); err != nil {
 		return 0, fmt.Errorf("postgres: last seq: %w", err)
@@ -98,7 +101,8 @@ func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
 // A batch that starts at LastSeq+1 is copied straight into the table; one
 // that overlaps stored records is checked against them and its new part
 // goes through the staging table.
-func (s *Store) Append(ctx context.Context, recs []*record.Record) error {
+func (s *Store) Append(ctx context.Context, recs []*record.Record) (err error) {
+	defer markUnavailable(&err)
 	if err := core.CheckBatch("postgres", recs); err != nil {
 		return err
 	}
@@ -245,8 +249,9 @@ func checkOverlap(ctx context.Context, tx pgx.Tx, recs []*record.Record) error {
 }
 
 // Query returns matching records, newest first; see storage.Store.
-func (s *Store) Query(ctx context.Context, f core.Filter) ([]*record.Record, error) {
-	f, err := core.Normalize(f)
+func (s *Store) Query(ctx context.Context, f core.Filter) (_ []*record.Record, err error) {
+	defer markUnavailable(&err)
+	f, err = core.Normalize(f)
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +269,8 @@ func (s *Store) Query(ctx context.Context, f core.Filter) ([]*record.Record, err
 }
 
 // Range streams records from..to in seq order; see storage.Store.
-func (s *Store) Range(ctx context.Context, from, to uint64, fn func(*record.Record) error) error {
+func (s *Store) Range(ctx context.Context, from, to uint64, fn func(*record.Record) error) (err error) {
+	defer markUnavailable(&err)
 	q, args := core.RangeSQL(from, to, core.Dollar)
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {

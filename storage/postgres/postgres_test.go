@@ -122,8 +122,9 @@ func TestConnectError(t *testing.T) {
 		t.Fatal("New with nothing listening on port 1 succeeded")
 	}
 	msg := err.Error()
-	if !strings.HasPrefix(msg, `postgres: connect to 127.0.0.1:1 (database "records", user "tier0"): `) {
-		t.Errorf("error %q does not name the host first", msg)
+	if !strings.HasPrefix(msg, `storage: record store unavailable: postgres: connect to 127.0.0.1:1 (database "records", user "tier0"): `) ||
+		!errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("error %q is not Unavailable naming the host first", msg)
 	}
 	if strings.Contains(msg, "s3cret-pw") {
 		t.Errorf("error %q contains the password", msg)

@@ -10,7 +10,8 @@ import (
 )
 
 // FirstSeq returns the lowest stored seq (0 when empty): above 1 after a prune.
-func (s *Store) FirstSeq(ctx context.Context) (uint64, error) {
+func (s *Store) FirstSeq(ctx context.Context) (_ uint64, err error) {
+	defer markUnavailable(&err)
 	var first int64
 	if err := s.r.QueryRowContext(ctx, "SELECT coalesce(min(seq), 0) FROM issuance_records").Scan(&first); err != nil {
 		return 0, fmt.Errorf("sqlite: first seq: %w", err)
@@ -20,7 +21,8 @@ func (s *Store) FirstSeq(ctx context.Context) (uint64, error) {
 
 // AppendCheckpoints stores checkpoints; one already stored at the same seq is
 // kept as is (idempotent).
-func (s *Store) AppendCheckpoints(ctx context.Context, cps []record.Checkpoint) error {
+func (s *Store) AppendCheckpoints(ctx context.Context, cps []record.Checkpoint) (err error) {
+	defer markUnavailable(&err)
 	if err := core.CheckCheckpoints("sqlite", cps); err != nil {
 		return err
 	}
@@ -47,7 +49,8 @@ func (s *Store) AppendCheckpoints(ctx context.Context, cps []record.Checkpoint) 
 
 // Checkpoints returns the checkpoints with from <= seq <= to (to == 0: no
 // upper bound), in seq order.
-func (s *Store) Checkpoints(ctx context.Context, from, to uint64) ([]record.Checkpoint, error) {
+func (s *Store) Checkpoints(ctx context.Context, from, to uint64) (_ []record.Checkpoint, err error) {
+	defer markUnavailable(&err)
 	if to == 0 {
 		to = 1<<63 - 1
 	}
@@ -74,7 +77,8 @@ func (s *Store) Checkpoints(ctx context.Context, from, to uint64) ([]record.Chec
 }
 
 // AppendDecisions stores authorization decisions in one transaction.
-func (s *Store) AppendDecisions(ctx context.Context, ds []core.Decision) error {
+func (s *Store) AppendDecisions(ctx context.Context, ds []core.Decision) (err error) {
+	defer markUnavailable(&err)
 	if len(ds) == 0 {
 		return nil
 	}
@@ -101,8 +105,9 @@ func (s *Store) AppendDecisions(ctx context.Context, ds []core.Decision) error {
 }
 
 // QueryDecisions returns matching decisions, newest first.
-func (s *Store) QueryDecisions(ctx context.Context, f core.DecisionFilter) ([]core.Decision, error) {
-	f, err := core.NormalizeDecisions(f)
+func (s *Store) QueryDecisions(ctx context.Context, f core.DecisionFilter) (_ []core.Decision, err error) {
+	defer markUnavailable(&err)
+	f, err = core.NormalizeDecisions(f)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +133,8 @@ func (s *Store) QueryDecisions(ctx context.Context, f core.DecisionFilter) ([]co
 }
 
 // Prune: see the Postgres store.
-func (s *Store) Prune(ctx context.Context, before time.Time) (core.PruneResult, error) {
+func (s *Store) Prune(ctx context.Context, before time.Time) (_ core.PruneResult, err error) {
+	defer markUnavailable(&err)
 	var res core.PruneResult
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -166,6 +172,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (core.PruneResult, 
 
 // SchemaVersion returns the applied and the embedded schema versions.
 func (s *Store) SchemaVersion(ctx context.Context) (db, binary int, err error) {
+	defer markUnavailable(&err)
 	ms, err := core.LoadMigrations(migrationFS, "migrations")
 	if err != nil {
 		return 0, 0, err

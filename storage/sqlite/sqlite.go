@@ -85,7 +85,8 @@ func (s *Store) Close() error {
 }
 
 // LastSeq returns the highest stored seq, 0 when empty.
-func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
+func (s *Store) LastSeq(ctx context.Context) (_ uint64, err error) {
+	defer markUnavailable(&err)
 	var last int64
 	if err := s.r.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM issuance_records").Scan(&last); err != nil {
 		return 0, fmt.Errorf("sqlite: last seq: %w", err)
@@ -94,7 +95,8 @@ func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
 }
 
 // Append stores a batch in one transaction; see storage.Store.
-func (s *Store) Append(ctx context.Context, recs []*record.Record) error {
+func (s *Store) Append(ctx context.Context, recs []*record.Record) (err error) {
+	defer markUnavailable(&err)
 	if err := core.CheckBatch("sqlite", recs); err != nil {
 		return err
 	}
@@ -182,8 +184,9 @@ func checkOverlap(ctx context.Context, tx *sql.Tx, recs []*record.Record) error 
 }
 
 // Query returns matching records, newest first; see storage.Store.
-func (s *Store) Query(ctx context.Context, f core.Filter) ([]*record.Record, error) {
-	f, err := core.Normalize(f)
+func (s *Store) Query(ctx context.Context, f core.Filter) (_ []*record.Record, err error) {
+	defer markUnavailable(&err)
+	f, err = core.Normalize(f)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +204,8 @@ func (s *Store) Query(ctx context.Context, f core.Filter) ([]*record.Record, err
 }
 
 // Range streams records from..to in seq order; see storage.Store.
-func (s *Store) Range(ctx context.Context, from, to uint64, fn func(*record.Record) error) error {
+func (s *Store) Range(ctx context.Context, from, to uint64, fn func(*record.Record) error) (err error) {
+	defer markUnavailable(&err)
 	q, args := core.RangeSQL(from, to, core.Question)
 	rows, err := s.r.QueryContext(ctx, q, args...)
 	if err != nil {

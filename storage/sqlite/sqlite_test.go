@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tier0-ca/tier0/ca/record"
 	"github.com/tier0-ca/tier0/storage"
@@ -120,4 +121,48 @@ func TestAudit(t *testing.T) {
 		p := filepath.Join(t.TempDir(), "records.db")
 		return open(t, p), newTamperer(t, p)
 	})
+}
+
+// TestUnavailableWhileLocked: another process holding the write lock past
+// the busy timeout makes Append fail with storage.ErrUnavailable (SQLITE_BUSY,
+// retryable), not a generic error; reads go on (WAL) and the write works
+// once the lock is gone.
+func TestUnavailableWhileLocked(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "records.db")
+	s, err := sqlite.New(ctx, sqlite.Config{Path: path, BusyTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	recs := storagetest.Chain("busy", 1, 2, record.Genesis)
+	if err := s.Append(ctx, recs[:1]); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Append(ctx, recs[1:])
+	if !errors.Is(err, storage.ErrUnavailable) || !strings.Contains(err.Error(), "SQLITE_BUSY") {
+		t.Fatalf("Append under another writer's lock: %v, want storage.ErrUnavailable (SQLITE_BUSY)", err)
+	}
+	if last, err := s.LastSeq(ctx); err != nil || last != 1 {
+		t.Fatalf("read while locked: %d, %v", last, err)
+	}
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, recs[1:]); err != nil {
+		t.Fatalf("Append once the lock is gone: %v", err)
+	}
 }

@@ -251,6 +251,7 @@ func testBadFilter(t *testing.T, s storage.Store) {
 		{storage.Filter{Until: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, "storage: bad filter: until 10000-01-01T00:00:00Z is outside years 1-9999"},
 		{storage.Filter{SPIFFEID: "example.org/w"}, `storage: bad filter: spiffe_id "example.org/w" is not a SPIFFE ID: `},
 		{storage.Filter{AgentID: "spiffe://EXAMPLE.org/a"}, `storage: bad filter: agent_id "spiffe://EXAMPLE.org/a" is not a SPIFFE ID: `},
+		{storage.Filter{SPIFFEID: "spiffe://example.org/" + strings.Repeat("a", 2028)}, "storage: bad filter: spiffe_id is 2049 bytes, above the limit of 2048 bytes"},
 	}
 	for _, tc := range tests {
 		_, err := s.Query(context.Background(), tc.f)

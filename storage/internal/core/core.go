@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/internal/redact"
 )
@@ -24,6 +26,7 @@ var (
 	ErrConflict     = errors.New("storage: conflicting record")
 	ErrBadFilter    = errors.New("storage: bad filter")
 	ErrSchemaTooNew = errors.New("storage: schema is newer than this binary")
+	ErrUnavailable  = errors.New("storage: record store unavailable")
 )
 
 // Query limits.
@@ -111,8 +114,11 @@ func checkID(name, v string) error {
 	if v == "" {
 		return nil
 	}
-	if _, err := ca.ParseID(v); err != nil { // the one length rule; quotes at most 128 bytes
-		return fmt.Errorf("%w: %s is not a SPIFFE ID: %w", ErrBadFilter, name, err)
+	if len(v) > ca.MaxIDBytes { // the one length rule for SPIFFE IDs
+		return fmt.Errorf("%w: %s is %d bytes, above the limit of %d bytes", ErrBadFilter, name, len(v), ca.MaxIDBytes)
+	}
+	if _, err := spiffeid.FromString(v); err != nil {
+		return fmt.Errorf("%w: %s %s is not a SPIFFE ID: %w", ErrBadFilter, name, redact.Quote(v), err)
 	}
 	return nil
 }
