@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -78,6 +79,31 @@ func FuzzSPIFFEID(f *testing.F) {
 		}
 		if !id.MemberOf(testTD) || id.Path() == "" || isReserved(id) || isAgent || isNode || id == AdminID(testTD) || id == AuditorID(testTD) {
 			t.Fatalf("accepted %s", id)
+		}
+	})
+}
+
+// FuzzParseID: ParseID accepts exactly the SPIFFE IDs of at most
+// MaxIDBytes, and its error never quotes more than a bounded part of the
+// input, however long.
+func FuzzParseID(f *testing.F) {
+	f.Add("spiffe://example.org/w")
+	f.Add("spiffe://example.org/" + strings.Repeat("a", MaxIDBytes))
+	f.Add("spiffe://" + strings.Repeat("\xff", 300))
+	f.Fuzz(func(t *testing.T, s string) {
+		id, err := ParseID(s)
+		_, ref := spiffeid.FromString(s)
+		if (err == nil) != (ref == nil && len(s) <= MaxIDBytes) {
+			t.Fatalf("ParseID(%d bytes) = %v, spiffeid says %v", len(s), err, ref)
+		}
+		if err == nil {
+			if id.String() != s {
+				t.Fatalf("ParseID(%q) = %q", s, id)
+			}
+			return
+		}
+		if !errors.Is(err, ErrInvalidID) || len(err.Error()) > 1200 {
+			t.Fatalf("error for %d bytes of input: %d bytes, %v", len(s), len(err.Error()), errors.Is(err, ErrInvalidID))
 		}
 	})
 }
