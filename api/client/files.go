@@ -86,38 +86,34 @@ func WriteSVIDTo(w FileWriter, svid *x509svid.SVID, bundle *x509bundle.Bundle) e
 	if bundle == nil {
 		return nil
 	}
-	out, err := bundlePEM(bundle)
-	if err != nil {
-		return err
-	}
-	if err := w.WriteFile(BundleFile, out, 0o644); err != nil {
-		return fmt.Errorf("client: write bundle: %w", err)
-	}
-	return nil
+	return writeBundle(w, BundleFile, bundle)
 }
 
 // WriteBundleFile atomically writes the bundle's roots as PEM (path must
 // not be a symbolic link).
 func WriteBundleFile(path string, bundle *x509bundle.Bundle) error {
-	out, err := bundlePEM(bundle)
-	if err != nil {
-		return err
-	}
-	if err := atomicfile.Write(path, out, 0o644); err != nil {
-		return fmt.Errorf("client: write bundle: %w", err)
-	}
-	return nil
+	return writeBundle(dirPath(filepath.Dir(path)), filepath.Base(path), bundle)
 }
 
-func bundlePEM(bundle *x509bundle.Bundle) ([]byte, error) {
+// dirPath writes into a directory named by its path (atomicfile.Write).
+type dirPath string
+
+func (d dirPath) WriteFile(name string, data []byte, mode os.FileMode) error {
+	return atomicfile.Write(filepath.Join(string(d), name), data, mode)
+}
+
+func writeBundle(w FileWriter, name string, bundle *x509bundle.Bundle) error {
 	var out []byte
 	for _, c := range bundle.X509Authorities() {
 		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
 	if len(out) == 0 {
-		return nil, errors.New("client: write bundle: no certificates")
+		return errors.New("client: write bundle: no certificates")
 	}
-	return out, nil
+	if err := w.WriteFile(name, out, 0o644); err != nil {
+		return fmt.Errorf("client: write bundle: %w", err)
+	}
+	return nil
 }
 
 // OperatorFiles returns the paths of the operator credential that

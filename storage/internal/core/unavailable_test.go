@@ -25,7 +25,7 @@ func TestMarkUnavailable(t *testing.T) {
 		{"net op error", fmt.Errorf("postgres: query: %w", refused), never, true},
 		{"EOF mid-reply", fmt.Errorf("postgres: query: %w", io.ErrUnexpectedEOF), never, true},
 		{"connection reset", fmt.Errorf("x: %w", syscall.ECONNRESET), never, true},
-		{"backend rule", backendSaysDown, func(err error) bool { return err == backendSaysDown }, true},
+		{"backend rule", backendSaysDown, func(err error) bool { return errors.Is(err, backendSaysDown) }, true},
 		{"bad statement", errors.New("postgres: syntax error"), never, false},
 		{"bad filter", fmt.Errorf("%w: limit", ErrBadFilter), never, false},
 		{"caller canceled", fmt.Errorf("x: %w: %w", context.Canceled, refused), never, false},
