@@ -47,7 +47,7 @@ func TestOpenErrors(t *testing.T) {
 	for _, tc := range []struct{ dsn, want string }{
 		{"mysql://root:hunter2@db/x", `storage: open: unknown DSN scheme "mysql": want sqlite:/path.db, a path ending in .db, or postgres://`},
 		{"/var/lib/tier0/records", `storage: open: unknown DSN scheme "(none)": want sqlite:/path.db, a path ending in .db, or postgres://`},
-		{"postgres://u:hunter2@127.0.0.1:1/x?sslmode=disable&connect_timeout=5", `storage: open: postgres: connect to 127.0.0.1:1 (database "x", user "u"): `},
+		{"postgres://u:hunter2@127.0.0.1:1/x?sslmode=disable&connect_timeout=5", `storage: open: storage: record store unavailable: postgres: connect to 127.0.0.1:1 (database "x", user "u"): `},
 	} {
 		_, err := storage.Open(context.Background(), tc.dsn)
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
