@@ -30,11 +30,16 @@ func newPendingLimiter(limit int, m *metrics) *pendingLimiter {
 	return &pendingLimiter{max: limit, refused: m.connRefused, gauge: m.pending, pending: map[string]int{}}
 }
 
-// sourceKey is the IP address of a remote address (the port varies per
-// connection); a non-IP address (a Unix socket) counts as one source.
+// sourceKey is the source a remote address counts against: its IPv4
+// address, or its IPv6 /64 (one host usually holds a whole /64, so counting
+// single IPv6 addresses would not bound it); a non-IP address (a Unix
+// socket) counts as one source.
 func sourceKey(a net.Addr) string {
 	if t, ok := a.(*net.TCPAddr); ok {
-		return t.IP.String()
+		if t.IP.To4() != nil || t.IP.IsLoopback() {
+			return t.IP.String()
+		}
+		return t.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
 	}
 	host, _, err := net.SplitHostPort(a.String())
 	if err != nil {

@@ -182,6 +182,9 @@ func TestSourceKey(t *testing.T) {
 	}{
 		{&net.TCPAddr{IP: net.ParseIP("10.0.0.1"), Port: 5}, "10.0.0.1"},
 		{&net.TCPAddr{IP: net.ParseIP("::1"), Port: 5}, "::1"},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:10.0.0.1"), Port: 5}, "10.0.0.1"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:aaaa::1"), Port: 5}, "2001:db8:1:2::/64"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:bbbb::9"), Port: 5}, "2001:db8:1:2::/64"},
 		{&net.UnixAddr{Name: "/run/x.sock", Net: "unix"}, "/run/x.sock"},
 	} {
 		if got := sourceKey(c.addr); got != c.want {

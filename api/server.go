@@ -92,9 +92,10 @@ type Config struct {
 	// must finish its TLS and HTTP/2 handshake within HandshakeTimeout
 	// (default 10s); one with no call in flight for IdleTimeout is closed
 	// (default 5m; clients reconnect on their next call); at most
-	// MaxPendingPerSource connections from one IP address may be accepted
-	// and not yet through the TLS handshake: more are closed at once and
-	// counted in tier0_api_connections_refused_total (default 64).
+	// MaxPendingPerSource connections from one source (an IPv4 address or
+	// an IPv6 /64) may be accepted and not yet through the TLS handshake:
+	// more are closed at once and counted in
+	// tier0_api_connections_refused_total (default 64).
 	HandshakeTimeout    time.Duration
 	IdleTimeout         time.Duration
 	MaxPendingPerSource int
