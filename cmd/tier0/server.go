@@ -80,7 +80,7 @@ func newServerCmd(g *globalFlags) *cobra.Command {
 	fl.IntVar(&f.maxInFlight, "max-in-flight", 0, "mint calls served at once (default 16 x cores, and at most 512 SVIDs per core in flight)")
 	fl.IntVar(&f.maxQueue, "max-queue", 1024, "mint calls queued before ResourceExhausted")
 	fl.IntVar(&f.maxBatch, "max-batch", 256, "items per MintX509SVIDs call")
-	fl.IntVar(&f.maxPending, "max-pending-per-source", 64, "API connections one IP address may have open before their TLS handshake ends; more are closed at once")
+	fl.IntVar(&f.maxPending, "max-pending-per-source", 64, "API connections one source (IPv4 address or IPv6 /64) may have open before their TLS handshake ends; more are closed at once")
 	fl.DurationVar(&f.handshakeTO, "handshake-timeout", 10*time.Second, "an API connection must finish its TLS and HTTP/2 handshake within this")
 	fl.DurationVar(&f.idleTO, "idle-timeout", 5*time.Minute, "an API connection with no call for this long is closed (clients reconnect)")
 	f.keys.register(fl)
