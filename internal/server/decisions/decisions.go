@@ -58,6 +58,20 @@ func ParsePolicy(s string) (Policy, error) {
 	return Policy{}, fmt.Errorf("--decisions %q: want all, deny, sample:RATE or off", s)
 }
 
+// Validate checks the mode and, for Sample, the rate.
+func (p Policy) Validate() error {
+	switch p.Mode {
+	case All, Deny, Off:
+		return nil
+	case Sample:
+		if !(p.Rate > 0 && p.Rate <= 1) {
+			return fmt.Errorf("decisions: sample rate %v outside (0, 1]", p.Rate)
+		}
+		return nil
+	}
+	return fmt.Errorf("decisions: unknown mode %q", p.Mode)
+}
+
 // Store is where decisions go (implemented by storage.AuditStore).
 type Store interface {
 	AppendDecisions(ctx context.Context, ds []storage.Decision) error
@@ -94,16 +108,11 @@ type Log struct {
 
 // New fills defaults, validates the policy and registers the metrics.
 func New(cfg Config) (*Log, error) {
-	switch cfg.Policy.Mode {
-	case "":
+	if cfg.Policy.Mode == "" {
 		cfg.Policy = Policy{Mode: All, Rate: 1}
-	case All, Deny, Off:
-	case Sample:
-		if !(cfg.Policy.Rate > 0 && cfg.Policy.Rate <= 1) {
-			return nil, fmt.Errorf("decisions: sample rate %v outside (0, 1]", cfg.Policy.Rate)
-		}
-	default:
-		return nil, fmt.Errorf("decisions: unknown mode %q", cfg.Policy.Mode)
+	}
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Buffer <= 0 {
 		cfg.Buffer = DefaultBuffer

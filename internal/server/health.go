@@ -1,0 +1,115 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Check is one readiness condition: Check returns nil while it holds, else
+// the reason the node is not ready.
+type Check struct {
+	Name  string
+	Check func() error
+}
+
+// Startup phases reported by the "startup" check until the node is ready.
+const (
+	phaseStarting = "starting"
+	phaseReady    = "ready"
+	phaseStopping = "shutting down"
+)
+
+// readiness is what /readyz checks, in order. Add a condition here (one
+// line) to make the node unready while it does not hold.
+func (s *Server) readiness() []Check {
+	return []Check{
+		{Name: "raft", Check: s.raftReady},
+		{Name: "ca root", Check: s.rootReady},
+		{Name: "startup", Check: s.started},
+	}
+}
+
+func (s *Server) raftReady() error {
+	n := s.node.Load()
+	if n == nil {
+		return errors.New("waiting for raft to start")
+	}
+	if n.Status().Leader == "" {
+		return errors.New("waiting for a raft leader")
+	}
+	return nil
+}
+
+func (s *Server) rootReady() error {
+	n := s.node.Load()
+	if n == nil {
+		return nil // raftReady says why
+	}
+	if _, ok := n.CAState().Active(); !ok {
+		return errors.New("waiting for the CA root to be created or replicated")
+	}
+	return nil
+}
+
+func (s *Server) started() error {
+	if p := *s.phase.Load(); p != phaseReady {
+		return errors.New(p)
+	}
+	return nil
+}
+
+// healthMux serves /healthz (the process is up), /readyz (every readiness
+// check holds: "ok: leader ID", else 503 with each failing check) and
+// /metrics.
+func (s *Server) healthMux(reg *prometheus.Registry) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		var failed []string
+		for _, c := range s.readiness() {
+			if err := c.Check(); err != nil {
+				failed = append(failed, fmt.Sprintf("%s: %v", c.Name, err))
+			}
+		}
+		if len(failed) > 0 {
+			http.Error(w, "not ready: "+strings.Join(failed, "; "), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintf(w, "ok: leader %s\n", s.node.Load().Status().Leader)
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}
+
+// registerRaftGauges exports the node's view of raft leadership, read at
+// scrape time, for the "no leader" alert (deploy/prometheus); 0 until raft
+// has started.
+func (s *Server) registerRaftGauges(reg prometheus.Registerer) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tier0_raft_has_leader",
+			Help: "1 while this node knows a raft leader (the cluster can commit), else 0.",
+		}, func() float64 {
+			if n := s.node.Load(); n != nil && n.Status().Leader != "" {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tier0_raft_is_leader",
+			Help: "1 on the raft leader, else 0.",
+		}, func() float64 {
+			if n := s.node.Load(); n != nil && (haNode{n}).IsLeader() {
+				return 1
+			}
+			return 0
+		}),
+	)
+}

@@ -1,0 +1,342 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tier0-ca/tier0/api"
+	"github.com/tier0-ca/tier0/api/client"
+	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/atomicfile"
+	"github.com/tier0-ca/tier0/internal/server/authz"
+	"github.com/tier0-ca/tier0/internal/server/decisions"
+	"github.com/tier0-ca/tier0/internal/server/journal"
+	"github.com/tier0-ca/tier0/internal/server/keys"
+	"github.com/tier0-ca/tier0/internal/serverinfo"
+	"github.com/tier0-ca/tier0/storage"
+)
+
+// run is one Run: what it has started, torn down by stop in order.
+type run struct {
+	s   *Server
+	ctx context.Context // the start steps': ends with the caller's or at the first failure
+
+	serving      *group // API, health and metrics, bundle endpoint, pprof
+	loops        *group // background loops
+	decisionLoop *group // the decision writer
+	peers        *group // the cluster peer service
+
+	lis, hlis, blis, plis net.Listener // bound, not yet served
+	apiAddr, httpAddr     string
+	bundleCert            *tls.Certificate
+	webRoots              *x509.CertPool
+
+	cluster   *clusterNode
+	node      *ha.Node
+	keys      *keys.Manager
+	auditKey  *keys.AuditKey
+	decisions *decisions.Log
+	journal   *journal.Bounded
+	ca        *ca.CA
+	jwt       *keys.JWTKeys
+	store     storage.AuditStore
+	nodeSVID  *client.RotatingSVID
+}
+
+func (r *run) path(name string) string { return filepath.Join(r.s.cfg.DataDir, name) }
+
+func (r *run) step(what string) { r.s.setPhase(phaseStarting + ": " + what) }
+
+// start brings the node up, step by step; stop undoes whatever it did.
+func (r *run) start() error {
+	s, cfg := r.s, r.s.cfg
+	if err := r.listen(); err != nil {
+		return err
+	}
+	r.apiAddr, r.httpAddr = r.lis.Addr().String(), r.hlis.Addr().String()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	s.log.Info("starting tier0", "data_dir", cfg.DataDir, "trust_domain", cfg.TrustDomain.Name(), "node_id", cfg.NodeID)
+	// Health and metrics first: a node waiting for its peers is visible.
+	r.serveHTTP("http", &r.hlis, s.healthMux(s.reg), nil)
+	servers := []string{r.apiAddr}
+	if cfg.Cluster.Enabled() {
+		servers = append(servers, cfg.Cluster.Join...) // the CLI fails over between them
+	}
+	if err := serverinfo.Write(cfg.DataDir, serverinfo.Info{TrustDomain: cfg.TrustDomain.Name(), Servers: servers,
+		NodeID: cfg.NodeID, HTTP: r.httpAddr, PID: os.Getpid()}); err != nil {
+		return err
+	}
+	for _, step := range []struct {
+		name string
+		fn   func() error
+	}{
+		{"raft", r.startRaft},
+		{"CA keys", r.startCA},
+		{"record store and audit", r.startAudit},
+		{"credentials", r.startCreds},
+		{"API", r.startAPI},
+	} {
+		r.step(step.name)
+		if err := step.fn(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *run) startRaft() error {
+	s, cfg := r.s, r.s.cfg
+	hcfg := ha.Config{NodeID: cfg.NodeID, DataDir: cfg.DataDir, Bootstrap: true, Registerer: s.reg, Logger: s.log}
+	leaderWait := 30 * time.Second
+	if cfg.Cluster.Enabled() {
+		cl, err := newClusterNode(r.ctx, cfg.TrustDomain, cfg.DataDir, cfg.NodeID, cfg.Cluster, s.log)
+		if err != nil {
+			return err
+		}
+		r.cluster = cl
+		cl.haConfig(&hcfg)
+		leaderWait = 2 * time.Minute // the other members may be starting too
+	}
+	node, err := ha.New(r.ctx, hcfg)
+	if err != nil {
+		return err
+	}
+	r.node = node
+	s.node.Store(node)
+	if cl := r.cluster; cl != nil {
+		peer, lis := cl.peerServer(node), cl.trans.PeerListener()
+		r.peers.Go("cluster peer service", func(ctx context.Context) error {
+			return serveUntil(ctx, func() error { return peer.Serve(lis) }, func() { gracefulStop(peer, 5*time.Second) })
+		})
+		if err := cl.join(r.ctx); err != nil {
+			return err
+		}
+		// A joining or restarting member must see the replicated CA root
+		// before the key manager looks at it (it would otherwise create one).
+		if !cl.firstBoot {
+			if err := waitRoot(r.ctx, node, 2*time.Minute); err != nil {
+				return err
+			}
+		}
+	}
+	wctx, cancel := context.WithTimeout(r.ctx, leaderWait)
+	defer cancel()
+	if err := node.WaitLeader(wctx); err != nil {
+		return fmt.Errorf("raft: no leader: %w", err)
+	}
+	return nil
+}
+
+// waitRoot waits until the CA state holds an active root.
+func waitRoot(ctx context.Context, node *ha.Node, d time.Duration) error {
+	t := time.NewTicker(50 * time.Millisecond) // polling interval
+	defer t.Stop()
+	deadline := time.Now().Add(d)
+	for {
+		if _, ok := node.CAState().Active(); ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cluster: no CA root replicated from the cluster within %v", d)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// startCA opens the CA keys (making the first root on a first start) and
+// builds the CA with the entry authorizer, the decision log and the
+// bounded journal.
+func (r *run) startCA() error {
+	s, cfg := r.s, r.s.cfg
+	_, existed := r.node.CAState().Active()
+	r.reportIgnored(existed)
+	var err error
+	r.keys, err = keys.New(keys.Config{Settings: cfg.Keys, TrustDomain: cfg.TrustDomain, DataDir: cfg.DataDir,
+		MaxSVID: ca.DefaultMaxTTL, State: haNode{r.node}, Logger: s.log, Registerer: s.reg})
+	if err != nil {
+		return err
+	}
+	first, err := r.keys.Start(r.ctx)
+	if err != nil {
+		return err
+	}
+	r.decisions, err = decisions.New(decisions.Config{Policy: cfg.Audit.Decisions, NodeID: cfg.NodeID,
+		Buffer: cfg.Audit.DecisionsBuffer, Logger: s.log, Registerer: s.reg})
+	if err != nil {
+		return err
+	}
+	r.journal, err = journal.New(journal.Config{Node: r.node, MaxUnexported: cfg.Audit.MaxUnexported,
+		FailClosed: cfg.Audit.FailClosed, Logger: s.log, Registerer: s.reg})
+	if err != nil {
+		return err
+	}
+	r.ca, err = ca.New(ca.Config{
+		TrustDomain: cfg.TrustDomain, Issuer: first, NodeID: cfg.NodeID, MinCappedTTL: cfg.Keys.MinCappedTTL(),
+		Authorizer: r.decisions.Wrap(authz.New(cfg.TrustDomain, r.node)), Journal: r.journal, Logger: s.log, MaxBatch: cfg.MaxBatch,
+	})
+	if err != nil {
+		return err
+	}
+	r.jwt = &keys.JWTKeys{State: r.node, CA: r.ca, NodeID: cfg.NodeID, Logger: s.log}
+	return r.jwt.Start(r.ctx)
+}
+
+// startAudit opens the record store and the audit key and starts the
+// checkpointer, the exporter, the decision writer and the journal watch.
+func (r *run) startAudit() error {
+	s, cfg := r.s, r.s.cfg
+	store, err := openStore(r.ctx, cfg.Store, cfg.StoreOptional, s.log)
+	if err != nil {
+		return err
+	}
+	if s.hooks.wrapStore != nil {
+		store = s.hooks.wrapStore(store)
+	}
+	r.store = store
+	if r.auditKey, err = r.keys.OpenAuditKey(r.ctx, cfg.Audit.Key, cfg.Audit.CertTTL); err != nil {
+		return err
+	}
+	s.log.Info("audit key ready", "key", r.auditKey.KeyID(), "checkpoint_every", cfg.Audit.CheckpointEvery, "checkpoint_interval", cfg.Audit.CheckpointInterval)
+	node, ak := r.node, r.auditKey
+	r.loops.Go("checkpointer", func(ctx context.Context) error {
+		return node.RunCheckpointer(ctx, ha.CheckpointConfig{Signer: ak.Signer(), CertDER: ak.CertDER,
+			Every: cfg.Audit.CheckpointEvery, Interval: cfg.Audit.CheckpointInterval, Registerer: s.reg})
+	})
+	r.loops.Go("exporter", func(ctx context.Context) error { return node.RunExporter(ctx, store) })
+	r.loops.Go("journal watch", r.journal.Run)
+	r.decisionLoop.Go("decision log", func(ctx context.Context) error { return r.decisions.Run(ctx, store) })
+	if s.hooks.loop != nil {
+		r.loops.Go("test loop", s.hooks.loop)
+	}
+	return nil
+}
+
+// startCreds issues the node SVID (memory; also files in cluster mode,
+// where raft presents it too) and the admin and auditor credentials
+// (files), writes DATA/bundle.pem and starts the loops that keep them, the
+// CA's issuer and the JWT keys current.
+func (r *run) startCreds() error {
+	s, cfg := r.s, r.s.cfg
+	nodeID, err := ca.NodeID(cfg.TrustDomain, cfg.NodeID)
+	if err != nil {
+		return fmt.Errorf("--node-id: %w", err)
+	}
+	r.nodeSVID = client.NewRotatingSVID(nil)
+	nodeDir := ""
+	if r.cluster != nil { // keep it for restarts
+		r.nodeSVID, nodeDir = r.cluster.svid, nodeCredDir(cfg.DataDir)
+	}
+	for _, c := range []*selfCred{
+		{ca: r.ca, id: nodeID, ttl: time.Hour, dir: nodeDir, set: r.nodeSVID.Set, log: s.log},
+		{ca: r.ca, id: ca.AdminID(cfg.TrustDomain), ttl: time.Hour, dir: r.path("admin"), log: s.log},
+		{ca: r.ca, id: ca.AuditorID(cfg.TrustDomain), ttl: time.Hour, dir: r.path("auditor"), log: s.log},
+	} {
+		if err := c.mint(r.ctx); err != nil {
+			return err
+		}
+		r.loops.Go("renew "+c.id.String(), c.run)
+	}
+	writeBundle := func(b ha.Bundle) error {
+		if err := atomicfile.Write(r.path("bundle.pem"), PEMCerts(b.Roots...), 0o644); err != nil {
+			return fmt.Errorf("write bundle: %w", err)
+		}
+		return nil
+	}
+	if err := writeBundle(r.node.Bundle()); err != nil {
+		return err
+	}
+	r.keys.Attach(r.ca, func(b ha.Bundle) {
+		if err := writeBundle(b); err != nil {
+			s.log.Error("write bundle", "err", err)
+		}
+	})
+	r.loops.Go("key manager", r.keys.Run)
+	r.loops.Go("jwt keys", r.jwt.Run)
+	return nil
+}
+
+// startAPI starts the federation fetcher and serves the gRPC API, the
+// bundle endpoint and pprof.
+func (r *run) startAPI() error {
+	s, cfg := r.s, r.s.cfg
+	node := haNode{r.node}
+	fed, err := api.NewFederator(api.FederatorConfig{Store: r.node, Roots: r.webRoots, IsLeader: node.IsLeader, Logger: s.log})
+	if err != nil {
+		return err
+	}
+	r.loops.Go("federation fetcher", func(ctx context.Context) error { fed.Run(ctx); return nil })
+	srv, err := api.New(api.Config{
+		TrustDomain: cfg.TrustDomain, Issuer: r.ca, State: r.node, Records: r.store, Audit: r.store, Checkpoints: r.node,
+		SVID: r.nodeSVID, CA: r.keys, JWT: r.ca, Trust: r.node, Federation: r.node, Federator: fed, Cluster: r.node,
+		Backup: &backupSource{node: r.node, nodeID: cfg.NodeID, dir: cfg.DataDir},
+		Logger: s.log, Registerer: s.reg, AgentTTL: cfg.AgentTTL,
+		MaxInFlight: cfg.MaxInFlight, MaxQueue: cfg.MaxQueue, MaxBatch: cfg.MaxBatch,
+	})
+	if err != nil {
+		return err
+	}
+	lis := r.lis
+	r.lis = nil
+	r.serving.Go("api", func(ctx context.Context) error {
+		return serveUntil(ctx, func() error { return srv.Serve(lis) }, func() { srv.Stop(10 * time.Second) })
+	})
+	if r.blis != nil {
+		tlsCfg, profile := api.BundleEndpointTLS(r.nodeSVID), api.ProfileSPIFFE
+		if r.bundleCert != nil {
+			tlsCfg = &tls.Config{Certificates: []tls.Certificate{*r.bundleCert}, MinVersion: tls.VersionTLS12}
+			profile = api.ProfileWeb
+		}
+		s.log.Info("bundle endpoint", "profile", profile)
+		r.serveHTTP("bundle endpoint", &r.blis, api.BundleEndpoint(cfg.TrustDomain, r.node, r.node, s.log), tlsCfg)
+	}
+	if r.plis != nil {
+		r.serveHTTP("pprof", &r.plis, pprofMux(), nil)
+	}
+	return nil
+}
+
+// stop tears down what start did, in order: stop accepting (the API
+// drains in-flight calls for up to 10 s), stop and join the background
+// loops, write the pending decisions, close the keys, close the record
+// store (nothing writes to it any more), stop the peer service, then raft.
+func (r *run) stop() {
+	log := r.s.log
+	r.serving.Stop()
+	r.loops.Stop()
+	r.decisionLoop.Stop()
+	closeLogged := func(what string, close func() error) {
+		if err := close(); err != nil {
+			log.Error("shutdown: close "+what, "err", err)
+		}
+	}
+	if r.keys != nil {
+		closeLogged("CA keys", r.keys.Close)
+	}
+	if r.auditKey != nil {
+		closeLogged("audit key", r.auditKey.Close)
+	}
+	if r.store != nil {
+		closeLogged("record store", r.store.Close)
+	}
+	r.peers.Stop()
+	if r.node != nil {
+		closeLogged("raft", r.node.Close)
+	}
+	if r.cluster != nil {
+		r.cluster.close()
+	}
+	r.closeListeners()
+}
