@@ -43,7 +43,7 @@ type Config struct {
 	Audit   Audit
 	Cluster Cluster
 
-	Logger   *slog.Logger        // default slog.Default()
+	Logger   *slog.Logger         // default slog.Default()
 	Registry *prometheus.Registry // default: a new one with the Go and process collectors
 }
 

@@ -23,7 +23,11 @@ func (a *activeJWT) SetJWTKey(k ca.JWTKey) error {
 	return nil
 }
 
-func (a *activeJWT) list() []string { a.mu.Lock(); defer a.mu.Unlock(); return append([]string(nil), a.ids...) }
+func (a *activeJWT) list() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.ids...)
+}
 
 // TestJWTRotation: a key is published before it signs, the next one is
 // published at half life and activated at 5/6 of it.
