@@ -19,6 +19,7 @@ import (
 
 	"github.com/tier0-ca/tier0/api"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/internal/server"
 	"github.com/tier0-ca/tier0/storage"
 )
 
@@ -243,7 +244,7 @@ func verifyOffline(ctx context.Context, dsn string, bundles []string, from, to u
 		}
 		roots = append(roots, rs...)
 	}
-	store, err := openRecordStore(ctx, dsn)
+	store, err := server.OpenStore(ctx, dsn)
 	if err != nil {
 		return nil, err
 	}

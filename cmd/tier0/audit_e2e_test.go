@@ -15,6 +15,7 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca/record"
+	"github.com/tier0-ca/tier0/internal/server"
 	"github.com/tier0-ca/tier0/storage/storagetest"
 )
 
@@ -299,7 +300,7 @@ func TestAuditVerifyTamperCLI(t *testing.T) {
 func storeFacts(t *testing.T, b auditBackend, last uint64) (cps []uint64, jwtSeq uint64) {
 	t.Helper()
 	ctx := context.Background()
-	s, err := openRecordStore(ctx, b.dsn)
+	s, err := server.OpenStore(ctx, b.dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca/record"
+	"github.com/tier0-ca/tier0/internal/server"
 	"github.com/tier0-ca/tier0/internal/testenv"
 )
 
@@ -183,7 +184,7 @@ func TestAuditPostgresOutage(t *testing.T) {
 
 	// Exactly once: the store catches up to the journal, with every serial once.
 	seq := srv.metric(t, "tier0_journal_seq")
-	s, err := openRecordStore(context.Background(), dsnA)
+	s, err := server.OpenStore(context.Background(), dsnA)
 	if err != nil {
 		t.Fatal(err)
 	}

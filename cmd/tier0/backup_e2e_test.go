@@ -14,6 +14,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/tier0-ca/tier0/api/client"
+	"github.com/tier0-ca/tier0/internal/operator"
+	"github.com/tier0-ca/tier0/internal/restore"
 	"github.com/tier0-ca/tier0/storage"
 )
 
@@ -87,7 +89,7 @@ func TestBackupRestore(t *testing.T) {
 	}
 	bak, plain := filepath.Join(tmp, "b.tier0"), filepath.Join(tmp, "plain.tier0")
 	out := must(src.cli("backup", "create", "--out", bak, "--include-dev-key", "--passphrase-file", pass, "-o", "json"))
-	var created backupResult
+	var created operator.BackupResult
 	if err := json.Unmarshal([]byte(out), &created); err != nil {
 		t.Fatalf("backup create output %q: %v", out, err)
 	}
@@ -145,7 +147,7 @@ func TestBackupRestore(t *testing.T) {
 	}
 
 	out = must(runBin("tier0", "restore", "--from", bak, "--data-dir", dstDir, "--passphrase-file", pass, "--store", dsn, "--trust-domain", "example.org", "-o", "json"))
-	var res restoreResult
+	var res restore.Result
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("restore output %q: %v", out, err)
 	}

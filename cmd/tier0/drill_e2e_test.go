@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/tier0-ca/tier0/internal/drill"
 )
 
 // TestDrillRestoreCluster: `tier0 drill restore` against a 3-node cluster:
@@ -16,7 +18,7 @@ func TestDrillRestoreCluster(t *testing.T) {
 		must(first.cli("entry", "create", "--agent", "h1", "--spiffe-id", id, "--server", strings.Join(c.apis, ",")))
 	}
 	out, err := first.cli("drill", "restore", "--json", "--server", strings.Join(c.apis, ","))
-	var d restoreDrill
+	var d drill.RestoreReport
 	if jerr := json.Unmarshal([]byte(out), &d); jerr != nil || err != nil {
 		t.Fatalf("drill restore: %v\n%s", err, out)
 	}
@@ -52,7 +54,7 @@ func TestDrillFailover(t *testing.T) {
 		{"drill", "failover", "--cluster", cluster, "--json", "--after", "1s", "--kill-local", "--node-dirs", strings.Join(dirs, ",")},
 	} {
 		out, err := first.cli(args...)
-		var d failoverDrill
+		var d drill.FailoverReport
 		if jerr := json.Unmarshal([]byte(out), &d); jerr != nil || err != nil {
 			t.Fatalf("%v: %v\n%s", args, err, out)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/tier0-ca/tier0/api/client"
+	"github.com/tier0-ca/tier0/internal/serverinfo"
 	"github.com/tier0-ca/tier0/internal/testenv"
 )
 
@@ -39,7 +40,7 @@ type proc struct {
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when cmd has been waited for
 	log     *testenv.Buffer
-	info    serverInfo
+	info    serverinfo.Info
 }
 
 func startServer(t *testing.T, dataDir string, args ...string) *proc {

@@ -21,6 +21,7 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/internal/hsmtest"
+	"github.com/tier0-ca/tier0/internal/server/keys"
 	"github.com/tier0-ca/tier0/signer/kmsfake"
 	"github.com/tier0-ca/tier0/signer/kmsfake/awsfake"
 	"github.com/tier0-ca/tier0/signer/kmsfake/gcpfake"
@@ -157,7 +158,7 @@ func TestKeyCustodyBackends(t *testing.T) {
 		"gcpkms": gcpBackend,
 	}
 	for _, name := range []string{"soft", "pkcs11", "awskms", "gcpkms"} {
-		for _, mode := range []string{modeDirect, modeDelegated} {
+		for _, mode := range []string{keys.Direct, keys.Delegated} {
 			t.Run(name+"/"+mode, func(t *testing.T) {
 				kb := backends[name](t)
 				srv := startKeyServer(t, t.TempDir(), "--signer", kb.uri, "--signing-mode", mode)
@@ -166,7 +167,7 @@ func TestKeyCustodyBackends(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := map[string]int{modeDirect: 1, modeDelegated: 2}[mode]; len(chain) != want {
+				if want := map[string]int{keys.Direct: 1, keys.Delegated: 2}[mode]; len(chain) != want {
 					t.Fatalf("chain of %d certificates, want %d in %s mode", len(chain), want, mode)
 				}
 				list := must(srv.cli("ca", "list"))

@@ -1,34 +1,18 @@
 package main
 
 import (
-	"context"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"log/slog"
-	"os"
-	"path/filepath"
-	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/spf13/cobra"
 
-	"github.com/tier0-ca/tier0/ca/record"
-	"github.com/tier0-ca/tier0/ha"
-	"github.com/tier0-ca/tier0/internal/atomicfile"
-	"github.com/tier0-ca/tier0/storage"
+	"github.com/tier0-ca/tier0/internal/restore"
 )
 
-type restoreFlags struct {
-	from, nodeID, td, passFile, store, raftAddr, output string
-	force                                               bool
-}
-
 func newRestoreCmd(g *globalFlags) *cobra.Command {
-	f := &restoreFlags{}
+	f := &restore.Config{}
+	var passFile, output string
 	cmd := &cobra.Command{
 		Use:   "restore --from FILE --data-dir DIR [--force] [--node-id ID] [--trust-domain TD] [--store DSN] [--passphrase-file F]",
 		Short: "Bootstrap a new single node (or the first node of a new cluster) from a backup",
@@ -43,12 +27,19 @@ backup's hash chain and the journal head moves to the store's last record,
 so issuance continues the chain the store holds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			res, err := runRestore(cmd.Context(), g.dataDir, f, g.logger())
+			f.DataDir, f.Logger = g.dataDir, g.logger()
+			if passFile != "" {
+				var err error
+				if f.Passphrase, err = readPassphrase(passFile); err != nil {
+					return err
+				}
+			}
+			res, err := restore.Run(cmd.Context(), *f)
 			if err != nil {
 				return err
 			}
-			return printJSONOr(cmd.OutOrStdout(), f.output, res, func(w io.Writer) {
-				fmt.Fprintf(w, "restored %s into %s as node %s\n", f.from, g.dataDir, res.NodeID)
+			return printJSONOr(cmd.OutOrStdout(), output, res, func(w io.Writer) {
+				fmt.Fprintf(w, "restored %s into %s as node %s\n", f.From, g.dataDir, res.NodeID)
 				fmt.Fprintf(w, "  journal  seq %d, head %s (backup seq %d; %d records caught up from the store)\n", res.Seq, res.Head, res.BackupSeq, res.CaughtUp)
 				fmt.Fprintf(w, "  state    %d entries, %d tokens, %d bundle roots\n", res.Entries, res.Tokens, res.BundleRoots)
 				if res.DevKeys > 0 {
@@ -62,207 +53,16 @@ so issuance continues the chain the store holds.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.from, "from", "", "backup file (tier0 backup create)")
-	fl.BoolVar(&f.force, "force", false, "restore into a non-empty data dir: replaces its raft state (raft/), keeps records.db")
-	fl.StringVar(&f.nodeID, "node-id", "", "node ID of the restored node (default: the backup's)")
-	fl.StringVar(&f.td, "trust-domain", "", "refuse a backup of any other trust domain")
-	fl.StringVar(&f.passFile, "passphrase-file", "", "passphrase of a backup made with --include-dev-key: restores the DEV-ONLY soft key")
-	fl.StringVar(&f.store, "store", "", "record store the old cluster exported to: catch the journal head up to it (sqlite:PATH or postgres://...)")
-	fl.StringVar(&f.raftAddr, "raft-addr", "", "raft address this node will use in a cluster (recorded in the raft configuration); empty: single node")
-	fl.StringVarP(&f.output, "output", "o", "text", "text or json")
+	fl.StringVar(&f.From, "from", "", "backup file (tier0 backup create)")
+	fl.BoolVar(&f.Force, "force", false, "restore into a non-empty data dir: replaces its raft state (raft/), keeps records.db")
+	fl.StringVar(&f.NodeID, "node-id", "", "node ID of the restored node (default: the backup's)")
+	fl.StringVar(&f.TrustDomain, "trust-domain", "", "refuse a backup of any other trust domain")
+	fl.StringVar(&passFile, "passphrase-file", "", "passphrase of a backup made with --include-dev-key: restores the DEV-ONLY soft key")
+	fl.StringVar(&f.Store, "store", "", "record store the old cluster exported to: catch the journal head up to it (sqlite:PATH or postgres://...)")
+	fl.StringVar(&f.RaftAddr, "raft-addr", "", "raft address this node will use in a cluster (recorded in the raft configuration); empty: single node")
+	fl.StringVarP(&output, "output", "o", "text", "text or json")
 	_ = cmd.MarkFlagRequired("from")
 	return cmd
-}
-
-type restoreResult struct {
-	NodeID      string   `json:"node_id"`
-	TrustDomain string   `json:"trust_domain"`
-	BackupSeq   uint64   `json:"backup_seq"`
-	CaughtUp    uint64   `json:"caught_up_from_store"`
-	Seq         uint64   `json:"seq"`
-	Head        string   `json:"head"`
-	Entries     int      `json:"entries"`
-	Tokens      int      `json:"tokens"`
-	BundleRoots int      `json:"bundle_roots"`
-	DevKeys     int      `json:"dev_keys"`
-	Seconds     float64  `json:"seconds"`
-	Warnings    []string `json:"warnings,omitempty"`
-}
-
-func runRestore(ctx context.Context, dir string, f *restoreFlags, log *slog.Logger) (restoreResult, error) {
-	start := time.Now()
-	b, info, err := verifyBackup(f.from)
-	if err != nil {
-		return restoreResult{}, err
-	}
-	defer b.Close()
-	m := b.Manifest
-	if f.td != "" && f.td != m.TrustDomain {
-		return restoreResult{}, fmt.Errorf("restore: %s is a backup of trust domain %q, not %q", f.from, m.TrustDomain, f.td)
-	}
-	if f.nodeID == "" {
-		f.nodeID = m.NodeID
-	}
-	var pass []byte
-	if f.passFile != "" {
-		if m.DevKeys == nil {
-			return restoreResult{}, errors.New("restore: --passphrase-file given but the backup holds no dev key")
-		}
-		if pass, err = readPassphrase(f.passFile); err != nil {
-			return restoreResult{}, err
-		}
-	}
-	var keys map[string][]byte
-	if pass != nil {
-		if keys, err = m.DevKeys.open(pass, m.TrustDomain); err != nil {
-			return restoreResult{}, err
-		}
-	}
-	if err := prepareDataDir(dir, f.force); err != nil {
-		return restoreResult{}, err
-	}
-	res := restoreResult{NodeID: f.nodeID, TrustDomain: m.TrustDomain, BackupSeq: m.Journal.Seq}
-	for rel, pem := range keys {
-		if p, ok := devKeyPath("soft:" + rel); !ok || p != rel {
-			return res, fmt.Errorf("restore: dev key path %q is not inside the data dir", rel)
-		}
-		path := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return res, fmt.Errorf("restore: %w", err)
-		}
-		if err := atomicfile.Write(path, pem, 0o600); err != nil {
-			return res, fmt.Errorf("restore: dev key: %w", err)
-		}
-		res.DevKeys++
-	}
-	if m.DevKeys != nil && pass == nil {
-		res.Warnings = append(res.Warnings, "the backup holds an encrypted dev key that was not restored (no --passphrase-file)")
-	}
-	for _, r := range info.CARoots {
-		if rel, ok := devKeyPath(r.KeyURI); ok && keys[rel] == nil {
-			if _, err := os.Stat(filepath.Join(dir, rel)); err != nil {
-				res.Warnings = append(res.Warnings, fmt.Sprintf("CA root %s uses the soft key %s, which is not in %s: the server cannot sign with it", r.ID, rel, dir))
-			}
-		}
-	}
-
-	var meta raft.SnapshotMeta
-	if err := json.Unmarshal(m.Raft.Meta, &meta); err != nil {
-		return res, fmt.Errorf("restore: raft meta: %w", err)
-	}
-	var payload io.Reader = b.Payload()
-	meta.Size = m.Payload.Size
-	if f.store != "" {
-		adv, n, err := catchUp(ctx, dir, f.store, b, &info)
-		if err != nil {
-			return res, err
-		}
-		if adv != nil {
-			defer os.Remove(adv.Name())
-			defer adv.Close()
-			st, _ := adv.Stat()
-			payload, meta.Size, res.CaughtUp = adv, st.Size(), n
-		}
-	}
-
-	cfg := ha.Config{NodeID: f.nodeID, DataDir: dir, Bootstrap: true, Logger: quietLogger(log)}
-	if f.raftAddr != "" {
-		_, cfg.Transport = raft.NewInmemTransport(raft.ServerAddress(f.raftAddr))
-	}
-	node, err := ha.New(ctx, cfg)
-	if err != nil {
-		return res, fmt.Errorf("restore: %w", err)
-	}
-	defer node.Close()
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := node.WaitLeader(wctx); err != nil {
-		return res, fmt.Errorf("restore: %w", err)
-	}
-	rctx, rcancel := context.WithTimeout(ctx, 30*time.Minute)
-	defer rcancel()
-	if err := node.RestoreBackup(rctx, &meta, payload); err != nil {
-		return res, fmt.Errorf("restore: %w", err)
-	}
-	js := node.JournalStatus()
-	if js.Seq != info.Seq || hex.EncodeToString(js.Head) != hex.EncodeToString(info.Head) {
-		return res, fmt.Errorf("restore: restored journal at seq %d, want %d", js.Seq, info.Seq)
-	}
-	res.Seq, res.Head = js.Seq, hex.EncodeToString(js.Head)
-	res.Entries, res.Tokens, res.BundleRoots = len(node.ListEntries("")), info.Tokens, len(node.Bundle().Roots)
-	if err := node.Close(); err != nil {
-		return res, fmt.Errorf("restore: %w", err)
-	}
-	res.Seconds = time.Since(start).Seconds()
-	return res, nil
-}
-
-// prepareDataDir refuses a data dir with anything in it unless force, and
-// then removes only what a restore replaces: raft state and the files a
-// server writes at start. The record store (records.db) and key files stay.
-func prepareDataDir(dir string, force bool) error {
-	ents, err := os.ReadDir(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return os.MkdirAll(dir, 0o700)
-	case err != nil:
-		return fmt.Errorf("restore: %w", err)
-	}
-	if len(ents) == 0 {
-		return nil
-	}
-	if !force {
-		return fmt.Errorf("restore: data dir %s is not empty (%d entries): refusing to overwrite it (use an empty dir, or --force to replace its raft state)", dir, len(ents))
-	}
-	for _, name := range []string{"raft", "server.json", "bundle.pem", "admin", "auditor", "node"} {
-		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
-			return fmt.Errorf("restore: --force: %w", err)
-		}
-	}
-	return nil
-}
-
-// catchUp moves the backup's journal head over records the store got after
-// the backup was taken. It returns nil when the store is not ahead.
-func catchUp(ctx context.Context, dir, dsn string, b *backupFile, info *ha.SnapshotInfo) (*os.File, uint64, error) {
-	store, err := storage.Open(ctx, dsn)
-	if err != nil {
-		return nil, 0, fmt.Errorf("restore: --store: %w", err)
-	}
-	defer store.Close()
-	last, err := store.LastSeq(ctx)
-	if err != nil {
-		return nil, 0, fmt.Errorf("restore: --store: %w", err)
-	}
-	if last <= info.Seq {
-		return nil, 0, nil
-	}
-	tmp, err := os.CreateTemp(dir, ".restore-payload-")
-	if err != nil {
-		return nil, 0, fmt.Errorf("restore: %w", err)
-	}
-	adv, err := ha.AdvanceSnapshot(b.Payload(), tmp, func(fn func(*record.Record) error) error {
-		return store.Range(ctx, info.Seq+1, last, fn)
-	})
-	if err == nil {
-		_, err = tmp.Seek(0, io.SeekStart)
-	}
-	if err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return nil, 0, fmt.Errorf("restore: catch up from the store: %w", err)
-	}
-	n := adv.Seq - info.Seq
-	*info = adv
-	return tmp, n, nil
-}
-
-// quietLogger keeps raft's chatter out of a CLI command unless debugging.
-func quietLogger(log *slog.Logger) *slog.Logger {
-	if log.Enabled(context.Background(), slog.LevelDebug) {
-		return log
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 }
 
 func printJSONOr(w io.Writer, output string, v any, text func(io.Writer)) error {

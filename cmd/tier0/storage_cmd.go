@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tier0-ca/tier0/internal/server"
 )
 
 // `tier0 storage`: schema migration and retention of the record store
@@ -26,7 +28,7 @@ func newStorageCmd(g *globalFlags) *cobra.Command {
 		Short: "Apply the schema migrations this binary embeds (the server also does at start)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := openRecordStore(cmd.Context(), storeDSN())
+			s, err := server.OpenStore(cmd.Context(), storeDSN())
 			if err != nil {
 				return err
 			}
@@ -60,7 +62,7 @@ Records after the last checkpoint before T are never deleted. See docs/AUDIT.md 
 			if !yes {
 				return fmt.Errorf("prune deletes audit data before %s for good: pass --yes", t.UTC().Format(time.RFC3339))
 			}
-			s, err := openRecordStore(cmd.Context(), storeDSN())
+			s, err := server.OpenStore(cmd.Context(), storeDSN())
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca/record"
+	"github.com/tier0-ca/tier0/internal/server"
 	"github.com/tier0-ca/tier0/internal/testenv"
 )
 
@@ -75,7 +76,7 @@ func TestStoreOptionalPostgresDownAtStart(t *testing.T) {
 		return strings.Contains(srv.log.String(), "record store connected")
 	})
 	seq := srv.metric(t, "tier0_journal_seq")
-	s, err := openRecordStore(ctx, dsn)
+	s, err := server.OpenStore(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,13 +14,13 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
 
 	"github.com/tier0-ca/tier0/api"
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ha"
 	"github.com/tier0-ca/tier0/internal/atomicfile"
+	"github.com/tier0-ca/tier0/internal/operator"
 )
 
 // Cluster mode (see ha/DESIGN.md "Cluster"). With a raft address the node
@@ -111,7 +111,7 @@ func (c *clusterNode) attest(ctx context.Context) error {
 	}
 	resp, err := cl.Bootstrap().AttestJoinToken(ctx, &tier0v1.AttestJoinTokenRequest{Token: c.cfg.JoinToken, Csr: csr})
 	if err != nil {
-		return fmt.Errorf("cluster: attest node join token: %w", statusErr(err))
+		return fmt.Errorf("cluster: attest node join token: %w", operator.Err(err))
 	}
 	svid, err := client.ParseChain(resp.GetChain(), key, c.fileB)
 	if err != nil {
@@ -191,7 +191,7 @@ func (c *clusterNode) join(ctx context.Context) error {
 	defer cancel()
 	addr := string(c.trans.LocalAddr())
 	if _, err := tier0v1.NewClusterClient(cl).ClusterJoin(jctx, &tier0v1.ClusterJoinRequest{NodeId: c.nodeID, RaftAddress: addr}); err != nil {
-		return fmt.Errorf("cluster: join: %w", statusErr(err))
+		return fmt.Errorf("cluster: join: %w", operator.Err(err))
 	}
 	if err := atomicfile.Write(joinedMarker(c.dir), []byte(addr+"\n"), 0o600); err != nil {
 		return err
@@ -213,12 +213,4 @@ type bundleFunc func(spiffeid.TrustDomain) (*x509bundle.Bundle, error)
 
 func (f bundleFunc) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
 	return f(td)
-}
-
-// statusErr turns a gRPC status into a one-line message.
-func statusErr(err error) error {
-	if st, ok := status.FromError(err); ok {
-		return fmt.Errorf("%s: %s", st.Code(), st.Message())
-	}
-	return err
 }

@@ -35,6 +35,10 @@ type Config struct {
 	MaxQueue    int           // mint calls queued before ResourceExhausted
 	MaxBatch    int           // items per MintX509SVIDs call
 
+	MaxPendingPerSource int           // API connections one source may have open before their TLS handshake ends
+	HandshakeTimeout    time.Duration // an API connection must finish its TLS and HTTP/2 handshake within this
+	IdleTimeout         time.Duration // an API connection with no call for this long is closed
+
 	Pprof              string         // net/http/pprof address (loopback only); "": off
 	BundleEndpoint     BundleEndpoint // SPIFFE bundle endpoint; Addr "": off
 	FederationWebRoots string         // PEM file of roots for https_web federation endpoints; "": the system's
@@ -94,6 +98,7 @@ func Defaults() Config {
 	return Config{
 		NodeID: "node1", Listen: "127.0.0.1:8443", HTTPListen: "127.0.0.1:8080",
 		AgentTTL: time.Hour, MaxQueue: 1024, MaxBatch: 256,
+		MaxPendingPerSource: 64, HandshakeTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute,
 		Keys: keys.Settings{IntermediateTTL: keys.DefaultIntermediateTTL, Timeout: keys.DefaultSignerTimeout, RootTTL: keys.DefaultRootTTL},
 		Audit: Audit{CertTTL: 365 * 24 * time.Hour, CheckpointEvery: ha.DefaultCheckpointEvery, CheckpointInterval: ha.DefaultCheckpointInterval,
 			Decisions: decisions.Policy{Mode: decisions.All, Rate: 1}, DecisionsBuffer: decisions.DefaultBuffer, MaxUnexported: 1_000_000},

@@ -65,15 +65,14 @@ func (r *run) closeListeners() {
 	}
 }
 
-// serveHTTP serves h on *lis in the serving group until it stops, then
+// serveHTTP serves hs on *lis in the serving group until it stops, then
 // shuts it down (in-flight requests get up to 5 s).
-func (r *run) serveHTTP(name string, lis *net.Listener, h http.Handler, tlsCfg *tls.Config) {
+func (r *run) serveHTTP(name string, lis *net.Listener, hs *http.Server, tlsCfg *tls.Config) {
 	l := *lis
 	*lis = nil // the server owns it now
 	if tlsCfg != nil {
 		l = tls.NewListener(l, tlsCfg)
 	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	r.serving.Go(name, func(ctx context.Context) error {
 		return serveUntil(ctx, func() error {
 			if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {

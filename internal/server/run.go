@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -66,7 +67,7 @@ func (r *run) start() error {
 	}
 	s.log.Info("starting tier0", "data_dir", cfg.DataDir, "trust_domain", cfg.TrustDomain.Name(), "node_id", cfg.NodeID)
 	// Health and metrics first: a node waiting for its peers is visible.
-	r.serveHTTP("http", &r.hlis, s.healthMux(s.reg), nil)
+	r.serveHTTP("http", &r.hlis, api.HTTPServer(s.healthMux(s.reg)), nil)
 	servers := []string{r.apiAddr}
 	if cfg.Cluster.Enabled() {
 		servers = append(servers, cfg.Cluster.Join...) // the CLI fails over between them
@@ -284,6 +285,7 @@ func (r *run) startAPI() error {
 		Backup: &backupSource{node: r.node, nodeID: cfg.NodeID, dir: cfg.DataDir},
 		Logger: s.log, Registerer: s.reg, AgentTTL: cfg.AgentTTL,
 		MaxInFlight: cfg.MaxInFlight, MaxQueue: cfg.MaxQueue, MaxBatch: cfg.MaxBatch,
+		MaxPendingPerSource: cfg.MaxPendingPerSource, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,
 	})
 	if err != nil {
 		return err
@@ -300,10 +302,10 @@ func (r *run) startAPI() error {
 			profile = api.ProfileWeb
 		}
 		s.log.Info("bundle endpoint", "profile", profile)
-		r.serveHTTP("bundle endpoint", &r.blis, api.BundleEndpoint(cfg.TrustDomain, r.node, r.node, s.log), tlsCfg)
+		r.serveHTTP("bundle endpoint", &r.blis, api.HTTPServer(api.BundleEndpoint(cfg.TrustDomain, r.node, r.node, s.log)), tlsCfg)
 	}
 	if r.plis != nil {
-		r.serveHTTP("pprof", &r.plis, pprofMux(), nil)
+		r.serveHTTP("pprof", &r.plis, &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 5 * time.Second}, nil)
 	}
 	return nil
 }

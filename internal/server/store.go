@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
+	"github.com/tier0-ca/tier0/internal/redact"
 	"github.com/tier0-ca/tier0/storage"
 )
 
@@ -31,7 +31,7 @@ func openStore(ctx context.Context, dsn string, optional bool, log *slog.Logger)
 	if !optional {
 		return OpenStore(ctx, dsn)
 	}
-	s, err := storage.OpenLazy(ctx, dsn, storage.LazyConfig{Logger: log, Describe: RedactDSN(dsn)})
+	s, err := storage.OpenLazy(ctx, dsn, storage.LazyConfig{Logger: log, Describe: redact.URL(dsn)})
 	if err != nil {
 		return nil, storeOpenError(dsn, err)
 	}
@@ -42,19 +42,5 @@ func storeOpenError(dsn string, err error) error {
 	if errors.Is(err, storage.ErrSchemaTooNew) {
 		return fmt.Errorf("record store: refusing to start: %w (a newer tier0 migrated this database; run that version, or restore a backup taken before the upgrade)", err)
 	}
-	return fmt.Errorf("record store: cannot open %s: %w (check --store and that the database is up; nothing was issued)", RedactDSN(dsn), err)
-}
-
-// RedactDSN drops a password from a URL-style DSN.
-func RedactDSN(dsn string) string {
-	scheme, rest, ok := strings.Cut(dsn, "://")
-	if !ok {
-		return dsn
-	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		if user, _, hasPw := strings.Cut(rest[:at], ":"); hasPw {
-			return scheme + "://" + user + ":xxxxx" + rest[at:]
-		}
-	}
-	return dsn
+	return fmt.Errorf("record store: cannot open %s: %w (check --store and that the database is up; nothing was issued)", redact.URL(dsn), err)
 }

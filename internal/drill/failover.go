@@ -1,36 +1,25 @@
-package main
+package drill
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/internal/operator"
+	"github.com/tier0-ca/tier0/internal/serverinfo"
 )
 
-type failoverFlags struct {
-	cluster  []string
-	killDirs []string
-	kill     bool
-	to       string
-	after    time.Duration
-	timeout  time.Duration
-	jsonOut  bool
-}
-
-// failoverDrill is the report of `tier0 drill failover`.
-type failoverDrill struct {
+// FailoverReport is the report of the failover drill (`tier0 drill failover`).
+type FailoverReport struct {
 	OK                  bool    `json:"ok"`
 	Method              string  `json:"method"` // transfer-leadership or sigkill
 	LeaderBefore        string  `json:"leader_before"`
@@ -47,48 +36,8 @@ type failoverDrill struct {
 	Error               string  `json:"error,omitempty"`
 }
 
-func newFailoverDrillCmd(g *globalFlags) *cobra.Command {
-	f := &failoverFlags{}
-	cmd := &cobra.Command{
-		Use:   "failover --cluster ADDRS [--kill-local --node-dirs DIRS] [--json]",
-		Short: "Issue probe SVIDs continuously while leadership moves (transfer, or SIGKILL of a local leader); report time to first good issuance and records lost",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(f.cluster) == 0 {
-				return errors.New("--cluster: give the API addresses of the cluster's nodes")
-			}
-			if f.kill && len(f.killDirs) == 0 {
-				return errors.New("--kill-local needs --node-dirs: the data dirs of the local nodes (their server.json names each PID)")
-			}
-			d := &failoverDrill{}
-			err := runFailoverDrill(cmd.Context(), g, f, d)
-			if err != nil {
-				d.Error = err.Error()
-			}
-			if perr := printJSONOr(cmd.OutOrStdout(), map[bool]string{true: "json"}[f.jsonOut], d, d.print); perr != nil {
-				return perr
-			}
-			if err != nil {
-				return fmt.Errorf("drill failover: %w", err)
-			}
-			if !d.OK {
-				return fmt.Errorf("drill failover: %d records lost", d.RecordsLost)
-			}
-			return nil
-		},
-	}
-	fl := cmd.Flags()
-	fl.StringSliceVar(&f.cluster, "cluster", nil, "API addresses of the cluster nodes (host:port,...)")
-	fl.BoolVar(&f.kill, "kill-local", false, "SIGKILL the leader's process (local clusters only; PIDs from DATA/server.json) instead of transferring leadership")
-	fl.StringSliceVar(&f.killDirs, "node-dirs", nil, "with --kill-local: data dirs of the local nodes")
-	fl.StringVar(&f.to, "to", "", "transfer leadership to this node ID (default: the most up-to-date follower)")
-	fl.DurationVar(&f.after, "after", 3*time.Second, "keep probing this long after the first good issuance following the disruption")
-	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up on a new leader / good issuance / export after this long")
-	fl.BoolVar(&f.jsonOut, "json", false, "print the report as JSON")
-	return cmd
-}
-
-func (d *failoverDrill) print(w io.Writer) {
+// Print writes the report as text.
+func (d *FailoverReport) Print(w io.Writer) {
 	verdict := "PASSED"
 	if !d.OK {
 		verdict = "FAILED"
@@ -104,22 +53,22 @@ func (d *failoverDrill) print(w io.Writer) {
 }
 
 // clusterStatus asks each address for its view; unreachable ones are skipped.
-func clusterStatus(ctx context.Context, g *globalFlags, addrs []string) (*tier0v1.ClusterStatusResponse, []error) {
+func clusterStatus(ctx context.Context, o operator.Options, addrs []string) (*tier0v1.ClusterStatusResponse, []error) {
 	var errs []error
 	for _, a := range addrs {
 		st, err := func() (*tier0v1.ClusterStatusResponse, error) {
 			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
-			gg := *g
-			gg.servers = []string{a}
-			c, err := dialOperator(cctx, &gg, "admin")
+			oo := o
+			oo.Servers = []string{a}
+			c, err := operator.Dial(cctx, oo, "admin")
 			if err != nil {
 				return nil, err
 			}
 			defer c.Close()
 			st, err := tier0v1.NewClusterClient(c).ClusterStatus(cctx, &tier0v1.ClusterStatusRequest{})
 			if err != nil {
-				return nil, cliErr(err)
+				return nil, operator.Err(err)
 			}
 			return st, nil
 		}()
@@ -134,42 +83,56 @@ func clusterStatus(ctx context.Context, g *globalFlags, addrs []string) (*tier0v
 	return nil, errs
 }
 
-func runFailoverDrill(ctx context.Context, g *globalFlags, f *failoverFlags, d *failoverDrill) error {
+// FailoverConfig configures Failover.
+type FailoverConfig struct {
+	Source    operator.Options // admin credential and bundle of the cluster
+	Cluster   []string         // API addresses of the cluster's nodes
+	KillLocal bool             // SIGKILL the leader's process instead of transferring leadership
+	NodeDirs  []string         // with KillLocal: data dirs of the local nodes (server.json names each PID)
+	To        string           // transfer leadership to this node ID ("": the most up-to-date follower)
+	After     time.Duration    // keep probing this long after the first good issuance following the disruption
+	Timeout   time.Duration    // give up on a new leader / good issuance / export after this long
+}
+
+// Failover issues probe SVIDs continuously while leadership moves and
+// fills d: time to the first good issuance and records lost (d.OK: none).
+func Failover(ctx context.Context, f FailoverConfig, d *FailoverReport) error {
+	g := f.Source
 	d.Method = "transfer-leadership"
-	if f.kill {
+	if f.KillLocal {
 		d.Method = "sigkill"
 	}
 	// Preflight, before any change: the cluster answers and has a leader.
-	st, errs := clusterStatus(ctx, g, f.cluster)
+	st, errs := clusterStatus(ctx, g, f.Cluster)
 	if st == nil {
 		return fmt.Errorf("cluster unreachable or without a leader, nothing changed: %w", errors.Join(errs...))
 	}
 	d.LeaderBefore = st.GetLeaderId()
 	var victim int
-	if f.kill {
-		pid, err := localPID(f.killDirs, d.LeaderBefore)
+	if f.KillLocal {
+		pid, err := localPID(f.NodeDirs, d.LeaderBefore)
 		if err != nil {
 			return fmt.Errorf("%w; nothing changed", err)
 		}
 		victim = pid
 	}
-	gg := *g
-	gg.servers = f.cluster
-	admin, err := dialOperator(ctx, &gg, "admin")
+	gg := g
+	gg.Servers = f.Cluster
+	admin, err := operator.Dial(ctx, gg, "admin")
 	if err != nil {
 		return err
 	}
 	defer admin.Close()
-	td, err := spiffeid.TrustDomainFromString(adminTD(g))
+	td, err := spiffeid.TrustDomainFromString(g.TrustDomainName())
 	if err != nil {
 		return err
 	}
-	bundle, err := client.LoadBundleFile(filepath.Join(g.dataDir, "bundle.pem"), td)
+	bundle, err := client.LoadBundleFile(filepath.Join(g.DataDir, "bundle.pem"), td)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	svid, entryID, err := enrollProbe(ctx, admin, f.cluster, td, bundle)
+	svid, entryID, err := enrollProbe(ctx, admin, f.Cluster, td, bundle)
 	if err != nil {
 		return err
 	}
@@ -180,7 +143,7 @@ func runFailoverDrill(ctx context.Context, g *globalFlags, f *failoverFlags, d *
 			_, _ = admin.Admin().DeleteEntry(cctx, &tier0v1.DeleteEntryRequest{Id: entryID})
 		}()
 	}
-	pc, err := client.New(ctx, client.Config{Addrs: f.cluster, TrustDomain: td, Bundle: bundle, SVID: client.NewRotatingSVID(svid)})
+	pc, err := client.New(ctx, client.Config{Addrs: f.Cluster, TrustDomain: td, Bundle: bundle, SVID: client.NewRotatingSVID(svid)})
 	if err != nil {
 		return err
 	}
@@ -191,42 +154,42 @@ func runFailoverDrill(ctx context.Context, g *globalFlags, f *failoverFlags, d *
 	done := make(chan struct{})
 	go func() { defer close(done); p.run(pctx) }()
 	defer func() { stopProbes(); <-done }()
-	if err := p.waitGood(ctx, time.Time{}, 3, f.timeout); err != nil {
+	if err := p.waitGood(ctx, time.Time{}, 3, f.Timeout); err != nil {
 		stopProbes()
 		return fmt.Errorf("probes before the disruption: %w", err)
 	}
 
 	t0 := time.Now()
-	if f.kill {
+	if f.KillLocal {
 		if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
 			return fmt.Errorf("SIGKILL leader %s (pid %d): %w", d.LeaderBefore, victim, err)
 		}
 		d.KilledPID = victim
 	} else {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		_, err := tier0v1.NewClusterClient(admin).TransferLeadership(cctx, &tier0v1.TransferLeadershipRequest{ToNodeId: f.to})
+		_, err := tier0v1.NewClusterClient(admin).TransferLeadership(cctx, &tier0v1.TransferLeadershipRequest{ToNodeId: f.To})
 		cancel()
 		if err != nil {
-			return fmt.Errorf("transfer leadership: %w", cliErr(err))
+			return fmt.Errorf("transfer leadership: %w", operator.Err(err))
 		}
 	}
-	deadline := t0.Add(f.timeout)
+	deadline := t0.Add(f.Timeout)
 	for {
-		if st, _ := clusterStatus(ctx, g, f.cluster); st != nil && st.GetLeaderId() != d.LeaderBefore {
+		if st, _ := clusterStatus(ctx, g, f.Cluster); st != nil && st.GetLeaderId() != d.LeaderBefore {
 			d.LeaderAfter, d.NewLeaderSeconds = st.GetLeaderId(), time.Since(t0).Seconds()
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no new leader within %v", f.timeout)
+			return fmt.Errorf("no new leader within %v", f.Timeout)
 		}
 		time.Sleep(50 * time.Millisecond) // polling interval
 	}
-	if err := p.waitGood(ctx, t0, 1, f.timeout); err != nil {
+	if err := p.waitGood(ctx, t0, 1, f.Timeout); err != nil {
 		return fmt.Errorf("issuance after the disruption: %w", err)
 	}
 	first := p.firstGoodAfter(t0)
 	d.FirstGoodSeconds = first.Sub(t0).Seconds()
-	time.Sleep(f.after) // keep probing on the new leader for a while
+	time.Sleep(f.After) // keep probing on the new leader for a while
 	stopProbes()
 	<-done
 
@@ -234,7 +197,7 @@ func runFailoverDrill(ctx context.Context, g *globalFlags, f *failoverFlags, d *
 	d.Requests, d.Failed, d.Received, d.MaxGapSeconds = p.requests, p.failed, len(p.serials), p.maxGap(start).Seconds()
 	serials := append([]string(nil), p.serials...)
 	p.mu.Unlock()
-	lost, waited, err := missingRecords(ctx, admin, td, serials, start, f.timeout)
+	lost, waited, err := missingRecords(ctx, admin, td, serials, start, f.Timeout)
 	if err != nil {
 		return err
 	}
@@ -246,26 +209,11 @@ func runFailoverDrill(ctx context.Context, g *globalFlags, f *failoverFlags, d *
 // localPID finds the PID of node id among the local data dirs.
 func localPID(dirs []string, id string) (int, error) {
 	for _, dir := range dirs {
-		raw, err := os.ReadFile(filepath.Join(dir, "server.json"))
-		if err != nil {
-			continue
-		}
-		var info serverInfo
-		if json.Unmarshal(raw, &info) == nil && info.NodeID == id && info.PID > 0 {
+		if info, err := serverinfo.Read(dir); err == nil && info.NodeID == id && info.PID > 0 {
 			return info.PID, nil
 		}
 	}
 	return 0, fmt.Errorf("--kill-local: no server.json in %s names the leader %q", strings.Join(dirs, ", "), id)
-}
-
-func adminTD(g *globalFlags) string {
-	if g.td != "" {
-		return g.td
-	}
-	var info serverInfo
-	raw, _ := os.ReadFile(filepath.Join(g.dataDir, "server.json"))
-	_ = json.Unmarshal(raw, &info)
-	return info.TrustDomain
 }
 
 // missingRecords polls the Audit API until every serial has a record (or
@@ -275,7 +223,7 @@ func missingRecords(ctx context.Context, admin *client.Client, td spiffeid.Trust
 	for {
 		resp, err := admin.Audit().ListRecords(ctx, &tier0v1.ListRecordsRequest{SpiffeId: probeID(td).String(), Since: since.Add(-time.Minute).Unix(), Limit: 10000})
 		if err != nil {
-			return 0, 0, fmt.Errorf("audit: %w", cliErr(err))
+			return 0, 0, fmt.Errorf("audit: %w", operator.Err(err))
 		}
 		have := map[string]bool{}
 		for _, r := range resp.GetRecords() {

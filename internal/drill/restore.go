@@ -1,4 +1,4 @@
-package main
+package drill
 
 import (
 	"bytes"
@@ -8,32 +8,35 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"time"
 
-	"github.com/spf13/cobra"
-
 	"github.com/tier0-ca/tier0/ca/record"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/backupfile"
+	"github.com/tier0-ca/tier0/internal/operator"
+	"github.com/tier0-ca/tier0/internal/restore"
+	"github.com/tier0-ca/tier0/internal/server"
 )
 
-// restoreDrill is the report of `tier0 drill restore`.
-type restoreDrill struct {
+// RestoreReport is the report of the restore drill (`tier0 drill restore`).
+type RestoreReport struct {
 	OK          bool               `json:"ok"`
 	RTOSeconds  float64            `json:"rto_seconds"` // backup start -> first good probe SVID
 	Phases      map[string]float64 `json:"phase_seconds"`
-	RPO         drillRPO           `json:"rpo"`
+	RPO         RPO                `json:"rpo"`
 	ProbeSerial string             `json:"probe_serial,omitempty"`
 	ProbeSeq    uint64             `json:"probe_seq,omitempty"`
-	Checks      []drillCheck       `json:"checks"`
+	Checks      []Check            `json:"checks"`
 	ScratchDir  string             `json:"scratch_dir,omitempty"` // only with --keep
 	Error       string             `json:"error,omitempty"`
 }
 
-// drillRPO is the data point the restore brings back.
-type drillRPO struct {
+// RPO is the data point the restore brings back.
+type RPO struct {
 	JournalSeq  uint64    `json:"journal_seq"`
 	JournalHead string    `json:"journal_head"`
 	LastCommit  time.Time `json:"last_commit"` // CommittedAt of the last record in the backup
@@ -41,51 +44,19 @@ type drillRPO struct {
 	RaftIndex   uint64    `json:"raft_index"`
 }
 
-type drillCheck struct {
+type Check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
 }
 
-func (d *restoreDrill) check(name string, ok bool, format string, a ...any) bool {
-	d.Checks = append(d.Checks, drillCheck{Name: name, OK: ok, Detail: fmt.Sprintf(format, a...)})
+func (d *RestoreReport) check(name string, ok bool, format string, a ...any) bool {
+	d.Checks = append(d.Checks, Check{Name: name, OK: ok, Detail: fmt.Sprintf(format, a...)})
 	return ok
 }
 
-func newDrillCmd(g *globalFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "drill", Short: "Rehearse disaster recovery: restore and failover drills with measured RTO/RPO"}
-	var jsonOut, keep bool
-	var bin string
-	restore := &cobra.Command{
-		Use:   "restore [--json] [--keep]",
-		Short: "Back up the running CA, restore it into a scratch node on loopback, verify it and issue a probe SVID",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			d := &restoreDrill{Phases: map[string]float64{}}
-			err := runRestoreDrill(cmd.Context(), g, d, bin, keep)
-			if err != nil {
-				d.Error = err.Error()
-			}
-			if perr := printJSONOr(cmd.OutOrStdout(), map[bool]string{true: "json"}[jsonOut], d, d.print); perr != nil {
-				return perr
-			}
-			if err != nil {
-				return fmt.Errorf("drill restore: %w", err)
-			}
-			if !d.OK {
-				return errors.New("drill restore: a check failed")
-			}
-			return nil
-		},
-	}
-	restore.Flags().BoolVar(&jsonOut, "json", false, "print the report as JSON")
-	restore.Flags().BoolVar(&keep, "keep", false, "keep the scratch data dir (and print where)")
-	restore.Flags().StringVar(&bin, "tier0-binary", "", "tier0 binary for the scratch node (default: this executable)")
-	cmd.AddCommand(restore, newFailoverDrillCmd(g))
-	return cmd
-}
-
-func (d *restoreDrill) print(w io.Writer) {
+// Print writes the report as text.
+func (d *RestoreReport) Print(w io.Writer) {
 	verdict := "PASSED"
 	if !d.OK {
 		verdict = "FAILED"
@@ -110,7 +81,26 @@ func (d *restoreDrill) print(w io.Writer) {
 	}
 }
 
-func runRestoreDrill(ctx context.Context, g *globalFlags, d *restoreDrill, bin string, keep bool) error {
+// RestoreConfig configures Restore.
+type RestoreConfig struct {
+	Source operator.Options // the running CA to back up (admin credential)
+	Binary string           // tier0 binary for the scratch node; "": this executable
+	Keep   bool             // keep the scratch data dir (its path goes into the report)
+	// Env is the scratch node's environment. The node runs on its own
+	// flags only: leave out the TIER0_<FLAG> variables (TIER0_CONFIG,
+	// TIER0_JOIN, a pod's TIER0_RAFT_ADVERTISE) that describe the real
+	// server. nil: this process's environment.
+	Env []string
+}
+
+// Restore backs up the running CA, restores it into a scratch node on
+// loopback, verifies it and issues a probe SVID, filling d as it goes; d.OK
+// says whether every check passed.
+func Restore(ctx context.Context, cfg RestoreConfig, d *RestoreReport) error {
+	if d.Phases == nil {
+		d.Phases = map[string]float64{}
+	}
+	bin, keep := cfg.Binary, cfg.Keep
 	scratch, err := os.MkdirTemp("", "tier0-drill-restore-")
 	if err != nil {
 		return fmt.Errorf("scratch dir: %w", err)
@@ -129,33 +119,29 @@ func runRestoreDrill(ctx context.Context, g *globalFlags, d *restoreDrill, bin s
 	// 1. Backup (with the dev key, sealed under a throw-away passphrase,
 	// when the CA roots are soft keys; an HSM/KMS key is used in place).
 	pass := []byte(hex.EncodeToString(randBytes(24)))
-	passFile := filepath.Join(scratch, "passphrase")
-	if err := os.WriteFile(passFile, pass, 0o600); err != nil {
-		return err
-	}
 	bak := filepath.Join(scratch, "backup.tier0")
-	res, err := backupFromLeader(ctx, g, bak, true, pass)
-	if errors.Is(err, errNoDevKeyCLI) {
-		passFile = ""
-		res, err = backupFromLeader(ctx, g, bak, false, nil)
+	res, err := operator.BackupFromLeader(ctx, cfg.Source, bak, true, pass)
+	if errors.Is(err, operator.ErrNoDevKey) {
+		pass = nil
+		res, err = operator.BackupFromLeader(ctx, cfg.Source, bak, false, nil)
 	}
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	m := res.Manifest
-	d.RPO = drillRPO{JournalSeq: m.Journal.Seq, JournalHead: m.Journal.Head, LastCommit: m.Journal.LastCommit, BackupAt: m.CreatedAt, RaftIndex: m.Raft.Index}
+	d.RPO = RPO{JournalSeq: m.Journal.Seq, JournalHead: m.Journal.Head, LastCommit: m.Journal.LastCommit, BackupAt: m.CreatedAt, RaftIndex: m.Raft.Index}
 	t := phase("backup", start)
 
 	// 2. Restore into the scratch dir.
 	dataDir := filepath.Join(scratch, "data")
-	rres, err := runRestore(ctx, dataDir, &restoreFlags{from: bak, nodeID: "drill", passFile: passFile}, quietLogger(discardLogger()))
+	rres, err := restore.Run(ctx, restore.Config{DataDir: dataDir, From: bak, NodeID: "drill", Passphrase: pass, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}
 	t = phase("restore", t)
 
 	// 3. Start the scratch node on loopback, random ports, its own store.
-	sn, err := startScratchNode(ctx, bin, dataDir, m.TrustDomain)
+	sn, err := startScratchNode(ctx, bin, cfg.Env, dataDir, m.TrustDomain)
 	if err != nil {
 		return err
 	}
@@ -163,7 +149,7 @@ func runRestoreDrill(ctx context.Context, g *globalFlags, d *restoreDrill, bin s
 	t = phase("start", t)
 
 	// 4. Probe SVID from the scratch node, verified against the source's bundle.
-	_, info, err := verifyBackup(bak)
+	_, info, err := backupfile.Verify(bak)
 	if err != nil {
 		return err
 	}
@@ -178,7 +164,7 @@ func runRestoreDrill(ctx context.Context, g *globalFlags, d *restoreDrill, bin s
 
 	// 5. Compare state and chain.
 	ok := d.check("journal head", rres.Seq == m.Journal.Seq && rres.Head == m.Journal.Head, "restored seq %d head %.16s…, backup seq %d head %.16s…", rres.Seq, rres.Head, m.Journal.Seq, m.Journal.Head)
-	ok = d.check("bundle", bytes.Equal(sn.bundlePEM(), pemCerts(info.Bundle.Roots...)), "%d roots served by the scratch node, same as the backup's", len(info.Bundle.Roots)) && ok
+	ok = d.check("bundle", bytes.Equal(sn.bundlePEM(), server.PEMCerts(info.Bundle.Roots...)), "%d roots served by the scratch node, same as the backup's", len(info.Bundle.Roots)) && ok
 	ids, err := sn.entryIDs(ctx)
 	if err != nil {
 		return err
@@ -197,10 +183,6 @@ func runRestoreDrill(ctx context.Context, g *globalFlags, d *restoreDrill, bin s
 	return nil
 }
 
-// errNoDevKeyCLI: createBackup asked for the dev key and the server has no
-// soft key to include (HSM/KMS roots).
-var errNoDevKeyCLI = errors.New("backup: --include-dev-key: the CA has no DEV-ONLY soft key to include")
-
 type chainCheck struct {
 	linked   bool
 	probeSeq uint64
@@ -209,7 +191,7 @@ type chainCheck struct {
 
 // chainAfter takes a backup of the scratch node and checks that the
 // records after the restore point link to the backup's head.
-func (s *scratchNode) chainAfter(ctx context.Context, m backupManifest, serial string) (chainCheck, error) {
+func (s *scratchNode) chainAfter(ctx context.Context, m backupfile.Manifest, serial string) (chainCheck, error) {
 	var cc chainCheck
 	c, err := s.admin(ctx)
 	if err != nil {
@@ -217,10 +199,10 @@ func (s *scratchNode) chainAfter(ctx context.Context, m backupManifest, serial s
 	}
 	defer c.Close()
 	path := filepath.Join(s.dir, "..", "after.tier0")
-	if _, err := createBackup(ctx, c, path, false, nil); err != nil {
+	if _, err := operator.Backup(ctx, c, path, false, nil); err != nil {
 		return cc, fmt.Errorf("backup of the scratch node: %w", err)
 	}
-	b, err := openBackupFile(path)
+	b, err := backupfile.Open(path)
 	if err != nil {
 		return cc, err
 	}

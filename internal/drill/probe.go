@@ -1,13 +1,11 @@
-package main
+package drill
 
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,7 +23,8 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ha"
-	"github.com/tier0-ca/tier0/internal/flagconfig"
+	"github.com/tier0-ca/tier0/internal/operator"
+	"github.com/tier0-ca/tier0/internal/serverinfo"
 )
 
 // Drill probes: an agent made for the drill asks for one SVID, which is
@@ -43,7 +42,7 @@ func probeID(td spiffeid.TrustDomain) spiffeid.ID {
 func enrollProbe(ctx context.Context, admin *client.Client, addrs []string, td spiffeid.TrustDomain, bundle x509bundle.Source) (*x509svid.SVID, string, error) {
 	tok, err := admin.Admin().CreateJoinToken(ctx, &tier0v1.CreateJoinTokenRequest{Agent: drillAgent, TtlSeconds: 600})
 	if err != nil {
-		return nil, "", fmt.Errorf("drill: join token: %w", cliErr(err))
+		return nil, "", fmt.Errorf("drill: join token: %w", operator.Err(err))
 	}
 	var entryID string
 	e, err := admin.Admin().CreateEntry(ctx, &tier0v1.CreateEntryRequest{Agent: drillAgent, SpiffeId: probeID(td).String(), TtlSeconds: 900})
@@ -52,7 +51,7 @@ func enrollProbe(ctx context.Context, admin *client.Client, addrs []string, td s
 		entryID = e.GetEntry().GetId()
 	case status.Code(err) == codes.AlreadyExists: // an earlier drill left it
 	default:
-		return nil, "", fmt.Errorf("drill: probe entry: %w", cliErr(err))
+		return nil, "", fmt.Errorf("drill: probe entry: %w", operator.Err(err))
 	}
 	svid, err := client.Bootstrap(ctx, addrs, td, bundle, tok.GetToken())
 	if err != nil {
@@ -71,7 +70,7 @@ func mintProbe(ctx context.Context, c *client.Client, td spiffeid.TrustDomain, b
 	}
 	resp, err := c.Agent().MintX509SVIDs(ctx, &tier0v1.MintX509SVIDsRequest{Items: []*tier0v1.MintItem{{Csr: csr}}})
 	if err != nil {
-		return "", cliErr(err)
+		return "", operator.Err(err)
 	}
 	if len(resp.GetResults()) != 1 {
 		return "", errors.New("drill: probe: no result")
@@ -109,11 +108,11 @@ type scratchNode struct {
 	td   spiffeid.TrustDomain
 	cmd  *exec.Cmd
 	done chan struct{}
-	info serverInfo
+	info serverinfo.Info
 	log  *os.File
 }
 
-func startScratchNode(ctx context.Context, bin, dir, td string) (*scratchNode, error) {
+func startScratchNode(ctx context.Context, bin string, env []string, dir, td string) (*scratchNode, error) {
 	if bin == "" {
 		exe, err := os.Executable()
 		if err != nil {
@@ -128,9 +127,7 @@ func startScratchNode(ctx context.Context, bin, dir, td string) (*scratchNode, e
 	s := &scratchNode{dir: dir, td: spiffeid.RequireTrustDomainFromString(td), done: make(chan struct{}), log: logf}
 	s.cmd = exec.Command(bin, "server", "--data-dir", dir, "--node-id", "drill", "--trust-domain", td,
 		"--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--store", "sqlite:"+filepath.Join(dir, "records.db"))
-	// Flags only: TIER0_<FLAG> variables (TIER0_CONFIG, TIER0_JOIN, a pod's
-	// TIER0_RAFT_ADVERTISE) describe the real server, never the scratch node.
-	s.cmd.Env = flagconfig.StripEnv(os.Environ(), envPrefix)
+	s.cmd.Env = env // RestoreConfig.Env: no TIER0_<FLAG> variable of the real server
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		logf.Close()
@@ -147,8 +144,9 @@ func startScratchNode(ctx context.Context, bin, dir, td string) (*scratchNode, e
 			return nil, ctx.Err()
 		default:
 		}
-		raw, err := os.ReadFile(filepath.Join(dir, "server.json"))
-		if err == nil && json.Unmarshal(raw, &s.info) == nil && s.info.PID == s.cmd.Process.Pid {
+		info, err := serverinfo.Read(dir)
+		if err == nil && info.PID == s.cmd.Process.Pid {
+			s.info = info
 			if resp, err := http.Get("http://" + s.info.HTTP + "/readyz"); err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
@@ -180,7 +178,7 @@ func (s *scratchNode) bundlePEM() []byte {
 }
 
 func (s *scratchNode) admin(ctx context.Context) (*client.Client, error) {
-	return dialOperator(ctx, &globalFlags{dataDir: s.dir}, "admin")
+	return operator.Dial(ctx, operator.Options{DataDir: s.dir}, "admin")
 }
 
 type probeResult struct {
@@ -227,7 +225,7 @@ func (s *scratchNode) entryIDs(ctx context.Context) ([]string, error) {
 	defer admin.Close()
 	resp, err := admin.Admin().ListEntries(ctx, &tier0v1.ListEntriesRequest{})
 	if err != nil {
-		return nil, cliErr(err)
+		return nil, operator.Err(err)
 	}
 	var ids []string
 	for _, e := range resp.GetEntries() {
@@ -236,5 +234,3 @@ func (s *scratchNode) entryIDs(ctx context.Context) ([]string, error) {
 	slices.Sort(ids)
 	return ids, nil
 }
-
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
