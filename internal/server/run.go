@@ -68,13 +68,8 @@ func (r *run) start() error {
 	s.log.Info("starting tier0", "data_dir", cfg.DataDir, "trust_domain", cfg.TrustDomain.Name(), "node_id", cfg.NodeID)
 	// Health and metrics first: a node waiting for its peers is visible.
 	r.serveHTTP("http", &r.hlis, api.HTTPServer(s.healthMux(s.reg)), nil)
-	servers := []string{r.apiAddr}
-	if cfg.Cluster.Enabled() {
-		servers = append(servers, cfg.Cluster.Join...) // the CLI fails over between them
-	}
-	if err := serverinfo.Write(cfg.DataDir, serverinfo.Info{TrustDomain: cfg.TrustDomain.Name(), Servers: servers,
-		NodeID: cfg.NodeID, HTTP: r.httpAddr, PID: os.Getpid()}); err != nil {
-		return err
+	if s.hooks.listening != nil {
+		s.hooks.listening(r.apiAddr, r.httpAddr)
 	}
 	for _, step := range []struct {
 		name string
@@ -91,7 +86,13 @@ func (r *run) start() error {
 			return err
 		}
 	}
-	return nil
+	// DATA/server.json last: once it names this process, the CLI works.
+	servers := []string{r.apiAddr}
+	if cfg.Cluster.Enabled() {
+		servers = append(servers, cfg.Cluster.Join...) // the CLI fails over between them
+	}
+	return serverinfo.Write(cfg.DataDir, serverinfo.Info{TrustDomain: cfg.TrustDomain.Name(), Servers: servers,
+		NodeID: cfg.NodeID, HTTP: r.httpAddr, PID: os.Getpid()})
 }
 
 func (r *run) startRaft() error {
@@ -313,7 +314,7 @@ func (r *run) startAPI() error {
 // stop tears down what start did, in order: stop accepting (the API
 // drains in-flight calls for up to 10 s), stop and join the background
 // loops, write the pending decisions, close the keys, close the record
-// store (nothing writes to it any more), stop the peer service, then raft.
+// store (nothing writes to it any more), then raft and the peer service.
 func (r *run) stop() {
 	log := r.s.log
 	r.serving.Stop()
@@ -333,10 +334,13 @@ func (r *run) stop() {
 	if r.store != nil {
 		closeLogged("record store", r.store.Close)
 	}
-	r.peers.Stop()
+	// The peer service's listener is the raft transport's: it stops when
+	// raft closes the transport.
+	r.peers.cancel()
 	if r.node != nil {
 		closeLogged("raft", r.node.Close)
 	}
+	r.peers.Stop()
 	if r.cluster != nil {
 		r.cluster.close()
 	}

@@ -44,6 +44,7 @@ type Server struct {
 type hooks struct {
 	wrapStore func(storage.AuditStore) storage.AuditStore // wraps the record store once opened
 	loop      func(context.Context) error                 // runs with the background loops
+	listening func(api, http string)                      // the API and HTTP addresses, once bound
 }
 
 // New validates cfg (errors name the `tier0 server` flag at fault), fills

@@ -45,17 +45,19 @@ type node struct {
 	cancel context.CancelFunc
 	done   chan error
 	logs   *testenv.Buffer
+	addrs  chan [2]string // API and HTTP, once bound
 }
 
 func start(t *testing.T, cfg Config, mod func(*Server)) *node {
 	t.Helper()
-	n := &node{t: t, logs: &testenv.Buffer{}, done: make(chan error, 1)}
+	n := &node{t: t, logs: &testenv.Buffer{}, done: make(chan error, 1), addrs: make(chan [2]string, 1)}
 	cfg.Logger = slog.New(slog.NewTextHandler(n.logs, nil))
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.s = s
+	s.hooks.listening = func(api, http string) { n.addrs <- [2]string{api, http} }
 	if mod != nil {
 		mod(s)
 	}
@@ -88,9 +90,25 @@ func (n *node) info() serverinfo.Info {
 	return info
 }
 
+// httpAddr waits until the HTTP listener is bound.
+func (n *node) httpAddr() string {
+	n.t.Helper()
+	select {
+	case a := <-n.addrs:
+		n.addrs <- a
+		return a[1]
+	case err := <-n.done:
+		n.done <- err
+		n.t.Fatalf("Run returned before listening: %v", err)
+	case <-time.After(60 * time.Second):
+		n.t.Fatal("not listening after 60s")
+	}
+	return ""
+}
+
 // readyz returns /readyz's status and body (0 when it does not answer).
 func (n *node) readyz() (int, string) {
-	resp, err := http.Get("http://" + n.info().HTTP + "/readyz")
+	resp, err := http.Get("http://" + n.httpAddr() + "/readyz")
 	if err != nil {
 		return 0, err.Error()
 	}
@@ -367,7 +385,10 @@ func TestHTTPFirst(t *testing.T) {
 	if want := "not ready: startup: starting: record store and audit\n"; body != want {
 		t.Fatalf("/readyz while starting: %q, want %q", body, want)
 	}
-	resp, err := http.Get("http://" + n.info().HTTP + "/healthz")
+	if _, err := serverinfo.Read(n.s.cfg.DataDir); err == nil {
+		t.Fatal("server.json written before the node is ready")
+	}
+	resp, err := http.Get("http://" + n.httpAddr() + "/healthz")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("/healthz while starting: %v %v", resp, err)
 	}
@@ -377,7 +398,10 @@ func TestHTTPFirst(t *testing.T) {
 	if code, body := n.readyz(); code != http.StatusOK || body != "ok: leader node1\n" {
 		t.Fatalf("/readyz when ready: %d %q", code, body)
 	}
-	resp, err = http.Get("http://" + n.info().HTTP + "/metrics")
+	if info := n.info(); info.HTTP != n.httpAddr() {
+		t.Fatalf("server.json names %s, want %s", info.HTTP, n.httpAddr())
+	}
+	resp, err = http.Get("http://" + n.httpAddr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,4 +513,23 @@ func TestNewValidates(t *testing.T) {
 	if s.cfg.Listen != "127.0.0.1:8443" || s.cfg.HTTPListen != "127.0.0.1:8080" || s.cfg.Store != "sqlite:"+filepath.Join(cfg.DataDir, "records.db") {
 		t.Fatalf("defaults: %+v", s.cfg)
 	}
+}
+
+// TestClusterModeStops: a bootstrapping cluster node (raft over mTLS, the
+// peer service on the raft port) starts, serves and stops cleanly; the
+// peer service stops with raft's transport.
+func TestClusterModeStops(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Cluster.RaftAddr = testenv.FreeAddr(t)
+	n := start(t, cfg, nil)
+	n.waitReady()
+	if _, err := os.Stat(filepath.Join(n.s.cfg.DataDir, "node", "svid.pem")); err != nil {
+		t.Fatalf("cluster mode keeps the node SVID on disk: %v", err)
+	}
+	if err := n.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// Restart on the same raft address: the transport was released.
+	again := start(t, cfg, nil)
+	again.waitReady()
 }
