@@ -81,10 +81,11 @@ func (c *selfCred) run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		if err := c.mint(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		err := c.mint(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err() // stopped while renewing
+		}
+		if err != nil {
 			c.log.Error("renewing credential failed", "spiffe_id", c.id.String(), "err", err, "retry_in", backoff)
 			t := time.NewTimer(backoff)
 			select {

@@ -69,8 +69,7 @@ func serveUntil(ctx context.Context, serve func() error, stop func()) error {
 		return err
 	case <-ctx.Done():
 		stop()
-		<-errc
-		return nil
+		return <-errc // ignored by the group: it was stopped
 	}
 }
 
