@@ -8,46 +8,29 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tier0-ca/tier0/ca/record"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/hatest"
 )
 
 // snapshot takes a real backup snapshot of a single node holding an entry
 // and five journal records.
 func snapshot(t *testing.T) (Header, []byte, ha.JournalStatus) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := ha.New(ctx, ha.Config{NodeID: "n1", DataDir: t.TempDir(), Bootstrap: true, Logger: slog.New(slog.DiscardHandler),
-		HeartbeatTimeout: 100 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond, LeaderLeaseTimeout: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	if err := n.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctx := context.Background()
+	n := hatest.Node(t)
 	if err := n.SetBundle(ctx, [][]byte{[]byte("root-der")}, "example.org"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := n.CreateEntry(ctx, ha.Entry{ID: "e1", Agent: "a1", SPIFFEID: "spiffe://example.org/w", TTL: 30 * time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	var recs []*record.Record
-	nb := time.Date(2030, 1, 2, 3, 0, 0, 0, time.UTC)
-	for i := range 5 {
-		recs = append(recs, &record.Record{Serial: fmt.Sprintf("%x", 0x1000+i), SPIFFEID: "spiffe://example.org/w",
-			AgentID: "spiffe://example.org/tier0/agent/a1", NotBefore: nb, NotAfter: nb.Add(30 * time.Minute), IssuerKeyID: "abcd",
-			PublicKeySHA256: hex.EncodeToString(make([]byte, 32)), NodeID: "n1", CertDER: []byte{byte(i)}})
-	}
-	if err := n.Commit(ctx, recs); err != nil {
+	if err := n.Commit(ctx, hatest.Records(5)); err != nil {
 		t.Fatal(err)
 	}
 	meta, rc, err := n.Backup(ctx)

@@ -1,14 +1,19 @@
 // Package hatest starts real single-node ha.Nodes (in-memory transport,
-// raft-wal in a temporary dir, short raft timeouts) for the unit tests of
-// the packages that wire a node together (internal/server and below).
+// raft-wal in a temporary dir, short raft timeouts) and makes journal
+// records for the unit tests of the packages that wire a node together
+// (internal/server and below, backup files, restore).
 package hatest
 
 import (
 	"context"
+	"encoding/hex"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tier0-ca/tier0/ca/record"
 	"github.com/tier0-ca/tier0/ha"
 )
 
@@ -38,4 +43,20 @@ func Node(tb testing.TB, mod ...func(*ha.Config)) *ha.Node {
 		tb.Fatalf("hatest: %v", err)
 	}
 	return n
+}
+
+var serial atomic.Int64
+
+// Records returns n well-formed issuance records of agent a1 for
+// spiffe://example.org/w, each with a serial unique in the process.
+func Records(n int) []*record.Record {
+	nb := time.Now().UTC().Truncate(time.Second)
+	out := make([]*record.Record, 0, n)
+	for range n {
+		s := serial.Add(1)
+		out = append(out, &record.Record{Serial: fmt.Sprintf("%x", 0x1000+s), SPIFFEID: "spiffe://example.org/w",
+			AgentID: "spiffe://example.org/tier0/agent/a1", NotBefore: nb, NotAfter: nb.Add(30 * time.Minute), IssuerKeyID: "abcd",
+			PublicKeySHA256: hex.EncodeToString(make([]byte, 32)), NodeID: "n1", CertDER: []byte(fmt.Sprint("der-", s))})
+	}
+	return out
 }

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tier0-ca/tier0/ca/record"
 	"github.com/tier0-ca/tier0/ha"
 	"github.com/tier0-ca/tier0/internal/backupfile"
 	"github.com/tier0-ca/tier0/internal/hatest"
@@ -30,13 +29,7 @@ func backup(t *testing.T, keys map[string][]byte, pass []byte) (string, ha.Journ
 	if _, err := n.CreateEntry(ctx, ha.Entry{Agent: "a1", SPIFFEID: "spiffe://example.org/w"}); err != nil {
 		t.Fatal(err)
 	}
-	nb := time.Now().UTC().Truncate(time.Second)
-	var recs []*record.Record
-	for i := range 3 {
-		recs = append(recs, &record.Record{Serial: fmt.Sprintf("%x", 0x100+i), SPIFFEID: "spiffe://example.org/w", AgentID: "spiffe://example.org/tier0/agent/a1",
-			NotBefore: nb, NotAfter: nb.Add(30 * time.Minute), IssuerKeyID: "ab", PublicKeySHA256: hex.EncodeToString(make([]byte, 32)), NodeID: "n1", CertDER: []byte{byte(i)}})
-	}
-	if err := n.Commit(ctx, recs); err != nil {
+	if err := n.Commit(ctx, hatest.Records(3)); err != nil {
 		t.Fatal(err)
 	}
 	meta, rc, err := n.Backup(ctx)

@@ -2,37 +2,22 @@ package journal
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/tier0-ca/tier0/ca/record"
 	"github.com/tier0-ca/tier0/ha"
 	"github.com/tier0-ca/tier0/internal/hatest"
 	"github.com/tier0-ca/tier0/internal/testenv"
 	"github.com/tier0-ca/tier0/storage"
 )
 
-var serial atomic.Int64
-
-func recs(n int) []*record.Record {
-	var out []*record.Record
-	nb := time.Now().UTC().Truncate(time.Second)
-	for range n {
-		out = append(out, &record.Record{Serial: fmt.Sprintf("%x", 0x1000+serial.Add(1)), SPIFFEID: "spiffe://example.org/w",
-			AgentID: "spiffe://example.org/tier0/agent/a", NotBefore: nb, NotAfter: nb.Add(30 * time.Minute), IssuerKeyID: "abcd",
-			PublicKeySHA256: hex.EncodeToString(make([]byte, 32)), NodeID: "n1", CertDER: []byte("der")})
-	}
-	return out
-}
+var recs = hatest.Records
 
 func waitFull(t *testing.T, b *Bounded, want bool) {
 	t.Helper()
