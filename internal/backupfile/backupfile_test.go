@@ -23,16 +23,7 @@ import (
 func snapshot(t *testing.T) (Header, []byte, ha.JournalStatus) {
 	t.Helper()
 	ctx := context.Background()
-	n := hatest.Node(t)
-	if err := n.SetBundle(ctx, [][]byte{[]byte("root-der")}, "example.org"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.CreateEntry(ctx, ha.Entry{ID: "e1", Agent: "a1", SPIFFEID: "spiffe://example.org/w", TTL: 30 * time.Minute}); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Commit(ctx, hatest.Records(5)); err != nil {
-		t.Fatal(err)
-	}
+	n := hatest.Populated(t, 5)
 	meta, rc, err := n.Backup(ctx)
 	if err != nil {
 		t.Fatal(err)

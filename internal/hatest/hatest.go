@@ -60,3 +60,21 @@ func Records(n int) []*record.Record {
 	}
 	return out
 }
+
+// Populated is Node holding a trust bundle of example.org (one fake root),
+// entry e1 (agent a1 may get spiffe://example.org/w) and n records.
+func Populated(tb testing.TB, n int) *ha.Node {
+	tb.Helper()
+	node := Node(tb)
+	ctx := context.Background()
+	if err := node.SetBundle(ctx, [][]byte{[]byte("root-der")}, "example.org"); err != nil {
+		tb.Fatalf("hatest: %v", err)
+	}
+	if _, err := node.CreateEntry(ctx, ha.Entry{ID: "e1", Agent: "a1", SPIFFEID: "spiffe://example.org/w", TTL: 30 * time.Minute}); err != nil {
+		tb.Fatalf("hatest: %v", err)
+	}
+	if err := node.Commit(ctx, Records(n)); err != nil {
+		tb.Fatalf("hatest: %v", err)
+	}
+	return node
+}

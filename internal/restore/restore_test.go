@@ -22,16 +22,7 @@ import (
 func backup(t *testing.T, keys map[string][]byte, pass []byte) (string, ha.JournalStatus) {
 	t.Helper()
 	ctx := context.Background()
-	n := hatest.Node(t)
-	if err := n.SetBundle(ctx, [][]byte{[]byte("root-der")}, "example.org"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.CreateEntry(ctx, ha.Entry{Agent: "a1", SPIFFEID: "spiffe://example.org/w"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Commit(ctx, hatest.Records(3)); err != nil {
-		t.Fatal(err)
-	}
+	n := hatest.Populated(t, 3)
 	meta, rc, err := n.Backup(ctx)
 	if err != nil {
 		t.Fatal(err)
