@@ -14,7 +14,7 @@ import (
 )
 
 // BackupSource takes consistent snapshots of the replicated state
-// (implemented in cmd/tier0 over ha.Node).
+// (implemented by internal/server over ha.Node).
 type BackupSource interface {
 	// OpenBackup takes a snapshot; the caller closes the reader, which
 	// yields exactly info.Size bytes.

@@ -10,8 +10,8 @@ import (
 	"github.com/tier0-ca/tier0/ha"
 )
 
-// CAManager manages the CA root keys (implemented by cmd/tier0's key
-// manager over ha.Node and the signer package).
+// CAManager manages the CA root keys (implemented by internal/server/keys'
+// Manager over ha.Node and the signer package).
 type CAManager interface {
 	ListRoots() []ha.CARoot
 	SigningMode() string
