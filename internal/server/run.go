@@ -110,6 +110,9 @@ func (r *run) startRaft() error {
 	}
 	node, err := ha.New(r.ctx, hcfg)
 	if err != nil {
+		if r.cluster != nil {
+			_ = r.cluster.trans.Close() // raft did not take it over
+		}
 		return err
 	}
 	r.node = node
