@@ -18,6 +18,7 @@ import (
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 // ClusterNode is the raft node as the Cluster service sees it (implemented
@@ -69,7 +70,7 @@ func (c *clusterService) ClusterStatus(ctx context.Context, _ *tier0v1.ClusterSt
 func (c *clusterService) ClusterJoin(ctx context.Context, req *tier0v1.ClusterJoinRequest) (*tier0v1.ClusterJoinResponse, error) {
 	const method = "ClusterJoin"
 	caller := callerFrom(ctx)
-	if caller.role == roleNode && caller.name != req.GetNodeId() {
+	if caller.role == roles.Node && caller.name != req.GetNodeId() {
 		return nil, status.Errorf(codes.PermissionDenied, "node %q may not add node %q", caller.name, req.GetNodeId())
 	}
 	if req.GetNodeId() == "" || req.GetRaftAddress() == "" {
@@ -121,7 +122,7 @@ func (c *clusterService) TransferLeadership(ctx context.Context, req *tier0v1.Tr
 }
 
 func requireAdmin(ctx context.Context) error {
-	if c := callerFrom(ctx); c.role != roleAdmin {
+	if c := callerFrom(ctx); c.role != roles.Admin {
 		return status.Errorf(codes.PermissionDenied, "%s may not manage the cluster", c.id)
 	}
 	return nil

@@ -3,12 +3,10 @@ package ha
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +15,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 // ALPN protocols multiplexed on the raft port. Both need a node SVID.
@@ -100,29 +100,6 @@ func (t *TLSTransport) DialPeer(ctx context.Context, addr string) (net.Conn, err
 	return t.layer.dial(ctx, addr, ProtoPeer)
 }
 
-// AuthorizeNode accepts only spiffe://td/tier0/node/<name>: the trust domain
-// and exactly the path segments "tier0", "node" and one non-empty name.
-func AuthorizeNode(td spiffeid.TrustDomain) tlsconfig.Authorizer {
-	return func(id spiffeid.ID, _ [][]*x509.Certificate) error {
-		if _, ok := NodeName(td, id); !ok {
-			return fmt.Errorf("ha: peer %q is not a tier0 node of %q", id, td)
-		}
-		return nil
-	}
-}
-
-// NodeName returns the node name of spiffe://td/tier0/node/<name>.
-func NodeName(td spiffeid.TrustDomain, id spiffeid.ID) (string, bool) {
-	if td.IsZero() || id.IsZero() || id.TrustDomain() != td {
-		return "", false
-	}
-	segs := strings.Split(id.Path(), "/")
-	if len(segs) != 4 || segs[0] != "" || segs[1] != "tier0" || segs[2] != "node" || segs[3] == "" {
-		return "", false
-	}
-	return segs[3], true
-}
-
 // streamLayer is the raft.StreamLayer: a TLS listener whose accepted
 // connections are dispatched by ALPN to raft or to the peer gRPC server.
 type streamLayer struct {
@@ -137,14 +114,14 @@ type streamLayer struct {
 }
 
 func (l *streamLayer) serverTLS() *tls.Config {
-	c := tlsconfig.MTLSServerConfig(l.cfg.SVID, l.cfg.Bundle, AuthorizeNode(l.cfg.TrustDomain))
+	c := tlsconfig.MTLSServerConfig(l.cfg.SVID, l.cfg.Bundle, roles.AuthorizeNode(l.cfg.TrustDomain))
 	c.MinVersion = tls.VersionTLS13
 	c.NextProtos = []string{ProtoRaft, ProtoPeer}
 	return c
 }
 
 func (l *streamLayer) clientTLS(proto string) *tls.Config {
-	c := tlsconfig.MTLSClientConfig(l.cfg.SVID, l.cfg.Bundle, AuthorizeNode(l.cfg.TrustDomain))
+	c := tlsconfig.MTLSClientConfig(l.cfg.SVID, l.cfg.Bundle, roles.AuthorizeNode(l.cfg.TrustDomain))
 	c.MinVersion = tls.VersionTLS13
 	c.NextProtos = []string{proto}
 	return c

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tier0-ca/tier0/api/client/clienttest"
 	"github.com/tier0-ca/tier0/ca/record"
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 // directForwarder delivers forwards in-process to the node at the address.
@@ -163,7 +164,7 @@ func TestTLSTransportRefusesNonNodes(t *testing.T) {
 		})
 	}
 	t.Run("node SVID accepted", func(t *testing.T) {
-		cfg := tlsconfig.MTLSClientConfig(staticSVID{ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", "n2"), time.Hour)}, ca.Bundle, AuthorizeNode(ca.TD))
+		cfg := tlsconfig.MTLSClientConfig(staticSVID{ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", "n2"), time.Hour)}, ca.Bundle, roles.AuthorizeNode(ca.TD))
 		cfg.NextProtos = []string{ProtoRaft}
 		if refused(addr, cfg) {
 			t.Fatal("node refused")

@@ -21,6 +21,7 @@ import (
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ha"
 	"github.com/tier0-ca/tier0/internal/atomicfile"
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 // Cluster mode (see ha/DESIGN.md "Cluster"). With --raft-addr the node
@@ -155,7 +156,7 @@ func (c *clusterNode) attest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if name, ok := ha.NodeName(c.td, svid.ID); !ok || name != c.nodeID {
+	if name, ok := roles.NodeName(c.td, svid.ID); !ok || name != c.nodeID {
 		return fmt.Errorf("cluster: the join token was for %s, not node %q (--node-id)", svid.ID, c.nodeID)
 	}
 	if err := client.WriteSVIDFiles(nodeCredDir(c.dir), svid, nil); err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
 	"github.com/tier0-ca/tier0/internal/atomicfile"
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 type serverFlags struct {
@@ -109,7 +110,7 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 	if err := f.audit.validate(); err != nil {
 		return err
 	}
-	nodeSPIFFE, err := ca.NodeID(td, f.nodeID)
+	nodeSPIFFE, err := roles.NodeID(td, f.nodeID)
 	if err != nil {
 		return fmt.Errorf("--node-id: %w", err)
 	}
@@ -203,8 +204,8 @@ func runServer(ctx context.Context, g *globalFlags, f *serverFlags) error {
 	}
 	creds := []*selfCred{
 		{ca: issuer, id: nodeSPIFFE, ttl: time.Hour, dir: nodeDir, set: nodeSVID.Set, log: log},
-		{ca: issuer, id: ca.AdminID(td), ttl: time.Hour, dir: filepath.Join(dir, "admin"), log: log},
-		{ca: issuer, id: ca.AuditorID(td), ttl: time.Hour, dir: filepath.Join(dir, "auditor"), log: log},
+		{ca: issuer, id: roles.AdminID(td), ttl: time.Hour, dir: filepath.Join(dir, "admin"), log: log},
+		{ca: issuer, id: roles.AuditorID(td), ttl: time.Hour, dir: filepath.Join(dir, "auditor"), log: log},
 	}
 	for _, c := range creds {
 		if err := c.mint(ctx); err != nil {
@@ -296,7 +297,7 @@ type entryAuthorizer struct {
 }
 
 func (a *entryAuthorizer) Authorize(agent, id spiffeid.ID) (ca.Grant, error) {
-	name, ok := ca.AgentName(a.td, agent)
+	name, ok := roles.AgentName(a.td, agent)
 	if !ok {
 		return ca.Grant{}, fmt.Errorf("%w: %s is not an agent of %s", ca.ErrPermissionDenied, agent, a.td)
 	}
