@@ -92,7 +92,11 @@ func NewTLSTransport(cfg TLSConfig) (*TLSTransport, error) {
 }
 
 // PeerListener returns the authenticated node-to-node gRPC connections.
-func (t *TLSTransport) PeerListener() net.Listener { return &peerListener{l: t.layer} }
+// Closing it stops its Accept (so a gRPC server on it can stop) but not
+// the transport.
+func (t *TLSTransport) PeerListener() net.Listener {
+	return &peerListener{l: t.layer, done: make(chan struct{})}
+}
 
 // DialPeer opens an authenticated gRPC (h2) connection to another node's
 // raft port; for grpc.WithContextDialer.
@@ -210,7 +214,11 @@ func (l *streamLayer) dial(ctx context.Context, addr, proto string) (net.Conn, e
 }
 
 // peerListener hands out the ALPN "h2" connections.
-type peerListener struct{ l *streamLayer }
+type peerListener struct {
+	l    *streamLayer
+	once sync.Once
+	done chan struct{}
+}
 
 func (p *peerListener) Accept() (net.Conn, error) {
 	select {
@@ -218,8 +226,16 @@ func (p *peerListener) Accept() (net.Conn, error) {
 		return c, nil
 	case <-p.l.closed:
 		return nil, net.ErrClosed
+	case <-p.done:
+		return nil, net.ErrClosed
 	}
 }
 
-func (p *peerListener) Close() error   { return nil } // closed with the transport
+// Close stops Accept; the port stays open for raft until the transport
+// closes.
+func (p *peerListener) Close() error {
+	p.once.Do(func() { close(p.done) })
+	return nil
+}
+
 func (p *peerListener) Addr() net.Addr { return p.l.adv }

@@ -16,7 +16,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 
-	"github.com/tier0-ca/tier0/api"
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ha"
@@ -74,7 +73,7 @@ type clusterNode struct {
 	log       *slog.Logger
 	svid      *client.RotatingSVID
 	trans     *ha.TLSTransport
-	fwd       *api.PeerForwarder
+	fwd       *ha.PeerForwarder
 	peer      *grpc.Server
 	joining   bool // first start with --join: attest, then join after raft starts
 	firstBoot bool // first start of the bootstrapping node: it creates the CA root
@@ -126,7 +125,7 @@ func newClusterNode(ctx context.Context, td spiffeid.TrustDomain, dir, nodeID st
 		return nil, err
 	}
 	c.trans = t
-	c.fwd = api.NewPeerForwarder(t.DialPeer)
+	c.fwd = ha.NewPeerForwarder(t.DialPeer)
 	return c, nil
 }
 
@@ -213,7 +212,7 @@ func (c *clusterNode) start(ctx context.Context, node *ha.Node) error {
 	c.mu.Lock()
 	c.node = node
 	c.mu.Unlock()
-	c.peer = api.NewPeerServer(node, c.log)
+	c.peer = ha.NewPeerServer(node, c.log)
 	go func() { _ = c.peer.Serve(c.trans.PeerListener()) }()
 	if c.joining {
 		if err := c.requestJoin(ctx); err != nil {

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -412,7 +411,7 @@ func (m *keyManager) reconcile(ctx context.Context, onBundle func(ha.Bundle)) {
 			m.log.Error("keys: switch to the active root failed; still issuing from the previous one", "root", act.ID, "err", err)
 		}
 	}
-	if m.node.Raft().State() == raft.Leader {
+	if m.node.IsLeader() {
 		if n, err := m.node.PruneCARoots(ctx, time.Now().Add(-m.maxSVID-pruneMargin)); err != nil {
 			m.log.Warn("keys: prune retired roots", "err", err)
 		} else if n > 0 {

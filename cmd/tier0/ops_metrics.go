@@ -1,7 +1,6 @@
 package main
 
 import (
-	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tier0-ca/tier0/ha"
@@ -15,7 +14,7 @@ func registerRaftGauges(reg prometheus.Registerer, node *ha.Node) {
 			Name: "tier0_raft_has_leader",
 			Help: "1 while this node knows a raft leader (the cluster can commit), else 0.",
 		}, func() float64 {
-			if _, id := node.Raft().LeaderWithID(); id != "" {
+			if node.LeaderID() != "" {
 				return 1
 			}
 			return 0
@@ -24,7 +23,7 @@ func registerRaftGauges(reg prometheus.Registerer, node *ha.Node) {
 			Name: "tier0_raft_is_leader",
 			Help: "1 on the raft leader, else 0.",
 		}, func() float64 {
-			if node.Raft().State() == raft.Leader {
+			if node.IsLeader() {
 				return 1
 			}
 			return 0
