@@ -95,16 +95,16 @@ func TestPeerErrorRoundTrip(t *testing.T) {
 	if err != nil || string(out) != "\x02cmd" {
 		t.Fatalf("success: %q, %v", out, err)
 	}
-	for _, s := range sentinels {
+	for i, s := range sentinels {
 		respond(fmt.Errorf("ha: test op: %w", s))
 		_, err := p.fwd.Forward(ctx, p.addr, ForwardApply, []byte("cmd"))
 		want := fmt.Sprintf("ha: forward to %s: ha: test op: %v (on leader): %v", p.addr, s, s)
 		if err == nil || err.Error() != want {
 			t.Fatalf("%v: got %v\nwant %s", s, err, want)
 		}
-		for _, other := range sentinels {
-			if errors.Is(err, other) != (other == s) {
-				t.Errorf("%v: errors.Is(%v) = %v", s, other, !(other == s))
+		for j, other := range sentinels {
+			if want := j == i; errors.Is(err, other) != want {
+				t.Errorf("%v: errors.Is(%v) = %v", s, other, !want)
 			}
 		}
 		if errors.Is(err, ErrNoRoute) {
