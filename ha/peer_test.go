@@ -1,7 +1,6 @@
 package ha
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca/record"
+	"github.com/tier0-ca/tier0/internal/testenv"
 )
 
 // sentinels lists every ha sentinel a leader can answer with.
@@ -31,25 +31,20 @@ type peerHarness struct {
 	addr string
 	fwd  *PeerForwarder
 	srv  *grpc.Server
-	logs *syncBuffer
+	logs *peerLogs
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// peerLogs is the peer server's log; take returns what was written since
+// the previous take.
+type peerLogs struct {
+	buf  testenv.Buffer
+	seen int
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) take() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := s.b.String()
-	s.b.Reset()
+func (l *peerLogs) take() string {
+	all := l.buf.String()
+	out := all[l.seen:]
+	l.seen = len(all)
 	return out
 }
 
@@ -59,8 +54,8 @@ func startPeer(t *testing.T, handle forwardHandler) *peerHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
-	srv := newPeerServer(handle, slog.New(slog.NewTextHandler(logs, nil)))
+	logs := &peerLogs{}
+	srv := newPeerServer(handle, slog.New(slog.NewTextHandler(&logs.buf, nil)))
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 	var d net.Dialer
