@@ -238,16 +238,22 @@ func TestFSMResponseRoundTrip(t *testing.T) {
 // TestForwardRetryRule runs the rule of DESIGN.md "Forwarding" over the
 // real peer service between TLS nodes: a leader's "not leader" (nothing
 // proposed) is retried once; "unavailable" or any other failure (outcome
-// unknown) is not; every other sentinel reaches the caller as is.
+// unknown) is not; every other sentinel reaches the caller as is. The
+// follower is a non-voter, so leadership cannot move during the test (on a
+// loaded machine it would, and a retry could then run locally).
 func TestForwardRetryRule(t *testing.T) {
-	nodes, _, _, tap := startTLSCluster(t, 2, func(c *Config) { c.ApplyTimeout = 2 * time.Second })
-	leader := leaderOf(t, nodes)
-	follower := nodes[0]
-	if follower == leader {
-		follower = nodes[1]
-	}
+	short := func(c *Config) { c.ApplyTimeout = 2 * time.Second }
+	nodes, _, ca, tap := startTLSCluster(t, 1, short)
+	leader := nodes[0]
+	follower, ftr := newTLSNode(t, ca, tap, "n2", false, short)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	if err := leader.raft.AddNonvoter("n2", ftr.LocalAddr(), 0, 5*time.Second).Error(); err != nil {
+		t.Fatalf("add non-voter: %v", err)
+	}
+	if err := follower.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
 	notLeader := fmt.Errorf("test: stepping down: %w", ErrNotLeader)
 
 	// An admin write (ForwardApply).

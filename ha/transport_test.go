@@ -67,28 +67,7 @@ func startTLSCluster(t *testing.T, size int, mod ...func(*Config)) ([]*Node, []*
 	nodes := make([]*Node, size)
 	trans := make([]*TLSTransport, size)
 	for i := range nodes {
-		id := fmt.Sprintf("n%d", i+1)
-		svid := ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", id), time.Hour)
-		tr, err := NewTLSTransport(TLSConfig{BindAddr: "127.0.0.1:0", TrustDomain: ca.TD, SVID: staticSVID{svid}, Bundle: ca.Bundle, Logger: testLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		fwd := NewPeerForwarder(tr.DialPeer)
-		t.Cleanup(func() { _ = fwd.Close() })
-		cfg := Config{NodeID: id, DataDir: t.TempDir(), Transport: tr, Forwarder: fwd,
-			Bootstrap: i == 0, Logger: testLogger(t), tune: fastRaft}
-		for _, m := range mod {
-			m(&cfg)
-		}
-		n, err := New(context.Background(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = n.Close() })
-		peer := newPeerServer(tap.wrap(n.handleForward), testLogger(t))
-		go func() { _ = peer.Serve(tr.PeerListener()) }()
-		t.Cleanup(peer.Stop)
-		nodes[i], trans[i] = n, tr
+		nodes[i], trans[i] = newTLSNode(t, ca, tap, fmt.Sprintf("n%d", i+1), i == 0, mod...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -111,6 +90,33 @@ func startTLSCluster(t *testing.T, size int, mod ...func(*Config)) ([]*Node, []*
 		}
 	}
 	return nodes, trans, ca, tap
+}
+
+// newTLSNode starts one node on a TLS transport with its node SVID from ca,
+// a PeerForwarder, and the peer service (its handler wrapped by tap).
+func newTLSNode(t *testing.T, ca *clienttest.CA, tap *peerTap, id string, bootstrap bool, mod ...func(*Config)) (*Node, *TLSTransport) {
+	t.Helper()
+	svid := ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", id), time.Hour)
+	tr, err := NewTLSTransport(TLSConfig{BindAddr: "127.0.0.1:0", TrustDomain: ca.TD, SVID: staticSVID{svid}, Bundle: ca.Bundle, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := NewPeerForwarder(tr.DialPeer)
+	t.Cleanup(func() { _ = fwd.Close() })
+	cfg := Config{NodeID: id, DataDir: t.TempDir(), Transport: tr, Forwarder: fwd,
+		Bootstrap: bootstrap, Logger: testLogger(t), tune: fastRaft}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	n, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	peer := newPeerServer(tap.wrap(n.handleForward), testLogger(t))
+	go func() { _ = peer.Serve(tr.PeerListener()) }()
+	t.Cleanup(peer.Stop)
+	return n, tr
 }
 
 type staticSVID struct{ s *x509svid.SVID }
