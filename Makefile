@@ -38,10 +38,11 @@ bench:
 	@set -e; eval "$$($(TESTENV))"; \
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./ca/... ./api/...
 
-## fuzz: 30 s per fuzz target (CSR, SPIFFE ID, Raft commands, snapshots, pkcs11 URIs); corpus under testdata/fuzz
+## fuzz: 30 s per fuzz target (CSR, SPIFFE ID, role IDs, Raft commands, snapshots, pkcs11 URIs); corpus under testdata/fuzz
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseCSR -fuzztime 30s ./ca/
 	$(GO) test -run '^$$' -fuzz FuzzSPIFFEID -fuzztime 30s ./ca/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/roles/
 	$(GO) test -run '^$$' -fuzz FuzzFSMApply -fuzztime 30s ./ha/
 	$(GO) test -run '^$$' -fuzz FuzzInspectSnapshot -fuzztime 30s ./ha/
 	$(GO) test -run '^$$' -fuzz FuzzParseURI -fuzztime 30s ./signer/pkcs11/

@@ -13,6 +13,7 @@ import (
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ca/record"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/roles"
 	"github.com/tier0-ca/tier0/storage"
 )
 
@@ -29,11 +30,11 @@ func (a *adminService) CreateJoinToken(ctx context.Context, req *tier0v1.CreateJ
 		if req.GetAgent() != "" {
 			return nil, s.toStatus(ctx, method, fmt.Errorf("%w: give agent or node, not both", errBadInput))
 		}
-		if _, err := ca.NodeID(s.cfg.TrustDomain, req.GetNode()); err != nil {
+		if _, err := roles.NodeID(s.cfg.TrustDomain, req.GetNode()); err != nil {
 			return nil, s.toStatus(ctx, method, fmt.Errorf("%w: node name: %v", errBadInput, err))
 		}
 		subject = NodeTokenPrefix + req.GetNode()
-	} else if _, err := ca.AgentID(s.cfg.TrustDomain, req.GetAgent()); err != nil {
+	} else if _, err := roles.AgentID(s.cfg.TrustDomain, req.GetAgent()); err != nil {
 		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: agent name: %v", errBadInput, err))
 	}
 	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
@@ -59,7 +60,7 @@ func (a *adminService) CreateJoinToken(ctx context.Context, req *tier0v1.CreateJ
 func (a *adminService) CreateEntry(ctx context.Context, req *tier0v1.CreateEntryRequest) (*tier0v1.CreateEntryResponse, error) {
 	const method = "CreateEntry"
 	s := a.s
-	if _, err := ca.AgentID(s.cfg.TrustDomain, req.GetAgent()); err != nil {
+	if _, err := roles.AgentID(s.cfg.TrustDomain, req.GetAgent()); err != nil {
 		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: agent name: %v", errBadInput, err))
 	}
 	id, err := ca.ParseID(req.GetSpiffeId())

@@ -19,6 +19,7 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 // RetryAfterKey is the trailer that carries a retry hint in milliseconds on
@@ -79,9 +80,9 @@ const NodeTokenPrefix = "tier0-node/" //nolint:gosec // G101: a name prefix, not
 // or a node's for a node token.
 func tokenSubject(td spiffeid.TrustDomain, subject string) (spiffeid.ID, error) {
 	if node, ok := strings.CutPrefix(subject, NodeTokenPrefix); ok {
-		return ca.NodeID(td, node)
+		return roles.NodeID(td, node)
 	}
-	return ca.AgentID(td, subject)
+	return roles.AgentID(td, subject)
 }
 
 // precheckCSR is a cheap syntax and signature check; ca does the full one.

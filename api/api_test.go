@@ -14,6 +14,7 @@ import (
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/roles"
 	"github.com/tier0-ca/tier0/signer"
 	"github.com/tier0-ca/tier0/storage"
 )
@@ -56,12 +57,12 @@ func TestCodeOf(t *testing.T) {
 func TestRoles(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	agentID, _ := ca.AgentID(testTD, "a1")
-	nodeID, _ := ca.NodeID(testTD, "n2")
+	agentID, _ := roles.AgentID(testTD, "a1")
+	nodeID, _ := roles.NodeID(testTD, "n2")
 	callers := map[string]*client.Client{
 		"agent":    f.clientAs(t, agentID),
-		"admin":    f.clientAs(t, ca.AdminID(testTD)),
-		"auditor":  f.clientAs(t, ca.AuditorID(testTD)),
+		"admin":    f.clientAs(t, roles.AdminID(testTD)),
+		"auditor":  f.clientAs(t, roles.AuditorID(testTD)),
 		"node":     f.clientAs(t, nodeID),
 		"workload": f.clientAs(t, spiffeid.RequireFromString("spiffe://example.org/web")),
 	}
@@ -105,7 +106,7 @@ func TestRoles(t *testing.T) {
 func TestMintBatchResultsInOrder(t *testing.T) {
 	f := newFixture(t)
 	f.grant(t, "a1", "spiffe://example.org/web")
-	agentID, _ := ca.AgentID(testTD, "a1")
+	agentID, _ := roles.AgentID(testTD, "a1")
 	c := f.clientAs(t, agentID)
 	good, _, _ := client.NewCSR(spiffeid.RequireFromString("spiffe://example.org/web"))
 	denied, _, _ := client.NewCSR(spiffeid.RequireFromString("spiffe://example.org/db"))

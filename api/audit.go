@@ -12,12 +12,20 @@ import (
 	"github.com/tier0-ca/tier0/storage"
 )
 
-// AuditStore is what the Audit service needs beyond Records: chain and
-// checkpoint verification and decision queries (implemented by
-// storage.AuditStore).
-type AuditStore interface {
-	storage.AuditStore
+// AuditReader is what the Audit service reads beyond Records (the storage
+// stores implement it): VerifyChain the record bounds, records and
+// checkpoints that storage.VerifyAudit checks, ListDecisions the decision
+// log.
+type AuditReader interface {
+	storage.AuditReader
+	QueryDecisions(ctx context.Context, f storage.DecisionFilter) ([]storage.Decision, error)
 }
+
+// Every record store serves the Audit service.
+var (
+	_ Records     = storage.Store(nil)
+	_ AuditReader = storage.AuditStore(nil)
+)
 
 // maxUnixSeconds bounds since/until (year 9999).
 const maxUnixSeconds = 253402300799

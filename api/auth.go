@@ -17,18 +17,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	"github.com/tier0-ca/tier0/ca"
-)
-
-// role is what a verified caller may do.
-type role int
-
-const (
-	roleNone role = iota
-	roleAgent
-	roleAdmin
-	roleAuditor
-	roleNode
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 type callerKey struct{}
@@ -36,8 +25,8 @@ type callerKey struct{}
 // caller is the authenticated identity attached to a request context.
 type caller struct {
 	id   spiffeid.ID
-	role role
-	name string // agent or node name
+	role roles.Role // roles.None: not one of tier0's roles
+	name string     // agent or node name
 }
 
 func callerFrom(ctx context.Context) caller {
@@ -47,23 +36,23 @@ func callerFrom(ctx context.Context) caller {
 
 // methodRoles says which roles may call each service (default deny: a
 // service not listed here is refused).
-var methodRoles = map[string][]role{
+var methodRoles = map[string][]roles.Role{
 	"/tier0.v1.Bootstrap/":  nil, // TLS only: the caller has no SVID yet
-	"/tier0.v1.Agent/":      {roleAgent},
-	"/tier0.v1.Admin/":      {roleAdmin},
-	"/tier0.v1.Audit/":      {roleAuditor, roleAdmin},
-	"/tier0.v1.Federation/": {roleAdmin},
-	"/tier0.v1.Backup/":     {roleAdmin},
-	"/tier0.v1.Cluster/":    {roleAdmin, roleNode}, // nodes: ClusterJoin for themselves only (cluster.go)
+	"/tier0.v1.Agent/":      {roles.Agent},
+	"/tier0.v1.Admin/":      {roles.Admin},
+	"/tier0.v1.Audit/":      {roles.Auditor, roles.Admin},
+	"/tier0.v1.Federation/": {roles.Admin},
+	"/tier0.v1.Backup/":     {roles.Admin},
+	"/tier0.v1.Cluster/":    {roles.Admin, roles.Node}, // nodes: ClusterJoin for themselves only (cluster.go)
 }
 
-func rolesFor(method string) (roles []role, open bool, known bool) {
+func rolesFor(method string) (allowed []roles.Role, open bool, known bool) {
 	i := strings.LastIndexByte(method, '/')
 	if i < 0 {
 		return nil, false, false
 	}
-	roles, known = methodRoles[method[:i+1]]
-	return roles, known && roles == nil, known
+	allowed, known = methodRoles[method[:i+1]]
+	return allowed, known && allowed == nil, known
 }
 
 // authn verifies the peer's certificate chain against the current bundle.
@@ -128,28 +117,15 @@ func verifyChain(certs []*x509.Certificate, b *x509bundle.Bundle) (spiffeid.ID, 
 	return id, nil
 }
 
+// classify resolves the caller's role (internal/roles: structured match,
+// exact trust domain and path segments).
 func (a *authn) classify(id spiffeid.ID) caller {
-	c := caller{id: id}
-	if id.TrustDomain() != a.td {
-		return c
-	}
-	switch {
-	case id == ca.AdminID(a.td):
-		c.role = roleAdmin
-	case id == ca.AuditorID(a.td):
-		c.role = roleAuditor
-	default:
-		if name, ok := ca.AgentName(a.td, id); ok {
-			c.role, c.name = roleAgent, name
-		} else if name, ok := ca.NodeName(a.td, id); ok {
-			c.role, c.name = roleNode, name
-		}
-	}
-	return c
+	r, name, _ := roles.Parse(a.td, id)
+	return caller{id: id, role: r, name: name}
 }
 
 func (a *authn) authorize(ctx context.Context, method string) (context.Context, error) {
-	roles, open, known := rolesFor(method)
+	allowed, open, known := rolesFor(method)
 	if !known {
 		return nil, status.Error(codes.PermissionDenied, "method not allowed")
 	}
@@ -161,7 +137,7 @@ func (a *authn) authorize(ctx context.Context, method string) (context.Context, 
 		return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
 	}
 	c := a.classify(id)
-	for _, r := range roles {
+	for _, r := range allowed {
 		if c.role == r {
 			return context.WithValue(ctx, callerKey{}, c), nil
 		}

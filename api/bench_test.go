@@ -9,7 +9,7 @@ import (
 
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
-	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 // BenchmarkMintThroughAPI measures SVIDs/s end to end in one process: mTLS
@@ -22,7 +22,7 @@ func BenchmarkMintThroughAPI(b *testing.B) {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			f := newFixture(b)
 			f.grant(b, "a1", "spiffe://example.org/web")
-			agentID, _ := ca.AgentID(testTD, "a1")
+			agentID, _ := roles.AgentID(testTD, "a1")
 			c := f.clientAs(b, agentID)
 			benchMint(b, c, batch)
 		})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/roles"
 	"github.com/tier0-ca/tier0/signer"
 	"github.com/tier0-ca/tier0/storage"
 )
@@ -27,7 +28,7 @@ func codeOf(err error) codes.Code {
 	case errors.Is(err, ca.ErrInvalidCSR), errors.Is(err, ca.ErrInvalidID),
 		errors.Is(err, ca.ErrInvalidTTL), errors.Is(err, ca.ErrWeakKey),
 		errors.Is(err, ca.ErrBatchTooLarge), errors.Is(err, storage.ErrBadFilter),
-		errors.Is(err, errBadInput):
+		errors.Is(err, roles.ErrInvalidName), errors.Is(err, errBadInput):
 		return codes.InvalidArgument
 	case errors.Is(err, ha.ErrTokenInvalid):
 		return codes.PermissionDenied

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/internal/hsmtest"
+	"github.com/tier0-ca/tier0/internal/roles"
 	"github.com/tier0-ca/tier0/signer"
 	"github.com/tier0-ca/tier0/signer/kmsfake/awsfake"
 	"github.com/tier0-ca/tier0/signer/kmsfake/gcpfake"
@@ -46,7 +47,7 @@ func BenchmarkMintKeyCustody(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			f := newFixture(b)
 			f.grant(b, "a1", "spiffe://example.org/web")
-			agentID, _ := ca.AgentID(testTD, "a1")
+			agentID, _ := roles.AgentID(testTD, "a1")
 			c := f.clientAs(b, agentID) // before the swap: its SVID chains to the fixture's bundle
 			s, err := signer.Open(context.Background(), tc.uri(b), signer.Options{RateLimit: -1})
 			if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/internal/roles"
 	"github.com/tier0-ca/tier0/internal/testenv"
 )
 
@@ -96,7 +97,7 @@ func (f stringField) display() string {
 func TestEveryRequestStringIsBounded(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	agentID, _ := ca.AgentID(testTD, "a1")
+	agentID, _ := roles.AgentID(testTD, "a1")
 	bootstrap, err := client.New(ctx, client.Config{Addrs: []string{f.addr}, TrustDomain: testTD, Bundle: f.bundle, MaxAttempts: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +107,7 @@ func TestEveryRequestStringIsBounded(t *testing.T) {
 		"tier0.v1.Bootstrap": bootstrap,
 		"tier0.v1.Agent":     f.clientAs(t, agentID),
 	}
-	admin := f.clientAs(t, ca.AdminID(testTD))
+	admin := f.clientAs(t, roles.AdminID(testTD))
 	checked := 0
 	for svcName, info := range f.srv.grpc.GetServiceInfo() {
 		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svcName))
@@ -183,8 +184,8 @@ func TestSemanticLimitsThroughAPI(t *testing.T) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	})
 	ctx := context.Background()
-	admin := f.clientAs(t, ca.AdminID(testTD)).Admin()
-	agentID, _ := ca.AgentID(testTD, "a1")
+	admin := f.clientAs(t, roles.AdminID(testTD)).Admin()
+	agentID, _ := roles.AgentID(testTD, "a1")
 	agent := f.clientAs(t, agentID).Agent()
 	long := strings.Repeat("n", 2040) // under the field bound, over the ID limit once prefixed
 	maxPath := strings.Repeat("p", ca.MaxIDBytes-len("spiffe://example.org/"))

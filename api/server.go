@@ -54,7 +54,8 @@ type CheckpointTracker interface {
 	NewestExportedCheckpoint() uint64
 }
 
-// Records answers audit queries (implemented by storage.Store).
+// Records answers the Audit service's ListRecords (implemented by the
+// storage stores).
 type Records interface {
 	Query(ctx context.Context, f storage.Filter) ([]*record.Record, error)
 }
@@ -65,7 +66,7 @@ type Config struct {
 	Issuer      Issuer
 	State       State
 	Records     Records           // may be nil: Audit answers Unavailable
-	Audit       AuditStore        // may be nil: VerifyChain and ListDecisions answer Unavailable (audit.go)
+	Audit       AuditReader       // may be nil: VerifyChain and ListDecisions answer Unavailable (audit.go)
 	Checkpoints CheckpointTracker // may be nil: VerifyChain cannot tell that the newest checkpoint was deleted
 	CA          CAManager         // may be nil: the CA root RPCs answer Unavailable
 	SVID        x509svid.Source   // the node's own SVID, presented to clients

@@ -19,6 +19,7 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 var testTD = spiffeid.RequireTrustDomainFromString("example.org")
@@ -36,7 +37,7 @@ type fixture struct {
 type entryAuthz struct{ node *ha.Node }
 
 func (a entryAuthz) Authorize(agent, id spiffeid.ID) (ca.Grant, error) {
-	name, ok := ca.AgentName(testTD, agent)
+	name, ok := roles.AgentName(testTD, agent)
 	if !ok {
 		return ca.Grant{}, ca.ErrPermissionDenied
 	}
@@ -85,7 +86,7 @@ func newFixture(tb testing.TB, opts ...func(*Config)) *fixture {
 		tb.Fatal(err)
 	}
 	f := &fixture{node: node, ca: issuer, bundle: x509bundle.FromX509Authorities(testTD, []*x509.Certificate{root})}
-	nodeID, _ := ca.NodeID(testTD, "n1")
+	nodeID, _ := roles.NodeID(testTD, "n1")
 	nodeSVID := f.mintSVID(tb, nodeID)
 	cfg := Config{TrustDomain: testTD, Issuer: issuer, State: node, SVID: nodeSVID, Logger: log}
 	for _, o := range opts {

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 // FuzzParseCSR: arbitrary bytes never panic, every error wraps one
@@ -69,15 +71,15 @@ func FuzzSPIFFEID(f *testing.F) {
 			t.Fatalf("round trip %q -> %q: %v", s, id, err)
 		}
 		err = ValidateWorkloadID(testTD, id)
-		_, isAgent := AgentName(testTD, id)
-		_, isNode := NodeName(testTD, id)
+		_, isAgent := roles.AgentName(testTD, id)
+		_, isNode := roles.NodeName(testTD, id)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidID) {
 				t.Fatalf("error wraps no sentinel: %v", err)
 			}
 			return
 		}
-		if !id.MemberOf(testTD) || id.Path() == "" || isReserved(id) || isAgent || isNode || id == AdminID(testTD) || id == AuditorID(testTD) {
+		if !id.MemberOf(testTD) || id.Path() == "" || roles.IsReserved(id) || isAgent || isNode || id == roles.AdminID(testTD) || id == roles.AuditorID(testTD) {
 			t.Fatalf("accepted %s", id)
 		}
 	})

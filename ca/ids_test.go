@@ -8,61 +8,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
-func TestRoleIDs(t *testing.T) {
-	a, err := AgentID(testTD, "host-1")
-	if err != nil || a.String() != "spiffe://example.org/tier0/agent/host-1" {
-		t.Errorf("AgentID = %s, %v", a, err)
-	}
-	n, err := NodeID(testTD, "n1")
-	if err != nil || n.String() != "spiffe://example.org/tier0/node/n1" {
-		t.Errorf("NodeID = %s, %v", n, err)
-	}
-	if s := AdminID(testTD).String(); s != "spiffe://example.org/tier0/admin" {
-		t.Errorf("AdminID = %s", s)
-	}
-	if s := AuditorID(testTD).String(); s != "spiffe://example.org/tier0/auditor" {
-		t.Errorf("AuditorID = %s", s)
-	}
-	for name, want := range map[string]string{
-		"a/b": `ca: agent name "a/b": path segment characters are limited to letters, numbers, dots, dashes, and underscores: invalid spiffe id`,
-		"":    `ca: agent name "": path cannot contain empty segments: invalid spiffe id`,
-		"..":  `ca: agent name "..": path cannot contain dot segments: invalid spiffe id`,
-	} {
-		if _, err := AgentID(testTD, name); err == nil || err.Error() != want || !errors.Is(err, ErrInvalidID) {
-			t.Errorf("AgentID(%q): got %v\nwant %s", name, err, want)
-		}
-	}
-}
-
-func TestRoleNames(t *testing.T) {
-	tests := []struct {
-		id          string
-		agent, node string
-	}{
-		{"spiffe://example.org/tier0/agent/a1", "a1", ""},
-		{"spiffe://example.org/tier0/node/n1", "", "n1"},
-		{"spiffe://example.org/tier0/agent/a1/x", "", ""},
-		{"spiffe://example.org/tier0/agent", "", ""},
-		{"spiffe://example.org/tier0/agentx/a1", "", ""},
-		{"spiffe://example.org/x/tier0/agent/a1", "", ""},
-		{"spiffe://example.org/TIER0/agent/a1", "", ""},
-		{"spiffe://other.org/tier0/agent/a1", "", ""},
-		{"spiffe://example.org.evil/tier0/node/n1", "", ""},
-	}
-	for _, tt := range tests {
-		id := spiffeid.RequireFromString(tt.id)
-		if got, ok := AgentName(testTD, id); got != tt.agent || ok != (tt.agent != "") {
-			t.Errorf("AgentName(%s) = %q, %v", tt.id, got, ok)
-		}
-		if got, ok := NodeName(testTD, id); got != tt.node || ok != (tt.node != "") {
-			t.Errorf("NodeName(%s) = %q, %v", tt.id, got, ok)
-		}
-	}
-	if _, ok := AgentName(testTD, spiffeid.ID{}); ok {
-		t.Error("zero ID matched")
-	}
-}
-
 func TestValidateWorkloadID(t *testing.T) {
 	tests := []struct{ id, want string }{
 		{"spiffe://example.org/ns/prod/sa/web", ""},
@@ -85,8 +30,9 @@ func TestValidateWorkloadID(t *testing.T) {
 }
 
 // TestIDLengthLimit checks the one 2,048-byte rule at every way an ID
-// enters ca: parsed IDs, role names, workload IDs, CSR URI SANs, and that
-// the error never quotes the oversized input.
+// enters ca: parsed IDs, workload IDs, CSR URI SANs (role names:
+// internal/roles TestNameLength), and that the error never quotes the
+// oversized input.
 func TestIDLengthLimit(t *testing.T) {
 	prefix := "spiffe://example.org/"
 	atLimit := prefix + strings.Repeat("a", MaxIDBytes-len(prefix))
@@ -108,21 +54,6 @@ func TestIDLengthLimit(t *testing.T) {
 	// A bad ID is quoted, truncated.
 	if _, err := ParseID("https://" + strings.Repeat("x", 1000)); err == nil || len(err.Error()) > 300 || !strings.Contains(err.Error(), "(1008 bytes)") {
 		t.Errorf("ParseID(bad) = %v", err)
-	}
-
-	// Agent and node names: the resulting ID is what is bounded.
-	agentPrefix := len("spiffe://example.org/tier0/agent/")
-	if _, err := AgentID(testTD, strings.Repeat("n", MaxIDBytes-agentPrefix)); err != nil {
-		t.Errorf("AgentID at the limit: %v", err)
-	}
-	for _, n := range []int{MaxIDBytes - agentPrefix + 1, MaxIDBytes + 1, 1 << 20} {
-		_, err := AgentID(testTD, strings.Repeat("n", n))
-		if err == nil || !errors.Is(err, ErrInvalidID) || !strings.Contains(err.Error(), "limit of 2048 bytes") || len(err.Error()) > 200 {
-			t.Errorf("AgentID(%d bytes) = %v", n, err)
-		}
-	}
-	if _, err := NodeID(testTD, strings.Repeat("n", MaxIDBytes)); err == nil || !strings.Contains(err.Error(), "limit of 2048 bytes") {
-		t.Errorf("NodeID(2048 bytes) = %v", err)
 	}
 
 	// A CSR whose URI SAN is over the limit.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 func TestMintBatchRejects(t *testing.T) {
@@ -54,7 +56,7 @@ func TestMintBatchRejects(t *testing.T) {
 		{"trust domain id", Request{CSR: makeCSR(t, p256, []string{"spiffe://example.org"})}, nil, ErrInvalidID,
 			`ca: spiffe id "spiffe://example.org" has no path: invalid spiffe id`},
 		{"reserved admin", Request{CSR: makeCSR(t, p256, []string{"spiffe://example.org/tier0/admin"})},
-			grantAll(testAgent, 0, AdminID(testTD)), ErrInvalidID,
+			grantAll(testAgent, 0, roles.AdminID(testTD)), ErrInvalidID,
 			`ca: spiffe id "spiffe://example.org/tier0/admin" uses reserved path /tier0: invalid spiffe id`},
 		{"reserved agent upper case", Request{CSR: makeCSR(t, p256, []string{"spiffe://example.org/TIER0/agent/x"})}, nil, ErrInvalidID,
 			`ca: spiffe id "spiffe://example.org/TIER0/agent/x" uses reserved path /tier0: invalid spiffe id`},
@@ -218,7 +220,7 @@ func TestMintFor(t *testing.T) {
 	if r.Record.AgentID != "" {
 		t.Errorf("AgentID = %q, want empty for zero caller", r.Record.AgentID)
 	}
-	admin := AdminID(testTD)
+	admin := roles.AdminID(testTD)
 	r, err = e.ca.MintFor(ctx, agent, admin, makeCSR(t, key, []string{admin.String()}), 20*time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +238,7 @@ func TestMintFor(t *testing.T) {
 		{"uri mismatch", "ca: csr URI SAN spiffe://example.org/ns/prod/sa/web does not match spiffe://example.org/tier0/admin: invalid csr",
 			admin, makeCSR(t, key, []string{testWLID.String()}), 0},
 		{"foreign id", `ca: spiffe id "spiffe://other.org/tier0/admin" is not in trust domain "example.org": invalid spiffe id`,
-			AdminID(spiffeid.RequireTrustDomainFromString("other.org")), makeCSR(t, key, nil), 0},
+			roles.AdminID(spiffeid.RequireTrustDomainFromString("other.org")), makeCSR(t, key, nil), 0},
 		{"zero id", "ca: spiffe id is empty: invalid spiffe id", spiffeid.ID{}, makeCSR(t, key, nil), 0},
 		{"ttl", "ca: ttl 2h0m0s outside bounds [15m0s, 1h0m0s]: invalid ttl", admin, makeCSR(t, key, nil), 2 * time.Hour},
 		{"weak key", "ca: rsa key of 1024 bits not allowed, want 2048..8192: weak or unsupported key",

@@ -15,7 +15,7 @@ func BenchmarkCommit(b *testing.B) {
 	n := startNode(b, b.TempDir(), newTestClock())
 	ctx := context.Background()
 	der := make([]byte, 600)
-	first := n.Raft().LastIndex()
+	first := n.raft.LastIndex()
 	b.SetParallelism(max(1, 50/runtime.GOMAXPROCS(0)))
 	b.ReportAllocs()
 	start := time.Now()
@@ -32,7 +32,7 @@ func BenchmarkCommit(b *testing.B) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "commits/s")
-	if entries := n.Raft().LastIndex() - first; entries > 0 {
+	if entries := n.raft.LastIndex() - first; entries > 0 {
 		b.ReportMetric(float64(b.N)/float64(entries), "records/entry")
 	}
 }

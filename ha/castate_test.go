@@ -61,7 +61,7 @@ func TestCARootLifecycle(t *testing.T) {
 	}
 
 	// The CA state survives a snapshot and restart.
-	if err := n.Raft().Snapshot().Error(); err != nil {
+	if err := n.raft.Snapshot().Error(); err != nil {
 		t.Fatal(err)
 	}
 	seq := n.CAState().Sequence

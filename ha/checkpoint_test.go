@@ -109,7 +109,7 @@ func TestCheckpoints(t *testing.T) {
 	}
 	// The audit state survives a snapshot and restart.
 	last := n.fsmAudit().LastSeq
-	if err := n.Raft().Snapshot().Error(); err != nil {
+	if err := n.raft.Snapshot().Error(); err != nil {
 		t.Fatal(err)
 	}
 	cancel()

@@ -49,7 +49,7 @@ func startCluster(t *testing.T, size int, clock *testClock) []*Node {
 		t.Fatalf("WaitLeader: %v", err)
 	}
 	for i, n := range nodes[1:] {
-		if err := nodes[0].Raft().AddVoter(raft.ServerID(n.cfg.NodeID), trans[i+1].LocalAddr(), 0, 5*time.Second).Error(); err != nil {
+		if err := nodes[0].raft.AddVoter(raft.ServerID(n.cfg.NodeID), trans[i+1].LocalAddr(), 0, 5*time.Second).Error(); err != nil {
 			t.Fatalf("AddVoter: %v", err)
 		}
 	}
@@ -80,12 +80,12 @@ func leaderOf(t *testing.T, nodes []*Node) *Node {
 // and checks their states are byte-identical.
 func waitConverged(t *testing.T, leader *Node, nodes []*Node) {
 	t.Helper()
-	if err := leader.Raft().Barrier(5 * time.Second).Error(); err != nil {
+	if err := leader.raft.Barrier(5 * time.Second).Error(); err != nil {
 		t.Fatalf("Barrier: %v", err)
 	}
-	last := leader.Raft().AppliedIndex()
+	last := leader.raft.AppliedIndex()
 	for _, n := range nodes {
-		waitFor(t, n.cfg.NodeID+" to apply", func() bool { return n.Raft().AppliedIndex() >= last })
+		waitFor(t, n.cfg.NodeID+" to apply", func() bool { return n.raft.AppliedIndex() >= last })
 	}
 	want := stateDump(t, leader.fsm)
 	for _, n := range nodes {

@@ -105,7 +105,7 @@ func TestExporter(t *testing.T) {
 	// through a snapshot.
 	commit(5)
 	waitFor(t, "export of 55 records", func() bool { return n.JournalStatus().ExportedSeq == 55 })
-	if err := n.Raft().Snapshot().Error(); err != nil {
+	if err := n.raft.Snapshot().Error(); err != nil {
 		t.Fatalf("Snapshot: %v", err)
 	}
 	cancel()

@@ -32,10 +32,10 @@ const (
 )
 
 // Forwarder carries a forward to the leader's raft address over the
-// cluster's mTLS port (implemented in package api). Errors must wrap
+// cluster's mTLS port (PeerForwarder, peer.go). Errors must wrap
 // ErrNotLeader when the leader refused before proposing, ErrNoRoute when no
-// connection could be made (nothing was sent), ErrInvalid for a rejected
-// payload, and ErrUnavailable otherwise.
+// connection could be made (nothing was sent), the leader's sentinel when
+// it refused for another reason, and ErrUnavailable otherwise.
 type Forwarder interface {
 	Forward(ctx context.Context, leaderAddr string, kind byte, payload []byte) ([]byte, error)
 }
@@ -58,17 +58,13 @@ type sealed struct {
 	Hash        []byte    `json:"hash"`
 }
 
-// fwdResponse is an FSM response on the wire.
+// fwdResponse is an FSM response on the wire (ForwardApply): the typed
+// value, or the FSM's error with its sentinel's name (errorKinds, peer.go).
 type fwdResponse struct {
 	Err      string          `json:"err,omitempty"`
 	Sentinel string          `json:"sentinel,omitempty"`
 	Type     string          `json:"type,omitempty"`
 	Val      json.RawMessage `json:"val,omitempty"`
-}
-
-var sentinels = map[string]error{
-	"invalid": ErrInvalid, "exists": ErrExists, "not-found": ErrNotFound,
-	"token-invalid": ErrTokenInvalid, "not-leader": ErrNotLeader, "unavailable": ErrUnavailable,
 }
 
 func encodeResponse(resp any, err error) ([]byte, error) {
@@ -79,13 +75,7 @@ func encodeResponse(resp any, err error) ([]byte, error) {
 		}
 	}
 	if err != nil {
-		r.Err = err.Error()
-		for name, s := range sentinels {
-			if errors.Is(err, s) {
-				r.Sentinel = name
-				break
-			}
-		}
+		r.Err, r.Sentinel = err.Error(), errorKind(err)
 		return json.Marshal(r)
 	}
 	switch v := resp.(type) {
@@ -120,10 +110,7 @@ func decodeResponse(b []byte) (any, error) {
 		return nil, fmt.Errorf("ha: forward: decode response: %w: %w", ErrUnavailable, err)
 	}
 	if r.Err != "" {
-		if s, ok := sentinels[r.Sentinel]; ok {
-			return nil, fmt.Errorf("%s (on leader): %w", r.Err, s)
-		}
-		return nil, fmt.Errorf("ha: forward: leader: %s", r.Err)
+		return nil, leaderError(r.Sentinel, r.Err, nil)
 	}
 	var v any
 	var err error
@@ -217,10 +204,12 @@ func (n *Node) forward(ctx context.Context, op string, kind byte, payload []byte
 	}
 	n.m.forwardErrors.Inc()
 	switch {
-	case errors.Is(last, ErrInvalid):
-		return nil, fmt.Errorf("ha: %s: forward: %w", op, last)
-	case errors.Is(last, ErrUnavailable), errors.Is(last, ErrNotLeader), errors.Is(last, ErrNoRoute):
+	case errors.Is(last, ErrNotLeader), errors.Is(last, ErrNoRoute):
+		// Still not sent after the retry: retryable.
 		return nil, fmt.Errorf("ha: %s: forward: %w: %w", op, ErrUnavailable, last)
+	case errorKind(last) != "":
+		// The leader's answer (ErrUnavailable when the outcome is unknown).
+		return nil, fmt.Errorf("ha: %s: forward: %w", op, last)
 	default:
 		return nil, fmt.Errorf("ha: %s: forward: %w: %w", op, ErrUnavailable, last)
 	}
@@ -327,10 +316,10 @@ func (n *Node) commitLocalEncoded(ctx context.Context, raws []json.RawMessage) (
 	return encodeSealed(out)
 }
 
-// HandleForward serves a forward from another node. It runs only on the
-// leader (ErrNotLeader otherwise: the sender retries elsewhere) and never
-// forwards again.
-func (n *Node) HandleForward(ctx context.Context, kind byte, payload []byte) ([]byte, error) {
+// handleForward serves a forward from another node (the peer service,
+// peer.go). It runs only on the leader (ErrNotLeader otherwise: the sender
+// retries elsewhere) and never forwards again.
+func (n *Node) handleForward(ctx context.Context, kind byte, payload []byte) ([]byte, error) {
 	if !n.isLeader() {
 		return nil, fmt.Errorf("ha: forwarded request: %w", ErrNotLeader)
 	}

@@ -302,8 +302,24 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
-// Raft is an escape hatch for membership commands.
-func (n *Node) Raft() *raft.Raft { return n.raft }
+// IsLeader reports whether this node is the raft leader now.
+func (n *Node) IsLeader() bool { return n.isLeader() }
+
+// LeaderID returns the node ID of the leader this node knows, "" when it
+// knows none (no quorum, or an election is under way).
+func (n *Node) LeaderID() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}
+
+// Snapshot takes a raft snapshot of the state now (raft otherwise takes
+// them by SnapshotThreshold and SnapshotInterval).
+func (n *Node) Snapshot() error {
+	if err := n.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("ha: snapshot: %w", err)
+	}
+	return nil
+}
 
 // Status describes this node and the cluster as it sees it.
 type Status struct {

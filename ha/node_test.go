@@ -21,7 +21,7 @@ func TestCommitConcurrentGroupCommit(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	n := startNode(t, t.TempDir(), clock, func(c *Config) { c.Registerer = reg })
 	ctx := context.Background()
-	before := n.Raft().LastIndex()
+	before := n.raft.LastIndex()
 
 	const workers, per = 50, 20
 	var (
@@ -62,7 +62,7 @@ func TestCommitConcurrentGroupCommit(t *testing.T) {
 	if js.Seq != workers*per || !bytes.Equal(js.Head, head) || js.Unexported != workers*per {
 		t.Fatalf("journal status %+v, want seq %d head %x", js, workers*per, head)
 	}
-	entries := n.Raft().LastIndex() - before
+	entries := n.raft.LastIndex() - before
 	batches := metricValue(t, n.m.journalEntries)
 	t.Logf("%d records in %d raft entries (%v batches)", workers*per, entries, batches)
 	if entries > workers*per/4 || uint64(batches) != entries {
@@ -189,11 +189,11 @@ func TestRestartAndSnapshotRestore(t *testing.T) {
 			n := startNode(t, dir, clock, trailing)
 			recs := populate(t, n, clock)
 			if snapshot {
-				if err := n.Raft().Snapshot().Error(); err != nil {
+				if err := n.raft.Snapshot().Error(); err != nil {
 					t.Fatalf("Snapshot: %v", err)
 				}
-				if n.Raft().Stats()["last_snapshot_index"] == "0" {
-					t.Fatalf("no snapshot taken: %v", n.Raft().Stats())
+				if n.raft.Stats()["last_snapshot_index"] == "0" {
+					t.Fatalf("no snapshot taken: %v", n.raft.Stats())
 				}
 			}
 			want := snapshotOf(n)

@@ -3,12 +3,10 @@ package ha
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +15,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 // ALPN protocols multiplexed on the raft port. Both need a node SVID.
@@ -92,35 +92,16 @@ func NewTLSTransport(cfg TLSConfig) (*TLSTransport, error) {
 }
 
 // PeerListener returns the authenticated node-to-node gRPC connections.
-func (t *TLSTransport) PeerListener() net.Listener { return &peerListener{l: t.layer} }
+// Closing it stops its Accept (so a gRPC server on it can stop) but not
+// the transport.
+func (t *TLSTransport) PeerListener() net.Listener {
+	return &peerListener{l: t.layer, done: make(chan struct{})}
+}
 
 // DialPeer opens an authenticated gRPC (h2) connection to another node's
 // raft port; for grpc.WithContextDialer.
 func (t *TLSTransport) DialPeer(ctx context.Context, addr string) (net.Conn, error) {
 	return t.layer.dial(ctx, addr, ProtoPeer)
-}
-
-// AuthorizeNode accepts only spiffe://td/tier0/node/<name>: the trust domain
-// and exactly the path segments "tier0", "node" and one non-empty name.
-func AuthorizeNode(td spiffeid.TrustDomain) tlsconfig.Authorizer {
-	return func(id spiffeid.ID, _ [][]*x509.Certificate) error {
-		if _, ok := NodeName(td, id); !ok {
-			return fmt.Errorf("ha: peer %q is not a tier0 node of %q", id, td)
-		}
-		return nil
-	}
-}
-
-// NodeName returns the node name of spiffe://td/tier0/node/<name>.
-func NodeName(td spiffeid.TrustDomain, id spiffeid.ID) (string, bool) {
-	if td.IsZero() || id.IsZero() || id.TrustDomain() != td {
-		return "", false
-	}
-	segs := strings.Split(id.Path(), "/")
-	if len(segs) != 4 || segs[0] != "" || segs[1] != "tier0" || segs[2] != "node" || segs[3] == "" {
-		return "", false
-	}
-	return segs[3], true
 }
 
 // streamLayer is the raft.StreamLayer: a TLS listener whose accepted
@@ -137,14 +118,14 @@ type streamLayer struct {
 }
 
 func (l *streamLayer) serverTLS() *tls.Config {
-	c := tlsconfig.MTLSServerConfig(l.cfg.SVID, l.cfg.Bundle, AuthorizeNode(l.cfg.TrustDomain))
+	c := tlsconfig.MTLSServerConfig(l.cfg.SVID, l.cfg.Bundle, roles.AuthorizeNode(l.cfg.TrustDomain))
 	c.MinVersion = tls.VersionTLS13
 	c.NextProtos = []string{ProtoRaft, ProtoPeer}
 	return c
 }
 
 func (l *streamLayer) clientTLS(proto string) *tls.Config {
-	c := tlsconfig.MTLSClientConfig(l.cfg.SVID, l.cfg.Bundle, AuthorizeNode(l.cfg.TrustDomain))
+	c := tlsconfig.MTLSClientConfig(l.cfg.SVID, l.cfg.Bundle, roles.AuthorizeNode(l.cfg.TrustDomain))
 	c.MinVersion = tls.VersionTLS13
 	c.NextProtos = []string{proto}
 	return c
@@ -233,7 +214,11 @@ func (l *streamLayer) dial(ctx context.Context, addr, proto string) (net.Conn, e
 }
 
 // peerListener hands out the ALPN "h2" connections.
-type peerListener struct{ l *streamLayer }
+type peerListener struct {
+	l    *streamLayer
+	once sync.Once
+	done chan struct{}
+}
 
 func (p *peerListener) Accept() (net.Conn, error) {
 	select {
@@ -241,8 +226,16 @@ func (p *peerListener) Accept() (net.Conn, error) {
 		return c, nil
 	case <-p.l.closed:
 		return nil, net.ErrClosed
+	case <-p.done:
+		return nil, net.ErrClosed
 	}
 }
 
-func (p *peerListener) Close() error   { return nil } // closed with the transport
+// Close stops Accept; the port stays open for raft until the transport
+// closes.
+func (p *peerListener) Close() error {
+	p.once.Do(func() { close(p.done) })
+	return nil
+}
+
 func (p *peerListener) Addr() net.Addr { return p.l.adv }

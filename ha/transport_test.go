@@ -16,50 +16,58 @@ import (
 
 	"github.com/tier0-ca/tier0/api/client/clienttest"
 	"github.com/tier0-ca/tier0/ca/record"
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
-// directForwarder delivers forwards in-process to the node at the address.
-type directForwarder struct {
-	mu    sync.Mutex
-	nodes map[string]*Node
-	calls int
+// peerTap wraps every node's forward handler in a test cluster: it counts
+// the forwards served and answers the next ones with refuse's errors
+// instead, in order (the leader refusing, without proposing).
+type peerTap struct {
+	mu     sync.Mutex
+	served int
+	refuse []error
 }
 
-func (d *directForwarder) Forward(ctx context.Context, addr string, kind byte, payload []byte) ([]byte, error) {
-	d.mu.Lock()
-	n := d.nodes[addr]
-	d.calls++
-	d.mu.Unlock()
-	if n == nil {
-		return nil, fmt.Errorf("test: %s: %w", addr, ErrNoRoute)
+func (p *peerTap) wrap(h forwardHandler) forwardHandler {
+	return func(ctx context.Context, kind byte, payload []byte) ([]byte, error) {
+		p.mu.Lock()
+		p.served++
+		var err error
+		if len(p.refuse) > 0 {
+			err, p.refuse = p.refuse[0], p.refuse[1:]
+		}
+		p.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		return h(ctx, kind, payload)
 	}
-	return n.HandleForward(ctx, kind, payload)
 }
 
-// startTLSCluster starts size nodes over real mTLS transports on loopback.
-func startTLSCluster(t *testing.T, size int) ([]*Node, []*TLSTransport, *clienttest.CA, *directForwarder) {
+func (p *peerTap) set(refuse ...error) (served int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refuse = refuse
+	return p.served
+}
+
+func (p *peerTap) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.served
+}
+
+// startTLSCluster starts size nodes over real mTLS transports on loopback;
+// they forward to each other with PeerForwarder through the ClusterPeer
+// service on the raft port.
+func startTLSCluster(t *testing.T, size int, mod ...func(*Config)) ([]*Node, []*TLSTransport, *clienttest.CA, *peerTap) {
 	t.Helper()
 	ca := clienttest.NewCA(t, "example.org")
-	fwd := &directForwarder{nodes: map[string]*Node{}}
+	tap := &peerTap{}
 	nodes := make([]*Node, size)
 	trans := make([]*TLSTransport, size)
 	for i := range nodes {
-		id := fmt.Sprintf("n%d", i+1)
-		svid := ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", id), time.Hour)
-		tr, err := NewTLSTransport(TLSConfig{BindAddr: "127.0.0.1:0", TrustDomain: ca.TD, SVID: staticSVID{svid}, Bundle: ca.Bundle, Logger: testLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, err := New(context.Background(), Config{NodeID: id, DataDir: t.TempDir(), Transport: tr, Forwarder: fwd,
-			Bootstrap: i == 0, Logger: testLogger(t), tune: fastRaft})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = n.Close() })
-		nodes[i], trans[i] = n, tr
-		fwd.mu.Lock()
-		fwd.nodes[string(tr.LocalAddr())] = n
-		fwd.mu.Unlock()
+		nodes[i], trans[i] = newTLSNode(t, ca, tap, fmt.Sprintf("n%d", i+1), i == 0, mod...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -81,7 +89,34 @@ func startTLSCluster(t *testing.T, size int) ([]*Node, []*TLSTransport, *clientt
 			t.Fatal(err)
 		}
 	}
-	return nodes, trans, ca, fwd
+	return nodes, trans, ca, tap
+}
+
+// newTLSNode starts one node on a TLS transport with its node SVID from ca,
+// a PeerForwarder, and the peer service (its handler wrapped by tap).
+func newTLSNode(t *testing.T, ca *clienttest.CA, tap *peerTap, id string, bootstrap bool, mod ...func(*Config)) (*Node, *TLSTransport) {
+	t.Helper()
+	svid := ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", id), time.Hour)
+	tr, err := NewTLSTransport(TLSConfig{BindAddr: "127.0.0.1:0", TrustDomain: ca.TD, SVID: staticSVID{svid}, Bundle: ca.Bundle, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := NewPeerForwarder(tr.DialPeer)
+	t.Cleanup(func() { _ = fwd.Close() })
+	cfg := Config{NodeID: id, DataDir: t.TempDir(), Transport: tr, Forwarder: fwd,
+		Bootstrap: bootstrap, Logger: testLogger(t), tune: fastRaft}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	n, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	peer := newPeerServer(tap.wrap(n.handleForward), testLogger(t))
+	go func() { _ = peer.Serve(tr.PeerListener()) }()
+	t.Cleanup(peer.Stop)
+	return n, tr
 }
 
 type staticSVID struct{ s *x509svid.SVID }
@@ -89,7 +124,7 @@ type staticSVID struct{ s *x509svid.SVID }
 func (s staticSVID) GetX509SVID() (*x509svid.SVID, error) { return s.s, nil }
 
 func TestTLSClusterForwarding(t *testing.T) {
-	nodes, _, _, fwd := startTLSCluster(t, 3)
+	nodes, _, _, tap := startTLSCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// Records committed on followers are forwarded, sealed by the leader.
@@ -125,8 +160,8 @@ func TestTLSClusterForwarding(t *testing.T) {
 		}
 		return true
 	})
-	if fwd.calls < 2 {
-		t.Fatalf("forwards: %d", fwd.calls)
+	if served := tap.count(); served < 2 {
+		t.Fatalf("forwards: %d", served)
 	}
 	verifyChain(t, nodes[0].Tail(0, 100), 1, record.Genesis)
 }
@@ -163,7 +198,7 @@ func TestTLSTransportRefusesNonNodes(t *testing.T) {
 		})
 	}
 	t.Run("node SVID accepted", func(t *testing.T) {
-		cfg := tlsconfig.MTLSClientConfig(staticSVID{ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", "n2"), time.Hour)}, ca.Bundle, AuthorizeNode(ca.TD))
+		cfg := tlsconfig.MTLSClientConfig(staticSVID{ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", "n2"), time.Hour)}, ca.Bundle, roles.AuthorizeNode(ca.TD))
 		cfg.NextProtos = []string{ProtoRaft}
 		if refused(addr, cfg) {
 			t.Fatal("node refused")

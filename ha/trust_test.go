@@ -57,7 +57,7 @@ func TestTrustState(t *testing.T) {
 	}
 
 	// It survives a snapshot and restart.
-	if err := n.Raft().Snapshot().Error(); err != nil {
+	if err := n.raft.Snapshot().Error(); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.Close(); err != nil {

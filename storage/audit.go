@@ -20,6 +20,15 @@ type (
 	PruneResult    = core.PruneResult
 )
 
+// AuditReader is what VerifyAudit reads: the record bounds, the records and
+// the checkpoints. Every AuditStore is one.
+type AuditReader interface {
+	Ranger
+	LastSeq(ctx context.Context) (uint64, error)
+	FirstSeq(ctx context.Context) (uint64, error)
+	Checkpoints(ctx context.Context, from, to uint64) ([]Checkpoint, error)
+}
+
 // AuditStore is a Store with signed checkpoints (migration 0002),
 // authorization decisions (0003) and retention. Both backends implement it;
 // consumers should declare the one or two methods they use.
@@ -89,7 +98,7 @@ type AuditResult struct {
 // that differs from a signed checkpoint, a checkpoint beyond the last
 // stored record (records removed at the end). It errors only when reading
 // fails or the range is malformed.
-func VerifyAudit(ctx context.Context, s AuditStore, from, to uint64, roots []*x509.Certificate) (AuditResult, error) {
+func VerifyAudit(ctx context.Context, s AuditReader, from, to uint64, roots []*x509.Certificate) (AuditResult, error) {
 	if from == 0 {
 		from = 1
 	}
@@ -152,7 +161,7 @@ func VerifyAudit(ctx context.Context, s AuditStore, from, to uint64, roots []*x5
 		return res, nil
 	}
 	stored := map[uint64][]byte{}
-	hook := &hookStore{Store: s, fn: func(r *record.Record) {
+	hook := &hookStore{Ranger: s, fn: func(r *record.Record) {
 		if _, ok := valid[r.Seq]; ok {
 			stored[r.Seq] = r.Hash
 		}
@@ -300,12 +309,12 @@ func chainDetail(v VerifyResult) string {
 
 // hookStore calls fn for every record Range yields.
 type hookStore struct {
-	Store
+	Ranger
 	fn func(*record.Record)
 }
 
 func (h *hookStore) Range(ctx context.Context, from, to uint64, fn func(*record.Record) error) error {
-	return h.Store.Range(ctx, from, to, func(r *record.Record) error {
+	return h.Ranger.Range(ctx, from, to, func(r *record.Record) error {
 		h.fn(r)
 		return fn(r)
 	})

@@ -42,6 +42,12 @@ type Store interface {
 	Close() error
 }
 
+// Ranger streams stored records in seq order (Store.Range): what Verify
+// reads.
+type Ranger interface {
+	Range(ctx context.Context, from, to uint64, fn func(*record.Record) error) error
+}
+
 // Filter selects records for Query. Zero fields do not filter; Since and
 // Until apply to NotBefore (Since <= not_before < Until); Serial and
 // IssuerKeyID are hex in any case; Limit 0 means 1000, at most 10000.

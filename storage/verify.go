@@ -69,7 +69,7 @@ const window = 1 << 16
 // once, after the first problem. The chain cannot detect rows appended or
 // removed at the end, or a whole suffix rewritten consistently; signed
 // checkpoints cover those. Verify returns an error only when reading fails.
-func Verify(ctx context.Context, s Store, from, to uint64) (VerifyResult, error) {
+func Verify(ctx context.Context, s Ranger, from, to uint64) (VerifyResult, error) {
 	if from == 0 {
 		from = 1
 	}

@@ -28,6 +28,7 @@ import (
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	t0backoff "github.com/tier0-ca/tier0/internal/backoff"
 	"github.com/tier0-ca/tier0/internal/redact"
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 // DefaultAddr is the address of a tier0 server on its embedded defaults.
@@ -117,7 +118,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	authz := AuthorizeNode(cfg.TrustDomain)
+	authz := roles.AuthorizeNode(cfg.TrustDomain)
 	tlsConf := tlsconfig.TLSClientConfig(cfg.Bundle, authz)
 	if cfg.SVID != nil {
 		tlsConf = tlsconfig.MTLSClientConfig(cfg.SVID, cfg.Bundle, authz)

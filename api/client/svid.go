@@ -17,6 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 // RotatingSVID is an x509svid.Source whose SVID is swapped atomically on
@@ -136,7 +137,7 @@ func Bootstrap(ctx context.Context, addrs []string, td spiffeid.TrustDomain, bun
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := AgentName(td, svid.ID); !ok {
+	if _, ok := roles.AgentName(td, svid.ID); !ok {
 		return nil, fmt.Errorf("client: server issued %q, not an agent id of %q", svid.ID, td)
 	}
 	if resp.GetSpiffeId() != svid.ID.String() {

@@ -3,7 +3,8 @@
 //
 // The canonical encoding is the contract between the journal (ha), the
 // record stores (storage) and `tier0 audit verify`: any change to it is a
-// format version bump.
+// format version bump. golden_test.go pins the bytes and hashes of fixed
+// records (and the checkpoint message), so it cannot change by accident.
 package record
 
 import (

@@ -18,6 +18,7 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/internal/atomicfile"
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 // agentConfig is DIR/agent/config.json, written by bootstrap.
@@ -79,7 +80,7 @@ func (e *env) loadAgent() (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := client.AgentName(td, svid.ID); !ok {
+	if _, ok := roles.AgentName(td, svid.ID); !ok {
 		return nil, fmt.Errorf("%s holds %s, not an agent id of %s", dir, svid.ID, td)
 	}
 	return &agent{dir: dir, cfg: cfg, td: td, bundle: bundle, svid: client.NewRotatingSVID(svid), jwt: jwtbundle.New(td)}, nil

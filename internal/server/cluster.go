@@ -15,12 +15,12 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 
-	"github.com/tier0-ca/tier0/api"
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ha"
 	"github.com/tier0-ca/tier0/internal/atomicfile"
 	"github.com/tier0-ca/tier0/internal/operator"
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 // Cluster mode (see ha/DESIGN.md "Cluster"). With a raft address the node
@@ -36,7 +36,7 @@ type clusterNode struct {
 	log       *slog.Logger
 	svid      *client.RotatingSVID
 	trans     *ha.TLSTransport
-	fwd       *api.PeerForwarder
+	fwd       *ha.PeerForwarder
 	joining   bool // first start with Join: attest, then join after raft starts
 	firstBoot bool // first start of the bootstrapping node: it creates the CA root
 
@@ -87,7 +87,7 @@ func newClusterNode(ctx context.Context, td spiffeid.TrustDomain, dir, nodeID st
 		return nil, err
 	}
 	c.trans = t
-	c.fwd = api.NewPeerForwarder(t.DialPeer)
+	c.fwd = ha.NewPeerForwarder(t.DialPeer)
 	return c, nil
 }
 
@@ -117,7 +117,7 @@ func (c *clusterNode) attest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if name, ok := ha.NodeName(c.td, svid.ID); !ok || name != c.nodeID {
+	if name, ok := roles.NodeName(c.td, svid.ID); !ok || name != c.nodeID {
 		return fmt.Errorf("cluster: the join token was for %s, not node %q (--node-id)", svid.ID, c.nodeID)
 	}
 	if err := client.WriteSVIDFiles(nodeCredDir(c.dir), svid, nil); err != nil {
@@ -174,7 +174,7 @@ func (c *clusterNode) peerServer(node *ha.Node) *grpc.Server {
 	c.mu.Lock()
 	c.node = node
 	c.mu.Unlock()
-	return api.NewPeerServer(node, c.log)
+	return ha.NewPeerServer(node, c.log)
 }
 
 // join asks the cluster to add this node (first start with Join only).

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/roles"
 	"github.com/tier0-ca/tier0/internal/server/decisions"
 	"github.com/tier0-ca/tier0/internal/server/keys"
 )
@@ -135,7 +136,7 @@ func (c *Config) validate() error {
 	if err := c.Audit.Decisions.Validate(); err != nil {
 		return err
 	}
-	if _, err := ca.NodeID(c.TrustDomain, c.NodeID); err != nil {
+	if _, err := roles.NodeID(c.TrustDomain, c.NodeID); err != nil {
 		return fmt.Errorf("--node-id: %w", err)
 	}
 	if c.DataDir == "" {

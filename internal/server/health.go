@@ -106,7 +106,7 @@ func (s *Server) registerRaftGauges(reg prometheus.Registerer) {
 			Name: "tier0_raft_is_leader",
 			Help: "1 on the raft leader, else 0.",
 		}, func() float64 {
-			if n := s.node.Load(); n != nil && (haNode{n}).IsLeader() {
+			if n := s.node.Load(); n != nil && n.IsLeader() {
 				return 1
 			}
 			return 0

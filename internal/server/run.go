@@ -16,6 +16,7 @@ import (
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
 	"github.com/tier0-ca/tier0/internal/atomicfile"
+	"github.com/tier0-ca/tier0/internal/roles"
 	"github.com/tier0-ca/tier0/internal/server/authz"
 	"github.com/tier0-ca/tier0/internal/server/decisions"
 	"github.com/tier0-ca/tier0/internal/server/journal"
@@ -170,7 +171,7 @@ func (r *run) startCA() error {
 	r.reportIgnored(existed)
 	var err error
 	r.keys, err = keys.New(keys.Config{Settings: cfg.Keys, TrustDomain: cfg.TrustDomain, DataDir: cfg.DataDir,
-		MaxSVID: ca.DefaultMaxTTL, State: haNode{r.node}, Logger: s.log, Registerer: s.reg})
+		MaxSVID: ca.DefaultMaxTTL, State: r.node, Logger: s.log, Registerer: s.reg})
 	if err != nil {
 		return err
 	}
@@ -235,7 +236,7 @@ func (r *run) startAudit() error {
 // CA's issuer and the JWT keys current.
 func (r *run) startCreds() error {
 	s, cfg := r.s, r.s.cfg
-	nodeID, err := ca.NodeID(cfg.TrustDomain, cfg.NodeID)
+	nodeID, err := roles.NodeID(cfg.TrustDomain, cfg.NodeID)
 	if err != nil {
 		return fmt.Errorf("--node-id: %w", err)
 	}
@@ -246,8 +247,8 @@ func (r *run) startCreds() error {
 	}
 	for _, c := range []*selfCred{
 		{ca: r.ca, id: nodeID, ttl: time.Hour, dir: nodeDir, set: r.nodeSVID.Set, log: s.log},
-		{ca: r.ca, id: ca.AdminID(cfg.TrustDomain), ttl: time.Hour, dir: r.path("admin"), log: s.log},
-		{ca: r.ca, id: ca.AuditorID(cfg.TrustDomain), ttl: time.Hour, dir: r.path("auditor"), log: s.log},
+		{ca: r.ca, id: roles.AdminID(cfg.TrustDomain), ttl: time.Hour, dir: r.path("admin"), log: s.log},
+		{ca: r.ca, id: roles.AuditorID(cfg.TrustDomain), ttl: time.Hour, dir: r.path("auditor"), log: s.log},
 	} {
 		if err := c.mint(r.ctx); err != nil {
 			return err
@@ -277,7 +278,7 @@ func (r *run) startCreds() error {
 // bundle endpoint and pprof.
 func (r *run) startAPI() error {
 	s, cfg := r.s, r.s.cfg
-	node := haNode{r.node}
+	node := r.node
 	fed, err := api.NewFederator(api.FederatorConfig{Store: r.node, Roots: r.webRoots, IsLeader: node.IsLeader, Logger: s.log})
 	if err != nil {
 		return err

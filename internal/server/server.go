@@ -21,7 +21,6 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -105,11 +104,6 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	return err
 }
-
-// haNode is *ha.Node with IsLeader (keys.State, the federator, metrics).
-type haNode struct{ *ha.Node }
-
-func (n haNode) IsLeader() bool { return n.Raft().State() == raft.Leader }
 
 // reportIgnored logs, in one line, the settings used only on a data dir's
 // first start that this (later) start ignores.

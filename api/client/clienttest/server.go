@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 // Server is a fake tier0 server: Bootstrap and Agent services backed by a
@@ -50,7 +50,10 @@ func NewServer(ca *CA) *Server {
 // Start serves on loopback with the node SVID spiffe://TD/tier0/node/<node>.
 func (s *Server) Start(t testing.TB, node string) string {
 	t.Helper()
-	id := spiffeid.RequireFromSegments(s.CA.TD, "tier0", "node", node)
+	id, err := roles.NodeID(s.CA.TD, node)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return Serve(t, s.CA.Issue(t, id, time.Hour), func(g *grpc.Server) {
 		tier0v1.RegisterBootstrapServer(g, s)
 		tier0v1.RegisterAgentServer(g, s)
@@ -127,11 +130,11 @@ func (s *Server) agent(ctx context.Context) (spiffeid.ID, string, error) {
 	if err != nil {
 		return spiffeid.ID{}, "", status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
 	}
-	segs := strings.Split(id.Path(), "/")
-	if id.TrustDomain() != s.CA.TD || len(segs) != 4 || segs[1] != "tier0" || segs[2] != "agent" {
+	name, ok := roles.AgentName(s.CA.TD, id)
+	if !ok {
 		return spiffeid.ID{}, "", status.Errorf(codes.PermissionDenied, "%s may not call the agent service", id)
 	}
-	return id, segs[3], nil
+	return id, name, nil
 }
 
 // AttestJoinToken implements tier0v1.BootstrapServer.
@@ -146,7 +149,10 @@ func (s *Server) AttestJoinToken(ctx context.Context, req *tier0v1.AttestJoinTok
 	if !ok {
 		return nil, status.Error(codes.PermissionDenied, "join token is invalid, expired or already used")
 	}
-	id := spiffeid.RequireFromSegments(s.CA.TD, "tier0", "agent", agent)
+	id, err := roles.AgentID(s.CA.TD, agent)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	chain, err := s.CA.SignCSR(req.GetCsr(), id, s.AgentTTL)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 // Entries reads registration entries by agent name (implemented by
@@ -36,7 +37,7 @@ func New(td spiffeid.TrustDomain, entries Entries) *Authorizer {
 // a prefix); the requested ID is compared whole. Anything else wraps
 // ca.ErrPermissionDenied.
 func (a *Authorizer) Authorize(agent, id spiffeid.ID) (ca.Grant, error) {
-	name, ok := ca.AgentName(a.td, agent)
+	name, ok := roles.AgentName(a.td, agent)
 	if !ok {
 		return ca.Grant{}, fmt.Errorf("%w: %s is not an agent of %s", ca.ErrPermissionDenied, agent, a.td)
 	}

@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -15,11 +14,6 @@ import (
 
 var td = spiffeid.RequireTrustDomainFromString("example.org")
 
-// leaderNode is a real node as State.
-type leaderNode struct{ *ha.Node }
-
-func (n leaderNode) IsLeader() bool { return n.Raft().State() == raft.Leader }
-
 type denyAll struct{}
 
 func (denyAll) Authorize(spiffeid.ID, spiffeid.ID) (ca.Grant, error) {
@@ -29,7 +23,7 @@ func (denyAll) Authorize(spiffeid.ID, spiffeid.ID) (ca.Grant, error) {
 // newManager is a manager over node with its soft keys in dir.
 func newManager(t *testing.T, node *ha.Node, dir string, s Settings, mod ...func(*Config)) *Manager {
 	t.Helper()
-	cfg := Config{Settings: s, TrustDomain: td, DataDir: dir, State: leaderNode{node}, Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()}
+	cfg := Config{Settings: s, TrustDomain: td, DataDir: dir, State: node, Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()}
 	for _, f := range mod {
 		f(&cfg)
 	}

@@ -88,7 +88,7 @@ func TestDelegatedKeyNeverWritten(t *testing.T) {
 			t.Fatalf("%d issuing keys after 30s, want 3", n)
 		}
 	}
-	if err := node.Raft().Snapshot().Error(); err != nil {
+	if err := node.Snapshot(); err != nil {
 		t.Fatal(err)
 	}
 	cancel()

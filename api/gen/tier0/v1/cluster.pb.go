@@ -9,7 +9,9 @@
 //     admin SVID; Join accepts the admin or a node SVID (a node may only add
 //     itself).
 //   - ClusterPeer (raft port, ALPN h2, mTLS with node SVIDs on both sides,
-//     checked at the TLS handshake): a follower's writes forwarded to the leader.
+//     checked at the TLS handshake): a follower's writes forwarded to the
+//     leader. Package ha serves and calls it (ha/peer.go) and owns the
+//     payloads; a gRPC status means only that the call itself failed.
 
 package tier0v1
 
@@ -513,9 +515,13 @@ func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
 }
 
 type ForwardRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          uint32                 `protobuf:"varint,1,opt,name=kind,proto3" json:"kind,omitempty"`      // 1 commit records, 2 apply command, 3 membership change
-	Payload       []byte                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"` // opaque to api; encoded by package ha
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Kind    uint32                 `protobuf:"varint,1,opt,name=kind,proto3" json:"kind,omitempty"`      // 1 commit records, 2 apply command, 3 membership change
+	Payload []byte                 `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"` // encoded by package ha
+	// 1: the sender reads the leader's refusals from ForwardResponse.error.
+	// 0 (a node from before it): the leader answers a refusal with a gRPC
+	// status, which such a sender takes as "outcome unknown".
+	Protocol      uint32 `protobuf:"varint,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -564,9 +570,17 @@ func (x *ForwardRequest) GetPayload() []byte {
 	return nil
 }
 
+func (x *ForwardRequest) GetProtocol() uint32 {
+	if x != nil {
+		return x.Protocol
+	}
+	return 0
+}
+
 type ForwardResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Payload       []byte                 `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"`
+	Payload       []byte                 `protobuf:"bytes,1,opt,name=payload,proto3" json:"payload,omitempty"` // the result when error is unset
+	Error         *ForwardError          `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`     // the leader refused or failed (protocol 1)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -608,6 +622,71 @@ func (x *ForwardResponse) GetPayload() []byte {
 	return nil
 }
 
+func (x *ForwardResponse) GetError() *ForwardError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// ForwardError is package ha's error, as the leader saw it.
+type ForwardError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ha sentinel it wraps: "not-leader" (nothing was proposed: the
+	// sender may retry against the next leader), "invalid", "not-found",
+	// "exists", "token-invalid", "unavailable"; empty for any other failure.
+	// A sender treats every kind but "not-leader" as final, and an empty or
+	// unknown kind as "unavailable" (outcome unknown).
+	Kind          string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"` // the leader's error text
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardError) Reset() {
+	*x = ForwardError{}
+	mi := &file_tier0_v1_cluster_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardError) ProtoMessage() {}
+
+func (x *ForwardError) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_cluster_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardError.ProtoReflect.Descriptor instead.
+func (*ForwardError) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_cluster_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ForwardError) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ForwardError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_tier0_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_tier0_v1_cluster_proto_rawDesc = "" +
@@ -646,12 +725,17 @@ const file_tier0_v1_cluster_proto_rawDesc = "" +
 	"\x19TransferLeadershipRequest\x12\x1c\n" +
 	"\n" +
 	"to_node_id\x18\x01 \x01(\tR\btoNodeId\"\x1c\n" +
-	"\x1aTransferLeadershipResponse\">\n" +
+	"\x1aTransferLeadershipResponse\"Z\n" +
 	"\x0eForwardRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x18\n" +
-	"\apayload\x18\x02 \x01(\fR\apayload\"+\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\x12\x1a\n" +
+	"\bprotocol\x18\x03 \x01(\rR\bprotocol\"Y\n" +
 	"\x0fForwardResponse\x12\x18\n" +
-	"\apayload\x18\x01 \x01(\fR\apayload2\xda\x02\n" +
+	"\apayload\x18\x01 \x01(\fR\apayload\x12,\n" +
+	"\x05error\x18\x02 \x01(\v2\x16.tier0.v1.ForwardErrorR\x05error\"<\n" +
+	"\fForwardError\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage2\xda\x02\n" +
 	"\aCluster\x12P\n" +
 	"\rClusterStatus\x12\x1e.tier0.v1.ClusterStatusRequest\x1a\x1f.tier0.v1.ClusterStatusResponse\x12J\n" +
 	"\vClusterJoin\x12\x1c.tier0.v1.ClusterJoinRequest\x1a\x1d.tier0.v1.ClusterJoinResponse\x12P\n" +
@@ -672,7 +756,7 @@ func file_tier0_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_tier0_v1_cluster_proto_rawDescData
 }
 
-var file_tier0_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_tier0_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_tier0_v1_cluster_proto_goTypes = []any{
 	(*ClusterMember)(nil),              // 0: tier0.v1.ClusterMember
 	(*ClusterStatusRequest)(nil),       // 1: tier0.v1.ClusterStatusRequest
@@ -685,24 +769,26 @@ var file_tier0_v1_cluster_proto_goTypes = []any{
 	(*TransferLeadershipResponse)(nil), // 8: tier0.v1.TransferLeadershipResponse
 	(*ForwardRequest)(nil),             // 9: tier0.v1.ForwardRequest
 	(*ForwardResponse)(nil),            // 10: tier0.v1.ForwardResponse
+	(*ForwardError)(nil),               // 11: tier0.v1.ForwardError
 }
 var file_tier0_v1_cluster_proto_depIdxs = []int32{
 	0,  // 0: tier0.v1.ClusterStatusResponse.members:type_name -> tier0.v1.ClusterMember
-	1,  // 1: tier0.v1.Cluster.ClusterStatus:input_type -> tier0.v1.ClusterStatusRequest
-	3,  // 2: tier0.v1.Cluster.ClusterJoin:input_type -> tier0.v1.ClusterJoinRequest
-	5,  // 3: tier0.v1.Cluster.ClusterRemove:input_type -> tier0.v1.ClusterRemoveRequest
-	7,  // 4: tier0.v1.Cluster.TransferLeadership:input_type -> tier0.v1.TransferLeadershipRequest
-	9,  // 5: tier0.v1.ClusterPeer.Forward:input_type -> tier0.v1.ForwardRequest
-	2,  // 6: tier0.v1.Cluster.ClusterStatus:output_type -> tier0.v1.ClusterStatusResponse
-	4,  // 7: tier0.v1.Cluster.ClusterJoin:output_type -> tier0.v1.ClusterJoinResponse
-	6,  // 8: tier0.v1.Cluster.ClusterRemove:output_type -> tier0.v1.ClusterRemoveResponse
-	8,  // 9: tier0.v1.Cluster.TransferLeadership:output_type -> tier0.v1.TransferLeadershipResponse
-	10, // 10: tier0.v1.ClusterPeer.Forward:output_type -> tier0.v1.ForwardResponse
-	6,  // [6:11] is the sub-list for method output_type
-	1,  // [1:6] is the sub-list for method input_type
-	1,  // [1:1] is the sub-list for extension type_name
-	1,  // [1:1] is the sub-list for extension extendee
-	0,  // [0:1] is the sub-list for field type_name
+	11, // 1: tier0.v1.ForwardResponse.error:type_name -> tier0.v1.ForwardError
+	1,  // 2: tier0.v1.Cluster.ClusterStatus:input_type -> tier0.v1.ClusterStatusRequest
+	3,  // 3: tier0.v1.Cluster.ClusterJoin:input_type -> tier0.v1.ClusterJoinRequest
+	5,  // 4: tier0.v1.Cluster.ClusterRemove:input_type -> tier0.v1.ClusterRemoveRequest
+	7,  // 5: tier0.v1.Cluster.TransferLeadership:input_type -> tier0.v1.TransferLeadershipRequest
+	9,  // 6: tier0.v1.ClusterPeer.Forward:input_type -> tier0.v1.ForwardRequest
+	2,  // 7: tier0.v1.Cluster.ClusterStatus:output_type -> tier0.v1.ClusterStatusResponse
+	4,  // 8: tier0.v1.Cluster.ClusterJoin:output_type -> tier0.v1.ClusterJoinResponse
+	6,  // 9: tier0.v1.Cluster.ClusterRemove:output_type -> tier0.v1.ClusterRemoveResponse
+	8,  // 10: tier0.v1.Cluster.TransferLeadership:output_type -> tier0.v1.TransferLeadershipResponse
+	10, // 11: tier0.v1.ClusterPeer.Forward:output_type -> tier0.v1.ForwardResponse
+	7,  // [7:12] is the sub-list for method output_type
+	2,  // [2:7] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_tier0_v1_cluster_proto_init() }
@@ -716,7 +802,7 @@ func file_tier0_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tier0_v1_cluster_proto_rawDesc), len(file_tier0_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -9,7 +9,9 @@
 //     admin SVID; Join accepts the admin or a node SVID (a node may only add
 //     itself).
 //   - ClusterPeer (raft port, ALPN h2, mTLS with node SVIDs on both sides,
-//     checked at the TLS handshake): a follower's writes forwarded to the leader.
+//     checked at the TLS handshake): a follower's writes forwarded to the
+//     leader. Package ha serves and calls it (ha/peer.go) and owns the
+//     payloads; a gRPC status means only that the call itself failed.
 
 package tier0v1
 
