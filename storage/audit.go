@@ -20,13 +20,15 @@ type (
 	PruneResult    = core.PruneResult
 )
 
-// AuditReader is what VerifyAudit reads: the record bounds, the records and
-// the checkpoints. Every AuditStore is one.
+// AuditReader is what VerifyAudit reads: the record bounds, the records,
+// the checkpoints and the store's lineage (where a restored lineage's
+// store starts). Every AuditStore is one.
 type AuditReader interface {
 	Ranger
 	LastSeq(ctx context.Context) (uint64, error)
 	FirstSeq(ctx context.Context) (uint64, error)
 	Checkpoints(ctx context.Context, from, to uint64) ([]Checkpoint, error)
+	Lineage(ctx context.Context) (l record.Lineage, ok bool, err error)
 }
 
 // AuditStore is a Store with signed checkpoints (migration 0002),
@@ -84,7 +86,8 @@ const (
 type AuditResult struct {
 	VerifyResult
 	From, To       uint64 // the records checked (To: the last stored when the range was open)
-	Anchor         uint64 // checkpoint the chain was verified from (0: from genesis)
+	Anchor         uint64 // checkpoint the chain was verified from (0: from genesis or Base)
+	Base           uint64 // the store's lineage starts after this seq (restored without its previous store): records 1..Base are in that store, not this one
 	Checkpoints    int    // checkpoints whose signature and head verified
 	LastCheckpoint uint64 // highest verified checkpoint seq; records after it are covered by the chain only
 	Detail         string // human-readable explanation of Problem
@@ -93,7 +96,9 @@ type AuditResult struct {
 // VerifyAudit verifies records from..to (0: all) and the signed checkpoints
 // among them against roots (the trust bundle). The chain starts from the
 // newest valid checkpoint at or before `from` (or genesis), so a pruned
-// store verifies from its anchor. It reports the lowest-seq problem of:
+// store verifies from its anchor; a store claimed by a lineage restored
+// without its previous store (record.Lineage.BaseSeq > 0) verifies from its
+// first record, which must link to the lineage's base hash. It reports the lowest-seq problem of:
 // the chain (see Verify), a checkpoint that does not verify, a chain head
 // that differs from a signed checkpoint, a checkpoint beyond the last
 // stored record (records removed at the end). It errors only when reading
@@ -121,6 +126,14 @@ func VerifyAudit(ctx context.Context, s AuditReader, from, to uint64, roots []*x
 	if err != nil {
 		return AuditResult{}, fmt.Errorf("storage: verify: %w", err)
 	}
+	lin, claimed, err := s.Lineage(ctx)
+	if err != nil {
+		return AuditResult{}, fmt.Errorf("storage: verify: %w", err)
+	}
+	var base uint64
+	if claimed {
+		base = lin.BaseSeq
+	}
 	res := AuditResult{From: from, To: to}
 	if res.To == 0 {
 		res.To = last
@@ -142,19 +155,23 @@ func VerifyAudit(ctx context.Context, s AuditReader, from, to uint64, roots []*x
 			anchor = c
 		}
 	}
-	start := uint64(1)
+	start, prev := uint64(1), record.Genesis
 	switch {
-	case last == 0:
+	case first == 0: // no records
 		for _, c := range cps {
 			if _, ok := valid[c.Seq]; ok {
-				bad = append(bad, problem{1, ProblemMissing, fmt.Sprintf("the store is empty but checkpoint %d is signed", c.Seq)})
+				bad = append(bad, problem{base + 1, ProblemMissing, fmt.Sprintf("the store is empty but checkpoint %d is signed", c.Seq)})
 				break
 			}
 		}
 		res.fail(bad)
 		return res, nil
 	case anchor != nil:
-		start, res.Anchor = anchor.Seq, anchor.Seq
+		start, prev, res.Anchor = anchor.Seq, nil, anchor.Seq
+	case base > 0 && first == base+1:
+		// A store of a restored lineage: its first record links to the
+		// base hash it was claimed with.
+		start, prev, res.Base = first, lin.BaseHash, base
 	case first > 1:
 		bad = append(bad, problem{1, ProblemMissing, fmt.Sprintf("records 1..%d are missing and no valid checkpoint anchors seq %d", first-1, first)})
 		res.fail(bad)
@@ -166,7 +183,7 @@ func VerifyAudit(ctx context.Context, s AuditReader, from, to uint64, roots []*x
 			stored[r.Seq] = r.Hash
 		}
 	}}
-	vr, err := Verify(ctx, hook, start, to)
+	vr, err := verifyFrom(ctx, hook, start, to, prev)
 	if err != nil {
 		return AuditResult{}, err
 	}
@@ -257,7 +274,7 @@ func brokenLinks(cps []Checkpoint, valid map[uint64][]byte, start, to uint64) []
 // last record). Read seq before verifying, so that a checkpoint exported
 // meanwhile is not mistaken for a deleted one.
 func (r *AuditResult) RequireCheckpoint(seq uint64, open bool) {
-	if !r.OK() || seq == 0 || seq <= r.LastCheckpoint || seq < r.From {
+	if !r.OK() || seq == 0 || seq <= r.LastCheckpoint || seq < r.From || seq <= r.Base {
 		return
 	}
 	switch {

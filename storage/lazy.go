@@ -207,6 +207,24 @@ func (l *Lazy) Range(ctx context.Context, from, to uint64, fn func(*record.Recor
 	return s.Range(ctx, from, to, fn)
 }
 
+// Lineage implements Store.
+func (l *Lazy) Lineage(ctx context.Context) (record.Lineage, bool, error) {
+	s, err := l.store()
+	if err != nil {
+		return record.Lineage{}, false, err
+	}
+	return s.Lineage(ctx)
+}
+
+// ClaimLineage implements Store.
+func (l *Lazy) ClaimLineage(ctx context.Context, lin record.Lineage, by string, at time.Time) (record.Lineage, error) {
+	s, err := l.store()
+	if err != nil {
+		return record.Lineage{}, err
+	}
+	return s.ClaimLineage(ctx, lin, by, at)
+}
+
 // FirstSeq implements AuditStore.
 func (l *Lazy) FirstSeq(ctx context.Context) (uint64, error) {
 	s, err := l.store()

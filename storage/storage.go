@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/tier0-ca/tier0/ca/record"
 	"github.com/tier0-ca/tier0/internal/redact"
@@ -22,7 +23,8 @@ import (
 
 // Store holds issuance records. Implementations are safe for concurrent use.
 type Store interface {
-	// LastSeq returns the highest stored seq, 0 when the store is empty.
+	// LastSeq returns the highest stored seq; in a store without records,
+	// the base seq of the lineage that claimed it (see ClaimLineage), else 0.
 	LastSeq(ctx context.Context) (uint64, error)
 	// Append stores a batch of consecutive records in journal order, in
 	// one transaction. It is idempotent: records already present (same
@@ -39,6 +41,17 @@ type Store interface {
 	// seq order (to == 0 means up to the last), streaming rows from the
 	// database. An error from fn stops the scan and is returned as is.
 	Range(ctx context.Context, from, to uint64, fn func(*record.Record) error) error
+	// Lineage returns the lineage (cluster and line of history) whose
+	// records the store holds; ok is false while no exporter has claimed
+	// it (an empty store, or one written by a tier0 without lineages).
+	Lineage(ctx context.Context) (l record.Lineage, ok bool, err error)
+	// ClaimLineage claims an unclaimed store for l (written by node `by`
+	// at `at`) and returns the store's lineage after the call: l, or the
+	// lineage that claimed it first. Of racing claims exactly one wins; a
+	// claim is never changed. A malformed l wraps record.ErrLineage.
+	// Deciding whether a journal may claim the store is the exporter's job
+	// (ha); the store only makes the claim atomic and permanent.
+	ClaimLineage(ctx context.Context, l record.Lineage, by string, at time.Time) (record.Lineage, error)
 	Close() error
 }
 

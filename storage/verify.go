@@ -70,6 +70,15 @@ const window = 1 << 16
 // removed at the end, or a whole suffix rewritten consistently; signed
 // checkpoints cover those. Verify returns an error only when reading fails.
 func Verify(ctx context.Context, s Ranger, from, to uint64) (VerifyResult, error) {
+	if from <= 1 {
+		return verifyFrom(ctx, s, 1, to, record.Genesis)
+	}
+	return verifyFrom(ctx, s, from, to, nil)
+}
+
+// verifyFrom is Verify with the hash record `from` must link to (nil:
+// its stored prev_hash is trusted).
+func verifyFrom(ctx context.Context, s Ranger, from, to uint64, prev []byte) (VerifyResult, error) {
 	if from == 0 {
 		from = 1
 	}
@@ -77,9 +86,9 @@ func Verify(ctx context.Context, s Ranger, from, to uint64) (VerifyResult, error
 		return VerifyResult{}, fmt.Errorf("storage: verify: range %d..%d: %w", from, to, ErrBadFilter)
 	}
 	v := &verifier{to: to, expSeq: from, seen: make(map[[record.HashSize]byte]uint64)}
-	if from == 1 {
-		v.expPrev = record.Genesis
-		v.res.Head = append([]byte(nil), record.Genesis...)
+	if prev != nil {
+		v.expPrev = prev
+		v.res.Head = append([]byte(nil), prev...)
 	}
 	err := s.Range(ctx, from, to, v.feed)
 	if err != nil && !errors.Is(err, errStop) {

@@ -90,7 +90,7 @@ func (s *Store) Close() error {
 func (s *Store) LastSeq(ctx context.Context) (_ uint64, err error) {
 	defer markUnavailable(&err)
 	var last int64
-	if err := s.pool.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM issuance_records").Scan(&last); err != nil {
+	if err := s.pool.QueryRow(ctx, core.LastSeqSQL).Scan(&last); err != nil {
 		return 0, fmt.Errorf("postgres: last seq: %w", err)
 	}
 	return uint64(last), nil
@@ -118,7 +118,7 @@ func (s *Store) Append(ctx context.Context, recs []*record.Record) (err error) {
 		return fmt.Errorf("postgres: append: lock: %w", err)
 	}
 	var last int64
-	if err := tx.QueryRow(ctx, "SELECT coalesce(max(seq), 0) FROM issuance_records").Scan(&last); err != nil {
+	if err := tx.QueryRow(ctx, core.LastSeqSQL).Scan(&last); err != nil {
 		return fmt.Errorf("postgres: append: last seq: %w", err)
 	}
 	n, err := core.SplitBatch("postgres", recs, uint64(last))

@@ -95,8 +95,8 @@ func TestMigrateIdempotent(t *testing.T) {
 		t.Fatalf("LastSeq through a second store = %d, %v; want 3", n, err)
 	}
 	var versions int
-	if err := newTamperer(t, dsn, schema).conn.QueryRow(ctx, "SELECT count(*) FROM schema_version").Scan(&versions); err != nil || versions != 4 {
-		t.Fatalf("schema_version rows = %d, %v; want 4", versions, err)
+	if err := newTamperer(t, dsn, schema).conn.QueryRow(ctx, "SELECT count(*) FROM schema_version").Scan(&versions); err != nil || versions != 5 {
+		t.Fatalf("schema_version rows = %d, %v; want 5", versions, err)
 	}
 }
 
@@ -110,7 +110,7 @@ func TestSchemaTooNew(t *testing.T) {
 	if !errors.Is(err, storage.ErrSchemaTooNew) {
 		t.Fatalf("New on a version 999 schema = %v, want ErrSchemaTooNew", err)
 	}
-	want := "postgres: database schema version 999 is newer than this binary knows (4); upgrade tier0: storage: schema is newer than this binary"
+	want := "postgres: database schema version 999 is newer than this binary knows (5); upgrade tier0: storage: schema is newer than this binary"
 	if err.Error() != want {
 		t.Fatalf("error\n got %q\nwant %q", err, want)
 	}

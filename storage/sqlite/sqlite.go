@@ -88,7 +88,7 @@ func (s *Store) Close() error {
 func (s *Store) LastSeq(ctx context.Context) (_ uint64, err error) {
 	defer markUnavailable(&err)
 	var last int64
-	if err := s.r.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM issuance_records").Scan(&last); err != nil {
+	if err := s.r.QueryRowContext(ctx, core.LastSeqSQL).Scan(&last); err != nil {
 		return 0, fmt.Errorf("sqlite: last seq: %w", err)
 	}
 	return uint64(last), nil
@@ -109,7 +109,7 @@ func (s *Store) Append(ctx context.Context, recs []*record.Record) (err error) {
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	var last int64
-	if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(seq), 0) FROM issuance_records").Scan(&last); err != nil {
+	if err := tx.QueryRowContext(ctx, core.LastSeqSQL).Scan(&last); err != nil {
 		return fmt.Errorf("sqlite: append: last seq: %w", err)
 	}
 	n, err := core.SplitBatch("sqlite", recs, uint64(last))

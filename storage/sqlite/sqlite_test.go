@@ -76,8 +76,8 @@ func TestMigrateIdempotentAndWAL(t *testing.T) {
 	tam := newTamperer(t, p)
 	var versions int
 	var mode string
-	if err := tam.db.QueryRow("SELECT count(*) FROM schema_version").Scan(&versions); err != nil || versions != 4 {
-		t.Fatalf("schema_version rows = %d, %v; want 4", versions, err)
+	if err := tam.db.QueryRow("SELECT count(*) FROM schema_version").Scan(&versions); err != nil || versions != 5 {
+		t.Fatalf("schema_version rows = %d, %v; want 5", versions, err)
 	}
 	if err := tam.db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
 		t.Fatalf("journal_mode = %q, %v; want wal", mode, err)
@@ -94,7 +94,7 @@ func TestSchemaTooNew(t *testing.T) {
 	if !errors.Is(err, storage.ErrSchemaTooNew) {
 		t.Fatalf("New on a version 999 database = %v, want ErrSchemaTooNew", err)
 	}
-	want := "sqlite: database schema version 999 is newer than this binary knows (4); upgrade tier0: storage: schema is newer than this binary"
+	want := "sqlite: database schema version 999 is newer than this binary knows (5); upgrade tier0: storage: schema is newer than this binary"
 	if err.Error() != want {
 		t.Fatalf("error\n got %q\nwant %q", err, want)
 	}

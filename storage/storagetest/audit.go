@@ -102,6 +102,7 @@ func RunAudit(t *testing.T, open func(t *testing.T) (storage.AuditStore, Tampere
 	t.Run("Decisions", func(t *testing.T) { testDecisions(t, open) })
 	t.Run("Prune", func(t *testing.T) { testPrune(t, open) })
 	t.Run("Tamper", func(t *testing.T) { runAuditTamper(t, open) })
+	t.Run("LineageBase", func(t *testing.T) { testAuditLineageBase(t, open) })
 }
 
 func testCheckpoints(t *testing.T, open func(t *testing.T) (storage.AuditStore, Tamperer)) {

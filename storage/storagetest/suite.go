@@ -33,6 +33,9 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"RoundTrip", testRoundTrip},
 		{"VerifyGoodChain", testVerify},
 		{"ConcurrentReaders", testConcurrent},
+		{"Lineage", testLineage},
+		{"LineageRace", testLineageRace},
+		{"LineageBase", testLineageBase},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
