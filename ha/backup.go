@@ -33,6 +33,7 @@ type SnapshotInfo struct {
 	LastCommit  time.Time // CommittedAt of record Seq (zero when the journal is empty)
 	ExportedSeq uint64
 	TailLen     int
+	Lineage     *record.Lineage // the journal's cluster and lineage (nil: not set yet, or an older snapshot)
 }
 
 // Backup takes a consistent snapshot of the replicated state through raft
@@ -138,6 +139,33 @@ func WalkSnapshot(r io.Reader, fn func(*record.Record) error) (SnapshotInfo, err
 // journal head is the last of them, all exported (its tail, which the store
 // holds, is dropped). With no such records w gets r unchanged.
 func AdvanceSnapshot(r io.Reader, w io.Writer, more func(fn func(*record.Record) error) error) (SnapshotInfo, error) {
+	return RewriteSnapshot(r, w, more, nil)
+}
+
+// SetLineage decides the lineage of a rewritten snapshot (RewriteSnapshot)
+// from its summary and the hash of its last exported record (ExportedSeq;
+// the journal's chain continues from it). It returns nil to keep the
+// snapshot's lineage.
+type SetLineage func(info SnapshotInfo, exportedHash []byte) (*record.Lineage, error)
+
+// NewLineage is the SetLineage of a restore that does not continue the
+// record store's chain: a new lineage of the same cluster (a new cluster
+// ID when the snapshot has none) starting after the snapshot's exported
+// seq, created at `at`.
+func NewLineage(at time.Time) SetLineage {
+	return func(info SnapshotInfo, exportedHash []byte) (*record.Lineage, error) {
+		l := &record.Lineage{ClusterID: record.NewLineageID(), ID: record.NewLineageID(),
+			BaseSeq: info.ExportedSeq, BaseHash: bytes.Clone(exportedHash), CreatedAt: at.UTC()}
+		if info.Lineage != nil {
+			l.ClusterID, l.Parent = info.Lineage.ClusterID, info.Lineage.ID
+		}
+		return l, nil
+	}
+}
+
+// RewriteSnapshot is AdvanceSnapshot (more may be nil: no records) that
+// then lets lineage (nil: keep) replace the copy's lineage.
+func RewriteSnapshot(r io.Reader, w io.Writer, more func(fn func(*record.Record) error) error, lineage SetLineage) (SnapshotInfo, error) {
 	br := bufio.NewReaderSize(r, 1<<16)
 	dec := json.NewDecoder(br)
 	var raw json.RawMessage
@@ -147,6 +175,9 @@ func AdvanceSnapshot(r io.Reader, w io.Writer, more func(fn func(*record.Record)
 	h, err := decodeHeader(json.NewDecoder(bytes.NewReader(raw)))
 	if err != nil {
 		return SnapshotInfo{}, err
+	}
+	if more == nil {
+		more = func(func(*record.Record) error) error { return nil }
 	}
 	prev, last, n := h.Head, (*record.Record)(nil), 0
 	err = more(func(rec *record.Record) error {
@@ -163,26 +194,64 @@ func AdvanceSnapshot(r io.Reader, w io.Writer, more func(fn func(*record.Record)
 	if err != nil {
 		return infoOf(h), err
 	}
-	bw := bufio.NewWriterSize(w, 1<<16)
-	if last == nil {
-		// Unchanged: the header bytes as read, then the rest of the stream.
-		if _, err := bw.Write(raw); err != nil {
-			return infoOf(h), fmt.Errorf("ha: advance: %w", err)
-		}
-		if _, err := io.Copy(bw, io.MultiReader(dec.Buffered(), br)); err != nil {
-			return infoOf(h), fmt.Errorf("ha: advance: %w", err)
-		}
-	} else {
+	if last != nil {
 		h.Seq, h.Head, h.ExportedSeq, h.TailLen = last.Seq, bytes.Clone(last.Hash), last.Seq, 0
 		if last.CommittedAt.After(h.LastCommit) {
 			h.LastCommit = last.CommittedAt
 		}
+	}
+	// The first tail record (kept only when not advanced) links to the
+	// hash of the last exported record.
+	var first json.RawMessage
+	exportedHash := h.Head
+	if lineage != nil && last == nil && h.TailLen > 0 {
+		var rec struct {
+			PrevHash []byte
+		}
+		if err := dec.Decode(&first); err != nil {
+			return infoOf(h), fmt.Errorf("ha: rewrite: record 1 of %d: %w", h.TailLen, err)
+		}
+		if err := json.Unmarshal(first, &rec); err != nil || len(rec.PrevHash) != record.HashSize {
+			return infoOf(h), fmt.Errorf("ha: rewrite: record 1 of %d has no valid prev hash", h.TailLen)
+		}
+		exportedHash = rec.PrevHash
+	}
+	changed := last != nil
+	if lineage != nil {
+		l, err := lineage(infoOf(h), exportedHash)
+		if err != nil {
+			return infoOf(h), err
+		}
+		if l != nil {
+			if err := checkLineage(l, h.Seq); err != nil {
+				return infoOf(h), fmt.Errorf("ha: rewrite: %w", err)
+			}
+			h.Lineage, changed = cloneLineage(l), true
+		}
+	}
+	bw := bufio.NewWriterSize(w, 1<<16)
+	if changed {
 		if err := json.NewEncoder(bw).Encode(h); err != nil {
-			return infoOf(h), fmt.Errorf("ha: advance: %w", err)
+			return infoOf(h), fmt.Errorf("ha: rewrite: %w", err)
+		}
+	} else if _, err := bw.Write(raw); err != nil { // unchanged: the header bytes as read
+		return infoOf(h), fmt.Errorf("ha: rewrite: %w", err)
+	}
+	if last == nil { // the tail, unless advanced over
+		if first != nil { // the rest of the stream starts after it
+			if !changed {
+				first = append([]byte{'\n'}, first...)
+			}
+			if _, err := bw.Write(first); err != nil {
+				return infoOf(h), fmt.Errorf("ha: rewrite: %w", err)
+			}
+		}
+		if _, err := io.Copy(bw, io.MultiReader(dec.Buffered(), br)); err != nil {
+			return infoOf(h), fmt.Errorf("ha: rewrite: %w", err)
 		}
 	}
 	if err := bw.Flush(); err != nil {
-		return infoOf(h), fmt.Errorf("ha: advance: %w", err)
+		return infoOf(h), fmt.Errorf("ha: rewrite: %w", err)
 	}
 	return infoOf(h), nil
 }
@@ -198,6 +267,9 @@ func decodeHeader(dec *json.Decoder) (snapshotHeader, error) {
 	if len(h.Head) != record.HashSize || h.ExportedSeq > h.Seq || h.TailLen < 0 || uint64(h.TailLen) != h.Seq-h.ExportedSeq {
 		return h, fmt.Errorf("ha: snapshot header: inconsistent journal (seq %d, exported %d, tail %d)", h.Seq, h.ExportedSeq, h.TailLen)
 	}
+	if err := checkLineage(h.Lineage, h.Seq); err != nil {
+		return h, fmt.Errorf("ha: snapshot header: %w", err)
+	}
 	return h, nil
 }
 
@@ -205,6 +277,7 @@ func infoOf(h snapshotHeader) SnapshotInfo {
 	info := SnapshotInfo{
 		Version: h.Version, Bundle: h.Bundle.clone(), Tokens: len(h.Tokens),
 		Seq: h.Seq, Head: bytes.Clone(h.Head), LastCommit: h.LastCommit, ExportedSeq: h.ExportedSeq, TailLen: h.TailLen,
+		Lineage: cloneLineage(h.Lineage),
 	}
 	for _, e := range h.Entries {
 		info.EntryIDs = append(info.EntryIDs, e.ID)

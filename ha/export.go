@@ -9,13 +9,21 @@ import (
 	"github.com/tier0-ca/tier0/ca/record"
 )
 
-// Sink is the record store as the exporter sees it.
+// Sink is the record store as the exporter sees it (storage.Store).
 type Sink interface {
-	// LastSeq returns the highest Seq stored (0 if none).
+	// LastSeq returns the highest Seq stored; in an empty store, the base
+	// seq of the lineage that claimed it, else 0.
 	LastSeq(ctx context.Context) (uint64, error)
 	// Append stores recs (consecutive, in journal order). It must be
 	// idempotent by Seq: records already stored are skipped.
 	Append(ctx context.Context, recs []*record.Record) error
+	// Range calls fn with the stored records from..to in seq order.
+	Range(ctx context.Context, from, to uint64, fn func(*record.Record) error) error
+	// Lineage returns the lineage that claimed the store (ok false: none).
+	Lineage(ctx context.Context) (l record.Lineage, ok bool, err error)
+	// ClaimLineage claims an unclaimed store atomically and returns the
+	// store's lineage after the call (the first claim wins).
+	ClaimLineage(ctx context.Context, l record.Lineage, by string, at time.Time) (record.Lineage, error)
 }
 
 const (
@@ -30,10 +38,18 @@ var errLostLeadership = errors.New("ha: export: not the leader")
 
 // RunExporter copies the journal to sink, in order and exactly once, until
 // ctx ends (it then returns ctx.Err()). It works only while this node is the
-// leader and waits otherwise. After each Append it commits an "exported up
-// to seq N" command so that state and snapshots drop those records. Sink
-// errors are logged and retried with backoff; issuance is not affected.
+// leader and waits otherwise. At the start of each leader term it checks
+// that the store continues this journal's chain (checkStore) and claims an
+// unclaimed one. After each Append it commits an "exported up to seq N"
+// command so that state and snapshots drop those records. Sink errors are
+// logged and retried with backoff; issuance is not affected. A store that
+// does not continue the chain is refused for good: RunExporter latches the
+// refusal (ExportHealth, tier0_export_refused, issuance stops), logs it
+// once and returns it (wrapping ErrStoreMismatch).
 func (n *Node) RunExporter(ctx context.Context, sink Sink) error {
+	if err := n.ExportHealth(); err != nil {
+		return err
+	}
 	backoff := exportBackoffMin
 	var failingSince time.Time // zero while the sink works
 	for {
@@ -52,6 +68,12 @@ func (n *Node) RunExporter(ctx context.Context, sink Sink) error {
 		}
 		if err == nil || errors.Is(err, errLostLeadership) {
 			continue
+		}
+		if errors.Is(err, ErrStoreMismatch) {
+			n.health.refuse(err)
+			n.m.exportRefused.Set(1)
+			n.log.Error("ha: RECORD STORE REFUSED: export and issuance stopped", "err", err, "unexported", n.JournalStatus().Unexported)
+			return err
 		}
 		n.m.exportErrors.Inc()
 		if failingSince.IsZero() {
@@ -95,21 +117,20 @@ func (n *Node) waitLeadership(ctx context.Context) error {
 // exportTerm exports while this node stays leader. It returns
 // errLostLeadership when leadership ends, or the first error.
 func (n *Node) exportTerm(ctx context.Context, sink Sink, ok func()) error {
-	last, err := sink.LastSeq(ctx)
+	term := n.raft.CurrentTerm()
+	cctx, cancel := context.WithTimeout(ctx, exportCheckTimeout)
+	last, err := n.checkStore(cctx, sink)
+	cancel()
 	if err != nil {
-		return fmt.Errorf("ha: export: last seq: %w", err)
+		if !errors.Is(err, ErrStoreMismatch) && !errors.Is(err, errLostLeadership) {
+			// The store cannot be read: issuance goes on (records wait in
+			// the journal) and the check runs again at the next attempt.
+			n.health.checked(term)
+		}
+		return err
 	}
-	js := n.JournalStatus()
-	switch {
-	case last > js.Seq:
-		return fmt.Errorf("ha: export: record store is at seq %d, beyond journal seq %d (wrong store or cluster?)", last, js.Seq)
-	case last < js.ExportedSeq:
-		// Records the journal no longer holds are missing from the store.
-		// Nothing here can bring them back; audit verify will show the gap.
-		n.log.Error("ha: export: RECORD STORE IS MISSING RECORDS already marked exported",
-			"store_seq", last, "exported_seq", js.ExportedSeq)
-		last = js.ExportedSeq
-	case last > js.ExportedSeq:
+	n.health.checked(term)
+	if last > n.JournalStatus().ExportedSeq {
 		// Appended before a crash but not yet marked exported.
 		if err := n.markExported(ctx, last); err != nil {
 			return err

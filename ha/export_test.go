@@ -21,15 +21,52 @@ type sliceSink struct {
 	recs        []*record.Record
 	failAppends int
 	appends     int
+	lineage     *record.Lineage
 }
 
 func (s *sliceSink) LastSeq(context.Context) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.recs) == 0 {
-		return 0, nil
+	return s.last(), nil
+}
+
+func (s *sliceSink) last() uint64 {
+	switch {
+	case len(s.recs) > 0:
+		return s.recs[len(s.recs)-1].Seq
+	case s.lineage != nil:
+		return s.lineage.BaseSeq
 	}
-	return s.recs[len(s.recs)-1].Seq, nil
+	return 0
+}
+
+func (s *sliceSink) Range(_ context.Context, from, to uint64, fn func(*record.Record) error) error {
+	for _, r := range s.snapshot() {
+		if r.Seq >= from && (to == 0 || r.Seq <= to) {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *sliceSink) Lineage(context.Context) (record.Lineage, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lineage == nil {
+		return record.Lineage{}, false, nil
+	}
+	return *s.lineage, true, nil
+}
+
+func (s *sliceSink) ClaimLineage(_ context.Context, l record.Lineage, _ string, _ time.Time) (record.Lineage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lineage == nil {
+		s.lineage = &l
+	}
+	return *s.lineage, nil
 }
 
 func (s *sliceSink) Append(_ context.Context, recs []*record.Record) error {
@@ -41,10 +78,7 @@ func (s *sliceSink) Append(_ context.Context, recs []*record.Record) error {
 			s.failAppends--
 			return errors.New("store down")
 		}
-		last := uint64(0)
-		if len(s.recs) > 0 {
-			last = s.recs[len(s.recs)-1].Seq
-		}
+		last := s.last()
 		if r.Seq <= last {
 			continue // idempotent by seq
 		}

@@ -275,6 +275,9 @@ func (n *Node) forwardCommit(raws []json.RawMessage) ([]*record.Record, error) {
 // applyRecordsEncoded proposes pre-marshalled records as one raft entry on
 // this (leader) node, bypassing the committer, and encodes the sealed fields.
 func (n *Node) applyRecordsEncoded(ctx context.Context, raws []json.RawMessage) ([]byte, error) {
+	if err := n.issueGate(ctx); err != nil {
+		return nil, err
+	}
 	data, err := encodeRecords(n.cfg.Clock(), raws)
 	if err != nil {
 		return nil, err

@@ -42,6 +42,7 @@ var handlers = map[byte]handler{
 	cmdCARoots:      (*fsm).applyCARoots,
 	cmdTrust:        (*fsm).applyTrust,
 	cmdCheckpoint:   (*fsm).applyCheckpoint, // checkpoint.go
+	cmdLineage:      (*fsm).applyLineage,    // lineage.go
 }
 
 func newFSM(log *slog.Logger, m *metrics) *fsm {

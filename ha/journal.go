@@ -51,6 +51,9 @@ func (n *Node) Commit(ctx context.Context, recs []*record.Record) error {
 		}
 		raws[i] = b
 	}
+	if err := n.issueGate(ctx); err != nil { // storecheck.go
+		return err
+	}
 	req := &commitReq{ctx: ctx, recs: raws, done: make(chan commitOutcome, 1)}
 	sealedRecs, err := n.enqueue(ctx, req)
 	if err != nil {
@@ -197,6 +200,14 @@ func (n *Node) failQueued() {
 
 // commitBatch proposes batch here or, on a follower (fwd), forwards it.
 func (n *Node) commitBatch(batch []*commitReq, fwd bool) {
+	// Checked again here, next to the proposal: a batch queued in an
+	// earlier leader term must not be proposed before this term's check.
+	if err := n.issueGate(context.Background()); err != nil {
+		for _, r := range batch {
+			r.done <- commitOutcome{err: err}
+		}
+		return
+	}
 	live := batch[:0]
 	var raws []json.RawMessage
 	for _, r := range batch {

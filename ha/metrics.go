@@ -13,6 +13,7 @@ type metrics struct {
 	exportLag       prometheus.Gauge
 	exportErrors    prometheus.Counter
 	exportedRecords prometheus.Counter
+	exportRefused   prometheus.Gauge
 	journalEntries  prometheus.Counter
 	forwards        prometheus.Counter
 	forwardErrors   prometheus.Counter
@@ -49,6 +50,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tier0_exported_records_total",
 			Help: "Records confirmed in the record store and marked exported by this node's exporter.",
 		}),
+		exportRefused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tier0_export_refused",
+			Help: "1 while this node refuses to export to its record store and to issue, because the store does not continue this journal's chain (another cluster's or lineage's store; see /readyz and the log), else 0.",
+		}),
 		journalEntries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tier0_journal_raft_entries_total",
 			Help: "Raft entries written by this node's journal committer (one per group commit batch).",
@@ -83,6 +88,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.exportLag = register(reg, m.exportLag)
 	m.exportErrors = register(reg, m.exportErrors)
 	m.exportedRecords = register(reg, m.exportedRecords)
+	m.exportRefused = register(reg, m.exportRefused)
 	m.journalEntries = register(reg, m.journalEntries)
 	m.forwards = register(reg, m.forwards)
 	m.forwardErrors = register(reg, m.forwardErrors)

@@ -61,6 +61,13 @@ type Config struct {
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
 	SnapshotInterval   time.Duration // how often raft checks SnapshotThreshold; default 120s
+	// ExportCheck makes record commits on the leader wait until this
+	// node's exporter (RunExporter) has checked, in the current leader
+	// term, that the record store continues this journal's chain (at most
+	// ~10 s; a store that cannot be read lets them through). Set it
+	// whenever RunExporter runs: without it, records committed before the
+	// first check may land in a journal whose store is then refused.
+	ExportCheck bool
 
 	// tune adjusts the raft config (tests shorten timeouts).
 	tune func(*raft.Config)
@@ -85,6 +92,8 @@ type Node struct {
 	raftStopped   chan struct{} // closed by Close once raft has shut down
 	closeOnce     sync.Once
 	closeErr      error
+
+	health *exportHealth // what the exporter found about the record store (storecheck.go)
 
 	leaderMu      sync.Mutex
 	leaderChanged chan struct{} // closed and replaced when this node gains or loses leadership
@@ -159,6 +168,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		notifyDone:    make(chan struct{}),
 		raftStopped:   make(chan struct{}),
 		leaderChanged: make(chan struct{}),
+		health:        newExportHealth(),
 	}
 	n.fsm = newFSM(log, n.m)
 

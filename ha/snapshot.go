@@ -36,6 +36,9 @@ type snapshotHeader struct {
 	CA          *CAState    `json:"ca,omitempty"`    // absent in snapshots older than CA roots
 	Trust       *TrustState `json:"trust,omitempty"` // JWT keys, federation (trust.go)
 	Audit       *auditState `json:"audit,omitempty"` // checkpoints (checkpoint.go)
+	// Lineage names the journal's cluster and lineage (lineage.go);
+	// absent before the first exporter set it, and in older snapshots.
+	Lineage *record.Lineage `json:"lineage,omitempty"`
 }
 
 type fsmSnapshot struct {
@@ -57,7 +60,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		hdr: snapshotHeader{
 			Version: snapshotVersion, Entries: entries, Tokens: tokens,
 			Bundle: s.bundle.clone(), CA: new(s.ca.clone()), Trust: new(s.trust.clone()), Audit: new(s.audit.clone()), Seq: s.seq, Head: bytes.Clone(s.head),
-			LastCommit: s.lastCommit, ExportedSeq: s.exportedSeq, TailLen: len(s.tail),
+			LastCommit: s.lastCommit, ExportedSeq: s.exportedSeq, TailLen: len(s.tail), Lineage: cloneLineage(s.lineage),
 		},
 		tail: slices.Clone(s.tail),
 	}, nil
@@ -150,6 +153,10 @@ func readSnapshot(r io.Reader) (*state, error) {
 	if h.Audit != nil {
 		s.audit = *h.Audit
 	}
+	if err := checkLineage(h.Lineage, h.Seq); err != nil {
+		return nil, fmt.Errorf("ha: restore: %w", err)
+	}
+	s.lineage = h.Lineage
 	s.seq, s.head, s.lastCommit, s.exportedSeq = h.Seq, h.Head, h.LastCommit, h.ExportedSeq
 	s.tail = make([]*record.Record, 0, h.TailLen)
 	var prev []byte

@@ -65,6 +65,7 @@ type state struct {
 	ca      CAState    // CA roots (castate.go)
 	trust   TrustState // JWT keys and federation (trust.go)
 	audit   auditState // signed checkpoints (checkpoint.go)
+	lineage *record.Lineage // cluster and lineage of the journal (lineage.go); nil until the first exporter sets it
 
 	seq         uint64
 	head        []byte
