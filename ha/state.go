@@ -62,9 +62,9 @@ type state struct {
 	byAgent map[string][]Entry // agent -> entries sorted by SPIFFEID (copy on write)
 	tokens  map[string]token   // by hash
 	bundle  Bundle
-	ca      CAState    // CA roots (castate.go)
-	trust   TrustState // JWT keys and federation (trust.go)
-	audit   auditState // signed checkpoints (checkpoint.go)
+	ca      CAState         // CA roots (castate.go)
+	trust   TrustState      // JWT keys and federation (trust.go)
+	audit   auditState      // signed checkpoints (checkpoint.go)
 	lineage *record.Lineage // cluster and lineage of the journal (lineage.go); nil until the first exporter sets it
 
 	seq         uint64

@@ -29,4 +29,3 @@ func CheckClaim(prefix string, l record.Lineage, by string, at time.Time) error 
 	}
 	return nil
 }
-
