@@ -288,3 +288,31 @@ func infoOf(h snapshotHeader) SnapshotInfo {
 	}
 	return info
 }
+
+// SnapshotHashAt returns the journal's hash of record seq from a snapshot
+// payload, if the snapshot can still tell it (seq from its exported seq to
+// its head: the first unexported record links to the last exported one).
+// It verifies the payload as InspectSnapshot does.
+func SnapshotHashAt(r io.Reader, seq uint64) (hash []byte, ok bool, err error) {
+	info, err := WalkSnapshot(r, func(rec *record.Record) error {
+		switch rec.Seq {
+		case seq + 1:
+			if hash == nil {
+				hash = bytes.Clone(rec.PrevHash)
+			}
+		case seq:
+			hash = bytes.Clone(rec.Hash)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	switch {
+	case seq > info.Seq || seq < info.ExportedSeq:
+		return nil, false, nil
+	case seq == info.Seq:
+		return info.Head, true, nil
+	}
+	return hash, hash != nil, nil
+}

@@ -137,7 +137,7 @@ func (n *Node) checkStore(ctx context.Context, sink Sink) (uint64, error) {
 		return storeMismatch(fmt.Sprintf(format, a...), sl, hasS, jl, hasJ)
 	}
 	if hasS && hasJ && !sl.Same(jl) {
-		return 0, mismatch("the record store holds %s, but this journal is %s", sl, jl)
+		return 0, mismatch("the record store and this journal are of different lineages")
 	}
 	if !hasS && last == 0 {
 		// An empty, unclaimed store: this lineage's if it has exported nothing yet.
@@ -187,7 +187,7 @@ func (n *Node) checkStore(ctx context.Context, sink Sink) (uint64, error) {
 			return 0, fmt.Errorf("ha: export: claim the record store: %w", err)
 		}
 		if !got.Same(jl) {
-			return 0, storeMismatch(fmt.Sprintf("another exporter claimed the record store first: it holds %s, this journal is %s", got, jl), got, true, jl, true)
+			return 0, storeMismatch("another exporter claimed the record store first", got, true, jl, true)
 		}
 		n.log.Info("ha: export: record store claimed", "lineage", jl.String(), "store_seq", last)
 		if last, err = sink.LastSeq(ctx); err != nil { // a restored lineage's empty store starts at its base
