@@ -72,7 +72,11 @@ func (n *Node) RunExporter(ctx context.Context, sink Sink) error {
 		if errors.Is(err, ErrStoreMismatch) {
 			n.health.refuse(err)
 			n.m.exportRefused.Set(1)
-			n.log.Error("ha: RECORD STORE REFUSED: export and issuance stopped", "err", err, "unexported", n.JournalStatus().Unexported)
+			// Another voter may have a store that continues the journal:
+			// let it lead (this node no longer can); alone, this fails.
+			transfer := n.raft.LeadershipTransfer().Error()
+			n.log.Error("ha: RECORD STORE REFUSED: export and issuance stopped", "err", err,
+				"unexported", n.JournalStatus().Unexported, "leadership_handed_over", transfer == nil)
 			return err
 		}
 		n.m.exportErrors.Inc()

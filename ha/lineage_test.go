@@ -374,3 +374,35 @@ func runExporterUntil(t *testing.T, n *Node, sink Sink) func() {
 	t.Cleanup(stop)
 	return stop
 }
+
+// A leader whose store is refused hands leadership to a voter whose store
+// continues the journal: issuance goes on there, the refused node stays
+// refused.
+func TestLineageRefusedLeaderStepsDown(t *testing.T) {
+	nodes := startCluster(t, 3, newTestClock())
+	n1 := leaderOf(t, nodes)
+	good := &sliceSink{}
+	foreign := &sliceSink{lineage: &record.Lineage{ClusterID: "other", ID: "l", BaseHash: record.Genesis, CreatedAt: time.Unix(1, 0).UTC()}}
+	for _, n := range nodes {
+		sink := good
+		if n == n1 {
+			sink = foreign
+		}
+		runExporter(t, n, sink)
+	}
+	waitFor(t, "the refused leader to step down", func() bool { return n1.ExportHealth() != nil && !n1.isLeader() })
+	leader := leaderOf(t, nodes)
+	if leader == n1 {
+		t.Fatal("the refused node leads again")
+	}
+	if err := leader.Commit(context.Background(), []*record.Record{testRecord("x")}); err != nil {
+		t.Fatalf("Commit on the new leader: %v", err)
+	}
+	waitFor(t, "export to the good store", func() bool { return len(good.snapshot()) == 1 })
+	if err := n1.Commit(context.Background(), []*record.Record{testRecord("x")}); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "REFUSED") {
+		t.Fatalf("Commit on the refused node = %v", err)
+	}
+	if foreign.last() != 0 || len(foreign.snapshot()) != 0 {
+		t.Fatal("the foreign store was written")
+	}
+}
