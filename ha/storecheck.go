@@ -54,10 +54,10 @@ func (h *exportHealth) refuse(err error) {
 	h.changed = make(chan struct{})
 }
 
-func (h *exportHealth) get() (term uint64, refused error, changed <-chan struct{}) {
+func (h *exportHealth) get() (term uint64, changed <-chan struct{}, refused error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.term, h.refused, h.changed
+	return h.term, h.changed, h.refused
 }
 
 // ExportHealth returns nil while this node's exporter accepts its record
@@ -66,7 +66,7 @@ func (h *exportHealth) get() (term uint64, refused error, changed <-chan struct{
 // on, until the process restarts, the node neither exports nor issues.
 // Readiness checks should report it.
 func (n *Node) ExportHealth() error {
-	_, refused, _ := n.health.get()
+	_, _, refused := n.health.get()
 	return refused
 }
 
@@ -77,7 +77,7 @@ func (n *Node) ExportHealth() error {
 // acknowledged into a journal that turns out not to continue the store.
 func (n *Node) issueGate(ctx context.Context) error {
 	for {
-		term, refused, changed := n.health.get()
+		term, changed, refused := n.health.get()
 		if refused != nil {
 			return fmt.Errorf("ha: commit: %w: issuance stopped: %w", ErrUnavailable, refused)
 		}

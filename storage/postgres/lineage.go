@@ -36,8 +36,7 @@ func (s *Store) ClaimLineage(ctx context.Context, l record.Lineage, by string, a
 		return record.Lineage{}, fmt.Errorf("postgres: claim lineage: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
-	if _, err := tx.Exec(ctx, `INSERT INTO store_lineage (id, `+core.LineageColumns+`, claimed_at, claimed_by)
-		VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
+	if _, err := tx.Exec(ctx, claimSQL,
 		l.ClusterID, l.ID, int64(l.BaseSeq), l.BaseHash, l.Parent, record.Truncate(l.CreatedAt), record.Truncate(at), by); err != nil {
 		return record.Lineage{}, fmt.Errorf("postgres: claim lineage: %w", err)
 	}
@@ -53,6 +52,9 @@ func (s *Store) ClaimLineage(ctx context.Context, l record.Lineage, by string, a
 	}
 	return got, nil
 }
+
+// claimSQL inserts the lineage row unless one exists.
+const claimSQL = "INSERT INTO store_lineage (id, " + core.LineageColumns + ", claimed_at, claimed_by) VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING"
 
 type queryer interface {
 	QueryRow(ctx context.Context, q string, args ...any) pgx.Row

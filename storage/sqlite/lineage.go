@@ -34,8 +34,7 @@ func (s *Store) ClaimLineage(ctx context.Context, l record.Lineage, by string, a
 		return record.Lineage{}, fmt.Errorf("sqlite: claim lineage: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	if _, err := tx.ExecContext(ctx, `INSERT INTO store_lineage (id, `+core.LineageColumns+`, claimed_at, claimed_by)
-		VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+	if _, err := tx.ExecContext(ctx, claimSQL,
 		l.ClusterID, l.ID, int64(l.BaseSeq), l.BaseHash, l.Parent, micros(l.CreatedAt), micros(at), by); err != nil {
 		return record.Lineage{}, fmt.Errorf("sqlite: claim lineage: %w", err)
 	}
@@ -51,6 +50,9 @@ func (s *Store) ClaimLineage(ctx context.Context, l record.Lineage, by string, a
 	}
 	return got, nil
 }
+
+// claimSQL inserts the lineage row unless one exists.
+const claimSQL = "INSERT INTO store_lineage (id, " + core.LineageColumns + ", claimed_at, claimed_by) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 
 type queryer interface {
 	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
