@@ -14,7 +14,8 @@ import (
 
 // Lineage returns the lineage that claimed the store; ok is false while
 // it is unclaimed.
-func (s *Store) Lineage(ctx context.Context) (record.Lineage, bool, error) {
+func (s *Store) Lineage(ctx context.Context) (_ record.Lineage, _ bool, err error) {
+	defer markUnavailable(&err)
 	l, ok, err := readLineage(ctx, s.pool)
 	if err != nil {
 		return l, false, fmt.Errorf("postgres: lineage: %w", err)
@@ -27,7 +28,8 @@ func (s *Store) Lineage(ctx context.Context) (record.Lineage, bool, error) {
 // claimed it. Of two racing claims exactly one wins: the row has a fixed
 // primary key, and INSERT ... ON CONFLICT DO NOTHING waits for a
 // concurrent insert to commit before deciding.
-func (s *Store) ClaimLineage(ctx context.Context, l record.Lineage, by string, at time.Time) (record.Lineage, error) {
+func (s *Store) ClaimLineage(ctx context.Context, l record.Lineage, by string, at time.Time) (_ record.Lineage, err error) {
+	defer markUnavailable(&err)
 	if err := core.CheckClaim("postgres", l, by, at); err != nil {
 		return record.Lineage{}, err
 	}

@@ -13,7 +13,8 @@ import (
 
 // Lineage returns the lineage that claimed the store; ok is false while
 // it is unclaimed.
-func (s *Store) Lineage(ctx context.Context) (record.Lineage, bool, error) {
+func (s *Store) Lineage(ctx context.Context) (_ record.Lineage, _ bool, err error) {
+	defer markUnavailable(&err)
 	l, ok, err := readLineage(ctx, s.r)
 	if err != nil {
 		return l, false, fmt.Errorf("sqlite: lineage: %w", err)
@@ -25,7 +26,8 @@ func (s *Store) Lineage(ctx context.Context) (record.Lineage, bool, error) {
 // returns the store's lineage after the call: l, or the lineage that had
 // claimed it. Of two racing claims exactly one wins (one row, written
 // under the database write lock).
-func (s *Store) ClaimLineage(ctx context.Context, l record.Lineage, by string, at time.Time) (record.Lineage, error) {
+func (s *Store) ClaimLineage(ctx context.Context, l record.Lineage, by string, at time.Time) (_ record.Lineage, err error) {
+	defer markUnavailable(&err)
 	if err := core.CheckClaim("sqlite", l, by, at); err != nil {
 		return record.Lineage{}, err
 	}
