@@ -289,7 +289,7 @@ func TestLineageCommand(t *testing.T) {
 		}
 	}
 	commitN(t, n, 3)
-	if err := n.Raft().Snapshot().Error(); err != nil {
+	if err := n.Snapshot(); err != nil {
 		t.Fatal(err)
 	}
 	n.Close()
