@@ -24,7 +24,13 @@ same --signer for an HSM/KMS key); further nodes join it as usual.
 With --store (the record store the old cluster exported to), records that
 reached the store after the backup was taken are verified to continue the
 backup's hash chain and the journal head moves to the store's last record,
-so issuance continues the chain the store holds.`,
+so issuance continues the chain the store holds, in the same lineage.
+
+Without --store the restored journal may have lost records the old store
+holds, so it starts a new lineage (same cluster ID, new lineage ID, starting
+after the backup's exported seq): the old store refuses it, naming both
+lineages. Point the restored node at a new, empty record store, or restore
+again with --store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.DataDir, f.Logger = g.dataDir, g.logger()
@@ -42,6 +48,7 @@ so issuance continues the chain the store holds.`,
 				fmt.Fprintf(w, "restored %s into %s as node %s\n", f.From, g.dataDir, res.NodeID)
 				fmt.Fprintf(w, "  journal  seq %d, head %s (backup seq %d; %d records caught up from the store)\n", res.Seq, res.Head, res.BackupSeq, res.CaughtUp)
 				fmt.Fprintf(w, "  state    %d entries, %d tokens, %d bundle roots\n", res.Entries, res.Tokens, res.BundleRoots)
+				fmt.Fprintf(w, "  lineage  %s\n", res.Lineage)
 				if res.DevKeys > 0 {
 					fmt.Fprintf(w, "  dev key  %d DEV-ONLY soft key file(s) restored (0600)\n", res.DevKeys)
 				}

@@ -4,6 +4,7 @@
 package restore
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -37,6 +38,8 @@ type Result struct {
 	Tokens      int      `json:"tokens"`
 	BundleRoots int      `json:"bundle_roots"`
 	DevKeys     int      `json:"dev_keys"`
+	Lineage     string   `json:"lineage"`               // the restored journal's cluster and lineage
+	NewLineage  bool     `json:"new_lineage,omitempty"` // restored without a store: a new lineage
 	Seconds     float64  `json:"seconds"`
 	Warnings    []string `json:"warnings,omitempty"`
 }
@@ -56,9 +59,12 @@ type Config struct {
 
 // Run verifies the backup, then creates DataDir's raft stores, bootstraps
 // a one-voter cluster and installs the backup's snapshot with raft's user
-// restore. With Store, records that reached the store after the backup
-// was taken are verified to continue the backup's hash chain and the
-// journal head moves to the store's last record.
+// restore. With Store, the store must be the backup's (same lineage, its
+// last record on the backup's chain); records that reached it after the
+// backup was taken are verified to continue the backup's hash chain and
+// the journal head moves to the store's last record. Without Store the
+// journal starts a new lineage (ha.NewLineage): the old store refuses it,
+// a new, empty one takes it (ha/DESIGN.md "Store identity").
 func Run(ctx context.Context, f Config) (Result, error) {
 	dir := f.DataDir
 	if f.Logger == nil {
@@ -122,17 +128,36 @@ func Run(ctx context.Context, f Config) (Result, error) {
 	}
 	var payload io.Reader = b.Payload()
 	meta.Size = m.Payload.Size
-	if f.Store != "" {
-		adv, n, err := catchUp(ctx, dir, f.Store, b, &info)
+	backupSeq := info.Seq
+	var more func(fn func(*record.Record) error) error
+	var lineage ha.SetLineage
+	if f.Store == "" {
+		lineage, res.NewLineage = ha.NewLineage(time.Now()), true
+		res.Warnings = append(res.Warnings, "restored without --store: the journal starts a new lineage, which the old record store refuses; "+
+			"point the server at a new, empty --store, or restore again with --store DSN to continue the old store's chain")
+	} else {
+		store, err := storage.Open(ctx, f.Store)
+		if err != nil {
+			return res, fmt.Errorf("restore: --store: %w", err)
+		}
+		defer store.Close()
+		if more, lineage, err = continueStore(ctx, store, b, info); err != nil {
+			return res, err
+		}
+	}
+	if more != nil || lineage != nil {
+		rw, err := rewritePayload(dir, b, more, lineage, &info)
 		if err != nil {
 			return res, err
 		}
-		if adv != nil {
-			defer os.Remove(adv.Name())
-			defer adv.Close()
-			st, _ := adv.Stat()
-			payload, meta.Size, res.CaughtUp = adv, st.Size(), n
-		}
+		defer os.Remove(rw.Name())
+		defer rw.Close()
+		st, _ := rw.Stat()
+		payload, meta.Size, res.CaughtUp = rw, st.Size(), info.Seq-backupSeq
+	}
+	res.Lineage = "none yet (set by the server's exporter at start)"
+	if info.Lineage != nil {
+		res.Lineage = info.Lineage.String()
 	}
 
 	cfg := ha.Config{NodeID: f.NodeID, DataDir: dir, Bootstrap: true, Logger: quietLogger(log)}
@@ -192,39 +217,72 @@ func prepareDataDir(dir string, force bool) error {
 	return nil
 }
 
-// catchUp moves the backup's journal head over records the store got after
-// the backup was taken. It returns nil when the store is not ahead.
-func catchUp(ctx context.Context, dir, dsn string, b *backupfile.File, info *ha.SnapshotInfo) (*os.File, uint64, error) {
-	store, err := storage.Open(ctx, dsn)
+// continueStore checks that the record store continues the backup's
+// chain, in the same lineage, and returns what the restore must change:
+// records the store got after the backup (more, nil: none) and, for a
+// backup older than lineages, the store's lineage to adopt.
+func continueStore(ctx context.Context, store storage.Store, b *backupfile.File, info ha.SnapshotInfo) (more func(fn func(*record.Record) error) error, lineage ha.SetLineage, err error) {
+	sl, claimed, err := store.Lineage(ctx)
 	if err != nil {
-		return nil, 0, fmt.Errorf("restore: --store: %w", err)
+		return nil, nil, fmt.Errorf("restore: --store: %w", err)
 	}
-	defer store.Close()
 	last, err := store.LastSeq(ctx)
 	if err != nil {
-		return nil, 0, fmt.Errorf("restore: --store: %w", err)
+		return nil, nil, fmt.Errorf("restore: --store: %w", err)
 	}
-	if last <= info.Seq {
-		return nil, 0, nil
+	notOurs := "it is not this backup's record store (restore without --store to start a new lineage, and point the server at a new, empty store)"
+	if claimed && info.Lineage != nil && !sl.Same(*info.Lineage) {
+		return nil, nil, fmt.Errorf("restore: --store holds %s, the backup is %s: %s", sl, info.Lineage, notOurs)
 	}
+	if last > info.Seq { // AdvanceSnapshot checks the chain from the backup's head
+		more = func(fn func(*record.Record) error) error { return store.Range(ctx, info.Seq+1, last, fn) }
+	} else {
+		if last < info.ExportedSeq {
+			return nil, nil, fmt.Errorf("restore: --store ends at seq %d, but the backup's journal had exported records up to seq %d to its store: %s", last, info.ExportedSeq, notOurs)
+		}
+		want, _, err := ha.SnapshotHashAt(b.Payload(), last)
+		if err != nil {
+			return nil, nil, fmt.Errorf("restore: %w", err)
+		}
+		got := record.Genesis
+		if last > 0 {
+			got = nil
+			if err := store.Range(ctx, last, last, func(r *record.Record) error { got = r.Hash; return nil }); err != nil {
+				return nil, nil, fmt.Errorf("restore: --store: %w", err)
+			}
+			if got == nil && claimed && last == sl.BaseSeq {
+				got = sl.BaseHash
+			}
+		}
+		if !bytes.Equal(got, want) {
+			return nil, nil, fmt.Errorf("restore: --store's record %d is not the backup's record %d (the chains differ): %s", last, last, notOurs)
+		}
+	}
+	if claimed && info.Lineage == nil { // a backup from before lineages: the chains agree, adopt the store's
+		lineage = func(ha.SnapshotInfo, []byte) (*record.Lineage, error) { return &sl, nil }
+	}
+	return more, lineage, nil
+}
+
+// rewritePayload writes the backup's payload, advanced over more and with
+// the lineage set (ha.RewriteSnapshot), to a temporary file in dir, and
+// updates info.
+func rewritePayload(dir string, b *backupfile.File, more func(fn func(*record.Record) error) error, lineage ha.SetLineage, info *ha.SnapshotInfo) (*os.File, error) {
 	tmp, err := os.CreateTemp(dir, ".restore-payload-")
 	if err != nil {
-		return nil, 0, fmt.Errorf("restore: %w", err)
+		return nil, fmt.Errorf("restore: %w", err)
 	}
-	adv, err := ha.AdvanceSnapshot(b.Payload(), tmp, func(fn func(*record.Record) error) error {
-		return store.Range(ctx, info.Seq+1, last, fn)
-	})
+	adv, err := ha.RewriteSnapshot(b.Payload(), tmp, more, lineage)
 	if err == nil {
 		_, err = tmp.Seek(0, io.SeekStart)
 	}
 	if err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
-		return nil, 0, fmt.Errorf("restore: catch up from the store: %w", err)
+		return nil, fmt.Errorf("restore: rewrite the backup's journal: %w", err)
 	}
-	n := adv.Seq - info.Seq
 	*info = adv
-	return tmp, n, nil
+	return tmp, nil
 }
 
 // quietLogger keeps raft's chatter out of a CLI command unless debugging.
