@@ -91,6 +91,9 @@ func printBackupResult(w io.Writer, output string, r operator.BackupResult) erro
 	fmt.Fprintf(w, "  raft           index %d, term %d\n", m.Raft.Index, m.Raft.Term)
 	fmt.Fprintf(w, "  journal        seq %d, head %s, exported %d, unexported %d, last commit %s\n",
 		m.Journal.Seq, m.Journal.Head, m.Journal.ExportedSeq, m.Journal.Unexported, m.Journal.LastCommit.Format(time.RFC3339Nano))
+	if m.Journal.Lineage != "" {
+		fmt.Fprintf(w, "  lineage        %s\n", m.Journal.Lineage)
+	}
 	fmt.Fprintf(w, "  state          %d entries, %d tokens, %d bundle roots, %d CA roots\n", m.State.Entries, m.State.Tokens, m.State.BundleRoots, m.State.CARoots)
 	fmt.Fprintf(w, "  payload        %d bytes, sha256 %s\n", m.Payload.Size, m.Payload.SHA256)
 	if m.DevKeys != nil {

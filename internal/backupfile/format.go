@@ -59,6 +59,7 @@ type Manifest struct {
 		ExportedSeq uint64    `json:"exported_seq"`
 		Unexported  int       `json:"unexported"`
 		LastCommit  time.Time `json:"last_commit"`
+		Lineage     string    `json:"lineage,omitempty"` // cluster and lineage (informational; the snapshot holds it)
 	} `json:"journal"`
 	State struct {
 		Entries     int `json:"entries"`
@@ -79,6 +80,9 @@ func (m *Manifest) Fill(info ha.SnapshotInfo) {
 	m.Journal.ExportedSeq, m.Journal.Unexported, m.Journal.LastCommit = info.ExportedSeq, info.TailLen, info.LastCommit
 	m.State.Entries, m.State.Tokens = len(info.EntryIDs), info.Tokens
 	m.State.BundleRoots, m.State.CARoots = len(info.Bundle.Roots), len(info.CARoots)
+	if info.Lineage != nil {
+		m.Journal.Lineage = info.Lineage.String()
+	}
 }
 
 // DevKeyPath returns the data-dir-relative path of a soft: key URI such as

@@ -20,6 +20,7 @@ import (
 	"github.com/tier0-ca/tier0/internal/operator"
 	"github.com/tier0-ca/tier0/internal/restore"
 	"github.com/tier0-ca/tier0/internal/server"
+	"github.com/tier0-ca/tier0/storage"
 )
 
 // RestoreReport is the report of the restore drill (`tier0 drill restore`).
@@ -187,12 +188,39 @@ type chainCheck struct {
 	linked   bool
 	probeSeq uint64
 	n        int
+	last     uint64 // last record seen, to take each once
 }
 
-// chainAfter takes a backup of the scratch node and checks that the
-// records after the restore point link to the backup's head.
+// chainAfter checks that the records after the restore point link to the
+// backup's head: those the scratch node exported to its own store (a new
+// lineage's store, starting after the backup's exported seq), then those
+// still in its journal (from a backup of it).
 func (s *scratchNode) chainAfter(ctx context.Context, m backupfile.Manifest, serial string) (chainCheck, error) {
 	var cc chainCheck
+	head, _ := hex.DecodeString(m.Journal.Head)
+	visit := func(r *record.Record) error {
+		if r.Seq <= m.Journal.Seq || r.Seq <= cc.last {
+			return nil
+		}
+		if r.Seq == m.Journal.Seq+1 {
+			cc.linked = bytes.Equal(r.PrevHash, head)
+		}
+		cc.n++
+		cc.last = r.Seq
+		if r.Serial == serial {
+			cc.probeSeq = r.Seq
+		}
+		return nil
+	}
+	store, err := storage.Open(ctx, "sqlite:"+filepath.Join(s.dir, "records.db"))
+	if err != nil {
+		return cc, fmt.Errorf("scratch node store: %w", err)
+	}
+	err = store.Range(ctx, m.Journal.Seq+1, 0, visit)
+	store.Close()
+	if err != nil {
+		return cc, fmt.Errorf("scratch node store: %w", err)
+	}
 	c, err := s.admin(ctx)
 	if err != nil {
 		return cc, err
@@ -207,20 +235,7 @@ func (s *scratchNode) chainAfter(ctx context.Context, m backupfile.Manifest, ser
 		return cc, err
 	}
 	defer b.Close()
-	head, _ := hex.DecodeString(m.Journal.Head)
-	_, err = ha.WalkSnapshot(b.Payload(), func(r *record.Record) error {
-		if r.Seq == m.Journal.Seq+1 {
-			cc.linked = bytes.Equal(r.PrevHash, head)
-		}
-		if r.Seq > m.Journal.Seq {
-			cc.n++
-			if r.Serial == serial {
-				cc.probeSeq = r.Seq
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if _, err = ha.WalkSnapshot(b.Payload(), visit); err != nil {
 		return cc, fmt.Errorf("scratch node journal: %w", err)
 	}
 	return cc, nil
