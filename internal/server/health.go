@@ -22,6 +22,9 @@ const (
 	phaseStarting = "starting"
 	phaseReady    = "ready"
 	phaseStopping = "shutting down"
+	// The record store was refused before the node could issue its own
+	// credentials: it serves health and metrics only (run.notServing).
+	phaseNotServing = "not serving: the record store was refused before this node could issue its own credentials"
 )
 
 // readiness is what /readyz checks, in order. Add a condition here (one
@@ -30,6 +33,7 @@ func (s *Server) readiness() []Check {
 	return []Check{
 		{Name: "raft", Check: s.raftReady},
 		{Name: "ca root", Check: s.rootReady},
+		{Name: "record store", Check: s.storeReady},
 		{Name: "startup", Check: s.started},
 	}
 }
@@ -52,6 +56,16 @@ func (s *Server) rootReady() error {
 	}
 	if _, ok := n.CAState().Active(); !ok {
 		return errors.New("waiting for the CA root to be created or replicated")
+	}
+	return nil
+}
+
+// storeReady fails, for good, once the exporter has refused the record
+// store (it does not continue this journal: ha.ErrStoreMismatch): the
+// reason names both lineages and what to do.
+func (s *Server) storeReady() error {
+	if n := s.node.Load(); n != nil {
+		return n.ExportHealth()
 	}
 	return nil
 }

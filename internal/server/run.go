@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -84,6 +85,9 @@ func (r *run) start() error {
 	} {
 		r.step(step.name)
 		if err := step.fn(); err != nil {
+			if r.node != nil && r.node.ExportHealth() != nil {
+				return r.notServing()
+			}
 			return err
 		}
 	}
@@ -96,9 +100,30 @@ func (r *run) start() error {
 		NodeID: cfg.NodeID, HTTP: r.httpAddr, PID: os.Getpid()})
 }
 
+// errNotServing: the record store was refused (ha.ErrStoreMismatch) before
+// the node could issue its own credentials; Run keeps it up, not ready.
+var errNotServing = errors.New("server: not serving: the record store was refused")
+
+// notServing is how start ends when the record store was refused before
+// the API could start: the node cannot serve TLS (its certificate is an
+// SVID, and issuing is what is refused), so it keeps only health and
+// metrics, and the loops already running, until it is stopped.
+func (r *run) notServing() error {
+	cfg := r.s.cfg
+	r.s.setPhase(phaseNotServing)
+	r.s.log.Error("tier0 NOT SERVING: the record store was refused before this node could issue its own credentials; "+
+		"/readyz, /healthz and /metrics only, until it is restarted with a store that continues its journal (see the refusal above)",
+		"http", r.httpAddr)
+	if err := serverinfo.Write(cfg.DataDir, serverinfo.Info{TrustDomain: cfg.TrustDomain.Name(), Servers: []string{},
+		NodeID: cfg.NodeID, HTTP: r.httpAddr, PID: os.Getpid()}); err != nil {
+		return err
+	}
+	return errNotServing
+}
+
 func (r *run) startRaft() error {
 	s, cfg := r.s, r.s.cfg
-	hcfg := ha.Config{NodeID: cfg.NodeID, DataDir: cfg.DataDir, Bootstrap: true, Registerer: s.reg, Logger: s.log}
+	hcfg := ha.Config{NodeID: cfg.NodeID, DataDir: cfg.DataDir, Bootstrap: true, Registerer: s.reg, Logger: s.log, ExportCheck: true}
 	leaderWait := 30 * time.Second
 	if cfg.Cluster.Enabled() {
 		cl, err := newClusterNode(r.ctx, cfg.TrustDomain, cfg.DataDir, cfg.NodeID, cfg.Cluster, s.log)
@@ -221,7 +246,17 @@ func (r *run) startAudit() error {
 		return node.RunCheckpointer(ctx, ha.CheckpointConfig{Signer: ak.Signer(), CertDER: ak.CertDER,
 			Every: cfg.Audit.CheckpointEvery, Interval: cfg.Audit.CheckpointInterval, Registerer: s.reg})
 	})
-	r.loops.Go("exporter", func(ctx context.Context) error { return node.RunExporter(ctx, store) })
+	r.loops.Go("exporter", func(ctx context.Context) error {
+		err := node.RunExporter(ctx, store)
+		if errors.Is(err, ha.ErrStoreMismatch) {
+			// Logged by the exporter; the node stays up, not ready and
+			// not issuing (the "record store" readiness check), so that
+			// the reason stays visible.
+			<-ctx.Done()
+			return nil
+		}
+		return err
+	})
 	r.loops.Go("journal watch", r.journal.Run)
 	r.decisionLoop.Go("decision log", func(ctx context.Context) error { return r.decisions.Run(ctx, store) })
 	if s.hooks.loop != nil {

@@ -85,12 +85,16 @@ func (s *Server) Run(ctx context.Context) error {
 	r.decisionLoop, r.peers = newGroup(ctx, onFatal), newGroup(ctx, onFatal)
 
 	err := r.start()
-	if err == nil {
+	switch {
+	case err == nil:
 		s.setPhase(phaseReady)
 		s.log.Info("tier0 ready", "api", r.apiAddr, "http", r.httpAddr,
 			"bundle", r.path("bundle.pem"), "admin_credential", r.path("admin"))
 		<-rctx.Done()
 		s.log.Info("shutting down")
+	case errors.Is(err, errNotServing): // up, not ready: health and metrics say why
+		<-rctx.Done()
+		err = nil
 	}
 	s.setPhase(phaseStopping)
 	r.stop()

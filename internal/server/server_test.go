@@ -533,3 +533,57 @@ func TestClusterModeStops(t *testing.T) {
 	again := start(t, cfg, nil)
 	again.waitReady()
 }
+
+// TestRefusedStoreNotServing: a record store claimed by another cluster is
+// refused before the node can issue its own credentials: Run stays up
+// (not an error), /readyz says why (record store, not serving), the
+// metric is set, no API address is published and no credential is
+// written; a cancel stops it cleanly.
+func TestRefusedStoreNotServing(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Store = "sqlite:" + filepath.Join(t.TempDir(), "other.db")
+	st, err := storage.Open(context.Background(), cfg.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := record.Lineage{ClusterID: "other-ca", ID: "other-lineage", BaseHash: record.Genesis, CreatedAt: time.Now().UTC()}
+	if _, err := st.ClaimLineage(context.Background(), other, "x", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	n := start(t, cfg, nil)
+	var body string
+	poll(t, "/readyz naming the refused store", func() bool {
+		var code int
+		code, body = n.readyz()
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "record store: ha: export: REFUSED")
+	})
+	for _, want := range []string{"other-lineage", "other-ca", "startup: " + phaseNotServing} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/readyz %q lacks %q", body, want)
+		}
+	}
+	if info := n.info(); len(info.Servers) != 0 {
+		t.Errorf("server.json publishes %v", info.Servers)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "admin")); err == nil {
+		t.Error("an admin credential was written")
+	}
+	if !strings.Contains(metricsText(t, n), "tier0_export_refused 1") {
+		t.Error("tier0_export_refused is not 1")
+	}
+	if err := n.stop(); err != nil {
+		t.Fatalf("Run = %v after cancel, want nil", err)
+	}
+}
+
+func metricsText(t *testing.T, n *node) string {
+	t.Helper()
+	resp, err := http.Get("http://" + n.httpAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
