@@ -81,7 +81,7 @@ func postgresBackend(t *testing.T) auditBackend {
 	b := auditBackend{dsn: withSchema(schema), exec: execIn(schema)}
 	b.copyTo = func(t *testing.T, _ string) (string, func(t *testing.T, q string)) {
 		_, s := storagetest.PostgresSchema(t)
-		for _, tbl := range []string{"schema_version", "issuance_records", "audit_checkpoints", "authz_decisions"} {
+		for _, tbl := range []string{"schema_version", "issuance_records", "audit_checkpoints", "authz_decisions", "store_lineage"} {
 			execIn(s)(t, fmt.Sprintf("CREATE TABLE %s.%s (LIKE %s.%s INCLUDING ALL); INSERT INTO %s.%s SELECT * FROM %s.%s",
 				s, tbl, schema, tbl, s, tbl, schema, tbl))
 		}
