@@ -23,6 +23,14 @@ const (
 	cmdCreateToken  byte = 0x05 // createTokenCmd
 	cmdConsumeToken byte = 0x06 // consumeTokenCmd
 	cmdSetBundle    byte = 0x07 // setBundleCmd
+	// cmdCreateEntryFederated is createEntryCmd whose entry may carry
+	// FederatesWith. It is a new type, not a field added to cmdCreateEntry,
+	// because a node that predates the field would store the entry without
+	// it; this way such a node refuses the command (not ignorable: skipping
+	// a create would fork the entry set) and must be upgraded. CreateEntry
+	// uses it only when FederatesWith is set, so a cluster in a rolling
+	// upgrade keeps working until someone uses the new field.
+	cmdCreateEntryFederated byte = 0x08
 
 	ignorableFlag byte = 0x80
 )

@@ -32,17 +32,18 @@ type handler func(f *fsm, payload []byte) any
 
 // handlers is the dispatch table. Types not in it are unknown.
 var handlers = map[byte]handler{
-	cmdRecords:      (*fsm).applyRecords,
-	cmdExported:     (*fsm).applyExported,
-	cmdCreateEntry:  (*fsm).applyCreateEntry,
-	cmdDeleteEntry:  (*fsm).applyDeleteEntry,
-	cmdCreateToken:  (*fsm).applyCreateToken,
-	cmdConsumeToken: (*fsm).applyConsumeToken,
-	cmdSetBundle:    (*fsm).applySetBundle,
-	cmdCARoots:      (*fsm).applyCARoots,
-	cmdTrust:        (*fsm).applyTrust,
-	cmdCheckpoint:   (*fsm).applyCheckpoint, // checkpoint.go
-	cmdLineage:      (*fsm).applyLineage,    // lineage.go
+	cmdRecords:              (*fsm).applyRecords,
+	cmdExported:             (*fsm).applyExported,
+	cmdCreateEntry:          (*fsm).applyCreateEntry,
+	cmdCreateEntryFederated: (*fsm).applyCreateEntryFederated,
+	cmdDeleteEntry:          (*fsm).applyDeleteEntry,
+	cmdCreateToken:          (*fsm).applyCreateToken,
+	cmdConsumeToken:         (*fsm).applyConsumeToken,
+	cmdSetBundle:            (*fsm).applySetBundle,
+	cmdCARoots:              (*fsm).applyCARoots,
+	cmdTrust:                (*fsm).applyTrust,
+	cmdCheckpoint:           (*fsm).applyCheckpoint, // checkpoint.go
+	cmdLineage:              (*fsm).applyLineage,    // lineage.go
 }
 
 func newFSM(log *slog.Logger, m *metrics) *fsm {
@@ -145,12 +146,28 @@ func (f *fsm) applyExported(payload []byte) any {
 	return nil
 }
 
+// applyCreateEntry applies cmdCreateEntry. That type never carries
+// FederatesWith (old nodes do not know it), so a stray one is dropped here
+// exactly as an old node drops it: every node applies the same entry.
 func (f *fsm) applyCreateEntry(payload []byte) any {
 	var c createEntryCmd
 	if err := decode("create entry", payload, &c); err != nil {
 		return err
 	}
-	e := c.Entry
+	c.Entry.FederatesWith = nil
+	return f.createEntry(c.Entry)
+}
+
+// applyCreateEntryFederated applies cmdCreateEntryFederated.
+func (f *fsm) applyCreateEntryFederated(payload []byte) any {
+	var c createEntryCmd
+	if err := decode("create entry", payload, &c); err != nil {
+		return err
+	}
+	return f.createEntry(c.Entry)
+}
+
+func (f *fsm) createEntry(e Entry) any {
 	if e.ID == "" || e.Agent == "" || e.SPIFFEID == "" || e.TTL < 0 {
 		return fmt.Errorf("ha: create entry: id, agent and spiffe id are required: %w", ErrInvalid)
 	}

@@ -26,6 +26,7 @@ func FuzzFSMApply(f *testing.F) {
 		{cmdRecords, recordsCmd{Now: now, Recs: []json.RawMessage{rec}}},
 		{cmdExported, map[string]any{"seq": 1}},
 		{cmdCreateEntry, createEntryCmd{Entry: Entry{ID: "e1", Agent: "a", SPIFFEID: "spiffe://example.org/w", TTL: 30 * time.Minute}}},
+		{cmdCreateEntryFederated, createEntryCmd{Entry: Entry{ID: "e2", Agent: "a", SPIFFEID: "spiffe://example.org/f", FederatesWith: []string{"p.example"}}}},
 		{cmdDeleteEntry, deleteEntryCmd{ID: "e1"}},
 		{cmdConsumeToken, consumeTokenCmd{Hash: "00", Now: now}},
 		{cmdSetBundle, map[string]any{"trust_domain": "example.org", "roots": [][]byte{{1, 2}}}},

@@ -26,7 +26,11 @@ func (n *Node) CreateEntry(ctx context.Context, e Entry) (Entry, error) {
 		return Entry{}, fmt.Errorf("ha: create entry: agent and spiffe id are required, ttl >= 0: %w", ErrInvalid)
 	}
 	e.CreatedAt = n.cfg.Clock().UTC()
-	resp, err := n.apply(ctx, "create entry", cmdCreateEntry, createEntryCmd{Entry: e})
+	typ := cmdCreateEntry
+	if len(e.FederatesWith) > 0 {
+		typ = cmdCreateEntryFederated // see command.go: old nodes refuse it
+	}
+	resp, err := n.apply(ctx, "create entry", typ, createEntryCmd{Entry: e})
 	if err != nil {
 		return Entry{}, err
 	}

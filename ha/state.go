@@ -21,6 +21,13 @@ type Entry struct {
 	// `tier0-agent fetch` only. A node that predates the field drops it,
 	// which fails closed: the entry is then served to no workload.
 	Selectors []string `json:"selectors,omitempty"`
+	// FederatesWith lists the federated trust domains (names, sorted,
+	// validated by the caller) whose bundles a workload with this entry
+	// receives (SPIRE's federatesWith); none means only our own bundle.
+	// Only cmdCreateEntryFederated carries it (see command.go): a node that
+	// predates the field refuses that command instead of dropping it. In a
+	// snapshot an old node drops it, which fails closed (fewer bundles).
+	FederatesWith []string `json:"federates_with,omitempty"`
 }
 
 // Bundle is the trust bundle served by every node.
