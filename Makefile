@@ -43,6 +43,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseCSR -fuzztime 30s ./ca/
 	$(GO) test -run '^$$' -fuzz FuzzSPIFFEID -fuzztime 30s ./ca/
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./internal/roles/
+	$(GO) test -run '^$$' -fuzz FuzzParseSelector -fuzztime 30s ./ca/
 	$(GO) test -run '^$$' -fuzz FuzzFSMApply -fuzztime 30s ./ha/
 	$(GO) test -run '^$$' -fuzz FuzzInspectSnapshot -fuzztime 30s ./ha/
 	$(GO) test -run '^$$' -fuzz FuzzParseURI -fuzztime 30s ./signer/pkcs11/

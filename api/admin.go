@@ -81,6 +81,10 @@ func (a *adminService) CreateEntry(ctx context.Context, req *tier0v1.CreateEntry
 	if err != nil {
 		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: %v", errBadInput, err))
 	}
+	federates, err := ca.NormalizeFederatesWith(s.cfg.TrustDomain, req.GetFederatesWith())
+	if err != nil {
+		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: federates with: %v", errBadInput, err))
+	}
 	var raw [8]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return nil, s.toStatus(ctx, method, err)
@@ -88,11 +92,12 @@ func (a *adminService) CreateEntry(ctx context.Context, req *tier0v1.CreateEntry
 	e, err := s.cfg.State.CreateEntry(ctx, ha.Entry{
 		ID: hex.EncodeToString(raw[:]), Agent: req.GetAgent(), SPIFFEID: id.String(), TTL: ttl,
 		CreatedAt: s.cfg.Clock().UTC().Truncate(time.Second), Selectors: selectors,
+		FederatesWith: nonEmpty(federates),
 	})
 	if err != nil {
 		return nil, s.toStatus(ctx, method, err)
 	}
-	s.log.InfoContext(ctx, "entry created", "entry", e.ID, "agent", e.Agent, "spiffe_id", e.SPIFFEID, "selectors", e.Selectors, "by", callerFrom(ctx).id.String())
+	s.log.InfoContext(ctx, "entry created", "entry", e.ID, "agent", e.Agent, "spiffe_id", e.SPIFFEID, "selectors", e.Selectors, "federates_with", e.FederatesWith, "by", callerFrom(ctx).id.String())
 	return &tier0v1.CreateEntryResponse{Entry: entryToPB(e)}, nil
 }
 
@@ -118,7 +123,16 @@ func (a *adminService) DeleteEntry(ctx context.Context, req *tier0v1.DeleteEntry
 }
 
 func entryToPB(e ha.Entry) *tier0v1.Entry {
-	return &tier0v1.Entry{Id: e.ID, Agent: e.Agent, SpiffeId: e.SPIFFEID, TtlSeconds: int64(e.TTL / time.Second), CreatedAt: e.CreatedAt.Unix(), Selectors: e.Selectors}
+	return &tier0v1.Entry{Id: e.ID, Agent: e.Agent, SpiffeId: e.SPIFFEID, TtlSeconds: int64(e.TTL / time.Second), CreatedAt: e.CreatedAt.Unix(), Selectors: e.Selectors, FederatesWith: e.FederatesWith}
+}
+
+// nonEmpty is s, or nil when empty (an entry without federation is stored
+// exactly as before the field existed).
+func nonEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
 }
 
 type auditService struct {

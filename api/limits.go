@@ -45,6 +45,7 @@ func tightLimits() map[protoreflect.FullName]int {
 	set(&tier0v1.MintJWTSVIDRequest{}, "audience", ca.MaxAudienceBytes)
 	set(&tier0v1.CreateEntryRequest{}, "spiffe_id", ca.MaxIDBytes)
 	set(&tier0v1.CreateEntryRequest{}, "selectors", ca.MaxSelectorBytes)
+	set(&tier0v1.CreateEntryRequest{}, "federates_with", ca.MaxTrustDomainBytes)
 	set(&tier0v1.DeleteEntryRequest{}, "id", maxHandleBytes)
 	set(&tier0v1.ActivateCARootRequest{}, "id", maxHandleBytes)
 	set(&tier0v1.ListRecordsRequest{}, "spiffe_id", ca.MaxIDBytes)

@@ -53,9 +53,9 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 	var agent, id string
 	var ttl time.Duration
 	var output string
-	var selectors []string
+	var selectors, federates []string
 	create := &cobra.Command{
-		Use:   "create --agent NAME --spiffe-id ID [--ttl 15m..60m] [--selector unix:uid:N ...]",
+		Use:   "create --agent NAME --spiffe-id ID [--ttl 15m..60m] [--selector unix:uid:N ...] [--federates-with TD ...]",
 		Short: "Grant a SPIFFE ID to an agent",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -65,7 +65,7 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 				}
 			}
 			return withOperator(cmd, g, "admin", func(c *client.Client) error {
-				resp, err := c.Admin().CreateEntry(cmd.Context(), &tier0v1.CreateEntryRequest{Agent: agent, SpiffeId: id, TtlSeconds: int64(ttl / time.Second), Selectors: selectors})
+				resp, err := c.Admin().CreateEntry(cmd.Context(), &tier0v1.CreateEntryRequest{Agent: agent, SpiffeId: id, TtlSeconds: int64(ttl / time.Second), Selectors: selectors, FederatesWith: federates})
 				if err != nil {
 					return cliErr(err)
 				}
@@ -76,7 +76,8 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 	create.Flags().StringVar(&agent, "agent", "", "agent name")
 	create.Flags().StringVar(&id, "spiffe-id", "", "SPIFFE ID to grant, in this trust domain")
 	create.Flags().DurationVar(&ttl, "ttl", 0, "SVID lifetime for this entry, 15m..60m (default 30m)")
-	create.Flags().StringArrayVar(&selectors, "selector", nil, "workload selector, repeatable, all must match: unix:uid:N, unix:gid:N, unix:path:/abs/path (none: for `tier0-agent fetch` only)")
+	create.Flags().StringArrayVar(&selectors, "selector", nil, "workload selector, repeatable, all must match: unix:uid:N, unix:gid:N, unix:path:/abs/path, k8s:ns:NS, k8s:sa:SA, k8s:pod-label:K:V, k8s:container-name:C ... (docs/FROM-SPIRE.md; none: for `tier0-agent fetch` only)")
+	create.Flags().StringArrayVar(&federates, "federates-with", nil, "federated trust domain whose bundle this entry's workloads receive besides ours, repeatable (SPIRE's federatesWith; none: only our bundle)")
 	_ = create.MarkFlagRequired("agent")
 	_ = create.MarkFlagRequired("spiffe-id")
 	list := &cobra.Command{
@@ -117,16 +118,17 @@ func printEntries(w io.Writer, format string, entries []*tier0v1.Entry) error {
 	if format == "json" {
 		enc := json.NewEncoder(w)
 		for _, e := range entries {
-			if err := enc.Encode(map[string]any{"id": e.GetId(), "agent": e.GetAgent(), "spiffe_id": e.GetSpiffeId(), "ttl": (time.Duration(e.GetTtlSeconds()) * time.Second).String(), "selectors": e.GetSelectors()}); err != nil {
+			if err := enc.Encode(map[string]any{"id": e.GetId(), "agent": e.GetAgent(), "spiffe_id": e.GetSpiffeId(), "ttl": (time.Duration(e.GetTtlSeconds()) * time.Second).String(), "selectors": e.GetSelectors(), "federates_with": e.GetFederatesWith()}); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tAGENT\tSPIFFE ID\tTTL\tSELECTORS")
+	fmt.Fprintln(tw, "ID\tAGENT\tSPIFFE ID\tTTL\tSELECTORS\tFEDERATES WITH")
 	for _, e := range entries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.GetId(), e.GetAgent(), e.GetSpiffeId(), time.Duration(e.GetTtlSeconds())*time.Second, strings.Join(e.GetSelectors(), ","))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.GetId(), e.GetAgent(), e.GetSpiffeId(), time.Duration(e.GetTtlSeconds())*time.Second,
+			strings.Join(e.GetSelectors(), ","), strings.Join(e.GetFederatesWith(), ","))
 	}
 	return tw.Flush()
 }

@@ -913,9 +913,14 @@ type Entry struct {
 	TtlSeconds int64                  `protobuf:"varint,4,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"` // within [900, 3600]
 	CreatedAt  int64                  `protobuf:"varint,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`    // unix seconds
 	// Workload selectors, all of which a workload must match to get this SVID
-	// from an agent's Workload API: unix:uid:N, unix:gid:N, unix:path:/abs/path.
+	// from an agent's Workload API: unix:uid:N, unix:gid:N, unix:path:/abs/path,
+	// k8s:KIND:VALUE (ns, sa, pod-label:K:V, container-name, ...: ca.Selector).
 	// An entry without selectors is only for `tier0-agent fetch`.
-	Selectors     []string `protobuf:"bytes,6,rep,name=selectors,proto3" json:"selectors,omitempty"`
+	Selectors []string `protobuf:"bytes,6,rep,name=selectors,proto3" json:"selectors,omitempty"`
+	// Federated trust domains (names, e.g. "partner.example") whose bundles a
+	// workload with this entry receives from the Workload API and SDS besides
+	// our own (SPIRE's federatesWith). None: only our own bundle.
+	FederatesWith []string `protobuf:"bytes,7,rep,name=federates_with,json=federatesWith,proto3" json:"federates_with,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -988,6 +993,13 @@ func (x *Entry) GetCreatedAt() int64 {
 func (x *Entry) GetSelectors() []string {
 	if x != nil {
 		return x.Selectors
+	}
+	return nil
+}
+
+func (x *Entry) GetFederatesWith() []string {
+	if x != nil {
+		return x.FederatesWith
 	}
 	return nil
 }
@@ -1108,8 +1120,9 @@ type CreateEntryRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Agent         string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
 	SpiffeId      string                 `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
-	TtlSeconds    int64                  `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"` // 0 = server default
-	Selectors     []string               `protobuf:"bytes,4,rep,name=selectors,proto3" json:"selectors,omitempty"`                      // see Entry.selectors
+	TtlSeconds    int64                  `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`         // 0 = server default
+	Selectors     []string               `protobuf:"bytes,4,rep,name=selectors,proto3" json:"selectors,omitempty"`                              // see Entry.selectors
+	FederatesWith []string               `protobuf:"bytes,5,rep,name=federates_with,json=federatesWith,proto3" json:"federates_with,omitempty"` // see Entry.federates_with
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1168,6 +1181,13 @@ func (x *CreateEntryRequest) GetTtlSeconds() int64 {
 func (x *CreateEntryRequest) GetSelectors() []string {
 	if x != nil {
 		return x.Selectors
+	}
+	return nil
+}
+
+func (x *CreateEntryRequest) GetFederatesWith() []string {
+	if x != nil {
+		return x.FederatesWith
 	}
 	return nil
 }
@@ -2496,7 +2516,7 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\ftrust_domain\x18\x03 \x01(\tR\vtrustDomain\x12?\n" +
 	"\x0fjwt_authorities\x18\x04 \x03(\v2\x16.tier0.v1.JWTAuthorityR\x0ejwtAuthorities\x127\n" +
 	"\tfederated\x18\x05 \x03(\v2\x19.tier0.v1.FederatedBundleR\tfederated\x12%\n" +
-	"\x0etrust_sequence\x18\x06 \x01(\x04R\rtrustSequence\"\xa8\x01\n" +
+	"\x0etrust_sequence\x18\x06 \x01(\x04R\rtrustSequence\"\xcf\x01\n" +
 	"\x05Entry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05agent\x18\x02 \x01(\tR\x05agent\x12\x1b\n" +
@@ -2505,7 +2525,8 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"ttlSeconds\x12\x1d\n" +
 	"\n" +
 	"created_at\x18\x05 \x01(\x03R\tcreatedAt\x12\x1c\n" +
-	"\tselectors\x18\x06 \x03(\tR\tselectors\"c\n" +
+	"\tselectors\x18\x06 \x03(\tR\tselectors\x12%\n" +
+	"\x0efederates_with\x18\a \x03(\tR\rfederatesWith\"c\n" +
 	"\x16CreateJoinTokenRequest\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
@@ -2514,13 +2535,14 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\x17CreateJoinTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1d\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\x03R\texpiresAt\"\x86\x01\n" +
+	"expires_at\x18\x02 \x01(\x03R\texpiresAt\"\xad\x01\n" +
 	"\x12CreateEntryRequest\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1f\n" +
 	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
 	"ttlSeconds\x12\x1c\n" +
-	"\tselectors\x18\x04 \x03(\tR\tselectors\"<\n" +
+	"\tselectors\x18\x04 \x03(\tR\tselectors\x12%\n" +
+	"\x0efederates_with\x18\x05 \x03(\tR\rfederatesWith\"<\n" +
 	"\x13CreateEntryResponse\x12%\n" +
 	"\x05entry\x18\x01 \x01(\v2\x0f.tier0.v1.EntryR\x05entry\"*\n" +
 	"\x12ListEntriesRequest\x12\x14\n" +
