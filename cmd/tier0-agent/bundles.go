@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
@@ -22,12 +23,18 @@ type federation struct {
 	jwt   map[string]*jwtbundle.Bundle // JWT keys
 }
 
-// federatedX509 returns a copy of the federated roots (never nil).
-func (a *agent) federatedX509() map[string][]byte {
+// federatedX509 returns a copy of the roots of the federated trust
+// domains named in only (never nil): a workload gets only the bundles its
+// entries federate with.
+func (a *agent) federatedX509(only map[string]bool) map[string][]byte {
 	a.fed.mu.Lock()
 	defer a.fed.mu.Unlock()
-	out := make(map[string][]byte, len(a.fed.roots))
-	maps.Copy(out, a.fed.roots)
+	out := make(map[string][]byte, len(only))
+	for id, roots := range a.fed.roots {
+		if only[strings.TrimPrefix(id, "spiffe://")] {
+			out[id] = roots
+		}
+	}
 	return out
 }
 
@@ -91,13 +98,16 @@ func (a *agent) setTrust(resp *tier0v1.GetBundleResponse) (bool, error) {
 	return changed, nil
 }
 
-// jwtBundles returns the JWT bundles of our trust domain and federated ones.
-func (a *agent) jwtBundles() *jwtbundle.Set {
+// jwtBundles returns the JWT bundles of our trust domain and of the
+// federated ones named in only.
+func (a *agent) jwtBundles(only map[string]bool) *jwtbundle.Set {
 	set := jwtbundle.NewSet(a.jwt)
 	a.fed.mu.Lock()
 	defer a.fed.mu.Unlock()
 	for _, b := range a.fed.jwt {
-		set.Add(b)
+		if only[b.TrustDomain().Name()] {
+			set.Add(b)
+		}
 	}
 	return set
 }

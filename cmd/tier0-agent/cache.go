@@ -95,23 +95,34 @@ func (c *cache) notifyLocked() {
 	c.changed = make(chan struct{})
 }
 
-// snapshot returns, for workload w, the valid SVIDs of the entries it
-// matches (sorted by SPIFFE ID), whether it matches any entry at all, and a
-// channel closed on the next change.
-func (c *cache) snapshot(w ca.Workload) (svids []*x509svid.SVID, matched bool, changed <-chan struct{}) {
+// view is what one workload may see: the valid SVIDs of the entries it
+// matches (sorted by SPIFFE ID) and the federated trust domains those
+// entries name (their union, as SPIRE sends it).
+type view struct {
+	svids     []*x509svid.SVID
+	federates map[string]bool // trust domain names
+}
+
+// snapshot returns the view of workload w, whether it matches any entry at
+// all, and a channel closed on the next change.
+func (c *cache) snapshot(w ca.Workload) (v view, matched bool, changed <-chan struct{}) {
 	now := c.e.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	v.federates = map[string]bool{}
 	for _, en := range c.entries {
 		if !w.Matches(en.GetSelectors()) {
 			continue
 		}
 		matched = true
+		for _, td := range en.GetFederatesWith() {
+			v.federates[td] = true
+		}
 		if s := c.svids[en.GetSpiffeId()]; s != nil && now.Before(s.Certificates[0].NotAfter) {
-			svids = append(svids, s)
+			v.svids = append(v.svids, s)
 		}
 	}
-	return svids, matched, c.changed
+	return v, matched, c.changed
 }
 
 // matching returns the SPIFFE IDs of the entries w matches, sorted.
@@ -197,7 +208,7 @@ func (c *cache) sync(ctx context.Context) error {
 	}
 	same := slices.EqualFunc(entries, c.entries, func(x, y *tier0v1.Entry) bool {
 		return x.GetId() == y.GetId() && x.GetSpiffeId() == y.GetSpiffeId() && x.GetTtlSeconds() == y.GetTtlSeconds() &&
-			slices.Equal(x.GetSelectors(), y.GetSelectors())
+			slices.Equal(x.GetSelectors(), y.GetSelectors()) && slices.Equal(x.GetFederatesWith(), y.GetFederatesWith())
 	})
 	if same {
 		return nil

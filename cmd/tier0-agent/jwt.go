@@ -9,7 +9,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -102,16 +101,16 @@ func (w *workloadAPI) jwtFor(ctx context.Context, id string, aud []string) (stri
 	return resp.GetToken(), nil
 }
 
-// FetchJWTBundles streams the JWT bundles (JWKS) of our and federated
-// trust domains.
+// FetchJWTBundles streams the JWT bundles (JWKS) of our trust domain and
+// of the federated ones the caller's entries name.
 func (w *workloadAPI) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream workload.SpiffeWorkloadAPI_FetchJWTBundlesServer) error {
 	p, err := w.attest(stream.Context(), "FetchJWTBundles")
 	if err != nil {
 		return err
 	}
-	return streamChanges(stream.Context(), w.c, p, stream.Send, func([]*x509svid.SVID) (*workload.JWTBundlesResponse, error) {
+	return streamChanges(stream.Context(), w.c, p, stream.Send, func(v view) (*workload.JWTBundlesResponse, error) {
 		resp := &workload.JWTBundlesResponse{Bundles: map[string][]byte{}}
-		for _, b := range w.a.jwtBundles().Bundles() {
+		for _, b := range w.a.jwtBundles(v.federates).Bundles() {
 			raw, err := b.Marshal()
 			if err != nil {
 				return nil, status.Errorf(codes.Internal, "marshal jwt bundle: %v", err)
@@ -122,25 +121,27 @@ func (w *workloadAPI) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream work
 	})
 }
 
-// ValidateJWTSVID checks a token against our and federated JWT keys and
-// the audience. A token signed by a key not yet in the agent's bundle makes
+// ValidateJWTSVID checks a token against our JWT keys and those of the
+// federated trust domains the caller's entries name, and the audience. A token signed by a key not yet in the agent's bundle makes
 // the agent refresh the bundle once and try again.
 func (w *workloadAPI) ValidateJWTSVID(ctx context.Context, req *workload.ValidateJWTSVIDRequest) (*workload.ValidateJWTSVIDResponse, error) {
-	if _, err := w.attest(ctx, "ValidateJWTSVID"); err != nil {
+	p, err := w.attest(ctx, "ValidateJWTSVID")
+	if err != nil {
 		return nil, err
 	}
+	v, _, _ := w.c.snapshot(p.workload)
 	if req.GetAudience() == "" {
 		return nil, status.Error(codes.InvalidArgument, "audience must be specified")
 	}
 	if req.GetSvid() == "" {
 		return nil, status.Error(codes.InvalidArgument, "svid must be specified")
 	}
-	svid, err := jwtsvid.ParseAndValidate(req.GetSvid(), w.a.jwtBundles(), []string{req.GetAudience()})
+	svid, err := jwtsvid.ParseAndValidate(req.GetSvid(), w.a.jwtBundles(v.federates), []string{req.GetAudience()})
 	if err != nil && strings.Contains(err.Error(), "not found") {
 		if cl, derr := w.e.dial(ctx, w.a); derr == nil {
 			if changed, _ := w.e.refreshBundle(ctx, cl, w.a); changed {
 				w.c.notify()
-				svid, err = jwtsvid.ParseAndValidate(req.GetSvid(), w.a.jwtBundles(), []string{req.GetAudience()})
+				svid, err = jwtsvid.ParseAndValidate(req.GetSvid(), w.a.jwtBundles(v.federates), []string{req.GetAudience()})
 			}
 			cl.Close()
 		}

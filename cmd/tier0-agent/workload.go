@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -134,11 +133,11 @@ func (w *workloadAPI) FetchX509SVID(_ *workload.X509SVIDRequest, stream workload
 	if err != nil {
 		return err
 	}
-	return streamChanges(stream.Context(), w.c, p, stream.Send, func(svids []*x509svid.SVID) (*workload.X509SVIDResponse, error) {
-		if len(svids) == 0 {
+	return streamChanges(stream.Context(), w.c, p, stream.Send, func(v view) (*workload.X509SVIDResponse, error) {
+		if len(v.svids) == 0 {
 			return nil, nil // nothing minted yet: wait for the cache
 		}
-		return w.x509Response(svids)
+		return w.x509Response(v)
 	})
 }
 
@@ -146,15 +145,15 @@ func (w *workloadAPI) FetchX509SVID(_ *workload.X509SVIDRequest, stream workload
 // the cache changes and the response with it, until the caller goes away.
 // A workload that no longer matches any entry gets PermissionDenied; a nil
 // response is not sent.
-func streamChanges[T proto.Message](ctx context.Context, c *cache, p peerInfo, send func(T) error, build func([]*x509svid.SVID) (T, error)) error {
+func streamChanges[T proto.Message](ctx context.Context, c *cache, p peerInfo, send func(T) error, build func(view) (T, error)) error {
 	var last T
 	sent := false
 	for {
-		svids, matched, changed := c.snapshot(p.workload)
+		v, matched, changed := c.snapshot(p.workload)
 		if !matched {
 			return status.Error(codes.PermissionDenied, "no identity issued")
 		}
-		resp, err := build(svids)
+		resp, err := build(v)
 		if err != nil {
 			return err
 		}
@@ -172,10 +171,10 @@ func streamChanges[T proto.Message](ctx context.Context, c *cache, p peerInfo, s
 	}
 }
 
-func (w *workloadAPI) x509Response(svids []*x509svid.SVID) (*workload.X509SVIDResponse, error) {
+func (w *workloadAPI) x509Response(v view) (*workload.X509SVIDResponse, error) {
 	bundle := concatDER(w.a.bundle.X509Authorities())
-	resp := &workload.X509SVIDResponse{FederatedBundles: w.a.federatedX509()}
-	for _, s := range svids {
+	resp := &workload.X509SVIDResponse{FederatedBundles: w.a.federatedX509(v.federates)}
+	for _, s := range v.svids {
 		certs, key, err := s.MarshalRaw()
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "marshal svid: %v", err)
@@ -187,14 +186,15 @@ func (w *workloadAPI) x509Response(svids []*x509svid.SVID) (*workload.X509SVIDRe
 	return resp, nil
 }
 
-// FetchX509Bundles streams the trust bundles: ours and federated ones.
+// FetchX509Bundles streams the trust bundles: ours and the federated ones
+// the caller's entries name.
 func (w *workloadAPI) FetchX509Bundles(_ *workload.X509BundlesRequest, stream workload.SpiffeWorkloadAPI_FetchX509BundlesServer) error {
 	p, err := w.attest(stream.Context(), "FetchX509Bundles")
 	if err != nil {
 		return err
 	}
-	return streamChanges(stream.Context(), w.c, p, stream.Send, func([]*x509svid.SVID) (*workload.X509BundlesResponse, error) {
-		resp := &workload.X509BundlesResponse{Bundles: w.a.federatedX509()}
+	return streamChanges(stream.Context(), w.c, p, stream.Send, func(v view) (*workload.X509BundlesResponse, error) {
+		resp := &workload.X509BundlesResponse{Bundles: w.a.federatedX509(v.federates)}
 		resp.Bundles[w.a.td.IDString()] = concatDER(w.a.bundle.X509Authorities())
 		return resp, nil
 	})

@@ -18,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
@@ -84,9 +85,15 @@ func TestFederation(t *testing.T) {
 	uid := fmt.Sprint(os.Getuid())
 	webA := spiffeid.RequireFromString("spiffe://example.org/web")
 	apiB := spiffeid.RequireFromString("spiffe://other.org/api")
-	must(a.cli("entry", "create", "--agent", "host-a", "--spiffe-id", webA.String(), "--selector", "unix:uid:"+uid))
-	must(b.cli("entry", "create", "--agent", "host-b", "--spiffe-id", apiB.String(), "--selector", "unix:uid:"+uid))
+	localA := spiffeid.RequireFromString("spiffe://example.org/local")
+	must(a.cli("entry", "create", "--agent", "host-a", "--spiffe-id", webA.String(), "--selector", "unix:uid:"+uid, "--federates-with", "other.org"))
+	must(a.cli("entry", "create", "--agent", "host-a2", "--spiffe-id", localA.String(), "--selector", "unix:uid:"+uid))
+	must(b.cli("entry", "create", "--agent", "host-b", "--spiffe-id", apiB.String(), "--selector", "unix:uid:"+uid, "--federates-with", "spiffe://example.org"))
+	if out := must(a.cli("entry", "list", "--agent", "host-a", "-o", "json")); !strings.Contains(out, `"federates_with":["other.org"]`) {
+		t.Fatalf("entry list lacks federates_with: %s", out)
+	}
 	agentA := startAgent(t, a, "host-a", "--sync-interval", "200ms", "--bundle-refresh", "200ms")
+	agentA2 := startAgent(t, a, "host-a2", "--sync-interval", "200ms", "--bundle-refresh", "200ms")
 	agentB := startAgent(t, b, "host-b", "--sync-interval", "200ms", "--bundle-refresh", "200ms")
 	srcA := agentA.x509Source(ctx, webA)
 	srcB := agentB.x509Source(ctx, apiB)
@@ -96,6 +103,21 @@ func TestFederation(t *testing.T) {
 		return errA == nil && errB == nil
 	})
 	mtlsSources(t, webA, srcA, apiB, srcB)
+
+	// Federation is per entry: the workload of host-a2, whose entry names
+	// no federated trust domain, gets only its own bundle, although its
+	// agent holds other.org's (it fetched the bundle before serving).
+	srcA2 := agentA2.x509Source(ctx, localA)
+	if _, err := srcA2.GetX509BundleForTrustDomain(b.td()); err == nil {
+		t.Fatal("a workload whose entry does not federate with other.org got its bundle")
+	}
+	jwtA2, err := workloadapi.FetchJWTBundles(ctx, agentA2.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := jwtA2.GetJWTBundleForTrustDomain(b.td()); err == nil || jwtA2.Len() != 1 {
+		t.Fatalf("host-a2 workload got %d jwt bundles (other.org: %v), want only its own", jwtA2.Len(), err)
+	}
 
 	// A relationship with an unreachable endpoint keeps its initial bundle
 	// and reports the error.
