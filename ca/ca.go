@@ -69,6 +69,10 @@ type Config struct {
 	// Only tests with tiny delegated intermediates set it lower.
 	MinCappedTTL time.Duration
 	MaxCSRBytes  int // default 16384
+	// JWTIssuer, when set, is the "iss" claim of every JWT-SVID: the public
+	// URL of the OIDC discovery provider that publishes the keys (as SPIRE,
+	// iss is absent unless configured). Every node must set the same.
+	JWTIssuer string
 	MaxBatch     int // default 256
 	Clock        func() time.Time
 	Logger       *slog.Logger // default slog.Default()

@@ -159,7 +159,7 @@ func (c *CA) MintJWT(ctx context.Context, caller spiffeid.ID, req JWTRequest) (J
 	}
 	serial := new(big.Int).SetBytes(jti[:]).Text(16)
 	claims := jwt.Claims{
-		Subject: req.ID.String(), Audience: jwt.Audience(req.Audience), ID: serial,
+		Issuer: c.cfg.JWTIssuer, Subject: req.ID.String(), Audience: jwt.Audience(req.Audience), ID: serial,
 		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(exp),
 	}
 	token, err := jwt.Signed(st.signer).Claims(claims).Serialize()

@@ -54,6 +54,33 @@ func TestMintJWT(t *testing.T) {
 	if _, err := jwtsvid.ParseAndValidate(res.Token, bundle, []string{"other"}); err == nil {
 		t.Fatal("wrong audience accepted")
 	}
+	if _, ok := svid.Claims["iss"]; ok {
+		t.Fatalf("iss %v without a configured issuer", svid.Claims["iss"])
+	}
+}
+
+// TestMintJWTIssuer: a configured issuer is the iss claim.
+func TestMintJWTIssuer(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.JWTIssuer = "https://oidc.example.org" })
+	k, err := NewJWTKey(e.now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ca.SetJWTKey(k); err != nil {
+		t.Fatal(err)
+	}
+	b := jwtbundle.New(testTD)
+	if err := b.AddJWTAuthority(k.ID, k.Signer.Public()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.ca.MintJWT(context.Background(), testAgent, JWTRequest{ID: testWLID, Audience: []string{"sts.amazonaws.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svid, err := jwtsvid.ParseAndValidate(res.Token, b, []string{"sts.amazonaws.com"})
+	if err != nil || svid.Claims["iss"] != "https://oidc.example.org" {
+		t.Fatalf("iss %v, %v", svid.Claims, err)
+	}
 }
 
 func TestMintJWTErrors(t *testing.T) {
