@@ -47,6 +47,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzFSMApply -fuzztime 30s ./ha/
 	$(GO) test -run '^$$' -fuzz FuzzInspectSnapshot -fuzztime 30s ./ha/
 	$(GO) test -run '^$$' -fuzz FuzzParseURI -fuzztime 30s ./signer/pkcs11/
+	$(GO) test -run '^$$' -fuzz FuzzParseCgroup -fuzztime 30s ./cmd/tier0-agent/internal/k8sattest/
 
 proto:
 	protoc -I api/proto --go_out=api/gen --go_opt=paths=source_relative \
