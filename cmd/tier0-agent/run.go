@@ -26,6 +26,7 @@ func newRunCmd(e *env) *cobra.Command {
 	var socketMode uint32
 	var renewFraction float64
 	var batch int
+	var k8s k8sFlags
 	cmd := &cobra.Command{
 		Use:   "run [--socket PATH]",
 		Short: "serve the SPIFFE Workload API and keep the agent SVID and the trust bundle fresh until SIGINT/SIGTERM",
@@ -48,11 +49,15 @@ func newRunCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			creds, err := k8s.creds(e)
+			if err != nil {
+				return err
+			}
 			services := []service{
 				&renewer{e: e, a: a},
 				&bundleRefresher{e: e, a: a, every: bundleEvery, onChange: c.notify},
 				c,
-				&workloadAPI{e: e, a: a, c: c, socket: socket, mode: os.FileMode(socketMode)},
+				&workloadAPI{e: e, a: a, c: c, socket: socket, mode: os.FileMode(socketMode), creds: creds},
 			}
 			return runServices(cmd.Context(), e, services)
 		},
@@ -64,6 +69,7 @@ func newRunCmd(e *env) *cobra.Command {
 	f.DurationVar(&syncEvery, "sync-interval", 30*time.Second, "how often to refresh the registration entries")
 	f.Float64Var(&renewFraction, "renew-fraction", 0.5, "renew workload SVIDs after this fraction of their remaining lifetime (+-10% jitter)")
 	f.IntVar(&batch, "batch", 100, "workload SVIDs per MintX509SVIDs call")
+	k8s.register(f, e)
 	return cmd
 }
 

@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/tier0-ca/tier0/cmd/tier0-agent/internal/k8sattest"
 )
 
 // workloadHeader is the metadata every Workload API call must carry (SPIFFE
@@ -32,6 +34,7 @@ type workloadAPI struct {
 	c      *cache
 	socket string
 	mode   os.FileMode // of the socket
+	creds  peerCreds   // how callers are attested
 	jwts   jwtCache
 }
 
@@ -42,7 +45,7 @@ func (w *workloadAPI) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(grpc.Creds(peerCreds{}),
+	srv := grpc.NewServer(grpc.Creds(w.creds),
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			if err := checkHeader(ctx); err != nil {
 				return nil, err
@@ -116,8 +119,18 @@ func (w *workloadAPI) attest(ctx context.Context, method string) (peerInfo, erro
 	if err := w.c.waitReady(ctx, 10*time.Second); err != nil {
 		return p, status.Error(codes.Unavailable, err.Error())
 	}
-	ids := w.c.matching(p.workload)
 	log := w.e.logger().With("method", method, "pid", p.pid, "uid", p.workload.UID, "gid", p.workload.GID, "path", p.workload.Path)
+	if p.attestErr != nil {
+		log.WarnContext(ctx, "workload attestation failed", "err", p.attestErr)
+		if errors.Is(p.attestErr, k8sattest.ErrBadCgroup) {
+			return p, status.Errorf(codes.PermissionDenied, "workload attestation: %v", p.attestErr)
+		}
+		return p, status.Errorf(codes.Unavailable, "workload attestation: %v", p.attestErr)
+	}
+	ids := w.c.matching(p.workload)
+	if len(p.workload.Attested) > 0 {
+		log = log.With("selectors", p.workload.Attested)
+	}
 	if len(ids) == 0 {
 		log.WarnContext(ctx, "workload denied: no registration entry matches")
 		return p, status.Error(codes.PermissionDenied, "no identity issued")
