@@ -99,6 +99,7 @@ func (c *cache) notifyLocked() {
 // matches (sorted by SPIFFE ID) and the federated trust domains those
 // entries name (their union, as SPIRE sends it).
 type view struct {
+	ids       []string // SPIFFE IDs of the matched entries, sorted
 	svids     []*x509svid.SVID
 	federates map[string]bool // trust domain names
 }
@@ -115,6 +116,7 @@ func (c *cache) snapshot(w ca.Workload) (v view, matched bool, changed <-chan st
 			continue
 		}
 		matched = true
+		v.ids = append(v.ids, en.GetSpiffeId())
 		for _, td := range en.GetFederatesWith() {
 			v.federates[td] = true
 		}

@@ -27,9 +27,10 @@ func newRunCmd(e *env) *cobra.Command {
 	var renewFraction float64
 	var batch int
 	var k8s k8sFlags
+	var sds sdsNames
 	cmd := &cobra.Command{
 		Use:   "run [--socket PATH]",
-		Short: "serve the SPIFFE Workload API and keep the agent SVID and the trust bundle fresh until SIGINT/SIGTERM",
+		Short: "serve the SPIFFE Workload API and Envoy SDS, and keep the agent SVID and the trust bundle fresh until SIGINT/SIGTERM",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, err := e.loadAgent()
@@ -41,6 +42,9 @@ func newRunCmd(e *env) *cobra.Command {
 			}
 			if socket == "" {
 				socket = filepath.Join(e.dataDir, "agent.sock")
+			}
+			if err := sds.validate(); err != nil {
+				return err
 			}
 			if socketMode > 0o777 {
 				return fmt.Errorf("--socket-mode %o: want permission bits only", socketMode)
@@ -57,7 +61,7 @@ func newRunCmd(e *env) *cobra.Command {
 				&renewer{e: e, a: a},
 				&bundleRefresher{e: e, a: a, every: bundleEvery, onChange: c.notify},
 				c,
-				&workloadAPI{e: e, a: a, c: c, socket: socket, mode: os.FileMode(socketMode), creds: creds},
+				&workloadAPI{e: e, a: a, c: c, socket: socket, mode: os.FileMode(socketMode), creds: creds, sds: sds},
 			}
 			return runServices(cmd.Context(), e, services)
 		},
@@ -70,6 +74,9 @@ func newRunCmd(e *env) *cobra.Command {
 	f.Float64Var(&renewFraction, "renew-fraction", 0.5, "renew workload SVIDs after this fraction of their remaining lifetime (+-10% jitter)")
 	f.IntVar(&batch, "batch", 100, "workload SVIDs per MintX509SVIDs call")
 	k8s.register(f, e)
+	f.StringVar(&sds.defaultSVID, "sds-default-svid-name", "default", "SDS resource name of the caller's first SVID (by SPIFFE ID)")
+	f.StringVar(&sds.bundle, "sds-default-bundle-name", "ROOTCA", "SDS resource name of our trust domain's bundle (a validation context)")
+	f.StringVar(&sds.allBundles, "sds-default-all-bundles-name", "ALL", "SDS resource name of our and the permitted federated bundles (a SPIFFE validator config)")
 	return cmd
 }
 

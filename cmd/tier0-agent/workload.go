@@ -7,8 +7,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	secretv3 "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -35,6 +37,7 @@ type workloadAPI struct {
 	socket string
 	mode   os.FileMode // of the socket
 	creds  peerCreds   // how callers are attested
+	sds    sdsNames    // Envoy SDS on the same socket
 	jwts   jwtCache
 }
 
@@ -46,27 +49,28 @@ func (w *workloadAPI) Run(ctx context.Context) error {
 		return err
 	}
 	srv := grpc.NewServer(grpc.Creds(w.creds),
-		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if err := checkHeader(ctx); err != nil {
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := checkHeader(ctx, info.FullMethod); err != nil {
 				return nil, err
 			}
 			return h(ctx, req)
 		}),
-		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			if err := checkHeader(ss.Context()); err != nil {
+		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if err := checkHeader(ss.Context(), info.FullMethod); err != nil {
 				return err
 			}
 			return h(srv, ss)
 		}),
 	)
 	workload.RegisterSpiffeWorkloadAPIServer(srv, w)
+	secretv3.RegisterSecretDiscoveryServiceServer(srv, &sdsServer{w: w, names: w.sds})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
 		<-ctx.Done()
 		srv.Stop()
 	}()
-	w.e.logger().InfoContext(ctx, "workload api listening", "socket", w.socket)
+	w.e.logger().InfoContext(ctx, "workload api and envoy sds listening", "socket", w.socket)
 	err = srv.Serve(lis)
 	<-stopped
 	_ = os.Remove(w.socket)
@@ -102,7 +106,12 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 	return lis, nil
 }
 
-func checkHeader(ctx context.Context) error {
+// checkHeader requires the security header on Workload API calls. Envoy
+// does not send it, so SDS calls go without (as with the SPIRE agent).
+func checkHeader(ctx context.Context, method string) error {
+	if !strings.HasPrefix(method, "/"+workload.SpiffeWorkloadAPI_ServiceDesc.ServiceName+"/") {
+		return nil
+	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	if v := md.Get(workloadHeader); len(v) != 1 || v[0] != "true" {
 		return status.Error(codes.InvalidArgument, "security header missing from request")
