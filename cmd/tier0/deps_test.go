@@ -31,3 +31,30 @@ func TestNoFakesLinked(t *testing.T) {
 		t.Errorf("tier0-dev links %v; want the AWS and GCP fakes (is the check blind?)", fakes)
 	}
 }
+
+// TestServerLinksNoAgentIntegrations: the Envoy, Kubernetes and OIDC
+// client libraries the agent and the tests use stay out of the server
+// binary (the OIDC provider needs none); the agent's listing must show
+// go-control-plane, so the check can see it when it is there.
+func TestServerLinksNoAgentIntegrations(t *testing.T) {
+	heavy := func(pkg string) []string {
+		t.Helper()
+		out, err := exec.Command("go", "list", "-deps", pkg).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		var hits []string
+		for _, p := range strings.Fields(string(out)) {
+			if strings.Contains(p, "envoyproxy/go-control-plane") || strings.HasPrefix(p, "k8s.io/") || strings.Contains(p, "coreos/go-oidc") || strings.Contains(p, "/k8sattest") {
+				hits = append(hits, p)
+			}
+		}
+		return hits
+	}
+	if hits := heavy("github.com/tier0-ca/tier0/cmd/tier0"); len(hits) > 0 {
+		t.Errorf("tier0 links %v", hits)
+	}
+	if hits := heavy("github.com/tier0-ca/tier0/cmd/tier0-agent"); len(hits) < 2 {
+		t.Errorf("tier0-agent links %v; want go-control-plane and k8sattest (is the check blind?)", hits)
+	}
+}
