@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
-	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/internal/roles"
 )
 
 // TestEntryFederatesWith: an entry's federated trust domains are
@@ -18,7 +18,7 @@ import (
 func TestEntryFederatesWith(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	admin := f.clientAs(t, ca.AdminID(testTD)).Admin()
+	admin := f.clientAs(t, roles.AdminID(testTD)).Admin()
 	resp, err := admin.CreateEntry(ctx, &tier0v1.CreateEntryRequest{
 		Agent: "a1", SpiffeId: "spiffe://example.org/web", Selectors: []string{"unix:uid:1"},
 		FederatesWith: []string{"spiffe://partner.example", "other.example", "partner.example"},
@@ -33,7 +33,7 @@ func TestEntryFederatesWith(t *testing.T) {
 	if _, err := admin.CreateEntry(ctx, &tier0v1.CreateEntryRequest{Agent: "a1", SpiffeId: "spiffe://example.org/db"}); err != nil {
 		t.Fatal(err)
 	}
-	agentID, _ := ca.AgentID(testTD, "a1")
+	agentID, _ := roles.AgentID(testTD, "a1")
 	list, err := f.clientAs(t, agentID).Agent().ListAuthorizedEntries(ctx, &tier0v1.ListAuthorizedEntriesRequest{})
 	if err != nil {
 		t.Fatal(err)
