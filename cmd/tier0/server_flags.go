@@ -121,4 +121,8 @@ func (f *serverFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&c.BundleEndpoint.CertFile, "bundle-endpoint-cert", "", "https_web profile: PEM certificate chain (Web PKI) the bundle endpoint presents")
 	fl.StringVar(&c.BundleEndpoint.KeyFile, "bundle-endpoint-key", "", "https_web profile: PEM private key of --bundle-endpoint-cert")
 	fl.StringVar(&c.FederationWebRoots, "federation-web-roots", "", "PEM roots that authenticate https_web federation endpoints (default: the system roots)")
+	fl.StringVar(&c.OIDC.Addr, "oidc-discovery", "", "serve the OIDC discovery document and the JWT-SVID keys (JWKS) on this HTTPS address (empty: off); needs --oidc-issuer, --oidc-cert, --oidc-key")
+	fl.StringVar(&c.OIDC.Issuer, "oidc-issuer", "", "public https URL of the OIDC discovery provider; JWT-SVIDs carry it as iss (set the same on every node)")
+	fl.StringVar(&c.OIDC.CertFile, "oidc-cert", "", "PEM certificate chain (Web PKI) the OIDC discovery provider presents")
+	fl.StringVar(&c.OIDC.KeyFile, "oidc-key", "", "PEM private key of --oidc-cert")
 }

@@ -42,6 +42,7 @@ type Config struct {
 
 	Pprof              string         // net/http/pprof address (loopback only); "": off
 	BundleEndpoint     BundleEndpoint // SPIFFE bundle endpoint; Addr "": off
+	OIDC               OIDCDiscovery  // OIDC discovery provider (oidc.go); Addr "": off
 	FederationWebRoots string         // PEM file of roots for https_web federation endpoints; "": the system's
 
 	Keys    keys.Settings
@@ -147,6 +148,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
 	c.DataDir = abs
+	if err := c.OIDC.validate(); err != nil {
+		return err
+	}
 	if c.Pprof != "" {
 		if err := loopbackOnly(c.Pprof); err != nil {
 			return err

@@ -37,6 +37,9 @@ func (r *run) listen() error {
 			return fmt.Errorf("listen bundle endpoint: %w", err)
 		}
 	}
+	if err := r.listenOIDC(); err != nil {
+		return err
+	}
 	if cfg.Pprof != "" {
 		if r.plis, err = net.Listen("tcp", cfg.Pprof); err != nil {
 			return fmt.Errorf("--pprof: %w", err)
@@ -58,7 +61,7 @@ func (r *run) listen() error {
 // closeListeners closes the listeners no server took over (after a failed
 // start).
 func (r *run) closeListeners() {
-	for _, l := range []*net.Listener{&r.lis, &r.hlis, &r.blis, &r.plis} {
+	for _, l := range []*net.Listener{&r.lis, &r.hlis, &r.blis, &r.plis, &r.olis} {
 		if *l != nil {
 			_ = (*l).Close()
 		}

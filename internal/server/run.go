@@ -37,8 +37,10 @@ type run struct {
 	peers        *group // the cluster peer service
 
 	lis, hlis, blis, plis net.Listener // bound, not yet served
+	olis                  net.Listener // the OIDC discovery provider (oidc.go)
 	apiAddr, httpAddr     string
 	bundleCert            *tls.Certificate
+	oidcCert              *tls.Certificate
 	webRoots              *x509.CertPool
 
 	cluster   *clusterNode
@@ -217,6 +219,7 @@ func (r *run) startCA() error {
 	r.ca, err = ca.New(ca.Config{
 		TrustDomain: cfg.TrustDomain, Issuer: first, NodeID: cfg.NodeID, MinCappedTTL: cfg.Keys.MinCappedTTL(),
 		Authorizer: r.decisions.Wrap(authz.New(cfg.TrustDomain, r.node)), Journal: r.journal, Logger: s.log, MaxBatch: cfg.MaxBatch,
+		JWTIssuer: cfg.OIDC.Issuer,
 	})
 	if err != nil {
 		return err
@@ -343,6 +346,9 @@ func (r *run) startAPI() error {
 		}
 		s.log.Info("bundle endpoint", "profile", profile)
 		r.serveHTTP("bundle endpoint", &r.blis, api.HTTPServer(api.BundleEndpoint(cfg.TrustDomain, r.node, r.node, s.log)), tlsCfg)
+	}
+	if err := r.serveOIDC(); err != nil {
+		return err
 	}
 	if r.plis != nil {
 		r.serveHTTP("pprof", &r.plis, &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 5 * time.Second}, nil)
