@@ -73,9 +73,9 @@ type Config struct {
 	// URL of the OIDC discovery provider that publishes the keys (as SPIRE,
 	// iss is absent unless configured). Every node must set the same.
 	JWTIssuer string
-	MaxBatch     int // default 256
-	Clock        func() time.Time
-	Logger       *slog.Logger // default slog.Default()
+	MaxBatch  int // default 256
+	Clock     func() time.Time
+	Logger    *slog.Logger // default slog.Default()
 }
 
 // CA issues X.509-SVIDs. It is safe for concurrent use.

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -122,15 +121,15 @@ func TestDocumentAndKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	get := func(method, path string) *http.Response {
+	get := func(method, path string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
-		return rec.Result()
+		return rec
 	}
 	resp := get(http.MethodGet, "/td/.well-known/openid-configuration")
 	var doc map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("discovery: %d %v", resp.StatusCode, err)
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil || resp.Code != 200 {
+		t.Fatalf("discovery: %d %v", resp.Code, err)
 	}
 	want := map[string]any{
 		"issuer": "https://oidc.example.org/td", "jwks_uri": "https://oidc.example.org/td/keys", "authorization_endpoint": "",
@@ -143,26 +142,26 @@ func TestDocumentAndKeys(t *testing.T) {
 		t.Fatalf("discovery document\n got %s\nwant %s", gotJSON, wantJSON)
 	}
 	resp = get(http.MethodGet, "/td/keys")
-	body, _ := io.ReadAll(resp.Body)
+	body := resp.Body.Bytes()
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &set); err != nil || len(set.Keys) != 1 || set.Keys[0].KeyID != "k1" ||
 		set.Keys[0].Algorithm != "ES256" || set.Keys[0].Use != "sig" || !set.Keys[0].IsPublic() {
 		t.Fatalf("keys %s: %v", body, err)
 	}
-	if resp.Header.Get("Content-Type") != "application/json" {
-		t.Fatalf("content type %q", resp.Header.Get("Content-Type"))
+	if resp.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("content type %q", resp.Header().Get("Content-Type"))
 	}
-	if c := get(http.MethodPost, "/td/keys").StatusCode; c != http.StatusMethodNotAllowed {
+	if c := get(http.MethodPost, "/td/keys").Code; c != http.StatusMethodNotAllowed {
 		t.Errorf("POST: %d", c)
 	}
 	for _, p := range []string{"/.well-known/openid-configuration", "/td/other", "/keys"} {
-		if c := get(http.MethodGet, p).StatusCode; c != http.StatusNotFound {
+		if c := get(http.MethodGet, p).Code; c != http.StatusNotFound {
 			t.Errorf("GET %s: %d, want 404", p, c)
 		}
 	}
 	// A key that cannot be parsed is our fault: 500, logged, no key leaked.
 	ks.keys = append(ks.keys, ha.JWTKey{ID: "bad", PublicKey: []byte{1}, NotAfter: time.Now().Add(time.Hour)})
-	if c := get(http.MethodGet, "/td/keys").StatusCode; c != http.StatusInternalServerError {
+	if c := get(http.MethodGet, "/td/keys").Code; c != http.StatusInternalServerError {
 		t.Errorf("bad key: %d", c)
 	}
 }
