@@ -12,9 +12,13 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 )
 
-func jwtEnv(t *testing.T, keyLife time.Duration) (*testEnv, JWTKey, *jwtbundle.Bundle) {
+func jwtEnv(t *testing.T, keyLife time.Duration, mod ...func(*Config)) (*testEnv, JWTKey, *jwtbundle.Bundle) {
 	t.Helper()
-	e := newEnv(t, nil)
+	e := newEnv(t, func(c *Config) {
+		for _, m := range mod {
+			m(c)
+		}
+	})
 	k, err := NewJWTKey(e.now, keyLife)
 	if err != nil {
 		t.Fatal(err)
@@ -61,18 +65,7 @@ func TestMintJWT(t *testing.T) {
 
 // TestMintJWTIssuer: a configured issuer is the iss claim.
 func TestMintJWTIssuer(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.JWTIssuer = "https://oidc.example.org" })
-	k, err := NewJWTKey(e.now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.ca.SetJWTKey(k); err != nil {
-		t.Fatal(err)
-	}
-	b := jwtbundle.New(testTD)
-	if err := b.AddJWTAuthority(k.ID, k.Signer.Public()); err != nil {
-		t.Fatal(err)
-	}
+	e, _, b := jwtEnv(t, time.Hour, func(c *Config) { c.JWTIssuer = "https://oidc.example.org" })
 	res, err := e.ca.MintJWT(context.Background(), testAgent, JWTRequest{ID: testWLID, Audience: []string{"sts.amazonaws.com"}})
 	if err != nil {
 		t.Fatal(err)

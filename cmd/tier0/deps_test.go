@@ -12,17 +12,7 @@ import (
 func TestNoFakesLinked(t *testing.T) {
 	deps := func(pkg string) []string {
 		t.Helper()
-		out, err := exec.Command("go", "list", "-deps", pkg).Output()
-		if err != nil {
-			t.Fatalf("go list -deps %s: %v", pkg, err)
-		}
-		var fakes []string
-		for _, p := range strings.Fields(string(out)) {
-			if strings.Contains(p, "/kmsfake") {
-				fakes = append(fakes, p)
-			}
-		}
-		return fakes
+		return depsMatching(t, pkg, func(p string) bool { return strings.Contains(p, "/kmsfake") })
 	}
 	if fakes := deps("github.com/tier0-ca/tier0/cmd/tier0"); len(fakes) > 0 {
 		t.Errorf("tier0 links fakes: %v", fakes)
@@ -37,24 +27,29 @@ func TestNoFakesLinked(t *testing.T) {
 // binary (the OIDC provider needs none); the agent's listing must show
 // go-control-plane, so the check can see it when it is there.
 func TestServerLinksNoAgentIntegrations(t *testing.T) {
-	heavy := func(pkg string) []string {
-		t.Helper()
-		out, err := exec.Command("go", "list", "-deps", pkg).Output()
-		if err != nil {
-			t.Fatalf("go list -deps %s: %v", pkg, err)
-		}
-		var hits []string
-		for _, p := range strings.Fields(string(out)) {
-			if strings.Contains(p, "envoyproxy/go-control-plane") || strings.HasPrefix(p, "k8s.io/") || strings.Contains(p, "coreos/go-oidc") || strings.Contains(p, "/k8sattest") {
-				hits = append(hits, p)
-			}
-		}
-		return hits
+	heavy := func(p string) bool {
+		return strings.Contains(p, "envoyproxy/go-control-plane") || strings.HasPrefix(p, "k8s.io/") || strings.Contains(p, "coreos/go-oidc") || strings.Contains(p, "/k8sattest")
 	}
-	if hits := heavy("github.com/tier0-ca/tier0/cmd/tier0"); len(hits) > 0 {
+	if hits := depsMatching(t, "github.com/tier0-ca/tier0/cmd/tier0", heavy); len(hits) > 0 {
 		t.Errorf("tier0 links %v", hits)
 	}
-	if hits := heavy("github.com/tier0-ca/tier0/cmd/tier0-agent"); len(hits) < 2 {
+	if hits := depsMatching(t, "github.com/tier0-ca/tier0/cmd/tier0-agent", heavy); len(hits) < 2 {
 		t.Errorf("tier0-agent links %v; want go-control-plane and k8sattest (is the check blind?)", hits)
 	}
+}
+
+// depsMatching lists the packages pkg links that match.
+func depsMatching(t *testing.T, pkg string, match func(string) bool) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	var hits []string
+	for _, p := range strings.Fields(string(out)) {
+		if match(p) {
+			hits = append(hits, p)
+		}
+	}
+	return hits
 }
