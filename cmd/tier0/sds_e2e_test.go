@@ -98,37 +98,94 @@ func TestEnvoySDS(t *testing.T) {
 		t.Fatalf("ROOTCA is not the trust bundle: %q", ca)
 	}
 
-	// ACK; the next response is a push after the SVID rotated.
-	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: secretType, ResourceNames: names, VersionInfo: first.GetVersionInfo(), ResponseNonce: first.GetNonce()}); err != nil {
-		t.Fatal(err)
+	// The agent pushes on every rotation (about every 2 s here), so a push
+	// can race with any request below: responses are read on a channel and
+	// each step re-sends its request against the newest nonce when one does.
+	resps := make(chan *discoveryv3.DiscoveryResponse, 64)
+	go func() {
+		defer close(resps)
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			resps <- r
+		}
+	}()
+	next := func() *discoveryv3.DiscoveryResponse {
+		t.Helper()
+		select {
+		case r, ok := <-resps:
+			if !ok {
+				t.Fatal("SDS stream ended")
+			}
+			return r
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+		return nil
 	}
-	second := must(stream.Recv())
+	send := func(req *discoveryv3.DiscoveryRequest) {
+		t.Helper()
+		req.Node, req.TypeUrl = node, secretType
+		if err := stream.Send(req); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// ACK; the next response is a push after the SVID rotated.
+	send(&discoveryv3.DiscoveryRequest{ResourceNames: names, VersionInfo: first.GetVersionInfo(), ResponseNonce: first.GetNonce()})
+	second := next()
 	leaf2 := leafOf(t, srv, secrets(t, second)[web.String()], web)
 	if leaf2.SerialNumber.Cmp(leaf1.SerialNumber) == 0 || second.GetVersionInfo() == first.GetVersionInfo() || second.GetNonce() == first.GetNonce() {
 		t.Fatalf("push: serial %v (was %v), version %s (was %s)", leaf2.SerialNumber, leaf1.SerialNumber, second.GetVersionInfo(), first.GetVersionInfo())
 	}
 
-	// NACK: keep the previous version; logged, not answered with a resend.
-	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: secretType, ResourceNames: names, VersionInfo: first.GetVersionInfo(),
-		ResponseNonce: second.GetNonce(), ErrorDetail: &status.Status{Code: int32(codes.InvalidArgument), Message: "test: rejected secret"}}); err != nil {
-		t.Fatal(err)
+	// NACK the newest response: the agent keeps the previous version, logs
+	// the rejection and does not answer it with a resend. A NACK that a
+	// push overtook carries a stale nonce and is ignored, so it is sent
+	// again against the push.
+	latest := second
+	nack := func() {
+		send(&discoveryv3.DiscoveryRequest{ResourceNames: names, VersionInfo: first.GetVersionInfo(), ResponseNonce: latest.GetNonce(),
+			ErrorDetail: &status.Status{Code: int32(codes.InvalidArgument), Message: "test: rejected secret"}})
 	}
-	pollUntil(t, 30*time.Second, func() bool { return strings.Contains(agent.log.String(), "test: rejected secret") })
+	nack()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(agent.log.String(), "test: rejected secret") {
+		if time.Now().After(deadline) {
+			t.Fatal("the NACK was not logged within 30s")
+		}
+		select {
+		case r, ok := <-resps:
+			if !ok {
+				t.Fatal("SDS stream ended")
+			}
+			latest = r
+			nack()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	leafLatest := leafOf(t, srv, secrets(t, latest)[web.String()], web)
 	// A request with a stale nonce (the first response's) is ignored: its
 	// new subscription does not take effect.
-	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: secretType, ResourceNames: []string{"default"}, ResponseNonce: first.GetNonce()}); err != nil {
-		t.Fatal(err)
-	}
-	third := must(stream.Recv()) // the next rotation
-	if s := secrets(t, third); len(s) != 2 || s[web.String()] == nil || leafOf(t, srv, s[web.String()], web).SerialNumber.Cmp(leaf2.SerialNumber) == 0 {
+	send(&discoveryv3.DiscoveryRequest{ResourceNames: []string{"default"}, ResponseNonce: first.GetNonce()})
+	third := next() // the next rotation
+	if s := secrets(t, third); len(s) != 2 || s[web.String()] == nil || leafOf(t, srv, s[web.String()], web).SerialNumber.Cmp(leafLatest.SerialNumber) == 0 {
 		t.Fatalf("after NACK and a stale request: %d secrets, want the rotated %s and ROOTCA", len(s), web)
 	}
-	// With the current nonce, a new subscription is answered at once.
-	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: secretType, ResourceNames: []string{"default", "ALL"},
-		VersionInfo: third.GetVersionInfo(), ResponseNonce: third.GetNonce()}); err != nil {
-		t.Fatal(err)
+	// With the current nonce, a new subscription is answered at once (if a
+	// push overtakes the request, it is sent again against the push).
+	want := []string{"default", "ALL"}
+	cur := third
+	var fourth map[string]*tlsv3.Secret
+	for fourth == nil {
+		send(&discoveryv3.DiscoveryRequest{ResourceNames: want, VersionInfo: cur.GetVersionInfo(), ResponseNonce: cur.GetNonce()})
+		cur = next()
+		if s := secrets(t, cur); s["default"] != nil {
+			fourth = s
+		}
 	}
-	fourth := secrets(t, must(stream.Recv()))
 	if len(fourth) != 2 || fourth["ALL"].GetValidationContext().GetCustomValidatorConfig().GetName() != "envoy.tls.cert_validator.spiffe" {
 		t.Fatalf("default+ALL: %v", fourth)
 	}
