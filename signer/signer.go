@@ -15,6 +15,8 @@ import (
 	"github.com/tier0-ca/tier0/signer/awskms"
 	"github.com/tier0-ca/tier0/signer/gcpkms"
 	"github.com/tier0-ca/tier0/signer/internal/errs"
+	"github.com/tier0-ca/tier0/signer/internal/health"
+	"github.com/tier0-ca/tier0/signer/internal/keyalg"
 	"github.com/tier0-ca/tier0/signer/internal/kmsctl"
 	"github.com/tier0-ca/tier0/signer/pkcs11"
 	"github.com/tier0-ca/tier0/signer/soft"
@@ -29,19 +31,47 @@ type Signer interface {
 	// KeyID names the key for logs and issuance records (a URI or ARN
 	// without module paths, PIN sources or endpoints).
 	KeyID() string
+	// Health reports whether the key can sign now (see Health).
+	Health() Health
 	// Close releases sessions and connections; later signs fail with ErrClosed.
 	Close() error
 }
 
 // Sentinel errors; test with errors.Is.
 var (
-	ErrClosed      = errs.ErrClosed      // Sign after Close
-	ErrUnavailable = errs.ErrUnavailable // KMS circuit breaker open: "signer: kms unavailable (circuit open)"
-	ErrThrottled   = errs.ErrThrottled   // KMS still throttling after MaxRetries retries
-	ErrKMS         = errs.ErrKMS         // KMS still failing (5xx, unreachable) after MaxRetries retries
-	ErrChecksum    = errs.ErrChecksum    // KMS response failed its CRC32C check (after retries)
-	ErrTimeout     = errs.ErrTimeout     // Sign exceeded Options.Timeout
+	ErrClosed = errs.ErrClosed // Sign after Close
+	// ErrUnavailable is wrapped by every *UnavailableError: the CA key
+	// cannot sign now (breaker open, device or KMS failing, throttled, timed out).
+	ErrUnavailable = errs.ErrUnavailable
+	ErrThrottled   = errs.ErrThrottled // KMS still throttling after MaxRetries retries
+	ErrKMS         = errs.ErrKMS       // KMS still failing (5xx, unreachable) after MaxRetries retries
+	ErrChecksum    = errs.ErrChecksum  // KMS response failed its CRC32C check (after retries)
+	ErrTimeout     = errs.ErrTimeout   // Sign exceeded Options.Timeout
+	ErrDevice      = errs.ErrDevice    // PKCS#11 device or module fault
 	ErrUnknownURI  = errors.New("signer: unknown key URI scheme (want pkcs11:, awskms:, gcpkms: or soft:)")
+)
+
+// UnavailableError is the error of a sign that failed because the CA key
+// cannot sign now; it wraps ErrUnavailable and the cause, and says when to
+// retry (RetryAfter: the breaker's time to its next probe, or the
+// throttling backoff). Its Error() carries the full cause, for logs;
+// Public() is the client-safe message (no ARNs, account IDs, endpoints or
+// key names).
+type UnavailableError = errs.UnavailableError
+
+// Health is a signer's health report: State, since when, the last
+// availability error and, while Down, when the next recovery probe runs.
+type Health = health.Health
+
+// State is Up, Degraded (signing, but recently failing or throttled) or
+// Down (the breaker is open: signs fail at once with *UnavailableError).
+type State = health.State
+
+// Health states.
+const (
+	Up       = health.Up
+	Degraded = health.Degraded
+	Down     = health.Down
 )
 
 // Default KMS client-side rate limits, in signs per second per node. AWS
@@ -88,8 +118,8 @@ func Open(ctx context.Context, uri string, opts Options) (Signer, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := kmsctl.NewMetrics(opts.Registerer)
 	scheme, _, _ := strings.Cut(uri, ":")
+	m := health.NewMetrics(opts.Registerer)
 	var (
 		s   Signer
 		err error
@@ -98,7 +128,7 @@ func Open(ctx context.Context, uri string, opts Options) (Signer, error) {
 	case "soft":
 		s, err = openSoft(uri)
 	case "pkcs11":
-		s, err = pkcs11.Open(ctx, uri, pkcs11.Config{Sessions: opts.Sessions, Timeout: opts.Timeout, Logger: opts.Logger})
+		s, err = pkcs11.Open(ctx, uri, pkcs11.Config{Sessions: opts.Sessions, Timeout: opts.Timeout, Logger: opts.Logger, Metrics: m})
 	case "awskms":
 		s, err = awskms.Open(ctx, uri, awskms.Config{Control: control(opts, "awskms", DefaultAWSRateLimit, m)})
 	case "gcpkms":
@@ -109,6 +139,7 @@ func Open(ctx context.Context, uri string, opts Options) (Signer, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.Init(scheme) // every series exists, at zero, before the first error
 	return &instrumented{s: s, backend: scheme, m: m}, nil
 }
 
@@ -121,7 +152,7 @@ func openSoft(uri string) (Signer, error) {
 	return soft.Open(path)
 }
 
-func control(o Options, backend string, defRate float64, m *kmsctl.Metrics) kmsctl.Config {
+func control(o Options, backend string, defRate float64, m *health.Metrics) kmsctl.Config {
 	r := o.RateLimit
 	if r == 0 {
 		r = defRate
@@ -141,11 +172,12 @@ func control(o Options, backend string, defRate float64, m *kmsctl.Metrics) kmsc
 type instrumented struct {
 	s       Signer
 	backend string
-	m       *kmsctl.Metrics
+	m       *health.Metrics
 }
 
 func (i *instrumented) Public() crypto.PublicKey { return i.s.Public() }
 func (i *instrumented) KeyID() string            { return i.s.KeyID() }
+func (i *instrumented) Health() Health           { return i.s.Health() }
 func (i *instrumented) Close() error             { return i.s.Close() }
 
 func (i *instrumented) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
@@ -163,23 +195,28 @@ func (i *instrumented) SignContext(ctx context.Context, digest []byte, opts cryp
 }
 
 // ErrorKind classifies a Sign error for metrics and logs: throttled,
-// circuit_open, timeout, checksum, closed, canceled, unavailable or other.
+// circuit_open, timeout, unavailable (the reason of an *UnavailableError),
+// checksum, closed, canceled or other.
 func ErrorKind(err error) string {
+	var ue *UnavailableError
 	switch {
-	case errors.Is(err, ErrThrottled):
-		return "throttled"
-	case errors.Is(err, ErrUnavailable):
-		return "circuit_open"
+	case errors.As(err, &ue):
+		return ue.Reason
 	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
+		return errs.ReasonTimeout
 	case errors.Is(err, ErrChecksum):
 		return "checksum"
 	case errors.Is(err, ErrClosed):
 		return "closed"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
-	case errors.Is(err, ErrKMS):
-		return "unavailable"
 	}
 	return "other"
 }
+
+// HashFor returns the digest a signature by the key pub uses: what
+// crypto/x509 picks when the key signs a certificate (SHA-384 for P-384,
+// SHA-512 for P-521, SHA-256 for P-256 and RSA). SelfTest, Probe and Bench
+// sign digests of this hash, so a key that passes them can sign the CA's
+// certificates.
+func HashFor(pub crypto.PublicKey) crypto.Hash { return keyalg.HashFor(pub) }

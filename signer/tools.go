@@ -6,7 +6,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
+	_ "crypto/sha256" // HashFor's hashes, for crypto.Hash.New
+	_ "crypto/sha512"
 	"errors"
 	"fmt"
 	"slices"
@@ -14,22 +15,40 @@ import (
 	"time"
 )
 
-// SelfTest signs a random SHA-256 digest and verifies the signature with
-// the public key. It returns the signing latency.
+// SelfTest signs a random digest of the key's hash (HashFor) and verifies
+// the signature with the public key. It returns the signing latency.
 func SelfTest(ctx context.Context, s Signer) (time.Duration, error) {
-	var msg [32]byte
-	_, _ = rand.Read(msg[:])
-	digest := sha256.Sum256(msg[:])
+	h := HashFor(s.Public())
+	digest := randomDigest(h)
 	start := time.Now()
-	sig, err := s.SignContext(ctx, digest[:], crypto.SHA256)
+	sig, err := s.SignContext(ctx, digest, h)
 	latency := time.Since(start)
 	if err != nil {
 		return latency, fmt.Errorf("signer: self-test of %s: sign: %w", s.KeyID(), err)
 	}
-	if err := Verify(s.Public(), digest[:], sig, crypto.SHA256); err != nil {
+	if err := Verify(s.Public(), digest, sig, h); err != nil {
 		return latency, fmt.Errorf("signer: self-test of %s: %w", s.KeyID(), err)
 	}
 	return latency, nil
+}
+
+// Probe is the periodic health check of a key that signs rarely (a
+// delegated-mode root signs one intermediate every few hours): it signs a
+// random digest of the key's hash and verifies the signature, so that a
+// dead HSM or KMS is noticed (and its breaker and health updated) before
+// the next rotation needs it. While the signer is Down it fails at once
+// with the breaker's *UnavailableError.
+func Probe(ctx context.Context, s Signer) error {
+	_, err := SelfTest(ctx, s)
+	return err
+}
+
+func randomDigest(h crypto.Hash) []byte {
+	msg := make([]byte, 32)
+	_, _ = rand.Read(msg)
+	d := h.New()
+	d.Write(msg)
+	return d.Sum(nil)
 }
 
 // Verify checks sig over digest with an ECDSA (ASN.1) or RSA (PKCS #1 v1.5,
@@ -63,9 +82,9 @@ type BenchResult struct {
 	P50, P99 time.Duration
 }
 
-// Bench signs SHA-256 digests from concurrency goroutines for d and reports
-// throughput and latency percentiles. It stops at the first error and
-// verifies one signature per goroutine.
+// Bench signs digests of the key's hash (HashFor) from concurrency
+// goroutines for d and reports throughput and latency percentiles. It stops
+// at the first error and verifies one signature per goroutine.
 func Bench(ctx context.Context, s Signer, concurrency int, d time.Duration) (BenchResult, error) {
 	if concurrency <= 0 {
 		concurrency = 1
@@ -82,13 +101,14 @@ func Bench(ctx context.Context, s Signer, concurrency int, d time.Duration) (Ben
 	fail := func(err error) {
 		errOnce.Do(func() { firstErr = err; cancel() })
 	}
+	h := HashFor(s.Public())
 	start := time.Now()
 	for w := range concurrency {
 		wg.Go(func() {
-			digest := sha256.Sum256([]byte(fmt.Sprintf("tier0 bench %d", w)))
+			digest := randomDigest(h)
 			for i := 0; time.Now().Before(deadline) && ctx.Err() == nil; i++ {
 				t0 := time.Now()
-				sig, err := s.SignContext(ctx, digest[:], crypto.SHA256)
+				sig, err := s.SignContext(ctx, digest, h)
 				if err != nil {
 					if ctx.Err() == nil {
 						fail(fmt.Errorf("signer: bench: %w", err))
@@ -97,7 +117,7 @@ func Bench(ctx context.Context, s Signer, concurrency int, d time.Duration) (Ben
 				}
 				lat[w] = append(lat[w], time.Since(t0))
 				if i == 0 {
-					if err := Verify(s.Public(), digest[:], sig, crypto.SHA256); err != nil {
+					if err := Verify(s.Public(), digest, sig, h); err != nil {
 						fail(fmt.Errorf("signer: bench: %w", err))
 						return
 					}

@@ -30,6 +30,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/tier0-ca/tier0/signer/internal/errs"
+	"github.com/tier0-ca/tier0/signer/internal/health"
 	"github.com/tier0-ca/tier0/signer/internal/kmsctl"
 )
 
@@ -90,7 +91,10 @@ func ParseURI(s string) (*URI, error) {
 	if u.Endpoint != "" {
 		e, err := url.Parse(u.Endpoint)
 		if err != nil || (e.Scheme != "https" && e.Scheme != "http") || e.Host == "" {
-			return nil, fmt.Errorf("signer/awskms: endpoint %q: want https://host[:port]", u.Endpoint)
+			return nil, fmt.Errorf("signer/awskms: endpoint %q: want https://host[:port]", errs.Redact(u.Endpoint))
+		}
+		if e.User != nil {
+			return nil, fmt.Errorf("signer/awskms: endpoint %q: must not carry credentials (user:password@); AWS credentials come from the standard chain (env, shared config, IMDS)", errs.Redact(u.Endpoint))
 		}
 		if e.Scheme == "http" && !isLoopback(e.Hostname()) {
 			return nil, fmt.Errorf("signer/awskms: endpoint %q: plain http is only allowed to a loopback address", u.Endpoint)
@@ -115,6 +119,7 @@ type Signer struct {
 	pub    crypto.PublicKey
 	spec   types.KeySpec
 	closed atomic.Bool
+	probe  atomic.Pointer[kms.SignInput] // the recovery probe's request, once the key is known
 }
 
 // Open builds the client, reads the public key once and checks that the key
@@ -128,6 +133,7 @@ func Open(ctx context.Context, rawURI string, cfg Config) (*Signer, error) {
 	if cfg.Control.Backend == "" {
 		cfg.Control.Backend = "awskms"
 	}
+	cfg.Control.Key = u.KeyID
 	client := cfg.Client
 	if client == nil {
 		opts := []func(*config.LoadOptions) error{
@@ -149,42 +155,74 @@ func Open(ctx context.Context, rawURI string, cfg Config) (*Signer, error) {
 			}
 		})
 	}
-	s := &Signer{client: client, ctl: kmsctl.New(cfg.Control)}
+	s := &Signer{client: client}
+	cfg.Control.Probe = func(ctx context.Context) error { return s.probeOnce(ctx, u.KeyID) }
+	s.ctl = kmsctl.New(cfg.Control)
+	if err := s.load(ctx, u); err != nil {
+		s.ctl.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// probeOnce is the breaker's recovery probe: one Sign of a fixed digest
+// (GetPublicKey while Open has not yet learned the key's algorithm).
+func (s *Signer) probeOnce(ctx context.Context, keyID string) error {
+	if in := s.probe.Load(); in != nil {
+		_, err := s.client.Sign(ctx, in)
+		return err
+	}
+	_, err := s.client.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(keyID)})
+	return err
+}
+
+// load reads and checks the public key.
+func (s *Signer) load(ctx context.Context, u *URI) error {
+	client := s.client
 	var out *kms.GetPublicKeyOutput
-	err = s.ctl.Do(ctx, func(ctx context.Context) error {
+	err := s.ctl.Do(ctx, func(ctx context.Context) error {
 		var err error
 		out, err = client.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(u.KeyID)})
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("signer/awskms: GetPublicKey %s: %w", u.KeyID, err)
+		return fmt.Errorf("signer/awskms: GetPublicKey %s: %w", u.KeyID, err)
 	}
 	if out.KeyUsage != types.KeyUsageTypeSignVerify {
-		return nil, fmt.Errorf("signer/awskms: key %s has KeyUsage %s, want SIGN_VERIFY", u.KeyID, out.KeyUsage)
+		return fmt.Errorf("signer/awskms: key %s has KeyUsage %s, want SIGN_VERIFY", u.KeyID, out.KeyUsage)
 	}
 	pub, err := x509.ParsePKIXPublicKey(out.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("signer/awskms: key %s: parse public key: %w", u.KeyID, err)
+		return fmt.Errorf("signer/awskms: key %s: parse public key: %w", u.KeyID, err)
 	}
 	switch out.KeySpec {
 	case types.KeySpecEccNistP256, types.KeySpecEccNistP384:
 		_, ok := pub.(*ecdsa.PublicKey)
 		if !ok {
-			return nil, fmt.Errorf("signer/awskms: key %s: KeySpec %s but public key is %T", u.KeyID, out.KeySpec, pub)
+			return fmt.Errorf("signer/awskms: key %s: KeySpec %s but public key is %T", u.KeyID, out.KeySpec, pub)
 		}
 	case types.KeySpecRsa2048, types.KeySpecRsa3072, types.KeySpecRsa4096:
 		if _, ok := pub.(*rsa.PublicKey); !ok {
-			return nil, fmt.Errorf("signer/awskms: key %s: KeySpec %s but public key is %T", u.KeyID, out.KeySpec, pub)
+			return fmt.Errorf("signer/awskms: key %s: KeySpec %s but public key is %T", u.KeyID, out.KeySpec, pub)
 		}
 	default:
-		return nil, fmt.Errorf("signer/awskms: key %s has KeySpec %s; supported: ECC_NIST_P256, ECC_NIST_P384, RSA_2048/3072/4096", u.KeyID, out.KeySpec)
+		return fmt.Errorf("signer/awskms: key %s has KeySpec %s; supported: ECC_NIST_P256, ECC_NIST_P384, RSA_2048/3072/4096", u.KeyID, out.KeySpec)
 	}
 	s.pub, s.spec = pub, out.KeySpec
 	s.keyID = aws.ToString(out.KeyId)
 	if s.keyID == "" {
 		s.keyID = u.KeyID
 	}
-	return s, nil
+	h := map[types.KeySpec]crypto.Hash{types.KeySpecEccNistP384: crypto.SHA384}[s.spec]
+	if h == 0 {
+		h = crypto.SHA256
+	}
+	alg, err := s.algorithm(make([]byte, h.Size()), h)
+	if err != nil {
+		return err
+	}
+	s.probe.Store(&kms.SignInput{KeyId: aws.String(s.keyID), Message: make([]byte, h.Size()), MessageType: types.MessageTypeDigest, SigningAlgorithm: alg})
+	return nil
 }
 
 // Public returns the public key read at Open.
@@ -193,9 +231,15 @@ func (s *Signer) Public() crypto.PublicKey { return s.pub }
 // KeyID returns the key ARN.
 func (s *Signer) KeyID() string { return s.keyID }
 
-// Close makes later Sign calls fail with ErrClosed.
+// Health reports whether the key can sign (the KMS circuit breaker).
+func (s *Signer) Health() health.Health { return s.ctl.Health() }
+
+// Close makes later Sign calls fail with ErrClosed and stops the
+// recovery prober.
 func (s *Signer) Close() error {
-	s.closed.Store(true)
+	if s.closed.CompareAndSwap(false, true) {
+		s.ctl.Stop()
+	}
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/tier0-ca/tier0/signer"
 	"github.com/tier0-ca/tier0/signer/awskms"
+	"github.com/tier0-ca/tier0/signer/internal/health"
 	"github.com/tier0-ca/tier0/signer/internal/kmsctl"
 	"github.com/tier0-ca/tier0/signer/kmsfake/awsfake"
 	"github.com/tier0-ca/tier0/signer/signertest"
@@ -136,7 +138,7 @@ func TestThrottlingStorm(t *testing.T) {
 	fake, ep := startFake(t)
 	u := uri(t, fake, ep, "ECC_NIST_P256")
 	reg := prometheus.NewRegistry()
-	s := open(t, u, kmsctl.Config{Rate: -1, Metrics: kmsctl.NewMetrics(reg)})
+	s := open(t, u, kmsctl.Config{Rate: -1, Metrics: health.NewMetrics(reg)})
 	fake.Throttle(0.8)
 	var (
 		wg                   sync.WaitGroup
@@ -183,30 +185,39 @@ func TestKMSDownCircuitBreaker(t *testing.T) {
 	fake, ep := startFake(t)
 	u := uri(t, fake, ep, "ECC_NIST_P256")
 	reg := prometheus.NewRegistry()
-	s := open(t, u, kmsctl.Config{Rate: -1, MaxRetries: 2, BackoffBase: time.Millisecond, BreakerMin: 100 * time.Millisecond, Metrics: kmsctl.NewMetrics(reg)})
+	s := open(t, u, kmsctl.Config{Rate: -1, MaxRetries: 2, BackoffBase: time.Millisecond, ProbeMin: 10 * time.Millisecond, ProbeMax: 50 * time.Millisecond, Metrics: health.NewMetrics(reg)})
 	fake.Unavailable(true)
 	// The first calls retry and fail with the KMS error; after 5
 	// consecutive failures the circuit opens.
 	_, err := s.Sign(rand.Reader, digest(1), crypto.SHA256)
-	if !errors.Is(err, signer.ErrKMS) || !strings.Contains(err.Error(), "KMSInternalException") {
-		t.Fatalf("Sign with KMS down = %v, want ErrKMS with KMSInternalException", err)
+	if !errors.Is(err, signer.ErrKMS) || !errors.Is(err, signer.ErrUnavailable) || !strings.Contains(err.Error(), "KMSInternalException") {
+		t.Fatalf("Sign with KMS down = %v, want an unavailable ErrKMS with KMSInternalException", err)
 	}
+	var ue *signer.UnavailableError
 	deadline := time.Now().Add(5 * time.Second)
-	for !errors.Is(err, signer.ErrUnavailable) {
+	for !errors.As(err, &ue) || ue.Reason != "circuit_open" {
 		if time.Now().After(deadline) {
 			t.Fatalf("circuit did not open: %v", err)
 		}
 		_, err = s.Sign(rand.Reader, digest(1), crypto.SHA256)
 	}
-	if !strings.HasPrefix(err.Error(), "signer/awskms: sign with arn:aws:kms:us-east-1:111122223333:key/") || !strings.Contains(err.Error(), "signer: kms unavailable (circuit open)") {
+	// The full error (for the server log) names the key; the public one
+	// (for clients) names neither the ARN nor the account.
+	if !strings.HasPrefix(err.Error(), "signer/awskms: sign with arn:aws:kms:us-east-1:111122223333:key/") || !strings.Contains(err.Error(), "KMSInternalException") {
 		t.Errorf("circuit-open error = %v", err)
+	}
+	if pub := ue.Public(); strings.Contains(pub, "111122223333") || strings.Contains(pub, "arn:") || !strings.HasPrefix(pub, "signer: CA key unavailable (awskms: circuit_open); retry in ") {
+		t.Errorf("public message = %q", pub)
+	}
+	if ue.RetryAfter <= 0 || ue.RetryAfter > 50*time.Millisecond {
+		t.Errorf("RetryAfter = %v, want the time to the next probe (<= 50ms)", ue.RetryAfter)
 	}
 	if got := counter(t, reg, "tier0_signer_circuit_open"); got != 1 {
 		t.Errorf("tier0_signer_circuit_open = %v, want 1", got)
 	}
 	start := time.Now()
 	for range 100 {
-		if _, err := s.Sign(rand.Reader, digest(2), crypto.SHA256); !errors.Is(err, signer.ErrUnavailable) && !errors.Is(err, signer.ErrKMS) {
+		if _, err := s.Sign(rand.Reader, digest(2), crypto.SHA256); !errors.Is(err, signer.ErrUnavailable) {
 			t.Fatalf("Sign with circuit open = %v", err)
 		}
 	}
@@ -214,16 +225,16 @@ func TestKMSDownCircuitBreaker(t *testing.T) {
 		t.Errorf("100 signs with the circuit open took %v; want fail-fast", el)
 	}
 	fake.Unavailable(false)
+	// The prober closes the circuit without any traffic.
 	deadline = time.Now().Add(10 * time.Second)
-	for {
-		_, err := s.Sign(rand.Reader, digest(3), crypto.SHA256)
-		if err == nil {
-			break
-		}
+	for s.Health().State != signer.Up {
 		if time.Now().After(deadline) {
-			t.Fatalf("signing did not recover after the KMS came back: %v", err)
+			t.Fatalf("signer did not recover after the KMS came back: %+v", s.Health())
 		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
+	}
+	if _, err := s.Sign(rand.Reader, digest(3), crypto.SHA256); err != nil {
+		t.Fatal(err)
 	}
 	if got := counter(t, reg, "tier0_signer_circuit_open"); got != 0 {
 		t.Errorf("tier0_signer_circuit_open = %v after recovery, want 0", got)
@@ -303,6 +314,9 @@ func TestParseURI(t *testing.T) {
 		{uri: "awskms:///", err: "signer/awskms: URI names no key (want awskms:///arn:aws:kms:REGION:ACCOUNT:key/ID or awskms:///alias/NAME)"},
 		{uri: "awskms:///alias/x?regoin=x", err: `signer/awskms: unknown URI query parameter "regoin"`},
 		{uri: "awskms:///alias/x?endpoint=ftp://h", err: `signer/awskms: endpoint "ftp://h": want https://host[:port]`},
+		{uri: "awskms:///alias/x?endpoint=https://admin:hunter2@kms.example.com", err: `signer/awskms: endpoint "https://kms.example.com": must not carry credentials (user:password@); AWS credentials come from the standard chain (env, shared config, IMDS)`},
+		{uri: "awskms:///alias/x?endpoint=ftp://admin:hunter2@kms.example.com", err: `signer/awskms: endpoint "ftp://kms.example.com": want https://host[:port]`},
+		{uri: "awskms:///alias/x?endpoint=" + url.QueryEscape("https://admin:hun ter2@kms.example.com"), err: `signer/awskms: endpoint "https://kms.example.com": want https://host[:port]`},
 	} {
 		u, err := awskms.ParseURI(tc.uri)
 		if tc.err != "" {

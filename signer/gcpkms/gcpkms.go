@@ -26,18 +26,21 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	kms "cloud.google.com/go/kms/apiv1"
 	"cloud.google.com/go/kms/apiv1/kmspb"
 	gax "github.com/googleapis/gax-go/v2"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/tier0-ca/tier0/signer/internal/errs"
+	"github.com/tier0-ca/tier0/signer/internal/health"
 	"github.com/tier0-ca/tier0/signer/internal/kmsctl"
 )
 
@@ -94,6 +97,9 @@ func ParseURI(s string) (*URI, error) {
 			return nil, fmt.Errorf("signer/gcpkms: unknown URI query parameter %q", k)
 		}
 	}
+	if strings.Contains(u.Endpoint, "@") {
+		return nil, fmt.Errorf("signer/gcpkms: endpoint %q: must be host:port without credentials (user:password@); credentials come from Application Default Credentials", errs.Redact(u.Endpoint))
+	}
 	if u.Insecure {
 		host, _, err := net.SplitHostPort(u.Endpoint)
 		ip := net.ParseIP(host)
@@ -111,6 +117,19 @@ func crc32c(b []byte) int64 { return int64(crc32.Checksum(b, castagnoli)) }
 // noRetry turns off the client library's retries: kmsctl owns the policy.
 var noRetry = gax.WithRetry(func() gax.Retryer { return nil })
 
+// waitForReady makes the recovery probe wait (up to its deadline) for the
+// channel to connect instead of failing at once on a channel that is
+// backing off between connection attempts.
+var waitForReady = gax.WithGRPCOptions(grpc.WaitForReady(true))
+
+// reconnect bounds the channel's backoff between connection attempts to a
+// lost endpoint (gRPC's default grows to 120s) so that a KMS endpoint that
+// comes back is connected to again within about a second.
+var reconnect = grpc.WithConnectParams(grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+	MinConnectTimeout: 5 * time.Second,
+})
+
 // Signer signs with a Cloud KMS key version.
 type Signer struct {
 	client  Client
@@ -122,6 +141,7 @@ type Signer struct {
 	pss     bool
 	closed  atomic.Bool
 	closeMu sync.Once
+	probe   atomic.Pointer[kmspb.AsymmetricSignRequest] // the recovery probe's request, once the key is known
 }
 
 // Open dials the KMS, reads and checks the public key once.
@@ -134,9 +154,10 @@ func Open(ctx context.Context, rawURI string, cfg Config) (*Signer, error) {
 	if cfg.Control.Backend == "" {
 		cfg.Control.Backend = "gcpkms"
 	}
+	cfg.Control.Key = u.Name
 	client := cfg.Client
 	if client == nil {
-		var opts []option.ClientOption
+		opts := []option.ClientOption{option.WithGRPCDialOption(reconnect)}
 		if u.Endpoint != "" {
 			opts = append(opts, option.WithEndpoint(u.Endpoint))
 		}
@@ -150,12 +171,40 @@ func Open(ctx context.Context, rawURI string, cfg Config) (*Signer, error) {
 		}
 		client = c
 	}
-	s := &Signer{client: client, ctl: kmsctl.New(cfg.Control), name: u.Name}
+	s := &Signer{client: client, name: u.Name}
+	cfg.Control.Probe = s.probeOnce
+	s.ctl = kmsctl.New(cfg.Control)
 	if err := s.loadPublicKey(ctx); err != nil {
+		s.ctl.Stop()
 		client.Close()
 		return nil, err
 	}
+	d := make([]byte, s.hash.Size())
+	s.probe.Store(&kmspb.AsymmetricSignRequest{Name: s.name, Digest: digestOf(s.hash, d), DigestCrc32C: wrapperspb.Int64(crc32c(d))})
 	return s, nil
+}
+
+// probeOnce is the breaker's recovery probe: one AsymmetricSign of a fixed
+// digest (GetPublicKey while Open has not yet learned the key's
+// algorithm) that waits for the channel to be ready, up to the probe's
+// deadline, instead of failing on a channel between connection attempts.
+func (s *Signer) probeOnce(ctx context.Context) error {
+	if req := s.probe.Load(); req != nil {
+		_, err := s.client.AsymmetricSign(ctx, req, noRetry, waitForReady)
+		return err
+	}
+	_, err := s.client.GetPublicKey(ctx, &kmspb.GetPublicKeyRequest{Name: s.name}, noRetry, waitForReady)
+	return err
+}
+
+func digestOf(h crypto.Hash, digest []byte) *kmspb.Digest {
+	switch h {
+	case crypto.SHA256:
+		return &kmspb.Digest{Digest: &kmspb.Digest_Sha256{Sha256: digest}}
+	case crypto.SHA384:
+		return &kmspb.Digest{Digest: &kmspb.Digest_Sha384{Sha384: digest}}
+	}
+	return &kmspb.Digest{Digest: &kmspb.Digest_Sha512{Sha512: digest}}
 }
 
 func (s *Signer) loadPublicKey(ctx context.Context) error {
@@ -218,11 +267,25 @@ func (s *Signer) Public() crypto.PublicKey { return s.pub }
 // KeyID returns the key version's resource name.
 func (s *Signer) KeyID() string { return s.name }
 
-// Close closes the connection; later Sign calls fail with ErrClosed.
+// Health reports whether the key can sign (the KMS circuit breaker).
+func (s *Signer) Health() health.Health { return s.ctl.Health() }
+
+// SignerOpts returns the options this key version signs with: its
+// algorithm fixes the digest and the padding.
+func (s *Signer) SignerOpts() crypto.SignerOpts {
+	if s.pss {
+		return &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: s.hash}
+	}
+	return s.hash
+}
+
+// Close stops the recovery prober and closes the connection; later Sign
+// calls fail with ErrClosed.
 func (s *Signer) Close() error {
 	var err error
 	s.closeMu.Do(func() {
 		s.closed.Store(true)
+		s.ctl.Stop()
 		err = s.client.Close()
 	})
 	if err != nil {
@@ -252,16 +315,7 @@ func (s *Signer) SignContext(ctx context.Context, digest []byte, opts crypto.Sig
 	} else if ok && pss.SaltLength != rsa.PSSSaltLengthAuto && pss.SaltLength != rsa.PSSSaltLengthEqualsHash && pss.SaltLength != s.hash.Size() {
 		return nil, fmt.Errorf("signer/gcpkms: RSA-PSS salt length must equal the hash length, got %d", pss.SaltLength)
 	}
-	d := &kmspb.Digest{}
-	switch s.hash {
-	case crypto.SHA256:
-		d.Digest = &kmspb.Digest_Sha256{Sha256: digest}
-	case crypto.SHA384:
-		d.Digest = &kmspb.Digest_Sha384{Sha384: digest}
-	default:
-		d.Digest = &kmspb.Digest_Sha512{Sha512: digest}
-	}
-	req := &kmspb.AsymmetricSignRequest{Name: s.name, Digest: d, DigestCrc32C: wrapperspb.Int64(crc32c(digest))}
+	req := &kmspb.AsymmetricSignRequest{Name: s.name, Digest: digestOf(s.hash, digest), DigestCrc32C: wrapperspb.Int64(crc32c(digest))}
 	var sig []byte
 	err := s.ctl.Do(ctx, func(ctx context.Context) error {
 		resp, err := s.client.AsymmetricSign(ctx, req, noRetry)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tier0-ca/tier0/signer"
 	"github.com/tier0-ca/tier0/signer/gcpkms"
+	"github.com/tier0-ca/tier0/signer/internal/health"
 	"github.com/tier0-ca/tier0/signer/internal/kmsctl"
 	"github.com/tier0-ca/tier0/signer/kmsfake/gcpfake"
 	"github.com/tier0-ca/tier0/signer/signertest"
@@ -88,14 +89,14 @@ func TestWrongChecksum(t *testing.T) {
 	fake, ep := startFake(t)
 	u := newKey(t, fake, ep, "p256", kmspb.CryptoKeyVersion_EC_SIGN_P256_SHA256)
 	reg := prometheus.NewRegistry()
-	s := open(t, u, kmsctl.Config{Rate: -1, BackoffBase: time.Millisecond, Metrics: kmsctl.NewMetrics(reg)})
+	s := open(t, u, kmsctl.Config{Rate: -1, BackoffBase: time.Millisecond, Metrics: health.NewMetrics(reg)})
 	fake.WrongChecksum(true)
 	d := sha256.Sum256([]byte("x"))
 	_, err := s.Sign(rand.Reader, d[:], crypto.SHA256)
 	if !errors.Is(err, signer.ErrChecksum) {
 		t.Fatalf("Sign with a bad signature_crc32c = %v, want ErrChecksum", err)
 	}
-	const want = "signer/gcpkms: sign with " + keyName + "p256/cryptoKeyVersions/1: signer: kms error after 5 attempts: signer: kms response checksum mismatch: signature_crc32c does not match the signature (response corrupted in transit)"
+	const want = "signer/gcpkms: sign with " + keyName + "p256/cryptoKeyVersions/1: signer: CA key unavailable (gcpkms: unavailable; retry in 250ms): signer: kms error after 5 attempts: signer: kms response checksum mismatch: signature_crc32c does not match the signature (response corrupted in transit)"
 	if err.Error() != want {
 		t.Errorf("error\n got: %v\nwant: %s", err, want)
 	}
@@ -116,7 +117,7 @@ func TestThrottleThenSucceed(t *testing.T) {
 	fake, ep := startFake(t)
 	u := newKey(t, fake, ep, "p256", kmspb.CryptoKeyVersion_EC_SIGN_P256_SHA256)
 	reg := prometheus.NewRegistry()
-	s := open(t, u, kmsctl.Config{Rate: -1, BackoffBase: time.Millisecond, Metrics: kmsctl.NewMetrics(reg)})
+	s := open(t, u, kmsctl.Config{Rate: -1, BackoffBase: time.Millisecond, Metrics: health.NewMetrics(reg)})
 	fake.ThrottleNext(3)
 	d := sha256.Sum256([]byte("x"))
 	if _, err := s.Sign(rand.Reader, d[:], crypto.SHA256); err != nil {
@@ -132,35 +133,42 @@ func TestThrottleThenSucceed(t *testing.T) {
 	}
 }
 
+// TestUnavailableCircuit: a KMS answering Unavailable opens the circuit
+// within one call (5 attempts); later calls fail at once with a retry-after
+// hint; the background probe closes it once the KMS answers, without any
+// traffic.
 func TestUnavailableCircuit(t *testing.T) {
 	fake, ep := startFake(t)
 	u := newKey(t, fake, ep, "p256", kmspb.CryptoKeyVersion_EC_SIGN_P256_SHA256)
-	s := open(t, u, kmsctl.Config{Rate: -1, BackoffBase: time.Millisecond, BreakerMin: 50 * time.Millisecond})
+	s := open(t, u, kmsctl.Config{Rate: -1, BackoffBase: time.Millisecond, ProbeMin: 10 * time.Millisecond, ProbeMax: 50 * time.Millisecond})
 	fake.Unavailable(true)
 	d := sha256.Sum256([]byte("x"))
-	// One call makes 5 attempts, which opens the circuit; the next call
-	// fails fast.
 	_, err := s.Sign(rand.Reader, d[:], crypto.SHA256)
-	if !errors.Is(err, signer.ErrKMS) || !strings.Contains(err.Error(), "code = Unavailable") {
-		t.Fatalf("Sign with KMS unavailable = %v, want ErrKMS", err)
+	var ue *signer.UnavailableError
+	if !errors.As(err, &ue) || ue.Reason != "unavailable" || !errors.Is(err, signer.ErrKMS) || !strings.Contains(err.Error(), "code = Unavailable") {
+		t.Fatalf("Sign with KMS unavailable = %v, want an unavailable ErrKMS", err)
 	}
-	if _, err = s.Sign(rand.Reader, d[:], crypto.SHA256); !errors.Is(err, signer.ErrUnavailable) {
-		t.Fatalf("second Sign with KMS unavailable = %v, want ErrUnavailable (circuit open)", err)
+	_, err = s.Sign(rand.Reader, d[:], crypto.SHA256)
+	if !errors.As(err, &ue) || ue.Reason != "circuit_open" || ue.RetryAfter <= 0 || ue.RetryAfter > 50*time.Millisecond {
+		t.Fatalf("second Sign with KMS unavailable = %v, want circuit_open with a retry-after hint", err)
+	}
+	if h := s.Health(); h.State != signer.Down || h.RetryAt.IsZero() {
+		t.Fatalf("Health with the circuit open = %+v", h)
 	}
 	before := fake.Signs()
 	fake.Unavailable(false)
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err = s.Sign(rand.Reader, d[:], crypto.SHA256); err == nil {
-			break
-		}
-		if !errors.Is(err, signer.ErrUnavailable) || time.Now().After(deadline) {
-			t.Fatalf("Sign while the circuit closes = %v", err)
+	for s.Health().State != signer.Up {
+		if time.Now().After(deadline) {
+			t.Fatalf("the circuit did not close by itself: %+v", s.Health())
 		}
 		time.Sleep(5 * time.Millisecond) // polling interval
 	}
-	if fake.Signs() != before+1 {
-		t.Errorf("signs reaching the KMS = %d, want 1 (half-open probe)", fake.Signs()-before)
+	if got := fake.Signs() - before; got != 1 {
+		t.Errorf("signs reaching the KMS while recovering = %d, want 1 (the probe)", got)
+	}
+	if _, err = s.Sign(rand.Reader, d[:], crypto.SHA256); err != nil {
+		t.Fatalf("Sign after recovery: %v", err)
 	}
 }
 
@@ -215,6 +223,7 @@ func TestOpenErrors(t *testing.T) {
 		{"gcpkms:" + keyName + "k/cryptoKeyVersions/1?endpoint=kms.example.com:443&insecure=1", `signer/gcpkms: insecure=1 needs a loopback endpoint=127.0.0.1:PORT, got "kms.example.com:443"`},
 		{"gcpkms:" + keyName + "k?endpoint=" + ep, `signer/gcpkms: key name "` + keyName + `k": want projects/P/locations/L/keyRings/R/cryptoKeys/K/cryptoKeyVersions/N`},
 		{"gcpkms:" + keyName + "k/cryptoKeyVersions/1?foo=1", `signer/gcpkms: unknown URI query parameter "foo"`},
+		{"gcpkms:" + keyName + "k/cryptoKeyVersions/1?endpoint=svc:s3cret@127.0.0.1:4600&insecure=1", `signer/gcpkms: endpoint "127.0.0.1:4600": must be host:port without credentials (user:password@); credentials come from Application Default Credentials`},
 	} {
 		if _, err := gcpkms.ParseURI(tc.uri); err == nil || err.Error() != tc.err {
 			t.Errorf("ParseURI(%q) = %v, want %s", tc.uri, err, tc.err)

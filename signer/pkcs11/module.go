@@ -5,17 +5,31 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	p11 "github.com/miekg/pkcs11"
 )
 
 // A PKCS#11 module is initialized once per process (C_Initialize), so
 // signers on the same module share one reference-counted module.
+//
+// Recovery from a device fault may need the module itself re-initialised
+// (C_Finalize, C_Initialize): tpm2-pkcs11, for one, keeps failing with
+// CKR_GENERAL_ERROR after its TPM broker restarts until it is. Every call
+// sequence of every signer on the module holds mu shared; reinit holds it
+// exclusively and bumps gen. Sessions and object handles are only valid in
+// the generation they were obtained in: a signer that finds its session or
+// key from an older generation re-opens, logs in and finds the key again
+// (without closing the old handle, whose number the module may have given
+// to someone else since).
 type module struct {
 	path    string
-	ctx     *p11.Ctx
-	refs    int
-	ownInit bool // we called C_Initialize and so must call C_Finalize
+	ctx     P11 // *p11.Ctx (a fake in unit tests)
+	refs    int // guarded by modules
+	ownInit bool
+
+	mu  sync.RWMutex
+	gen atomic.Uint64
 }
 
 var modules = struct {
@@ -57,18 +71,36 @@ func acquireModule(path string) (*module, error) {
 	return m, nil
 }
 
-func (m *module) release() {
-	if m == nil { // a Signer built around a test fake
-		return
+// reinit finalizes and initializes the module again, after waiting for
+// every call in flight. Only a module this package initialized is
+// re-initialised; for another owner's it does nothing.
+func (m *module) reinit() error {
+	if !m.ownInit {
+		return nil
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_ = m.ctx.Finalize() // fails (CKR_CRYPTOKI_NOT_INITIALIZED) after a failed reinit
+	m.gen.Add(1)
+	if err := m.ctx.Initialize(); err != nil && !errors.Is(err, p11.Error(p11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+		return fmt.Errorf("signer/pkcs11: re-initialise module %s: C_Initialize: %w", m.path, err)
+	}
+	return nil
+}
+
+func (m *module) release() {
 	modules.Lock()
 	defer modules.Unlock()
 	m.refs--
 	if m.refs > 0 {
 		return
 	}
-	delete(modules.open, m.path)
+	if modules.open[m.path] == m {
+		delete(modules.open, m.path)
+	}
 	if m.ownInit {
+		m.mu.Lock()
 		_ = m.ctx.Finalize()
+		m.mu.Unlock()
 	}
 }

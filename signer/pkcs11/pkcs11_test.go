@@ -136,7 +136,7 @@ func TestRSAMechanisms(t *testing.T) {
 // sideSession opens a session on the token behind the signer's back.
 func sideSession(t *testing.T, s *Signer) p11.SessionHandle {
 	t.Helper()
-	h, err := s.mod.ctx.OpenSession(s.slot, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
+	h, err := raw(s).OpenSession(s.slot, p11.CKF_SERIAL_SESSION|p11.CKF_RW_SESSION)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestSessionRecovery(t *testing.T) {
 	t.Run("all sessions closed underneath", func(t *testing.T) {
 		// What a token removal or HSM restart looks like to the client:
 		// every session handle is gone and the login with them.
-		if err := s.mod.ctx.CloseAllSessions(s.slot); err != nil {
+		if err := raw(s).CloseAllSessions(s.slot); err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup
@@ -176,10 +176,10 @@ func TestSessionRecovery(t *testing.T) {
 
 	t.Run("logged out underneath", func(t *testing.T) {
 		h := sideSession(t, s)
-		if err := s.mod.ctx.Logout(h); err != nil {
+		if err := raw(s).Logout(h); err != nil {
 			t.Fatal(err)
 		}
-		_ = s.mod.ctx.CloseSession(h)
+		_ = raw(s).CloseSession(h)
 		for range 8 {
 			signVerify(t, s)
 		}
@@ -187,22 +187,22 @@ func TestSessionRecovery(t *testing.T) {
 
 	t.Run("recovery fails: PIN changed", func(t *testing.T) {
 		h := sideSession(t, s)
-		if err := s.mod.ctx.Login(h, p11.CKU_USER, tk.PIN); err != nil && !errors.Is(err, p11.Error(p11.CKR_USER_ALREADY_LOGGED_IN)) {
+		if err := raw(s).Login(h, p11.CKU_USER, tk.PIN); err != nil && !errors.Is(err, p11.Error(p11.CKR_USER_ALREADY_LOGGED_IN)) {
 			t.Fatal(err)
 		}
-		if err := s.mod.ctx.SetPIN(h, tk.PIN, "4321"); err != nil {
+		if err := raw(s).SetPIN(h, tk.PIN, "4321"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.mod.ctx.CloseAllSessions(s.slot); err != nil {
+		if err := raw(s).CloseAllSessions(s.slot); err != nil {
 			t.Fatal(err)
 		}
 		restore := func() {
 			h := sideSession(t, s)
-			defer s.mod.ctx.CloseSession(h)
-			if err := s.mod.ctx.Login(h, p11.CKU_USER, "4321"); err != nil && !errors.Is(err, p11.Error(p11.CKR_USER_ALREADY_LOGGED_IN)) {
+			defer raw(s).CloseSession(h)
+			if err := raw(s).Login(h, p11.CKU_USER, "4321"); err != nil && !errors.Is(err, p11.Error(p11.CKR_USER_ALREADY_LOGGED_IN)) {
 				t.Fatal(err)
 			}
-			if err := s.mod.ctx.SetPIN(h, "4321", tk.PIN); err != nil {
+			if err := raw(s).SetPIN(h, "4321", tk.PIN); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -269,3 +269,6 @@ func TestCloseWaitsAndRejects(t *testing.T) {
 		t.Fatalf("Sign after Close = %v", err)
 	}
 }
+
+// raw is the signer's module as loaded, for calls the signer never makes.
+func raw(s *Signer) *p11.Ctx { return s.mod.ctx.(*p11.Ctx) }

@@ -7,7 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +20,10 @@ import (
 // without a real module (the SoftHSM2 tests cover the real one).
 type fakeP11 struct {
 	mu         sync.Mutex
+	uninit     bool // C_Finalize called and no C_Initialize since
+	down       uint // while non-zero, every call fails with this code (device gone)
+	stuck      bool // after down: CKR_GENERAL_ERROR until C_Finalize + C_Initialize
+	inits      int
 	key        *ecdsa.PrivateKey
 	next       p11.SessionHandle
 	live       map[p11.SessionHandle]bool
@@ -35,10 +38,68 @@ type fakeP11 struct {
 	signedWith []p11.ObjectHandle
 }
 
+// faultLocked is the error every call fails with while the device is
+// down, stuck or the module not initialized.
+func (f *fakeP11) faultLocked() error {
+	switch {
+	case f.uninit:
+		return p11.Error(p11.CKR_CRYPTOKI_NOT_INITIALIZED)
+	case f.down != 0:
+		return p11.Error(f.down)
+	case f.stuck:
+		return p11.Error(p11.CKR_GENERAL_ERROR)
+	}
+	return nil
+}
+
+// fail takes the device away (code) or brings it back (0): its sessions
+// and session objects are gone either way; stuck makes the module fail
+// with CKR_GENERAL_ERROR after the device returns until it is
+// re-initialised.
+func (f *fakeP11) fail(code uint, stuck bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if code != 0 {
+		clear(f.live)
+		f.loggedIn = false
+		f.stuck = stuck
+	}
+	f.down = code
+}
+
+func (f *fakeP11) Initialize(...p11.InitializeOption) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.uninit {
+		return p11.Error(p11.CKR_CRYPTOKI_ALREADY_INITIALIZED)
+	}
+	if f.down != 0 {
+		return p11.Error(p11.CKR_GENERAL_ERROR)
+	}
+	f.uninit, f.stuck = false, false
+	f.inits++
+	return nil
+}
+
+func (f *fakeP11) Finalize() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.uninit {
+		return p11.Error(p11.CKR_CRYPTOKI_NOT_INITIALIZED)
+	}
+	f.uninit = true
+	clear(f.live)
+	f.loggedIn = false
+	return nil
+}
+
 // CopyObject makes a session-object copy of the key owned by session h.
 func (f *fakeP11) CopyObject(h p11.SessionHandle, _ p11.ObjectHandle, tmpl []*p11.Attribute) (p11.ObjectHandle, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.faultLocked(); err != nil {
+		return 0, err
+	}
 	f.copyTmpl = tmpl
 	if f.refuseCopy {
 		return 0, p11.Error(p11.CKR_ACTION_PROHIBITED)
@@ -51,13 +112,23 @@ func (f *fakeP11) CopyObject(h p11.SessionHandle, _ p11.ObjectHandle, tmpl []*p1
 	return o, nil
 }
 
-func (f *fakeP11) GetSlotList(bool) ([]uint, error) { return []uint{1}, nil }
+func (f *fakeP11) GetSlotList(bool) ([]uint, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.faultLocked(); err != nil {
+		return nil, err
+	}
+	return []uint{1}, nil
+}
 func (f *fakeP11) GetTokenInfo(uint) (p11.TokenInfo, error) {
 	return p11.TokenInfo{Label: "fake"}, nil
 }
 func (f *fakeP11) OpenSession(uint, uint) (p11.SessionHandle, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.faultLocked(); err != nil {
+		return 0, err
+	}
 	f.next++
 	f.opened++
 	f.live[f.next] = true
@@ -72,13 +143,20 @@ func (f *fakeP11) CloseSession(h p11.SessionHandle) error {
 func (f *fakeP11) Login(p11.SessionHandle, uint, string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.faultLocked(); err != nil {
+		return err
+	}
 	if f.wrongPIN {
 		return p11.Error(p11.CKR_PIN_INCORRECT)
 	}
 	f.loggedIn = true
 	return nil
 }
-func (f *fakeP11) FindObjectsInit(p11.SessionHandle, []*p11.Attribute) error { return nil }
+func (f *fakeP11) FindObjectsInit(p11.SessionHandle, []*p11.Attribute) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.faultLocked()
+}
 func (f *fakeP11) FindObjects(p11.SessionHandle, int) ([]p11.ObjectHandle, bool, error) {
 	return []p11.ObjectHandle{7}, false, nil
 }
@@ -111,6 +189,9 @@ func (f *fakeP11) GetAttributeValue(_ p11.SessionHandle, o p11.ObjectHandle, wan
 func (f *fakeP11) SignInit(h p11.SessionHandle, _ []*p11.Mechanism, o p11.ObjectHandle) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.faultLocked(); err != nil {
+		return err
+	}
 	if !f.live[h] {
 		return p11.Error(p11.CKR_SESSION_HANDLE_INVALID)
 	}
@@ -141,17 +222,24 @@ func (f *fakeP11) Sign(h p11.SessionHandle, digest []byte) ([]byte, error) {
 
 func fakeSigner(t *testing.T, f *fakeP11) *Signer {
 	t.Helper()
+	return fakeSignerCfg(t, f, Config{Sessions: 1, Timeout: time.Second})
+}
+
+func fakeSignerCfg(t *testing.T, f *fakeP11, cfg Config) *Signer {
+	t.Helper()
 	u, err := ParseURI("pkcs11:token=fake;object=k?module-path=/fake.so&pin-source=env:NONE")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Signer{
-		p11: f, uri: u, pin: "1234", timeout: time.Second, log: slog.New(slog.DiscardHandler),
-		pub: f.key.Public(), keyType: p11.CKK_EC, slot: 1,
-		pool: make(chan *session, 1), done: make(chan struct{}),
+	if f.live == nil {
+		f.live = map[p11.SessionHandle]bool{}
 	}
+	mod := &module{path: "/fake.so", ctx: f, refs: 1, ownInit: true}
+	s := newSigner(mod, u, "1234", cfg)
+	s.pub, s.keyType, s.slot = f.key.Public(), p11.CKK_EC, 1
+	s.sessionCopy = false // tests that want the copy turn it on
 	s.ks.Store(&keyState{handle: 7, gen: 1})
-	s.pool <- &session{}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 

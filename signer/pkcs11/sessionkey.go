@@ -23,15 +23,16 @@ type keyState struct {
 	handle p11.ObjectHandle
 	owner  p11.SessionHandle // session owning the copy; 0: handle is the token object
 	gen    uint64            // bumped on every refresh
+	modGen uint64            // the module generation handle (and owner) belong to
 }
 
 // installKey makes tokenKey (or a session copy of it) the signing key. It
 // does not close the previous copy's owner session: a key is re-installed
 // only when the previous copy is gone, and with it (a session object dies
 // with its session) the owner session, whose handle the module may since
-// have given to another session.
+// have given to another session. The caller holds mod.mu shared.
 func (s *Signer) installKey(tokenKey p11.ObjectHandle, gen uint64) {
-	next := &keyState{handle: tokenKey, gen: gen}
+	next := &keyState{handle: tokenKey, gen: gen, modGen: s.mod.gen.Load()}
 	if s.sessionCopy {
 		if owner, cp, err := s.copyKey(tokenKey); err != nil {
 			s.log.Info("signer/pkcs11: signing with the token object (the module refused a session copy of the key)", "err", err)
@@ -59,16 +60,18 @@ func (s *Signer) copyKey(tokenKey p11.ObjectHandle) (p11.SessionHandle, p11.Obje
 	return owner, cp, nil
 }
 
-// refreshKey re-finds the token key through session h and installs it,
-// unless another goroutine already did since generation gen failed.
-func (s *Signer) refreshKey(h p11.SessionHandle, gen uint64) error {
+// refreshKey re-finds the token key through session h (of module
+// generation modGen) and installs it, unless another goroutine already did
+// since key generation gen failed. The caller holds mod.mu shared.
+func (s *Signer) refreshKey(h p11.SessionHandle, gen, modGen uint64) error {
 	s.refreshMu.Lock()
 	defer s.refreshMu.Unlock()
 	cur := s.ks.Load()
-	if cur != nil && cur.gen != gen {
+	if cur.gen != gen && cur.modGen == modGen {
 		return nil
 	}
-	if cur != nil && cur.owner != 0 {
+	gen = cur.gen
+	if cur.owner != 0 && cur.modGen == modGen {
 		switch alive, err := s.isOurKey(h, cur.handle); {
 		case err != nil:
 			return err // cannot tell: keep the copy, the next signature retries
@@ -107,9 +110,10 @@ func (s *Signer) isOurKey(h p11.SessionHandle, handle p11.ObjectHandle) (bool, e
 		(s.uri.ID == nil || bytes.Equal(attrs[2].Value, s.uri.ID)), nil
 }
 
-// dropKeyCopy closes the session owning the key copy (at Close).
+// dropKeyCopy closes the session owning the key copy (at Close), unless it
+// is from an older module generation. The caller holds mod.mu shared.
 func (s *Signer) dropKeyCopy() {
-	if ks := s.ks.Swap(&keyState{}); ks != nil && ks.owner != 0 {
+	if ks := s.ks.Swap(&keyState{}); ks.owner != 0 && ks.modGen == s.mod.gen.Load() {
 		_ = s.p11.CloseSession(ks.owner)
 	}
 }

@@ -177,7 +177,8 @@ func escape(b []byte, all bool) string {
 	return sb.String()
 }
 
-// readPIN resolves a pin-source. Errors name the source, never the PIN.
+// readPIN resolves a pin-source. A PIN file must have mode 0600 or 0400.
+// Errors name the source, never the PIN.
 func readPIN(source string) (string, error) {
 	if name, ok := strings.CutPrefix(source, "env:"); ok {
 		pin := os.Getenv(name)
@@ -199,6 +200,13 @@ func readPIN(source string) (string, error) {
 	}
 	if !strings.HasPrefix(path, "/") {
 		return "", fmt.Errorf("signer/pkcs11: pin-source %q: want file:/absolute/path or env:VAR", source)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("signer/pkcs11: pin-source: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 && perm != 0o400 {
+		return "", fmt.Errorf("signer/pkcs11: pin-source file %s has mode %04o; it must be 0600 or 0400 (chmod 600 %s)", path, perm, path)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

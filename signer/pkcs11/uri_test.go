@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/asn1"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -78,9 +79,24 @@ func TestReadPIN(t *testing.T) {
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	readOnly := filepath.Join(dir, "pin-ro")
+	if err := os.WriteFile(readOnly, []byte("s3cret-pin\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	loose := map[os.FileMode]string{}
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o660, 0o700, 0o666} {
+		p := filepath.Join(dir, fmt.Sprintf("pin-%04o", mode))
+		if err := os.WriteFile(p, []byte("s3cret-pin\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil { // not subject to the umask
+			t.Fatal(err)
+		}
+		loose[mode] = p
+	}
 	t.Setenv("TIER0_TEST_PIN", "s3cret-pin")
 	t.Setenv("TIER0_TEST_EMPTY", "")
-	for _, src := range []string{"file:" + pinFile, "file://" + pinFile, pinFile, "env:TIER0_TEST_PIN"} {
+	for _, src := range []string{"file:" + pinFile, "file://" + pinFile, pinFile, "env:TIER0_TEST_PIN", "file:" + readOnly} {
 		pin, err := readPIN(src)
 		if err != nil || pin != "s3cret-pin" {
 			t.Errorf("readPIN(%q) = %q, %v", src, pin, err)
@@ -91,11 +107,20 @@ func TestReadPIN(t *testing.T) {
 		{"file:" + empty, "signer/pkcs11: pin-source " + empty + ": file is empty"},
 		{"relative/pin", `signer/pkcs11: pin-source "relative/pin": want file:/absolute/path or env:VAR`},
 		{"file://host/pin", `signer/pkcs11: pin-source "file://host/pin": want file:/absolute/path`},
-		{"file:" + dir + "/missing", "signer/pkcs11: pin-source: open " + dir + "/missing: no such file or directory"},
+		{"file:" + dir + "/missing", "signer/pkcs11: pin-source: stat " + dir + "/missing: no such file or directory"},
+		{"file:" + loose[0o644], "signer/pkcs11: pin-source file " + loose[0o644] + " has mode 0644; it must be 0600 or 0400 (chmod 600 " + loose[0o644] + ")"},
+		{loose[0o640], "signer/pkcs11: pin-source file " + loose[0o640] + " has mode 0640; it must be 0600 or 0400 (chmod 600 " + loose[0o640] + ")"},
+		{"file:" + loose[0o604], "signer/pkcs11: pin-source file " + loose[0o604] + " has mode 0604; it must be 0600 or 0400 (chmod 600 " + loose[0o604] + ")"},
+		{"file:" + loose[0o660], "signer/pkcs11: pin-source file " + loose[0o660] + " has mode 0660; it must be 0600 or 0400 (chmod 600 " + loose[0o660] + ")"},
+		{"file:" + loose[0o700], "signer/pkcs11: pin-source file " + loose[0o700] + " has mode 0700; it must be 0600 or 0400 (chmod 600 " + loose[0o700] + ")"},
+		{"file:" + loose[0o666], "signer/pkcs11: pin-source file " + loose[0o666] + " has mode 0666; it must be 0600 or 0400 (chmod 600 " + loose[0o666] + ")"},
 	} {
 		_, err := readPIN(tc.src)
 		if err == nil || err.Error() != tc.err {
 			t.Errorf("readPIN(%q) error\n got: %v\nwant: %s", tc.src, err, tc.err)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("readPIN(%q) error contains the PIN: %v", tc.src, err)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 
 	"github.com/tier0-ca/tier0/signer/internal/errs"
+	"github.com/tier0-ca/tier0/signer/internal/health"
 )
 
 // Signer signs with an in-memory ECDSA or RSA key.
@@ -89,6 +90,9 @@ func WriteKey(path string, k crypto.Signer) error {
 
 // Public returns the public key.
 func (s *Signer) Public() crypto.PublicKey { return s.key.Public() }
+
+// Health is always Up: the key is in memory.
+func (s *Signer) Health() health.Health { return health.Health{State: health.Up} }
 
 // KeyID returns "soft:" and the key file path.
 func (s *Signer) KeyID() string { return s.id }

@@ -3,7 +3,6 @@ package kmsctl
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -26,61 +25,13 @@ func classify(err error) Class {
 	return Permanent
 }
 
-func TestBreakerStates(t *testing.T) {
-	now := time.Unix(0, 0)
-	m := NewMetrics(nil)
-	b := &breaker{threshold: 3, min: time.Second, max: 4 * time.Second, backoff: time.Second,
-		gauge: m.CircuitOpen.WithLabelValues("t"), log: slog.New(slog.DiscardHandler), now: func() time.Time { return now }}
-	fail := func() {
-		t.Helper()
-		if err := b.allow(); err != nil {
-			t.Fatalf("allow: %v", err)
-		}
-		b.record(Unavailable)
-	}
-	fail()
-	fail()
-	b.record(Throttled) // the KMS answered: resets the count
-	fail()
-	fail()
-	fail() // third consecutive: opens
-	if err := b.allow(); !errors.Is(err, errs.ErrUnavailable) {
-		t.Fatalf("open breaker allowed a call: %v", err)
-	}
-	now = now.Add(time.Second)
-	if err := b.allow(); err != nil { // half-open probe
-		t.Fatalf("probe refused: %v", err)
-	}
-	if err := b.allow(); !errors.Is(err, errs.ErrUnavailable) {
-		t.Fatal("second call during the probe was allowed")
-	}
-	b.record(Unavailable) // probe failed: open for 2s
-	now = now.Add(1500 * time.Millisecond)
-	if err := b.allow(); err == nil {
-		t.Fatal("allowed before the doubled backoff")
-	}
-	now = now.Add(time.Second)
-	if err := b.allow(); err != nil {
-		t.Fatal(err)
-	}
-	b.release() // caller gave up: probe slot back
-	if err := b.allow(); err != nil {
-		t.Fatal(err)
-	}
-	b.record(Permanent) // probe answered: closed
-	for range 2 {
-		fail()
-	}
-	if err := b.allow(); err != nil {
-		t.Fatalf("closed breaker refused: %v", err)
-	}
-}
-
 func TestDoRetries(t *testing.T) {
 	c := New(Config{Backend: "t", Classify: classify, BackoffBase: time.Microsecond, MaxRetries: 2})
 	calls := 0
 	err := c.Do(context.Background(), func(context.Context) error { calls++; return errThrottle })
-	if !errors.Is(err, errs.ErrThrottled) || calls != 3 || err.Error() != "signer: kms throttled after 3 attempts: throttle" {
+	var ue *errs.UnavailableError
+	if !errors.As(err, &ue) || !errors.Is(err, errs.ErrThrottled) || calls != 3 || ue.Reason != errs.ReasonThrottled ||
+		ue.RetryAfter != 8*time.Microsecond || err.Error() != "signer: CA key unavailable (t: throttled; retry in 0s): signer: kms throttled after 3 attempts: throttle" {
 		t.Fatalf("Do = %v after %d calls", err, calls)
 	}
 	calls = 0
@@ -109,8 +60,15 @@ func TestDoRetries(t *testing.T) {
 func TestDoTimeout(t *testing.T) {
 	c := New(Config{Backend: "t", Classify: classify, Timeout: 20 * time.Millisecond})
 	err := c.Do(context.Background(), func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
-	if !errors.Is(err, errs.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Do = %v, want ErrTimeout", err)
+	var ue *errs.UnavailableError
+	if !errors.As(err, &ue) || ue.Reason != errs.ReasonTimeout || !errors.Is(err, errs.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Do = %v, want an unavailable ErrTimeout", err)
+	}
+	// The caller's own cancellation is not the KMS's fault.
+	ctx, cancel := context.WithCancel(context.Background())
+	err = c.Do(ctx, func(ctx context.Context) error { cancel(); <-ctx.Done(); return ctx.Err() })
+	if !errors.Is(err, context.Canceled) || errors.As(err, &ue) {
+		t.Fatalf("Do canceled = %v, want context.Canceled only", err)
 	}
 }
 

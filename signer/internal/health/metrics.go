@@ -1,18 +1,28 @@
-package kmsctl
+package health
 
 import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tier0-ca/tier0/signer/internal/errs"
 )
 
 // Metrics are the signer metrics shared by every backend. One Metrics value
-// may be shared by many signers; each labels its series with its backend.
+// may be shared by many signers; each labels its series with its backend
+// (and, for the health gauges, its key).
 type Metrics struct {
 	SignSeconds *prometheus.HistogramVec // labels: backend
 	Errors      *prometheus.CounterVec   // labels: backend, kind
 	Retries     *prometheus.CounterVec   // labels: backend
-	CircuitOpen *prometheus.GaugeVec     // labels: backend
+	CircuitOpen *prometheus.GaugeVec     // labels: backend, key
+	Up          *prometheus.GaugeVec     // labels: backend, key
+}
+
+// ErrorKinds are the values of the kind label of tier0_signer_errors_total.
+var ErrorKinds = []string{
+	errs.ReasonThrottled, errs.ReasonCircuitOpen, errs.ReasonTimeout, errs.ReasonUnavailable,
+	"checksum", "closed", "canceled", "other",
 }
 
 // NewMetrics creates the metrics and registers them with reg (nil: not
@@ -35,8 +45,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"backend"}),
 		CircuitOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tier0_signer_circuit_open",
-			Help: "1 while the KMS circuit breaker is open (signs fail fast), else 0.",
-		}, []string{"backend"}),
+			Help: "1 while the signer's circuit breaker is open (signs fail fast while probes run), else 0.",
+		}, []string{"backend", "key"}),
+		Up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tier0_signer_up",
+			Help: "1 while the CA key can sign (health up or degraded), 0 while it is down.",
+		}, []string{"backend", "key"}),
 	}
 	if reg == nil {
 		return m
@@ -45,7 +59,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.Errors = register(reg, m.Errors)
 	m.Retries = register(reg, m.Retries)
 	m.CircuitOpen = register(reg, m.CircuitOpen)
+	m.Up = register(reg, m.Up)
 	return m
+}
+
+// Init makes backend's counter series exist with zero values, so that
+// rates and alerts work before the first error.
+func (m *Metrics) Init(backend string) {
+	m.SignSeconds.WithLabelValues(backend)
+	m.Retries.WithLabelValues(backend)
+	for _, k := range ErrorKinds {
+		m.Errors.WithLabelValues(backend, k)
+	}
 }
 
 func register[T prometheus.Collector](reg prometheus.Registerer, c T) T {
