@@ -13,6 +13,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -173,6 +174,12 @@ func (a *agentService) MintX509SVIDs(ctx context.Context, req *tier0v1.MintX509S
 	if err != nil {
 		return nil, s.toStatus(ctx, method, err)
 	}
+	if err := signerUnavailable(itemErrors(results)); err != nil {
+		// The CA key cannot sign: not about any item. The call answers
+		// Unavailable with the retry hint, which clients hold to.
+		s.metrics.itemErrors.WithLabelValues(codes.Unavailable.String()).Add(float64(len(results)))
+		return nil, s.toStatus(ctx, method, err)
+	}
 	out := &tier0v1.MintX509SVIDsResponse{Results: make([]*tier0v1.MintResult, len(results))}
 	issued := 0
 	for i, r := range results {
@@ -193,14 +200,24 @@ func (a *agentService) MintX509SVIDs(ctx context.Context, req *tier0v1.MintX509S
 	return out, nil
 }
 
-// itemStatus logs a per-item failure the way toStatus does for a call.
+// itemStatus logs a per-item failure the way toStatus does for a call
+// (a signer failure also sets the call's retry hint).
 func (s *Server) itemStatus(ctx context.Context, c caller, err error) error {
 	code := codeOf(err)
-	if code.String() == "Internal" {
+	if code == codes.Internal {
 		s.log.ErrorContext(ctx, "mint item failed", slog.String("caller", c.id.String()), slog.Any("err", err))
 		return status.Error(code, "internal error")
 	}
-	return status.Error(code, err.Error())
+	s.noteSignerError(ctx, "MintX509SVIDs", err)
+	return status.Error(code, publicMessage(err))
+}
+
+func itemErrors(results []ca.Result) []error {
+	errs := make([]error, len(results))
+	for i, r := range results {
+		errs[i] = r.Err
+	}
+	return errs
 }
 
 func (s *Server) observe(method string, start time.Time) {

@@ -41,6 +41,8 @@ func TestCodeOf(t *testing.T) {
 		{errOverloaded, codes.ResourceExhausted},
 		{fmt.Errorf("ca: sign: %w: %w", signer.ErrUnavailable, ca.ErrIssuer), codes.Unavailable},
 		{fmt.Errorf("ca: sign: %w: %w", signer.ErrTimeout, ca.ErrIssuer), codes.Unavailable},
+		{fmt.Errorf("ca: sign: %w: %w", kmsDown, ca.ErrIssuer), codes.Unavailable},
+		{fmt.Errorf("ca: sign: %w: %w", &signer.UnavailableError{Backend: "pkcs11", Reason: "unavailable", Err: signer.ErrDevice}, ca.ErrIssuer), codes.Unavailable},
 		{context.DeadlineExceeded, codes.DeadlineExceeded},
 		{errors.New("disk on fire"), codes.Internal},
 	}

@@ -81,8 +81,12 @@ func (a *adminService) ActivateCARoot(ctx context.Context, req *tier0v1.Activate
 	return &tier0v1.ActivateCARootResponse{Root: caRootToProto(r)}, nil
 }
 
-// caKeyErr turns ErrCAKey into bad input; ha errors map as usual.
+// caKeyErr turns ErrCAKey into bad input; ha errors map as usual, and so
+// does a key whose HSM/KMS is down (Unavailable: retry later).
 func caKeyErr(err error) error {
+	if isSignerUnavailable(err) {
+		return err
+	}
 	if errors.Is(err, ErrCAKey) || errors.Is(err, ha.ErrInvalid) {
 		return fmt.Errorf("%w: %v", errBadInput, err)
 	}

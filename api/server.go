@@ -111,6 +111,8 @@ type Server struct {
 	adm     *admission
 	grpc    *grpc.Server
 	pending *pendingLimiter
+	// signerLog: "CA key unavailable" lines (errors.go), rate-limited.
+	signerLog signerLog
 
 	bmu       sync.Mutex
 	bseq      uint64
@@ -131,6 +133,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	setDefaults(&cfg)
 	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.signerLog.Interval, s.signerLog.First = signerLogEvery, 1
 	s.metrics = newMetrics(cfg.Registerer)
 	s.authn = &authn{td: cfg.TrustDomain, bundles: s.currentBundle, cache: map[[32]byte]cachedID{}}
 	s.adm = newAdmission(cfg.MaxInFlight, cfg.MaxQueue, s.metrics)

@@ -39,7 +39,8 @@ const DefaultAddr = "127.0.0.1:8443"
 const maxRecvMsgSize = 64 << 20
 
 // RetryAfterKey is the trailer in which the server hints, on
-// ResourceExhausted, how many milliseconds to wait before retrying.
+// ResourceExhausted (overloaded) and Unavailable (CA key unavailable), how
+// many milliseconds to wait before retrying.
 const RetryAfterKey = "retry-after-ms"
 
 const (
@@ -74,7 +75,9 @@ type Config struct {
 // be built on it; unary calls fail over between the configured addresses.
 //
 // Calls are retried on codes.Unavailable (connection errors included) and on
-// codes.ResourceExhausted that carries a retry-after hint; such a refusal
+// codes.ResourceExhausted that carries a retry-after hint. A retry-after
+// hint on any answer (ResourceExhausted: overloaded; Unavailable: the
+// node's CA key cannot sign; or a success whose items partly failed so)
 // also holds every other call of the Client to that address for about the
 // hint (gate.go), while other addresses stay open. A retried call may
 // have reached a server whose answer was lost: callers that must not repeat
@@ -195,6 +198,9 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 		var trailer metadata.MD
 		err = c.conns[i].Invoke(ctx, method, args, reply, append(opts, grpc.Trailer(&trailer))...)
 		if err == nil {
+			if d, ok := RetryAfter(trailer); ok {
+				c.gates[i].hold(d, codes.Unavailable) // some items failed for a reason that holds for d
+			}
 			return nil
 		}
 		if !c.retryable(err, i, trailer) || attempt+1 >= c.maxAttempts || ctx.Err() != nil {
@@ -202,7 +208,7 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 		}
 		next = (i + 1) % n
 		var wait time.Duration
-		if status.Code(err) == codes.Unavailable && (attempt+1)%n == 0 {
+		if _, hinted := RetryAfter(trailer); status.Code(err) == codes.Unavailable && !hinted && (attempt+1)%n == 0 {
 			// Every address failed once: back off before the next round.
 			round := min((attempt+1)/n-1, 5)
 			wait = c.jittered(min(maxRoundBackoff, 200*time.Millisecond<<round), 0.2)
@@ -227,15 +233,16 @@ func (c *Client) NewStream(ctx context.Context, desc *grpc.StreamDesc, method st
 // retryable reports whether err from address i may be retried on the next
 // address. A refusal with a retry-after hint closes i's gate for that long.
 func (c *Client) retryable(err error, i int, trailer metadata.MD) bool {
-	switch status.Code(err) {
+	code := status.Code(err)
+	d, hinted := RetryAfter(trailer)
+	if hinted && (code == codes.Unavailable || code == codes.ResourceExhausted) {
+		c.gates[i].hold(d, code)
+	}
+	switch code {
 	case codes.Unavailable:
 		return true
 	case codes.ResourceExhausted:
-		d, ok := RetryAfter(trailer)
-		if ok {
-			c.gates[i].hold(d)
-		}
-		return ok
+		return hinted
 	default:
 		return false
 	}

@@ -352,14 +352,14 @@ func TestLargeResponse(t *testing.T) {
 func TestGatesPerAddress(t *testing.T) {
 	e := newEnv(t)
 	c, waits := e.client(t, []string{e.fake.Start(t, "n1"), e.fake.Start(t, "n2")}, 1)
-	c.gates[0].hold(time.Minute)
+	c.gates[0].hold(time.Minute, codes.ResourceExhausted)
 	if _, err := c.Agent().GetBundle(testCtx(t), &tier0v1.GetBundleRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	if len(waits.d) != 0 {
 		t.Fatalf("waited %v although n2 was open", waits.d)
 	}
-	c.gates[1].hold(2 * time.Second)
+	c.gates[1].hold(2*time.Second, codes.ResourceExhausted)
 	if _, err := c.Agent().GetBundle(testCtx(t), &tier0v1.GetBundleRequest{}); err != nil {
 		t.Fatal(err)
 	}

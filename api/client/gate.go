@@ -15,16 +15,21 @@ import (
 // base), so a wall-clock step cannot stretch a hold.
 type gate struct {
 	base  time.Time
-	until atomic.Int64 // offset from base (ns) before which no call is sent
+	until atomic.Int64  // offset from base (ns) before which no call is sent
+	code  atomic.Uint32 // the refusal's code (ResourceExhausted or Unavailable)
 }
 
 // hold closes the gate until d from now (or later, if it is already closed
-// for longer).
-func (g *gate) hold(d time.Duration) {
+// for longer), after a refusal with code.
+func (g *gate) hold(d time.Duration, code codes.Code) {
 	until := int64(time.Since(g.base) + d)
 	for {
 		cur := g.until.Load()
-		if cur >= until || g.until.CompareAndSwap(cur, until) {
+		if cur >= until {
+			return
+		}
+		if g.until.CompareAndSwap(cur, until) {
+			g.code.Store(uint32(code))
 			return
 		}
 	}
@@ -61,9 +66,10 @@ func (c *Client) choose(ctx context.Context, from int) (int, error) {
 // come back spread out rather than in lockstep (some a little before the
 // hint has passed). A call that wakes to a gate closed again meanwhile
 // (another call was refused) waits again. A call whose deadline comes
-// before the gate opens fails at once with ResourceExhausted (which, made
-// here, carries no retry-after trailer: the message says how long) instead
-// of sleeping until its deadline unsent. This is how an agent honours
+// before the gate opens fails at once with the refusal's code
+// (ResourceExhausted or Unavailable; made here, it carries no retry-after
+// trailer: the message says how long) instead of sleeping until its
+// deadline unsent. This is how an agent honours
 // retry-after: it stops sending to that server, not just the refused call;
 // the refused calls' retries and new calls alike queue here, in the agent,
 // instead of in (or bouncing off) the overloaded server.
@@ -78,7 +84,11 @@ func (c *Client) waitGate(ctx context.Context, i int) error {
 		if dl, ok := ctx.Deadline(); ok {
 			left := time.Until(dl)
 			if left < d {
-				return status.Errorf(codes.ResourceExhausted, "client: %s asked to retry in %v, after this call's deadline", c.addrs[i], d.Round(time.Millisecond))
+				code := codes.Code(c.gates[i].code.Load())
+				if code != codes.Unavailable {
+					code = codes.ResourceExhausted
+				}
+				return status.Errorf(code, "client: %s asked to retry in %v, after this call's deadline", c.addrs[i], d.Round(time.Millisecond))
 			}
 			sleep = min(sleep, max(d, left-left/10)) // the jitter must not eat the deadline
 		}
