@@ -6,7 +6,9 @@ package kmsfake
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"time"
 )
@@ -101,4 +103,17 @@ func CorruptBytes(sig []byte) []byte {
 		out[len(out)-1] ^= 0xff
 	}
 	return out
+}
+
+// Start listens on addr (host:port; port 0 picks one) and runs serve on
+// it in the background; it returns the address listened on. Tests stop a
+// fake and Start it again on the same address to simulate an endpoint
+// that disappears and comes back.
+func Start(addr string, serve func(net.Listener) error) (string, error) {
+	lis, err := net.Listen("tcp", addr) // Go listeners set SO_REUSEADDR: the same port again works
+	if err != nil {
+		return "", fmt.Errorf("kmsfake: listen on %s: %w", addr, err)
+	}
+	go func() { _ = serve(lis) }()
+	return lis.Addr().String(), nil
 }

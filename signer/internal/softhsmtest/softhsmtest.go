@@ -31,10 +31,11 @@ type Token struct {
 
 // Keys generated on the token: label and CKA_ID.
 const (
-	ECLabel  = "ec-key"  // P-256, id 01
-	RSALabel = "rsa-key" // RSA-2048, id 02
-	AESLabel = "aes-key" // AES-256 secret key, id 03
-	P521     = "p521-key"
+	ECLabel  = "ec-key"   // P-256, id 01
+	RSALabel = "rsa-key"  // RSA-2048, id 02
+	AESLabel = "aes-key"  // AES-256 secret key, id 03
+	P521     = "p521-key" // P-521, id 04 (not supported by the signer)
+	P384     = "p384-key" // P-384, id 05
 )
 
 var (
@@ -106,6 +107,7 @@ func setup(dir, module, util, tool string) (*Token, error) {
 		{"--keypairgen", "--key-type", "rsa:2048", "--label", RSALabel, "--id", "02"},
 		{"--keygen", "--key-type", "AES:32", "--label", AESLabel, "--id", "03"},
 		{"--keypairgen", "--key-type", "EC:secp521r1", "--label", P521, "--id", "04"},
+		{"--keypairgen", "--key-type", "EC:secp384r1", "--label", P384, "--id", "05"},
 	} {
 		if err := run(tool, append(p11, k...)...); err != nil {
 			return nil, err

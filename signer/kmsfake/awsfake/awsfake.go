@@ -37,6 +37,7 @@ type Server struct {
 	mu      sync.Mutex
 	keys    map[string]*key   // by key id
 	aliases map[string]string // alias/NAME -> key id
+	srv     *http.Server      // the last Serve's, for Stop
 	signs   atomic.Int64
 }
 
@@ -52,11 +53,44 @@ func New() *Server {
 	return &Server{Region: "us-east-1", Account: "111122223333", keys: map[string]*key{}, aliases: map[string]string{}}
 }
 
-// Serve serves the fake on lis until lis is closed.
+// Serve serves the fake on lis until lis is closed or Stop. Serve again
+// (on a new listener, e.g. on the same port) after Stop to bring the
+// endpoint back with the same keys.
 func (s *Server) Serve(lis net.Listener) error {
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	s.mu.Lock()
+	s.srv = srv
+	s.mu.Unlock()
 	return srv.Serve(lis)
 }
+
+// Stop closes the listener and every open connection: the endpoint
+// disappears, as a KMS endpoint or the network path to it does.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
+	}
+}
+
+// ClientEnv is the environment an AWS SDK client needs to talk to the
+// fake: static test credentials (not checked), no instance metadata and no
+// shared config files.
+func ClientEnv() map[string]string {
+	return map[string]string{
+		"AWS_ACCESS_KEY_ID":           "AKIDTIER0TEST",
+		"AWS_SECRET_ACCESS_KEY":       "tier0-test-secret",
+		"AWS_EC2_METADATA_DISABLED":   "true",
+		"AWS_CONFIG_FILE":             "/nonexistent",
+		"AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+	}
+}
+
+// Start serves on addr in the background (port 0: any) and returns the
+// address; after Stop, Start on the same address brings the endpoint back.
+func (s *Server) Start(addr string) (string, error) { return kmsfake.Start(addr, s.Serve) }
 
 // Signs is the number of successful Sign calls.
 func (s *Server) Signs() int64 { return s.signs.Load() }

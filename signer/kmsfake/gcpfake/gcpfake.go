@@ -58,7 +58,9 @@ func New() *Server {
 	return &Server{keyRings: map[string]*kmspb.KeyRing{}, keys: map[string]*kmspb.CryptoKey{}, versions: map[string]*version{}}
 }
 
-// Serve serves gRPC on lis until Stop.
+// Serve serves gRPC on lis until Stop. Serve again (on a new listener,
+// e.g. on the same port) after Stop to bring the endpoint back with the
+// same keys.
 func (s *Server) Serve(lis net.Listener) error {
 	g := grpc.NewServer()
 	kmspb.RegisterKeyManagementServiceServer(g, s)
@@ -77,6 +79,10 @@ func (s *Server) Stop() {
 		g.Stop()
 	}
 }
+
+// Start serves on addr in the background (port 0: any) and returns the
+// address; after Stop, Start on the same address brings the endpoint back.
+func (s *Server) Start(addr string) (string, error) { return kmsfake.Start(addr, s.Serve) }
 
 // Signs is the number of successful AsymmetricSign calls.
 func (s *Server) Signs() int64 { return s.signs.Load() }
