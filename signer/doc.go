@@ -9,6 +9,9 @@
 //
 // The public key is read once at Open: Public never does I/O. Sign applies
 // Options.Timeout; SignContext also honours the caller's context.
+// SelfTest, Probe and Bench sign digests of HashFor(s.Public()), the hash
+// crypto/x509 uses with the key (SHA-384 for P-384, SHA-256 for P-256 and
+// RSA), so a key that passes them can sign the CA's certificates.
 //
 // # Key URIs
 //
@@ -20,16 +23,28 @@
 //	    object (CKA_LABEL) and/or id (CKA_ID, percent-encoded bytes) select the
 //	    key; type, if given, must be "private". Unknown attributes are errors.
 //	  - Query attributes: module-path (required), pin-source (required):
-//	    file:/path (or /path; trailing newline ignored; keep it 0600) or
-//	    env:VAR. pin-value is rejected: PINs never go in URIs. The PIN is
-//	    never logged or put in an error.
+//	    file:/path (or /path; trailing newline ignored; the file must have
+//	    mode 0600 or 0400, anything else is refused naming the file and its
+//	    mode) or env:VAR. pin-value is rejected: PINs never go in URIs. The
+//	    PIN is never logged or put in an error.
 //	  - EC P-256/P-384 (CKM_ECDSA, converted to ASN.1 DER) and RSA >= 2048
 //	    (CKM_RSA_PKCS with DigestInfo for SHA-256/384/512; CKM_RSA_PKCS_PSS
 //	    when opts is *rsa.PSSOptions). The EC public key is read from the
 //	    public key object with the same label/id.
 //	  - A pool of Options.Sessions sessions (default 4), one login per token,
 //	    the key handle cached. A session the token dropped (closed, logged
-//	    out, device removed) is re-opened, logged in and the sign retried once.
+//	    out) is re-opened, logged in and the sign retried once.
+//	  - Device faults (CKR_GENERAL_ERROR, CKR_DEVICE_ERROR,
+//	    CKR_DEVICE_REMOVED, CKR_DEVICE_MEMORY, CKR_TOKEN_NOT_PRESENT,
+//	    CKR_TOKEN_NOT_RECOGNIZED, CKR_SLOT_ID_INVALID,
+//	    CKR_CRYPTOKI_NOT_INITIALIZED, CKR_FUNCTION_FAILED, CKR_SESSION_COUNT,
+//	    and session errors that survive re-opening the session) fail the sign
+//	    with an *UnavailableError and count against the circuit breaker (see
+//	    Health); its recovery probe re-initialises the module (C_Finalize,
+//	    C_Initialize: some modules, tpm2-pkcs11 for one, keep failing until
+//	    then), finds the token's slot again, re-opens the sessions, logs in,
+//	    finds the key, re-makes its session copy and signs a test digest.
+//	    Signers sharing the module re-open their sessions on next use.
 //	  - x-session-copy (query, default true): sign with a session-object copy
 //	    of the key (C_CopyObject, CKA_TOKEN=false), made once in the token;
 //	    a module that refuses the copy is used with the token object. It
@@ -77,17 +92,50 @@
 // (default 4) retries with full-jitter exponential backoff (25ms base, 1s
 // cap) on throttling (ErrThrottled when exhausted), 5xx/unavailable/transport
 // errors (ErrKMS) and checksum mismatches (ErrChecksum); Options.Timeout
-// (default 5s) over the whole call (ErrTimeout); and a circuit breaker: 5
-// consecutive unavailable attempts open it for 2s, doubling after each failed
-// half-open probe up to 30s. While open, signs fail at once with ErrUnavailable
-// ("signer: kms unavailable (circuit open)").
+// (default 5s) over the whole call (ErrTimeout); and the circuit breaker
+// below, where every unavailable attempt counts. The Cloud KMS channel
+// reconnects to a lost endpoint with at most 1s of backoff (gRPC's default
+// grows to 120s) and its recovery probe waits for the channel to be ready
+// (up to its deadline) instead of failing on a channel between attempts:
+// an endpoint that comes back is signing again within about a second.
 //
-// # Metrics (Options.Registerer)
+// # Health, circuit breaker and errors
+//
+// Every Signer reports Health(): Up, Degraded (signing, but recent
+// failures or throttling) or Down, since when, the last availability error
+// and, while Down, when the next recovery probe runs. pkcs11, awskms and
+// gcpkms share a circuit breaker: 5 consecutive availability failures open
+// it; while open every sign fails at once, and a background probe (a real
+// signature, repairing sessions, module or connection first) runs every
+// 250ms, doubling up to 2s, until it succeeds and closes the breaker. No
+// traffic is needed to recover. soft is always Up.
+//
+// A sign that fails because the key cannot sign now (breaker open, HSM
+// device fault, KMS unavailable, throttled or timed out) returns an
+// *UnavailableError: it wraps ErrUnavailable and the cause (so errors.Is
+// with ErrThrottled, ErrKMS, ErrTimeout, ErrDevice still works), says when
+// to retry (RetryAfter: the time to the next probe while open, the backoff
+// when throttled), and has two texts: Error() with the full cause for logs
+// (key ARNs, endpoints, PKCS#11 codes) and Public() for clients (backend,
+// reason and retry hint only). Endpoints with user:password@ are refused
+// and never echoed.
+//
+// Logs are rate-limited: one line when the breaker opens (with the cause),
+// one every 30s while it stays open (refused calls, failed probes), one
+// when it closes, and likewise for throttling; never one per sign.
+//
+// Probe(ctx, s) is the periodic health check of a key that signs rarely
+// (a delegated-mode root): it signs and verifies one digest, so a dead HSM
+// or KMS shows in Health, the metrics and the logs before the next
+// intermediate rotation needs the key.
+//
+// # Metrics (Options.Registerer; every series exists from Open, at zero)
 //
 //	tier0_signer_sign_seconds{backend}       histogram, retries included
 //	tier0_signer_errors_total{backend,kind}  kind: throttled, circuit_open, timeout, checksum, unavailable, closed, canceled, other
 //	tier0_signer_retries_total{backend}      KMS attempts retried
-//	tier0_signer_circuit_open{backend}       1 while the breaker is open
+//	tier0_signer_circuit_open{backend,key}   1 while the breaker is open
+//	tier0_signer_up{backend,key}             1 while the key can sign (Up or Degraded), 0 while Down
 //
 // Local wire-compatible KMS endpoints for tests and `tier0 dev` live in
 // signer/kmsfake/awsfake and signer/kmsfake/gcpfake; the conformance suite

@@ -21,6 +21,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,6 +100,10 @@ type Breaker struct {
 	openGauge prometheus.Gauge
 	upGauge   prometheus.Gauge
 
+	// isOpen and failing mirror open and failures > 0 (written under mu)
+	// for the lock-free fast paths of Allow and Success, once per sign.
+	isOpen, failing atomic.Bool
+
 	mu          sync.Mutex
 	open        bool
 	failures    int       // consecutive failed calls (closed) or probes (open)
@@ -160,6 +165,9 @@ func New(cfg Config) *Breaker {
 // Allow returns nil when a call may go ahead, or an *errs.UnavailableError
 // (reason circuit_open) while the breaker is open.
 func (b *Breaker) Allow() error {
+	if !b.isOpen.Load() {
+		return nil
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.open {
@@ -173,10 +181,14 @@ func (b *Breaker) Allow() error {
 // Success records a call the backend answered (the key signed, or the KMS
 // answered with a non-availability error).
 func (b *Breaker) Success() {
+	if !b.failing.Load() {
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.open {
 		b.failures, b.lastErr = 0, nil
+		b.failing.Store(false)
 	}
 	// While open, only a probe closes the breaker: a call admitted before
 	// it opened says little about now.
@@ -197,6 +209,7 @@ func (b *Breaker) Failure(reason string, err error) {
 		b.firstFail = now
 	}
 	b.failures++
+	b.failing.Store(true)
 	if b.failures < b.cfg.Threshold {
 		b.log.Debug("signer: sign failed", "reason", reason, "consecutive_failures", b.failures, "err", err)
 		return
@@ -272,6 +285,7 @@ func (b *Breaker) unavailableLocked(reason string, err error) *errs.UnavailableE
 
 func (b *Breaker) openLocked(now time.Time, reason string, err error) {
 	b.open, b.since, b.failures = true, now, 0
+	b.isOpen.Store(true)
 	b.interval = b.cfg.ProbeMin
 	b.nextProbe = now.Add(b.interval)
 	b.refused, b.refusedAll, b.lastReport = 0, 0, now
@@ -334,6 +348,8 @@ func (b *Breaker) close() {
 	b.log.Info("signer: CA key available again", "down_for", now.Sub(b.since).Round(time.Millisecond),
 		"refused_calls", b.refusedAll, "failed_probes", b.failures)
 	b.open, b.since, b.failures, b.lastErr = false, now, 0, nil
+	b.isOpen.Store(false)
+	b.failing.Store(false)
 	b.nextProbe, b.stop = time.Time{}, nil
 	b.openGauge.Set(0)
 	b.upGauge.Set(1)
