@@ -17,6 +17,7 @@ import (
 
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/redact"
 	"github.com/tier0-ca/tier0/internal/roles"
 	"github.com/tier0-ca/tier0/signer"
 	"github.com/tier0-ca/tier0/storage"
@@ -123,12 +124,8 @@ type signerLog struct {
 	logged atomic.Int64 // errors at the last line
 }
 
-// Credentials in URLs (scheme://user:password@) and AWS ARNs with their
-// account IDs: never shown to clients.
-var (
-	urlUserinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/\s?#]*@`)
-	awsARN      = regexp.MustCompile(`arn:aws[A-Za-z-]*:[A-Za-z0-9-]+:[A-Za-z0-9-]*:\d{12}:[^\s"',;)]+`)
-)
+// awsARN matches AWS ARNs, which carry account IDs: never shown to clients.
+var awsARN = regexp.MustCompile(`arn:aws[A-Za-z-]*:[A-Za-z0-9-]+:[A-Za-z0-9-]*:\d{12}:[^\s"',;)]+`)
 
 // publicMessage is what a client is told about a non-Internal err. A
 // signer failure says only that the CA key is unavailable and when to
@@ -142,8 +139,7 @@ func publicMessage(err error) string {
 	if isSignerUnavailable(err) {
 		return "signer: CA key unavailable"
 	}
-	msg := urlUserinfo.ReplaceAllString(err.Error(), "${1}")
-	return awsARN.ReplaceAllString(msg, "arn:aws:(redacted)")
+	return awsARN.ReplaceAllString(redact.Error(err), "arn:aws:(redacted)")
 }
 
 // signerUnavailable returns the first item error when every item of a

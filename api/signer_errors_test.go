@@ -187,7 +187,7 @@ func TestPublicMessage(t *testing.T) {
 		{kmsDown, "signer: CA key unavailable (awskms: circuit_open); retry in 1.5s"},
 		{errors.Join(errors.New("ca: sign svid"), kmsDown), "signer: CA key unavailable (awskms: circuit_open); retry in 1.5s"},
 		{errors.New("signer: kms throttled after 5 attempts: arn:aws:kms:eu-west-1:111122223333:key/x"), "signer: CA key unavailable"},
-		{errors.New("store: dial postgres://tier0:s3cret@db.internal:5432/ca: refused"), "store: dial postgres://db.internal:5432/ca: refused"},
+		{errors.New("store: dial postgres://tier0:s3cret@db.internal:5432/ca: refused"), "store: dial postgres://xxxxx@db.internal:5432/ca: refused"},
 		{errors.New("key arn:aws:kms:eu-west-1:111122223333:key/x not usable"), "key arn:aws:(redacted) not usable"},
 		{errors.New("ca: spiffe://example.org/web may not obtain x"), "ca: spiffe://example.org/web may not obtain x"},
 	} {

@@ -89,12 +89,12 @@ func ParseURI(s string) (*URI, error) {
 		}
 	}
 	if u.Endpoint != "" {
+		if strings.Contains(u.Endpoint, "@") { // not echoed: it may hold a password
+			return nil, errors.New("signer/awskms: endpoint must not carry credentials (user:password@); AWS credentials come from the standard chain (env, shared config, IMDS)")
+		}
 		e, err := url.Parse(u.Endpoint)
 		if err != nil || (e.Scheme != "https" && e.Scheme != "http") || e.Host == "" {
-			return nil, fmt.Errorf("signer/awskms: endpoint %q: want https://host[:port]", errs.Redact(u.Endpoint))
-		}
-		if e.User != nil {
-			return nil, fmt.Errorf("signer/awskms: endpoint %q: must not carry credentials (user:password@); AWS credentials come from the standard chain (env, shared config, IMDS)", errs.Redact(u.Endpoint))
+			return nil, fmt.Errorf("signer/awskms: endpoint %q: want https://host[:port]", u.Endpoint)
 		}
 		if e.Scheme == "http" && !isLoopback(e.Hostname()) {
 			return nil, fmt.Errorf("signer/awskms: endpoint %q: plain http is only allowed to a loopback address", u.Endpoint)

@@ -97,8 +97,8 @@ func ParseURI(s string) (*URI, error) {
 			return nil, fmt.Errorf("signer/gcpkms: unknown URI query parameter %q", k)
 		}
 	}
-	if strings.Contains(u.Endpoint, "@") {
-		return nil, fmt.Errorf("signer/gcpkms: endpoint %q: must be host:port without credentials (user:password@); credentials come from Application Default Credentials", errs.Redact(u.Endpoint))
+	if strings.Contains(u.Endpoint, "@") { // not echoed: it may hold a password
+		return nil, errors.New("signer/gcpkms: endpoint must be host:port without credentials (user:password@); credentials come from Application Default Credentials")
 	}
 	if u.Insecure {
 		host, _, err := net.SplitHostPort(u.Endpoint)

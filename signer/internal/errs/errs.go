@@ -6,7 +6,6 @@ package errs
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -74,27 +73,4 @@ func (e *UnavailableError) Unwrap() []error {
 // endpoints or backend error text.
 func (e *UnavailableError) Public() string {
 	return fmt.Sprintf("signer: CA key unavailable (%s: %s); retry in %v", e.Backend, e.Reason, e.RetryAfter.Round(time.Millisecond))
-}
-
-// Redact returns an endpoint or URL for an error message without the
-// user[:password]@ of its authority, whether or not it parses.
-func Redact(s string) string {
-	rest := s
-	scheme, after, ok := strings.Cut(s, "://")
-	if ok {
-		rest = after
-	}
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
-	}
-	at := strings.LastIndex(rest[:end], "@")
-	if at < 0 {
-		return s
-	}
-	rest = rest[at+1:]
-	if ok {
-		return scheme + "://" + rest
-	}
-	return rest
 }
