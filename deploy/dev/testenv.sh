@@ -2,7 +2,8 @@
 # Provides the real components the integration tests use and prints the
 # environment for them as shell `export` lines:
 #   eval "$(deploy/dev/testenv.sh)"
-# Installs Debian packages (softhsm2, opensc, postgresql) when missing and
+# Installs Debian packages (softhsm2, opensc, swtpm, tpm2-abrmd, tpm2-pkcs11,
+# postgresql) when missing and
 # starts a local Postgres when none answers on 127.0.0.1:5432.
 # Everything it says goes to stderr; only the export lines go to stdout.
 set -euo pipefail
@@ -35,6 +36,23 @@ for m in /usr/lib/softhsm/libsofthsm2.so /usr/lib/x86_64-linux-gnu/softhsm/libso
 	if [ -f "$m" ]; then module="$m"; break; fi
 done
 [ -n "$module" ] || { log "libsofthsm2.so not found"; exit 1; }
+
+# --- TPM token: tpm2-pkcs11 on swtpm through tpm2-abrmd (signer tests) ----------
+need=()
+command -v swtpm >/dev/null || need+=(swtpm libtss2-tcti-swtpm0)
+command -v tpm2-abrmd >/dev/null || need+=(tpm2-abrmd libtss2-tcti-tabrmd0)
+command -v tpm2_ptool >/dev/null || need+=(libtpm2-pkcs11-1 libtpm2-pkcs11-tools)
+command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
+command -v dbus-send >/dev/null || need+=(dbus-bin)
+if [ ${#need[@]} -gt 0 ]; then
+	log "installing ${need[*]}"
+	apt_install --no-install-recommends "${need[@]}"
+fi
+tpm2module=""
+for m in /usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so /usr/lib/aarch64-linux-gnu/pkcs11/libtpm2_pkcs11.so /usr/lib/x86_64-linux-gnu/libtpm2_pkcs11.so.1 /usr/local/lib/libtpm2_pkcs11.so; do
+	if [ -f "$m" ]; then tpm2module="$m"; break; fi
+done
+[ -n "$tpm2module" ] || { log "libtpm2_pkcs11.so not found"; exit 1; }
 
 # --- Postgres ----------------------------------------------------------------
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
@@ -69,5 +87,6 @@ echo "export TEST_DATABASE_URL='$test_dsn'"
 echo "export TEST_PKCS11_MODULE='$module'"
 echo "export TEST_SOFTHSM2_UTIL='$(command -v softhsm2-util)'"
 echo "export TEST_PKCS11_TOOL='$(command -v pkcs11-tool)'"
+echo "export TEST_TPM2_PKCS11_MODULE='$tpm2module'"
 echo "export TEST_PG_BIN='$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)'"
 echo "export TIER0_REQUIRE_INTEGRATION=1"
