@@ -24,6 +24,7 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/internal/testenv"
 	"github.com/tier0-ca/tier0/signer"
 )
 
@@ -98,13 +99,8 @@ func checkNoSecrets(t *testing.T, what, msg string) {
 // same safe message; issuance resumes when the key does.
 func TestSignerUnavailableThroughAPI(t *testing.T) {
 	f := newFixture(t)
-	logs := &strings.Builder{}
-	var logMu sync.Mutex
-	f.srv.log = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		logMu.Lock()
-		defer logMu.Unlock()
-		return logs.Write(p)
-	}), nil))
+	logs := &testenv.Buffer{}
+	f.srv.log = slog.New(slog.NewTextHandler(logs, nil))
 	fs := useFlakySigner(t, f)
 	f.grant(t, "a1", "spiffe://example.org/web")
 	agentID, _ := ca.AgentID(testTD, "a1")
@@ -164,9 +160,7 @@ func TestSignerUnavailableThroughAPI(t *testing.T) {
 		t.Fatalf("after the key came back: %v %v", err, resp.GetResults())
 	}
 
-	logMu.Lock()
 	out := logs.String()
-	logMu.Unlock()
 	if n := strings.Count(out, "CA key unavailable: answering Unavailable"); n != 1 {
 		t.Fatalf("%d log lines for 7 unavailable calls, want 1 (rate-limited):\n%s", n, out)
 	}
@@ -174,10 +168,6 @@ func TestSignerUnavailableThroughAPI(t *testing.T) {
 		t.Fatalf("server log lacks the full error:\n%s", out)
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (w writerFunc) Write(p []byte) (int, error) { return w(p) }
 
 func TestPublicMessage(t *testing.T) {
 	for _, tc := range []struct {

@@ -198,10 +198,10 @@ func (i *instrumented) SignContext(ctx context.Context, digest []byte, opts cryp
 // circuit_open, timeout, unavailable (the reason of an *UnavailableError),
 // checksum, closed, canceled or other.
 func ErrorKind(err error) string {
-	var ue *UnavailableError
+	if r := errs.ReasonOf(err); r != "" {
+		return r
+	}
 	switch {
-	case errors.As(err, &ue):
-		return ue.Reason
 	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return errs.ReasonTimeout
 	case errors.Is(err, ErrChecksum):

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -109,21 +108,7 @@ func TestNoRetryOnPermissionDenied(t *testing.T) {
 // exhaust makes the first n calls fail with ResourceExhausted and, when
 // hint is not empty, a retry-after-ms trailer.
 func exhaust(n int, hint string) func(ctx context.Context, method string) error {
-	var mu sync.Mutex
-	return func(ctx context.Context, _ string) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if n == 0 {
-			return nil
-		}
-		n--
-		if hint != "" {
-			if err := grpc.SetTrailer(ctx, metadata.Pairs(RetryAfterKey, hint)); err != nil {
-				return err
-			}
-		}
-		return status.Error(codes.ResourceExhausted, "server overloaded, retry later")
-	}
+	return refuse(n, codes.ResourceExhausted, hint)
 }
 
 func TestRetryAfterHonoured(t *testing.T) {

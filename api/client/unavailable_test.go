@@ -15,10 +15,9 @@ import (
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 )
 
-// unavailable makes the first n calls fail with Unavailable (a node whose
-// CA key cannot sign) and a retry-after-ms trailer of hint; with ok, the
-// calls succeed instead but still carry the hint (some items failed so).
-func unavailable(n int, hint string, ok bool) func(ctx context.Context, method string) error {
+// refuse makes the first n calls fail with code (OK: succeed) and, when
+// hint is not empty, a retry-after-ms trailer.
+func refuse(n int, code codes.Code, hint string) func(ctx context.Context, method string) error {
 	var mu sync.Mutex
 	return func(ctx context.Context, _ string) error {
 		mu.Lock()
@@ -27,14 +26,26 @@ func unavailable(n int, hint string, ok bool) func(ctx context.Context, method s
 			return nil
 		}
 		n--
-		if err := grpc.SetTrailer(ctx, metadata.Pairs(RetryAfterKey, hint)); err != nil {
-			return err
+		if hint != "" {
+			if err := grpc.SetTrailer(ctx, metadata.Pairs(RetryAfterKey, hint)); err != nil {
+				return err
+			}
 		}
-		if ok {
+		if code == codes.OK {
 			return nil
 		}
-		return status.Error(codes.Unavailable, "signer: CA key unavailable (pkcs11: circuit_open); retry in 1.5s")
+		return status.Error(code, code.String()+": refused for the test")
 	}
+}
+
+// unavailable makes the first n calls fail with Unavailable (a node whose
+// CA key cannot sign) and a retry-after-ms trailer of hint; with ok, the
+// calls succeed instead but still carry the hint (some items failed so).
+func unavailable(n int, hint string, ok bool) func(ctx context.Context, method string) error {
+	if ok {
+		return refuse(n, codes.OK, hint)
+	}
+	return refuse(n, codes.Unavailable, hint)
 }
 
 // TestUnavailableHintHonoured: Unavailable with a retry-after hint is held

@@ -14,27 +14,11 @@ import (
 	p11 "github.com/miekg/pkcs11"
 
 	"github.com/tier0-ca/tier0/internal/hsmtest"
+	"github.com/tier0-ca/tier0/internal/testenv"
 	"github.com/tier0-ca/tier0/signer/internal/errs"
 	"github.com/tier0-ca/tier0/signer/internal/health"
 	"github.com/tier0-ca/tier0/signer/internal/softhsmtest"
 )
-
-type lockedBuf struct {
-	mu sync.Mutex
-	sb strings.Builder
-}
-
-func (b *lockedBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Write(p)
-}
-
-func (b *lockedBuf) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.String()
-}
 
 // TestFaultModuleDeviceAwayAndBack: SoftHSM2 behind the fault-injecting
 // wrapper module (a real PKCS#11 module, loaded with dlopen). The device
@@ -45,7 +29,7 @@ func (b *lockedBuf) String() string {
 func TestFaultModuleDeviceAwayAndBack(t *testing.T) {
 	tk := softhsmtest.Get(t)
 	fm := hsmtest.BuildFaultModule(t)
-	logs := &lockedBuf{}
+	logs := &testenv.Buffer{}
 	s := open(t, fm.URI(t, tk.URI("object=ec-key"), tk.Module), Config{
 		Sessions: 4, BreakerThreshold: 3, ProbeMin: 10 * time.Millisecond, ProbeMax: 100 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
@@ -65,19 +49,12 @@ func TestFaultModuleDeviceAwayAndBack(t *testing.T) {
 			before := len(strings.Split(logs.String(), "\n"))
 			gen := s.mod.gen.Load()
 			fm.Fail(t, tc.mode)
-			var ue *errs.UnavailableError
-			for i := 0; ; i++ {
-				_, err := s.Sign(rand.Reader, d[:], crypto.SHA256)
-				if !errors.As(err, &ue) {
-					t.Fatalf("sign %d with the device away = %v, want *UnavailableError", i, err)
-				}
-				if ue.Reason == errs.ReasonCircuitOpen {
-					break
-				}
-				if !errors.Is(err, p11.Error(tc.code)) || i > 3 {
+			signUntilOpen(t, s, 3, func(i int, err error) {
+				if !errors.Is(err, p11.Error(tc.code)) {
 					t.Fatalf("sign %d with the device away = %v, want %v before the breaker opens", i, err, p11.Error(tc.code))
 				}
-			}
+			})
+			var ue *errs.UnavailableError
 			for range 1000 { // fail fast, no log line each
 				if _, err := s.Sign(rand.Reader, d[:], crypto.SHA256); !errors.As(err, &ue) || ue.Reason != errs.ReasonCircuitOpen {
 					t.Fatalf("sign with the breaker open = %v", err)

@@ -29,6 +29,39 @@ func faultCfg() Config {
 	return Config{Sessions: 2, Timeout: time.Second, BreakerThreshold: 3, ProbeMin: time.Millisecond, ProbeMax: 5 * time.Millisecond}
 }
 
+// copyingSigner is a fake-backed signer with a session copy of the key.
+func copyingSigner(t *testing.T) (*Signer, *fakeP11, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	f := &fakeP11{key: key}
+	s := fakeSignerCfg(t, f, faultCfg())
+	s.sessionCopy = true
+	s.installKey(7, 1)
+	return s, f, key
+}
+
+// signUntilOpen signs until the breaker answers circuit_open, passing each
+// earlier failure (the i-th) to check; every failure must be an
+// *UnavailableError, and the breaker must open within limit signs.
+func signUntilOpen(t *testing.T, s *Signer, limit int, check func(i int, err error)) *errs.UnavailableError {
+	t.Helper()
+	d := sha256.Sum256([]byte("tier0"))
+	for i := 0; ; i++ {
+		_, err := s.SignContext(context.Background(), d[:], crypto.SHA256)
+		var ue *errs.UnavailableError
+		if !errors.As(err, &ue) || !errors.Is(err, errs.ErrUnavailable) {
+			t.Fatalf("sign %d with the device away = %v, want *UnavailableError", i, err)
+		}
+		if ue.Reason == errs.ReasonCircuitOpen {
+			return ue
+		}
+		if i >= limit {
+			t.Fatalf("breaker still closed after %d failed signs: %v", i+1, err)
+		}
+		check(i, err)
+	}
+}
+
 func pollUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -43,29 +76,17 @@ func pollUntil(t *testing.T, what string, cond func() bool) {
 func TestDeviceFaultOpensBreakerAndReinitRecovers(t *testing.T) {
 	for _, code := range []uint{p11.CKR_DEVICE_REMOVED, p11.CKR_GENERAL_ERROR, p11.CKR_DEVICE_ERROR, p11.CKR_TOKEN_NOT_PRESENT} {
 		t.Run(p11.Error(code).Error(), func(t *testing.T) {
-			key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			s, f, key := copyingSigner(t)
 			digest := sha256.Sum256([]byte("tier0"))
-			f := &fakeP11{key: key}
-			s := fakeSignerCfg(t, f, faultCfg())
-			s.sessionCopy = true
-			s.installKey(7, 1)
 			if _, err := s.SignContext(context.Background(), digest[:], crypto.SHA256); err != nil {
 				t.Fatal(err)
 			}
 			f.fail(code, true)
-			var ue *errs.UnavailableError
-			for i := 0; ; i++ {
-				_, err := s.SignContext(context.Background(), digest[:], crypto.SHA256)
-				if !errors.As(err, &ue) || !errors.Is(err, errs.ErrUnavailable) {
-					t.Fatalf("sign %d with the device gone = %v, want *UnavailableError", i, err)
-				}
-				if ue.Reason == errs.ReasonCircuitOpen {
-					break
-				}
-				if ue.Reason != errs.ReasonUnavailable || !errors.Is(err, errs.ErrDevice) || !errors.Is(err, p11.Error(code)) || i >= 3 {
+			ue := signUntilOpen(t, s, 3, func(i int, err error) {
+				if errs.ReasonOf(err) != errs.ReasonUnavailable || !errors.Is(err, errs.ErrDevice) || !errors.Is(err, p11.Error(code)) {
 					t.Fatalf("sign %d with the device gone = %v, want an unavailable device error before the breaker opens", i, err)
 				}
-			}
+			})
 			if ue.RetryAfter <= 0 || ue.RetryAfter > 5*time.Millisecond {
 				t.Fatalf("RetryAfter = %v, want the time to the next probe", ue.RetryAfter)
 			}
@@ -143,12 +164,8 @@ func TestReinitSharedModule(t *testing.T) {
 // device goes away and comes back: every call either signs or fails with an
 // *UnavailableError, and signing resumes by itself. Run with -race.
 func TestConcurrentSignsThroughAnOutage(t *testing.T) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	s, f, _ := copyingSigner(t)
 	digest := sha256.Sum256([]byte("tier0"))
-	f := &fakeP11{key: key}
-	s := fakeSignerCfg(t, f, faultCfg())
-	s.sessionCopy = true
-	s.installKey(7, 1)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 8 {

@@ -1,17 +1,13 @@
 package pkcs11
 
 import (
-	"crypto"
-	"crypto/rand"
-	"crypto/sha256"
-	"errors"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tier0-ca/tier0/internal/hsmtest"
-	"github.com/tier0-ca/tier0/signer/internal/errs"
+	"github.com/tier0-ca/tier0/internal/testenv"
 	"github.com/tier0-ca/tier0/signer/internal/health"
 )
 
@@ -22,28 +18,15 @@ import (
 // broker is away and signs again by itself once it is back.
 func TestTPMBrokerRestart(t *testing.T) {
 	tpm := hsmtest.TPMToken(t)
-	logs := &lockedBuf{}
+	logs := &testenv.Buffer{}
 	s := open(t, tpm.URI, Config{
 		Sessions: 2, BreakerThreshold: 3, ProbeMin: 50 * time.Millisecond, ProbeMax: 500 * time.Millisecond, Timeout: 10 * time.Second,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	signVerify(t, s)
-	d := sha256.Sum256([]byte("tier0"))
 
 	tpm.StopBroker()
-	var ue *errs.UnavailableError
-	for i := 0; ; i++ {
-		_, err := s.Sign(rand.Reader, d[:], crypto.SHA256)
-		if !errors.As(err, &ue) {
-			t.Fatalf("sign %d with the broker stopped = %v, want *UnavailableError", i, err)
-		}
-		if ue.Reason == errs.ReasonCircuitOpen {
-			break
-		}
-		if i > 10 {
-			t.Fatalf("breaker still closed after %d failed signs: %v", i, err)
-		}
-	}
+	signUntilOpen(t, s, 10, func(int, error) {})
 	pollUntil(t, "failed probes", func() bool { return s.Health().Failures >= 2 })
 	tpm.StartBroker()
 	deadline := time.Now().Add(60 * time.Second)

@@ -74,3 +74,13 @@ func (e *UnavailableError) Unwrap() []error {
 func (e *UnavailableError) Public() string {
 	return fmt.Sprintf("signer: CA key unavailable (%s: %s); retry in %v", e.Backend, e.Reason, e.RetryAfter.Round(time.Millisecond))
 }
+
+// ReasonOf returns the Reason of the *UnavailableError in err's chain, or
+// "" if there is none.
+func ReasonOf(err error) string {
+	var ue *UnavailableError
+	if errors.As(err, &ue) {
+		return ue.Reason
+	}
+	return ""
+}

@@ -79,7 +79,7 @@ func (s *Server) Stop() {
 // fake: static test credentials (not checked), no instance metadata and no
 // shared config files.
 func ClientEnv() map[string]string {
-	return map[string]string{
+	return map[string]string{ //nolint:gosec // G101: test credentials the fake does not check
 		"AWS_ACCESS_KEY_ID":           "AKIDTIER0TEST",
 		"AWS_SECRET_ACCESS_KEY":       "tier0-test-secret",
 		"AWS_EC2_METADATA_DISABLED":   "true",
