@@ -24,6 +24,7 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/internal/roles"
 	"github.com/tier0-ca/tier0/internal/testenv"
 	"github.com/tier0-ca/tier0/signer"
 )
@@ -103,7 +104,7 @@ func TestSignerUnavailableThroughAPI(t *testing.T) {
 	f.srv.log = slog.New(slog.NewTextHandler(logs, nil))
 	fs := useFlakySigner(t, f)
 	f.grant(t, "a1", "spiffe://example.org/web")
-	agentID, _ := ca.AgentID(testTD, "a1")
+	agentID, _ := roles.AgentID(testTD, "a1")
 	c := f.clientAs(t, agentID)
 	good, _, _ := client.NewCSR(spiffeid.RequireFromString("spiffe://example.org/web"))
 	denied, _, _ := client.NewCSR(spiffeid.RequireFromString("spiffe://example.org/db"))
