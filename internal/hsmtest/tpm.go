@@ -56,7 +56,7 @@ func TPMToken(tb testing.TB) *TPM {
 		"--server", "type=tcp,bindaddr=127.0.0.1,port="+strconv.Itoa(port),
 		"--ctrl", "type=tcp,bindaddr=127.0.0.1,port="+strconv.Itoa(port+1),
 		"--flags", "not-need-init,startup-clear")
-	waitFor(tb, "swtpm", func() bool {
+	t.waitFor("swtpm", func() bool {
 		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
 			c.Close()
@@ -66,6 +66,7 @@ func TPMToken(tb testing.TB) *TPM {
 	bus := "unix:path=" + filepath.Join(t.dir, "bus")
 	t.daemon("dbus-daemon", "--session", "--nofork", "--address="+bus)
 	tb.Setenv("DBUS_SESSION_BUS_ADDRESS", bus)
+	t.waitFor("dbus-daemon", func() bool { return t.busHas("org.freedesktop.DBus") })
 	tb.Setenv("TPM2_PKCS11_TCTI", "tabrmd:bus_type=session")
 	tb.Setenv("TPM2TOOLS_TCTI", "tabrmd:bus_type=session")
 	tb.Setenv("TPM2_PKCS11_STORE", store)
@@ -154,20 +155,28 @@ func (t *TPM) StartBroker() {
 		args = append(args, "--allow-root")
 	}
 	t.broker = t.daemon("tpm2-abrmd", args...)
-	waitFor(t.tb, "tpm2-abrmd on the session bus", func() bool {
-		out, err := exec.Command("dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus",
-			"org.freedesktop.DBus.NameHasOwner", "string:com.intel.tss2.Tabrmd").CombinedOutput()
-		return err == nil && strings.Contains(string(out), "boolean true")
-	})
+	t.waitFor("tpm2-abrmd on the session bus", func() bool { return t.busHas("com.intel.tss2.Tabrmd") })
+}
+
+// busHas reports whether name has an owner on the session bus.
+func (t *TPM) busHas(name string) bool {
+	out, err := exec.Command("dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus", "/org/freedesktop/DBus",
+		"org.freedesktop.DBus.NameHasOwner", "string:"+name).CombinedOutput()
+	return err == nil && strings.Contains(string(out), "boolean true")
 }
 
 // waitFor polls cond for up to 30s, failing with the daemons' logs.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
+func (t *TPM) waitFor(what string, cond func() bool) {
+	t.tb.Helper()
 	for deadline := time.Now().Add(30 * time.Second); !cond(); {
 		if time.Now().After(deadline) {
-			logs, _ := filepath.Glob(filepath.Join(filepath.Dir(filepath.Dir(what)), "*.log"))
-			tb.Fatalf("hsmtest: %s not ready within 30s %v", what, logs)
+			var logs strings.Builder
+			paths, _ := filepath.Glob(filepath.Join(t.dir, "*.log"))
+			for _, p := range paths {
+				b, _ := os.ReadFile(p)
+				fmt.Fprintf(&logs, "--- %s:\n%s\n", filepath.Base(p), b)
+			}
+			t.tb.Fatalf("hsmtest: %s not ready within 30s\n%s", what, logs.String())
 		}
 		time.Sleep(50 * time.Millisecond) // polling for a daemon, not synchronisation
 	}
