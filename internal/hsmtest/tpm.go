@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,13 +32,22 @@ type TPM struct {
 	broker *exec.Cmd
 }
 
+// tpmUsed: TPMToken was called in this process.
+var tpmUsed atomic.Bool
+
 // TPMToken starts swtpm, a session bus and tpm2-abrmd, makes the token
 // and its key, and points this process's environment (read by the module
-// at C_Initialize, inherited by servers it starts) at them. One per test
-// process. Fails (skips outside `make test`) without TEST_TPM2_PKCS11_MODULE.
+// at C_Initialize, inherited by servers it starts) at them; all of it ends
+// with the test. Once per test process: tpm2-pkcs11 keeps process-wide
+// state (its D-Bus connection) that a second stack cannot reuse (so no
+// -count=2). Fails (skips outside `make test`) without
+// TEST_TPM2_PKCS11_MODULE.
 func TPMToken(tb testing.TB) *TPM {
 	tb.Helper()
 	module := testenv.Get(tb, TPM2Module)
+	if tpmUsed.Swap(true) {
+		tb.Fatal("hsmtest: TPMToken once per test process (tpm2-pkcs11 keeps its D-Bus connection across C_Finalize); run with -count=1")
+	}
 	for _, tool := range []string{"swtpm", "tpm2-abrmd", "dbus-daemon", "tpm2_ptool"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			tb.Fatalf("hsmtest: %s is needed for the TPM token (deploy/dev/testenv.sh installs it): %v", tool, err)
