@@ -89,6 +89,7 @@ func (f *serverFlags) register(fl *pflag.FlagSet) {
 	fl.Float64Var(&k.RateLimit, "signer-rate-limit", 0, "KMS signs per second from this node (default 500 AWS, 250 GCP; negative: unlimited)")
 	fl.DurationVar(&k.Timeout, "signer-timeout", d.Keys.Timeout, "timeout of one CA key signature, retries included")
 	fl.DurationVar(&k.RootTTL, "root-ttl", d.Keys.RootTTL, "lifetime of the root certificate made on first start")
+	fl.DurationVar(&k.RootProbe, "root-probe-interval", d.Keys.RootProbe, "delegated mode: test-sign with the CA root key this often, so a dead HSM/KMS shows before the next intermediate rotation")
 
 	a := &c.Audit
 	fl.StringVar(&a.Key, "audit-key", "", "signer URI of the audit key that signs checkpoints (pkcs11:, awskms:, gcpkms:, soft:); default soft:DATA/ca/audit.key (DEV-ONLY)")

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -99,6 +101,33 @@ func gauge(t *testing.T, srv *proc, name, backend string) string {
 	return ""
 }
 
+// readyz returns srv's /readyz status code and body.
+func readyz(t *testing.T, srv *proc) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + srv.info.HTTP + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// checkNotReady checks that srv's /readyz says its CA key cannot sign,
+// naming the backend and not the key.
+func checkNotReady(t *testing.T, srv *proc, backend string, secrets ...string) {
+	t.Helper()
+	code, body := readyz(t, srv)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "signer: signer unavailable: the "+backend+" CA key cannot sign since ") {
+		t.Fatalf("/readyz with the CA key down: %d %q, want 503 naming the signer", code, body)
+	}
+	for _, s := range secrets {
+		if strings.Contains(body, s) {
+			t.Fatalf("/readyz carries %q: %s", s, body)
+		}
+	}
+}
+
 // warnLines returns the WARN and ERROR lines of srv's log after offset.
 func warnLines(srv *proc, offset int) []string {
 	var out []string
@@ -116,7 +145,8 @@ func warnLines(srv *proc, offset int) []string {
 // the module is re-initialised (what tpm2-pkcs11 does when its TPM broker
 // restarts). Items answer Unavailable with a retry-after hint and a safe
 // message, the server logs a handful of lines (not one per item), the
-// metrics show it, and issuance recovers by itself.
+// metrics and /readyz ("signer unavailable") show it, and issuance
+// recovers by itself.
 func TestPKCS11DeviceOutage(t *testing.T) {
 	fm := hsmtest.BuildFaultModule(t)
 	uri := fm.URI(t, hsmtest.ECKeyURI(t), os.Getenv(testenv.PKCS11Module))
@@ -147,11 +177,15 @@ func TestPKCS11DeviceOutage(t *testing.T) {
 	if got := gauge(t, srv, "tier0_signer_up", "pkcs11"); got != "0" {
 		t.Fatalf("tier0_signer_up = %q, want 0", got)
 	}
+	checkNotReady(t, srv, "pkcs11", "tier0-ca", "ca-key", "CKR_")
 
 	fm.Restore(t)
 	// The probe re-initialises the module and the key is up again without
 	// any request.
 	pollUntil(t, 30*time.Second, func() bool { return gauge(t, srv, "tier0_signer_up", "pkcs11") == "1" })
+	if code, body := readyz(t, srv); code != http.StatusOK {
+		t.Fatalf("/readyz after recovery: %d %s", code, body)
+	}
 	must(mintWeb(t, srv, c))
 	lines := warnLines(srv, logStart)
 	out := strings.Join(lines, "\n")
@@ -241,6 +275,7 @@ func TestKMSEndpointOutage(t *testing.T) {
 			if got := gauge(t, srv, "tier0_signer_circuit_open", backend); got != "1" {
 				t.Fatalf("tier0_signer_circuit_open = %q, want 1", got)
 			}
+			checkNotReady(t, srv, backend, "111122223333", "arn:", "projects/p", kms.addr)
 			kms.restart(t)
 			back := time.Now()
 			pollUntil(t, 30*time.Second, func() bool { return mintRaw(t, c, 1).code == codes.OK })

@@ -34,6 +34,7 @@ func (s *Server) readiness() []Check {
 		{Name: "raft", Check: s.raftReady},
 		{Name: "ca root", Check: s.rootReady},
 		{Name: "record store", Check: s.storeReady},
+		{Name: "signer", Check: s.signerReady},
 		{Name: "startup", Check: s.started},
 	}
 }
@@ -66,6 +67,15 @@ func (s *Server) rootReady() error {
 func (s *Server) storeReady() error {
 	if n := s.node.Load(); n != nil {
 		return n.ExportHealth()
+	}
+	return nil
+}
+
+// signerReady fails while the CA key of a direct-mode node cannot sign
+// (keys.Manager.SignerReady).
+func (s *Server) signerReady() error {
+	if k := s.keys.Load(); k != nil {
+		return k.SignerReady()
 	}
 	return nil
 }

@@ -206,6 +206,7 @@ func (r *run) startCA() error {
 	if err != nil {
 		return err
 	}
+	s.keys.Store(r.keys)
 	r.decisions, err = decisions.New(decisions.Config{Policy: cfg.Audit.Decisions, NodeID: cfg.NodeID,
 		Buffer: cfg.Audit.DecisionsBuffer, Logger: s.log, Registerer: s.reg})
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/server/keys"
 	"github.com/tier0-ca/tier0/storage"
 )
 
@@ -33,8 +34,9 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	reg   *prometheus.Registry
-	node  atomic.Pointer[ha.Node] // set once raft has started (health, metrics)
-	phase atomic.Pointer[string]  // the "startup" readiness check
+	node  atomic.Pointer[ha.Node]      // set once raft has started (health, metrics)
+	keys  atomic.Pointer[keys.Manager] // set once the CA keys are open (health)
+	phase atomic.Pointer[string]       // the "startup" readiness check
 	ran   atomic.Bool
 	hooks hooks
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/tier0-ca/tier0/signer"
 )
 
 // wrongKey signs with another key than the one it reports (a faulty KMS).
@@ -25,8 +27,9 @@ func (w wrongKey) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, erro
 func (w wrongKey) SignContext(_ context.Context, d []byte, o crypto.SignerOpts) ([]byte, error) {
 	return w.Sign(rand.Reader, d, o)
 }
-func (wrongKey) KeyID() string { return "awskms:key/1" }
-func (wrongKey) Close() error  { return nil }
+func (wrongKey) KeyID() string         { return "awskms:key/1" }
+func (wrongKey) Health() signer.Health { return signer.Health{State: signer.Up} }
+func (wrongKey) Close() error          { return nil }
 
 func TestCheckedSignerRefusesBadSignatures(t *testing.T) {
 	a, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -59,6 +59,7 @@ type Manager struct {
 
 	mu        sync.Mutex
 	signers   map[string]*checkedSigner // open root keys by KeyURI
+	active    *checkedSigner            // the active root's key
 	activeID  string
 	mode      string
 	target    *ca.CA
@@ -230,7 +231,7 @@ func (m *Manager) useRoot(ctx context.Context, r ha.CARoot) (ca.Issuer, error) {
 				return ca.Issuer{}, err
 			}
 		}
-		m.activeID, m.mode = r.ID, mode
+		m.activeID, m.mode, m.active = r.ID, mode, s
 		m.expiry.Set(float64(cert.NotAfter.Unix()))
 		m.log.Info("keys: issuing directly with the CA root key", "root", r.ID, "key", s.KeyID())
 		return rootIss, nil
@@ -250,7 +251,7 @@ func (m *Manager) useRoot(ctx context.Context, r ha.CARoot) (ca.Issuer, error) {
 		}
 	}
 	m.rot.SetRoot(rootIss)
-	m.activeID, m.mode = r.ID, mode
+	m.activeID, m.mode, m.active = r.ID, mode, s
 	m.log.Info("keys: issuing from delegated in-memory intermediates", "root", r.ID, "key", s.KeyID(), "intermediate_ttl", m.cfg.IntermediateTTL)
 	if m.target != nil {
 		return ca.Issuer{}, nil // the rotation goroutine switches
@@ -292,6 +293,8 @@ func (m *Manager) Kick() {
 func (m *Manager) Run(ctx context.Context) error {
 	t := time.NewTicker(reconcileEvery)
 	defer t.Stop()
+	probe := time.NewTicker(m.cfg.RootProbe)
+	defer probe.Stop()
 	for {
 		m.reconcile(ctx)
 		select {
@@ -302,8 +305,51 @@ func (m *Manager) Run(ctx context.Context) error {
 			return nil
 		case <-m.kick:
 		case <-t.C:
+		case <-probe.C:
+			m.probeRoot(ctx)
 		}
 	}
+}
+
+// probeRoot test-signs with the active root key in delegated mode, where
+// it otherwise signs once per rotation, so that a dead HSM/KMS shows now
+// (a WARN line per failed probe, tier0_signer_errors_total, the signer's
+// health and breaker) rather than when the next intermediate is due. In
+// direct mode every SVID exercises the key.
+func (m *Manager) probeRoot(ctx context.Context) {
+	m.mu.Lock()
+	mode, s, id := m.mode, m.active, m.activeID
+	m.mu.Unlock()
+	if mode != Delegated || s == nil {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
+	defer cancel()
+	if err := signer.Probe(pctx, s); err != nil && ctx.Err() == nil {
+		m.log.Warn("keys: the CA root key failed its periodic test signature; the next intermediate rotation needs it",
+			"root", id, "health", s.Health().State.String(), "err", err)
+	}
+}
+
+// SignerReady is the node's "signer" readiness check: in direct mode the
+// active root key signs every SVID, so while it is down (its breaker open)
+// the node is not ready; the reason names the backend and when the next
+// recovery probe runs, not the key. In delegated mode issuance goes on
+// with the in-memory intermediate, and the root's health shows in its
+// metrics and probe logs instead.
+func (m *Manager) SignerReady() error {
+	m.mu.Lock()
+	mode, s := m.mode, m.active
+	m.mu.Unlock()
+	if mode != Direct || s == nil {
+		return nil
+	}
+	h := s.Health()
+	if h.State != signer.Down {
+		return nil
+	}
+	return fmt.Errorf("signer unavailable: the %s CA key cannot sign since %s (next recovery probe in %v)",
+		s.backend, h.Since.UTC().Format(time.RFC3339), max(0, time.Until(h.RetryAt)).Round(time.Millisecond))
 }
 
 // Close closes the root keys (after Run has returned).

@@ -26,8 +26,9 @@ func TestSettingsValidate(t *testing.T) {
 	}{
 		{Settings{Mode: "fast"}, `--signing-mode "fast": want direct or delegated`},
 		{Settings{IntermediateTTL: time.Hour}, "--intermediate-ttl 1h0m0s is below 6 x the maximum SVID TTL (6h0m0s): SVIDs would outlive or be capped by their issuer"},
-		{Settings{RootTTL: time.Hour}, "--intermediate-ttl and --signer-timeout must be positive, --root-ttl at least 24h"},
-		{Settings{Timeout: -time.Second}, "--intermediate-ttl and --signer-timeout must be positive, --root-ttl at least 24h"},
+		{Settings{RootTTL: time.Hour}, "--intermediate-ttl, --signer-timeout and --root-probe-interval must be positive, --root-ttl at least 24h"},
+		{Settings{Timeout: -time.Second}, "--intermediate-ttl, --signer-timeout and --root-probe-interval must be positive, --root-ttl at least 24h"},
+		{Settings{RootProbe: -time.Second}, "--intermediate-ttl, --signer-timeout and --root-probe-interval must be positive, --root-ttl at least 24h"},
 		{Settings{IntermediateTTL: time.Second, AllowShort: true}, ""},
 		{Settings{Mode: Direct}, ""},
 	} {

@@ -37,6 +37,7 @@ const (
 	DefaultIntermediateTTL = 6 * time.Hour            // the smallest lifetime the 6 x 60m rule allows
 	DefaultRootTTL         = 5 * 365 * 24 * time.Hour // root certificates; rotate with `tier0 ca`
 	DefaultSignerTimeout   = 5 * time.Second
+	DefaultRootProbe       = 30 * time.Second // delegated mode: how often the root key is test-signed
 	pruneMargin            = 5 * time.Minute // retired roots leave the bundle MaxTTL + this after retiring
 	reconcileEvery         = time.Second
 )
@@ -50,6 +51,11 @@ type Settings struct {
 	RateLimit       float64       // KMS signs per second (0: the provider default; negative: unlimited)
 	Timeout         time.Duration // one CA key signature, retries included; default DefaultSignerTimeout
 	RootTTL         time.Duration // root certificates made here; default DefaultRootTTL
+	// RootProbe is how often, in delegated mode, the active root key signs
+	// a test digest (signer.Probe), so that a dead HSM/KMS shows in the
+	// logs, metrics and health before the next intermediate rotation needs
+	// it; default DefaultRootProbe. In direct mode every SVID is a probe.
+	RootProbe time.Duration
 }
 
 // Defaults fills zero durations.
@@ -63,6 +69,9 @@ func (s *Settings) Defaults() {
 	if s.RootTTL == 0 {
 		s.RootTTL = DefaultRootTTL
 	}
+	if s.RootProbe == 0 {
+		s.RootProbe = DefaultRootProbe
+	}
 }
 
 // Validate checks the settings against the maximum SVID TTL.
@@ -75,8 +84,8 @@ func (s *Settings) Validate(maxSVID time.Duration) error {
 	if min := rotation.MinLifetimeFactor * maxSVID; s.IntermediateTTL < min && !s.AllowShort {
 		return fmt.Errorf("--intermediate-ttl %v is below %d x the maximum SVID TTL (%v): SVIDs would outlive or be capped by their issuer", s.IntermediateTTL, rotation.MinLifetimeFactor, min)
 	}
-	if s.IntermediateTTL <= 0 || s.Timeout <= 0 || s.RootTTL < 24*time.Hour {
-		return errors.New("--intermediate-ttl and --signer-timeout must be positive, --root-ttl at least 24h")
+	if s.IntermediateTTL <= 0 || s.Timeout <= 0 || s.RootProbe <= 0 || s.RootTTL < 24*time.Hour {
+		return errors.New("--intermediate-ttl, --signer-timeout and --root-probe-interval must be positive, --root-ttl at least 24h")
 	}
 	return nil
 }
