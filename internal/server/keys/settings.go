@@ -38,7 +38,7 @@ const (
 	DefaultRootTTL         = 5 * 365 * 24 * time.Hour // root certificates; rotate with `tier0 ca`
 	DefaultSignerTimeout   = 5 * time.Second
 	DefaultRootProbe       = 30 * time.Second // delegated mode: how often the root key is test-signed
-	pruneMargin            = 5 * time.Minute // retired roots leave the bundle MaxTTL + this after retiring
+	pruneMargin            = 5 * time.Minute  // retired roots leave the bundle MaxTTL + this after retiring
 	reconcileEvery         = time.Second
 )
 
