@@ -154,9 +154,22 @@ func prunable(c CAState, before, now time.Time) []string {
 	return ids
 }
 
+func (c *caRootsCmd) validate() error {
+	switch c.Op {
+	case "add":
+		if r := c.Root; r.ID == "" || len(r.CertDER) == 0 || (r.State != RootPrepared && r.State != RootActive) {
+			return fmt.Errorf("ha: add ca root: id, certificate and state prepared|active are required: %w", ErrInvalid)
+		}
+	case "activate", "prune":
+	default:
+		return fmt.Errorf("ha: ca roots: unknown op %q: %w", c.Op, ErrInvalid)
+	}
+	return nil
+}
+
 func (f *fsm) applyCARoots(payload []byte) any {
-	var c caRootsCmd
-	if err := decode("ca roots", payload, &c); err != nil {
+	c, err := decodeValid[caRootsCmd]("ca roots", payload)
+	if err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -164,20 +177,16 @@ func (f *fsm) applyCARoots(payload []byte) any {
 	s := f.s
 	switch c.Op {
 	case "add":
-		return s.addCARoot(c)
+		return s.addCARoot(*c)
 	case "activate":
-		return s.activateCARoot(c)
-	case "prune":
-		return s.pruneCARoots(c)
+		return s.activateCARoot(*c)
+	default: // "prune" (validate refused the others)
+		return s.pruneCARoots(*c)
 	}
-	return fmt.Errorf("ha: ca roots: unknown op %q: %w", c.Op, ErrInvalid)
 }
 
 func (s *state) addCARoot(c caRootsCmd) any {
 	r := c.Root
-	if r.ID == "" || len(r.CertDER) == 0 || (r.State != RootPrepared && r.State != RootActive) {
-		return fmt.Errorf("ha: add ca root: id, certificate and state prepared|active are required: %w", ErrInvalid)
-	}
 	if s.bundle.TrustDomain != "" && c.TrustDomain != s.bundle.TrustDomain {
 		return fmt.Errorf("ha: add ca root: trust domain %q is not the bundle's %q: %w", c.TrustDomain, s.bundle.TrustDomain, ErrInvalid)
 	}

@@ -96,7 +96,8 @@ func (n *Node) RunCheckpointer(ctx context.Context, cfg CheckpointConfig) error 
 		var head []byte
 		n.fsm.read(func(s *state) { st, seq, head = s.audit.clone(), s.seq, bytes.Clone(s.head) })
 		now := n.cfg.Clock().UTC()
-		due := seq > st.LastSeq && (seq-st.LastSeq >= uint64(cfg.Every) || now.Sub(st.LastAt) >= cfg.Interval)
+		due := seq > st.LastSeq && (seq-st.LastSeq >= uint64(cfg.Every) || now.Sub(st.LastAt) >= cfg.Interval) &&
+			n.fsm.divergence() == nil // a diverged node writes nothing (and would say so every second)
 		if due {
 			switch err := n.checkpoint(ctx, cfg, seq, st.LastSeq, head, now); {
 			case err == nil:
@@ -183,9 +184,22 @@ func (n *Node) exportCheckpoints(ctx context.Context, sink Sink, stored uint64) 
 	return err
 }
 
+func (c *checkpointCmd) validate() error {
+	switch c.Op {
+	case "add":
+		if cp := c.Checkpoint; cp.Seq == 0 || len(cp.Signature) == 0 || len(cp.CertDER) == 0 {
+			return fmt.Errorf("ha: checkpoint: seq, signature and certificate required: %w", ErrInvalid)
+		}
+	case "exported":
+	default:
+		return fmt.Errorf("ha: checkpoint: unknown op %q: %w", c.Op, ErrInvalid)
+	}
+	return nil
+}
+
 func (f *fsm) applyCheckpoint(payload []byte) any {
-	var c checkpointCmd
-	if err := decode("checkpoint", payload, &c); err != nil {
+	c, err := decodeValid[checkpointCmd]("checkpoint", payload)
+	if err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -194,8 +208,8 @@ func (f *fsm) applyCheckpoint(payload []byte) any {
 	switch c.Op {
 	case "add":
 		cp := c.Checkpoint
-		if cp.Seq == 0 || cp.Seq > s.seq || len(cp.Signature) == 0 || len(cp.CertDER) == 0 {
-			return fmt.Errorf("ha: checkpoint: seq %d (journal at %d), signature and certificate required: %w", cp.Seq, s.seq, ErrInvalid)
+		if cp.Seq > s.seq {
+			return fmt.Errorf("ha: checkpoint: seq %d is beyond the journal at %d: %w", cp.Seq, s.seq, ErrInvalid)
 		}
 		if cp.Seq <= s.audit.LastSeq {
 			return fmt.Errorf("ha: checkpoint: seq %d is not after the last checkpoint %d: %w", cp.Seq, s.audit.LastSeq, ErrInvalid)

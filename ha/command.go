@@ -1,6 +1,7 @@
 package ha
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -8,13 +9,16 @@ import (
 	"github.com/tier0-ca/tier0/ca/record"
 )
 
-// A raft log entry is one command: 1 type byte followed by a JSON payload
-// (see DESIGN.md). If the type has ignorableFlag set, a node that does not
-// know the type skips it (rolling upgrades); otherwise an unknown type is an
-// error response.
+// A raft log entry is one command: 1 type byte followed by a JSON object
+// (see DESIGN.md), which the leader ends with a digest member (integrity.go).
+// If the type has ignorableFlag set, a node that does not know the type
+// skips it (rolling upgrades); otherwise an unknown type latches the node
+// diverged (health.go).
 //
 // Never change the meaning of an existing type or add a semantics-bearing
 // field to its payload: old nodes would apply it differently. Add a new type.
+// (The digest member and recordsCmd.Expect are checks, not semantics: a node
+// that ignores them reaches the same state.)
 const (
 	cmdRecords      byte = 0x01 // recordsCmd: append a batch to the journal
 	cmdExported     byte = 0x02 // exportedCmd: records <= Seq are in the store
@@ -26,8 +30,9 @@ const (
 	// cmdCreateEntryFederated is createEntryCmd whose entry may carry
 	// FederatesWith. It is a new type, not a field added to cmdCreateEntry,
 	// because a node that predates the field would store the entry without
-	// it; this way such a node refuses the command (not ignorable: skipping
-	// a create would fork the entry set) and must be upgraded. CreateEntry
+	// it; this way such a node cannot apply the command (not ignorable:
+	// skipping a create would fork the entry set), latches diverged
+	// (health.go) and must be upgraded. CreateEntry
 	// uses it only when FederatesWith is set, so a cluster in a rolling
 	// upgrade keeps working until someone uses the new field.
 	cmdCreateEntryFederated byte = 0x08
@@ -38,8 +43,21 @@ const (
 // recordsCmd is a group-commit batch. Now is the leader's clock; the FSM
 // assigns Seq, CommittedAt and the chain.
 type recordsCmd struct {
-	Now  time.Time         `json:"now"`
-	Recs []json.RawMessage `json:"recs"` // each a wireRecord
+	Now    time.Time         `json:"now"`
+	Expect *recordsExpect    `json:"expect,omitempty"` // absent in entries older than the integrity checks
+	Recs   []json.RawMessage `json:"recs"`             // each a wireRecord
+}
+
+// recordsExpect is the journal position the leader computed for its batch
+// (journal.go proposeRecords): seq and head before it, head after it. It
+// holds only in the leader's term Term (DESIGN.md "Integrity"): a node
+// whose journal is elsewhere, or that seals the batch to another head,
+// cannot apply the entry.
+type recordsExpect struct {
+	Term uint64 `json:"term"`
+	Seq  uint64 `json:"seq"`
+	Prev []byte `json:"prev"`
+	Head []byte `json:"head"`
 }
 
 // wireRecord is a record as proposed: everything except the fields the FSM
@@ -65,6 +83,24 @@ func toWire(r *record.Record) wireRecord {
 	}
 }
 
+// sealBatch assigns Seq, CommittedAt (the leader's stamp now, never
+// before lastCommit) and the hash chain to recs, following a journal at seq
+// with head. It returns the new head and CommittedAt. The FSM and the
+// leader (for recordsExpect) both use it.
+func sealBatch(recs []*record.Record, seq uint64, head []byte, lastCommit, now time.Time) ([]byte, time.Time) {
+	at := record.Truncate(now)
+	if at.Before(lastCommit) {
+		at = lastCommit // a new leader with a slower clock
+	}
+	for _, r := range recs {
+		seq++
+		r.Seq = seq
+		r.CommittedAt = at
+		head = r.Seal(head)
+	}
+	return head, at
+}
+
 func (w *wireRecord) validate() error {
 	if w.Serial == "" || w.SPIFFEID == "" {
 		return fmt.Errorf("ha: record: serial and spiffe id are required: %w", ErrInvalid)
@@ -85,13 +121,24 @@ type exportedCmd struct {
 	Seq uint64 `json:"seq"`
 }
 
+func (*exportedCmd) validate() error { return nil }
+
 type createEntryCmd struct {
 	Entry Entry `json:"entry"`
+}
+
+func (c *createEntryCmd) validate() error {
+	if e := c.Entry; e.ID == "" || e.Agent == "" || e.SPIFFEID == "" || e.TTL < 0 {
+		return fmt.Errorf("ha: create entry: id, agent and spiffe id are required: %w", ErrInvalid)
+	}
+	return nil
 }
 
 type deleteEntryCmd struct {
 	ID string `json:"id"`
 }
+
+func (*deleteEntryCmd) validate() error { return nil }
 
 type createTokenCmd struct {
 	Hash      string    `json:"hash"`
@@ -100,17 +147,37 @@ type createTokenCmd struct {
 	Now       time.Time `json:"now"`
 }
 
+func (c *createTokenCmd) validate() error {
+	if err := validTokenHash(c.Hash); err != nil {
+		return err
+	}
+	if c.Agent == "" || !c.ExpiresAt.After(c.Now) {
+		return fmt.Errorf("ha: create token: agent and a future expiry are required: %w", ErrInvalid)
+	}
+	return nil
+}
+
 type consumeTokenCmd struct {
 	Hash string    `json:"hash"`
 	Now  time.Time `json:"now"`
 }
+
+func (*consumeTokenCmd) validate() error { return nil }
 
 type setBundleCmd struct {
 	TrustDomain string   `json:"trust_domain"`
 	Roots       [][]byte `json:"roots"`
 }
 
-// encodeCommand returns typ followed by the JSON encoding of v.
+func (c *setBundleCmd) validate() error {
+	if c.TrustDomain == "" || len(c.Roots) == 0 {
+		return fmt.Errorf("ha: set bundle: trust domain and at least one root are required: %w", ErrInvalid)
+	}
+	return nil
+}
+
+// encodeCommand returns typ followed by the JSON encoding of v, without a
+// digest: the leader adds it when it proposes (Node.applyRaw).
 func encodeCommand(typ byte, v any) ([]byte, error) {
 	p, err := json.Marshal(v)
 	if err != nil {
@@ -119,15 +186,21 @@ func encodeCommand(typ byte, v any) ([]byte, error) {
 	return append([]byte{typ}, p...), nil
 }
 
-// encodeRecords builds a cmdRecords entry from pre-marshalled wireRecords
-// without re-encoding them (callers marshal in parallel, the committer only
-// concatenates).
-func encodeRecords(now time.Time, recs []json.RawMessage) ([]byte, error) {
+// encodeRecords builds a cmdRecords entry, digest included, from
+// pre-marshalled wireRecords without re-encoding them (callers marshal in
+// parallel, the committer only concatenates). expect may be nil.
+func encodeRecords(now time.Time, expect *recordsExpect, recs []json.RawMessage) ([]byte, error) {
 	ts, err := json.Marshal(now)
 	if err != nil {
 		return nil, fmt.Errorf("ha: encode records: %w", err)
 	}
-	n := 32 + len(ts)
+	var ex []byte
+	if expect != nil {
+		if ex, err = json.Marshal(expect); err != nil {
+			return nil, fmt.Errorf("ha: encode records: %w", err)
+		}
+	}
+	n := 48 + len(ts) + len(ex) + sumLen
 	for _, r := range recs {
 		n += len(r) + 1
 	}
@@ -135,6 +208,10 @@ func encodeRecords(now time.Time, recs []json.RawMessage) ([]byte, error) {
 	b = append(b, cmdRecords)
 	b = append(b, `{"now":`...)
 	b = append(b, ts...)
+	if ex != nil {
+		b = append(b, `,"expect":`...)
+		b = append(b, ex...)
+	}
 	b = append(b, `,"recs":[`...)
 	for i, r := range recs {
 		if i > 0 {
@@ -143,5 +220,6 @@ func encodeRecords(now time.Time, recs []json.RawMessage) ([]byte, error) {
 		b = append(b, r...)
 	}
 	b = append(b, "]}"...)
-	return b, nil
+	sum := sha256.Sum256(b)
+	return appendSum(b[:len(b)-1], sum[:]), nil
 }

@@ -61,9 +61,6 @@ func (t *TrustState) applyFederation(c trustCmd) (any, error) {
 	i := slices.IndexFunc(t.Federations, func(x Federation) bool { return x.TrustDomain == f.TrustDomain })
 	switch c.Op {
 	case "set-federation":
-		if f.TrustDomain == "" || f.Endpoint == "" {
-			return nil, fmt.Errorf("ha: set federation: trust domain and endpoint are required: %w", ErrInvalid)
-		}
 		f.CreatedAt = c.Now
 		if len(f.Bundle) > 0 {
 			f.UpdatedAt = c.Now

@@ -245,7 +245,7 @@ func (n *Node) forwardApply(ctx context.Context, op string, data []byte) (any, e
 
 // forwardCommit sends a record batch to the leader and returns the sealed
 // records (only Seq, CommittedAt, PrevHash and Hash are set).
-func (n *Node) forwardCommit(raws []json.RawMessage) ([]*record.Record, error) {
+func (n *Node) forwardCommit(raws []json.RawMessage, wires []wireRecord) ([]*record.Record, error) {
 	payload, err := json.Marshal(raws)
 	if err != nil {
 		return nil, fmt.Errorf("ha: commit: %w", err)
@@ -256,7 +256,7 @@ func (n *Node) forwardCommit(raws []json.RawMessage) ([]*record.Record, error) {
 	// committer may be waiting for this very forward's slot (fwdSem), so
 	// queueing into it would deadlock until the timeout.
 	out, err := n.forward(ctx, "commit", ForwardCommit, payload, func() ([]byte, error) {
-		return n.applyRecordsEncoded(ctx, raws)
+		return n.applyRecordsEncoded(ctx, raws, wires)
 	})
 	if err != nil {
 		return nil, err
@@ -274,23 +274,13 @@ func (n *Node) forwardCommit(raws []json.RawMessage) ([]*record.Record, error) {
 
 // applyRecordsEncoded proposes pre-marshalled records as one raft entry on
 // this (leader) node, bypassing the committer, and encodes the sealed fields.
-func (n *Node) applyRecordsEncoded(ctx context.Context, raws []json.RawMessage) ([]byte, error) {
+func (n *Node) applyRecordsEncoded(ctx context.Context, raws []json.RawMessage, wires []wireRecord) ([]byte, error) {
 	if err := n.issueGate(ctx); err != nil {
 		return nil, err
 	}
-	data, err := encodeRecords(n.cfg.Clock(), raws)
+	out, err := n.proposeRecords(raws, wires)
 	if err != nil {
 		return nil, err
-	}
-	n.m.batchRecords.Observe(float64(len(raws)))
-	n.m.journalEntries.Inc()
-	resp, err := n.applyLocal(ctx, "commit", data)
-	if err != nil {
-		return nil, err
-	}
-	out, ok := resp.([]*record.Record)
-	if !ok || len(out) != len(raws) {
-		return nil, fmt.Errorf("ha: commit: unexpected fsm response %T", resp)
 	}
 	return encodeSealed(out)
 }
@@ -310,8 +300,8 @@ func encodeSealed(out []*record.Record) ([]byte, error) {
 
 // commitLocalEncoded queues pre-marshalled records in this (leader) node's
 // committer and encodes the sealed fields.
-func (n *Node) commitLocalEncoded(ctx context.Context, raws []json.RawMessage) ([]byte, error) {
-	req := &commitReq{ctx: ctx, recs: raws, done: make(chan commitOutcome, 1)}
+func (n *Node) commitLocalEncoded(ctx context.Context, raws []json.RawMessage, wires []wireRecord) ([]byte, error) {
+	req := &commitReq{ctx: ctx, recs: raws, wires: wires, done: make(chan commitOutcome, 1)}
 	out, err := n.enqueue(ctx, req)
 	if err != nil {
 		return nil, err
@@ -321,35 +311,47 @@ func (n *Node) commitLocalEncoded(ctx context.Context, raws []json.RawMessage) (
 
 // handleForward serves a forward from another node (the peer service,
 // peer.go). It runs only on the leader (ErrNotLeader otherwise: the sender
-// retries elsewhere) and never forwards again.
+// retries elsewhere) and never forwards again. It checks a forward as it
+// checks its own writes before anything reaches the raft log: records
+// decode and validate one by one; a command has a known type and decodes
+// into that type's payload, which passes the type's checks (checkCommand);
+// anything else is ErrInvalid. A diverged leader refuses everything with
+// ErrDiverged (Unavailable).
 func (n *Node) handleForward(ctx context.Context, kind byte, payload []byte) ([]byte, error) {
 	if !n.isLeader() {
 		return nil, fmt.Errorf("ha: forwarded request: %w", ErrNotLeader)
 	}
 	switch kind {
 	case ForwardCommit:
+		if err := n.refuseIfDiverged("forwarded commit"); err != nil {
+			return nil, err
+		}
 		var raws []json.RawMessage
 		if err := json.Unmarshal(payload, &raws); err != nil || len(raws) == 0 || len(raws) > n.cfg.MaxBatchRecords {
 			return nil, fmt.Errorf("ha: forwarded commit: want 1..%d records: %w", n.cfg.MaxBatchRecords, ErrInvalid)
 		}
+		wires := make([]wireRecord, len(raws))
 		for i, raw := range raws {
-			var w wireRecord
-			if err := json.Unmarshal(raw, &w); err != nil {
+			if err := json.Unmarshal(raw, &wires[i]); err != nil {
 				return nil, fmt.Errorf("ha: forwarded commit: record %d: %w: %w", i, ErrInvalid, err)
 			}
-			if err := w.validate(); err != nil {
+			if err := wires[i].validate(); err != nil {
 				return nil, fmt.Errorf("ha: forwarded commit: record %d: %w", i, err)
 			}
 		}
-		return n.commitLocalEncoded(ctx, raws)
+		return n.commitLocalEncoded(ctx, raws, wires)
 	case ForwardApply:
-		if len(payload) == 0 {
-			return nil, fmt.Errorf("ha: forwarded apply: empty command: %w", ErrInvalid)
+		if err := n.refuseIfDiverged("forwarded apply"); err != nil {
+			return nil, err
 		}
-		if payload[0] == cmdRecords {
-			return nil, fmt.Errorf("ha: forwarded apply: records go through commit: %w", ErrInvalid)
+		cmd, err := checkCommand(payload)
+		if err != nil {
+			return nil, fmt.Errorf("ha: forwarded apply: %w", err)
 		}
-		resp, err := n.applyLocal(ctx, "forwarded apply", payload)
+		if cmd, err = addDigest(cmd); err != nil {
+			return nil, err
+		}
+		resp, err := n.applyLocal(ctx, "forwarded apply", cmd)
 		if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrUnavailable) {
 			return nil, err
 		}
@@ -358,6 +360,9 @@ func (n *Node) handleForward(ctx context.Context, kind byte, payload []byte) ([]
 		var c MembershipChange
 		if err := json.Unmarshal(payload, &c); err != nil {
 			return nil, fmt.Errorf("ha: membership: %w: %w", ErrInvalid, err)
+		}
+		if c.ID == "" && c.Op != "transfer" {
+			return nil, fmt.Errorf("ha: membership %s: id is required: %w", c.Op, ErrInvalid)
 		}
 		return nil, n.changeMembership(c)
 	}

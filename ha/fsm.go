@@ -1,7 +1,9 @@
 package ha
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -26,57 +28,111 @@ type fsm struct {
 
 	restores atomic.Int64 // successful Restore calls (observability, tests)
 	running  atomic.Bool  // set once raft.NewRaft returned (it restores the local snapshot itself)
+
+	// diverged is the latch (health.go): set at the first entry this node
+	// cannot apply; from then on no entry is applied and no snapshot is
+	// taken. Only Restore (a whole new state) clears it.
+	diverged  atomic.Pointer[divergedError]
+	onDiverge func() // called once per latch, on its own goroutine (the node hands leadership away)
 }
 
-type handler func(f *fsm, payload []byte) any
+// entry is the raft position of the entry being applied.
+type entry struct{ index, term uint64 }
+
+type handler func(f *fsm, e entry, payload []byte) any
+
+// plain adapts a handler that needs no raft position.
+func plain(h func(f *fsm, payload []byte) any) handler {
+	return func(f *fsm, _ entry, payload []byte) any { return h(f, payload) }
+}
 
 // handlers is the dispatch table. Types not in it are unknown.
 var handlers = map[byte]handler{
 	cmdRecords:              (*fsm).applyRecords,
-	cmdExported:             (*fsm).applyExported,
-	cmdCreateEntry:          (*fsm).applyCreateEntry,
-	cmdCreateEntryFederated: (*fsm).applyCreateEntryFederated,
-	cmdDeleteEntry:          (*fsm).applyDeleteEntry,
-	cmdCreateToken:          (*fsm).applyCreateToken,
-	cmdConsumeToken:         (*fsm).applyConsumeToken,
-	cmdSetBundle:            (*fsm).applySetBundle,
-	cmdCARoots:              (*fsm).applyCARoots,
-	cmdTrust:                (*fsm).applyTrust,
-	cmdCheckpoint:           (*fsm).applyCheckpoint, // checkpoint.go
-	cmdLineage:              (*fsm).applyLineage,    // lineage.go
+	cmdExported:             plain((*fsm).applyExported),
+	cmdCreateEntry:          plain((*fsm).applyCreateEntry),
+	cmdCreateEntryFederated: plain((*fsm).applyCreateEntryFederated),
+	cmdDeleteEntry:          plain((*fsm).applyDeleteEntry),
+	cmdCreateToken:          plain((*fsm).applyCreateToken),
+	cmdConsumeToken:         plain((*fsm).applyConsumeToken),
+	cmdSetBundle:            plain((*fsm).applySetBundle),
+	cmdCARoots:              plain((*fsm).applyCARoots),
+	cmdTrust:                plain((*fsm).applyTrust),
+	cmdCheckpoint:           plain((*fsm).applyCheckpoint), // checkpoint.go
+	cmdLineage:              plain((*fsm).applyLineage),    // lineage.go
 }
 
 func newFSM(log *slog.Logger, m *metrics) *fsm {
+	m.diverged.Set(0)
 	return &fsm{log: log, m: m, s: newState(), notify: make(chan struct{})}
 }
 
-// Apply implements raft.FSM. It never panics on bad input: an unknown
-// non-ignorable type or a malformed payload is an error response and leaves
-// the state unchanged.
+// Apply implements raft.FSM. It never panics on bad input. A command every
+// node refuses alike (an entry that exists, a failed check) is an error
+// response and leaves the state unchanged. An entry this node cannot apply
+// (empty, an altered digest, an unknown non-ignorable type, a payload that
+// does not decode, a chain head that differs from the leader's) latches
+// the node diverged: the state stays as it was before that entry and no
+// later entry is applied (health.go, DESIGN.md "Divergence latch").
 func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	if len(l.Data) == 0 {
-		f.log.Error("ha: fsm: empty command", "index", l.Index)
-		return fmt.Errorf("ha: fsm: empty command at index %d: %w", l.Index, ErrInvalid)
+	if d := f.diverged.Load(); d != nil {
+		f.m.divergedSkipped.Inc()
+		return fmt.Errorf("ha: fsm: entry %d not applied: %w", l.Index, d)
 	}
-	typ, payload := l.Data[0], l.Data[1:]
+	if len(l.Data) == 0 {
+		return f.latch(l, 0, errors.New("empty command"))
+	}
+	typ := l.Data[0]
+	if _, _, err := checkDigest(l.Data); err != nil {
+		return f.latch(l, typ, err)
+	}
 	h, ok := handlers[typ]
 	if !ok {
 		if typ&ignorableFlag != 0 {
 			f.log.Warn("ha: fsm: skipping unknown ignorable command", "type", fmt.Sprintf("0x%02x", typ), "index", l.Index)
 			return nil
 		}
-		f.log.Error("ha: fsm: UNKNOWN COMMAND TYPE; this node may be older than the leader", "type", fmt.Sprintf("0x%02x", typ), "index", l.Index)
-		return fmt.Errorf("ha: fsm: unknown command type 0x%02x at index %d: %w", typ, l.Index, ErrInvalid)
+		return f.latch(l, typ, errors.New("unknown command type (is this node older than the leader?)"))
 	}
-	return h(f, payload)
+	resp := h(f, entry{index: l.Index, term: l.Term}, l.Data[1:])
+	if err, isErr := resp.(error); isErr && errors.Is(err, errCannotApply) {
+		return f.latch(l, typ, err)
+	}
+	return resp
 }
 
+// latch records the divergence once (one ERROR line, the gauge) and
+// returns it as the entry's response.
+func (f *fsm) latch(l *raft.Log, typ byte, reason error) error {
+	d := &divergedError{index: l.Index, typ: typ, reason: reason.Error()}
+	if !f.diverged.CompareAndSwap(nil, d) {
+		return f.diverged.Load()
+	}
+	f.log.Error("ha: fsm: DIVERGED: a committed raft entry cannot be applied; this node stops applying the log and refuses writes until repaired (docs/OPERATIONS.md)",
+		"index", l.Index, "term", l.Term, "type", fmt.Sprintf("0x%02x", typ), "reason", d.reason)
+	f.m.diverged.Set(1)
+	if f.onDiverge != nil {
+		go f.onDiverge()
+	}
+	return d
+}
+
+// divergence returns the latched divergence, or nil.
+func (f *fsm) divergence() error {
+	if d := f.diverged.Load(); d != nil {
+		return d
+	}
+	return nil
+}
+
+// decode unmarshals a payload; a payload that does not decode cannot be
+// applied (the leader never proposes one).
 func decode(name string, payload []byte, v any) error {
 	if err := json.Unmarshal(payload, v); err != nil {
-		return fmt.Errorf("ha: fsm: decode %s: %w: %w", name, ErrInvalid, err)
+		return fmt.Errorf("ha: fsm: decode %s: %w: %w", name, errCannotApply, err)
 	}
 	return nil
 }
@@ -85,7 +141,13 @@ func decode(name string, payload []byte, v any) error {
 // leader's stamp (never earlier than the previous record's), chained with
 // record.Seal. Responds with the stored records (the leader copies the
 // assigned fields back to the callers).
-func (f *fsm) applyRecords(payload []byte) any {
+//
+// When the entry carries the leader's expected position (recordsExpect) and
+// is in the term it was computed in, the journal must be where the leader's
+// was and end where the leader's ended; otherwise this node cannot apply it
+// (its state differs from the leader's, or it seals records differently)
+// and latches, the state untouched, rather than fork the chain.
+func (f *fsm) applyRecords(e entry, payload []byte) any {
 	var c recordsCmd
 	if err := decode("records", payload, &c); err != nil {
 		return err
@@ -104,16 +166,20 @@ func (f *fsm) applyRecords(payload []byte) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.s
-	at := record.Truncate(c.Now)
-	if at.Before(s.lastCommit) {
-		at = s.lastCommit // a new leader with a slower clock
+	x := c.Expect
+	if x != nil && x.Term != e.term {
+		x = nil // proposed for another term than it was appended in: no longer exact
 	}
-	for _, r := range recs {
-		s.seq++
-		r.Seq = s.seq
-		r.CommittedAt = at
-		s.head = r.Seal(s.head)
+	if x != nil && (x.Seq != s.seq || !bytes.Equal(x.Prev, s.head)) {
+		return fmt.Errorf("ha: fsm: records: the journal here is at seq %d head %x, the leader proposed after seq %d head %x: %w",
+			s.seq, s.head, x.Seq, x.Prev, errCannotApply)
 	}
+	head, at := sealBatch(recs, s.seq, s.head, s.lastCommit, c.Now)
+	if x != nil && !bytes.Equal(head, x.Head) {
+		return fmt.Errorf("ha: fsm: records: the batch seals to head %x here, to %x on the leader: %w", head, x.Head, errCannotApply)
+	}
+	s.seq += uint64(len(recs))
+	s.head = head
 	s.lastCommit = at
 	s.tail = append(s.tail, recs...)
 	close(f.notify)
@@ -150,8 +216,8 @@ func (f *fsm) applyExported(payload []byte) any {
 // FederatesWith (old nodes do not know it), so a stray one is dropped here
 // exactly as an old node drops it: every node applies the same entry.
 func (f *fsm) applyCreateEntry(payload []byte) any {
-	var c createEntryCmd
-	if err := decode("create entry", payload, &c); err != nil {
+	c, err := decodeValid[createEntryCmd]("create entry", payload)
+	if err != nil {
 		return err
 	}
 	c.Entry.FederatesWith = nil
@@ -160,17 +226,15 @@ func (f *fsm) applyCreateEntry(payload []byte) any {
 
 // applyCreateEntryFederated applies cmdCreateEntryFederated.
 func (f *fsm) applyCreateEntryFederated(payload []byte) any {
-	var c createEntryCmd
-	if err := decode("create entry", payload, &c); err != nil {
+	c, err := decodeValid[createEntryCmd]("create entry", payload)
+	if err != nil {
 		return err
 	}
 	return f.createEntry(c.Entry)
 }
 
+// createEntry stores e (checked by createEntryCmd.validate).
 func (f *fsm) createEntry(e Entry) any {
-	if e.ID == "" || e.Agent == "" || e.SPIFFEID == "" || e.TTL < 0 {
-		return fmt.Errorf("ha: create entry: id, agent and spiffe id are required: %w", ErrInvalid)
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.s.entries[e.ID]; ok {
@@ -199,15 +263,9 @@ func (f *fsm) applyDeleteEntry(payload []byte) any {
 }
 
 func (f *fsm) applyCreateToken(payload []byte) any {
-	var c createTokenCmd
-	if err := decode("create token", payload, &c); err != nil {
+	c, err := decodeValid[createTokenCmd]("create token", payload)
+	if err != nil {
 		return err
-	}
-	if err := validTokenHash(c.Hash); err != nil {
-		return err
-	}
-	if c.Agent == "" || !c.ExpiresAt.After(c.Now) {
-		return fmt.Errorf("ha: create token: agent and a future expiry are required: %w", ErrInvalid)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -238,12 +296,9 @@ func (f *fsm) applyConsumeToken(payload []byte) any {
 }
 
 func (f *fsm) applySetBundle(payload []byte) any {
-	var c setBundleCmd
-	if err := decode("set bundle", payload, &c); err != nil {
+	c, err := decodeValid[setBundleCmd]("set bundle", payload)
+	if err != nil {
 		return err
-	}
-	if c.TrustDomain == "" || len(c.Roots) == 0 {
-		return fmt.Errorf("ha: set bundle: trust domain and at least one root are required: %w", ErrInvalid)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

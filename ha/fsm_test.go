@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -50,7 +51,7 @@ func seedFSM(t *testing.T, f *fsm) {
 	t.Helper()
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	raw, _ := json.Marshal(toWire(testRecord("seed")))
-	data, err := encodeRecords(now, []json.RawMessage{raw, raw})
+	data, err := encodeRecords(now, nil, []json.RawMessage{raw, raw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,9 @@ func seedFSM(t *testing.T, f *fsm) {
 	}
 }
 
-func TestFSMUnknownAndBadCommands(t *testing.T) {
+// TestFSMRefusals: commands every node refuses alike are error responses
+// that leave the state unchanged and do not latch the node.
+func TestFSMRefusals(t *testing.T) {
 	f := newTestFSM(t)
 	seedFSM(t, f)
 	before := stateDump(t, f)
@@ -77,14 +80,8 @@ func TestFSMUnknownAndBadCommands(t *testing.T) {
 	}{
 		{"ignorable unknown", []byte{0x80 | 0x55, '{', '}'}, ""},
 		{"ignorable unknown, garbage payload", []byte{0xff, 0x00, 0x01}, ""},
-		{"unknown", []byte{0x55, '{', '}'}, "ha: fsm: unknown command type 0x55 at index 7: ha: invalid argument"},
-		{"empty", nil, "ha: fsm: empty command at index 7: ha: invalid argument"},
-		{"records: garbage", []byte{cmdRecords, 0xde, 0xad}, "ha: fsm: decode records: ha: invalid argument: invalid character 'Þ' looking for beginning of value"},
-		{"records: trailing data", []byte{cmdRecords, '{', '}', '{'}, "ha: fsm: decode records: ha: invalid argument: invalid character '{' after top-level value"},
-		{"records: bad record", []byte(string(cmdRecords) + `{"recs":[{"serial":"1","spiffe_id":"s"},7]}`), "ha: fsm: decode record: ha: invalid argument: json: cannot unmarshal number into Go value of type ha.wireRecord"},
 		{"records: invalid record", []byte(string(cmdRecords) + `{"recs":[{"serial":"1","spiffe_id":"s"},{}]}`), "ha: record: serial and spiffe id are required: ha: invalid argument"},
 		{"exported beyond seq", mustCommand(t, cmdExported, exportedCmd{Seq: 3}), "ha: fsm: exported seq 3 is beyond journal seq 2: ha: invalid argument"},
-		{"entry: wrong type", []byte(string(cmdCreateEntry) + `{"entry":{"ttl":"x"}}`), "ha: fsm: decode create entry: ha: invalid argument: json: cannot unmarshal string into Go struct field Entry.entry.ttl of type time.Duration"},
 		{"entry: missing fields", mustCommand(t, cmdCreateEntry, createEntryCmd{Entry{ID: "e2"}}), "ha: create entry: id, agent and spiffe id are required: ha: invalid argument"},
 		{"entry: duplicate", mustCommand(t, cmdCreateEntry, createEntryCmd{Entry{ID: "e2", Agent: "a", SPIFFEID: "spiffe://x/y"}}), "ha: create entry: spiffe://x/y for a: ha: already exists"},
 		{"delete: unknown", mustCommand(t, cmdDeleteEntry, deleteEntryCmd{ID: "nope"}), `ha: delete entry "nope": ha: not found`},
@@ -104,6 +101,9 @@ func TestFSMUnknownAndBadCommands(t *testing.T) {
 			if after := stateDump(t, f); !bytes.Equal(after, before) {
 				t.Fatalf("state changed:\n%s\n%s", before, after)
 			}
+			if err := f.divergence(); err != nil {
+				t.Fatalf("a refusal latched the node: %v", err)
+			}
 		})
 	}
 	// Non-command log types are not the FSM's business.
@@ -117,7 +117,7 @@ func TestFSMCommittedAtNeverGoesBack(t *testing.T) {
 	t1 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	raw, _ := json.Marshal(toWire(testRecord("a")))
 	for _, now := range []time.Time{t1, t1.Add(-time.Second)} { // second leader's clock is behind
-		data, _ := encodeRecords(now, []json.RawMessage{raw})
+		data, _ := encodeRecords(now, nil, []json.RawMessage{raw})
 		recs, ok := applyData(f, data).([]*record.Record)
 		if !ok || !recs[0].CommittedAt.Equal(t1) {
 			t.Fatalf("CommittedAt = %v, want %v", recs[0].CommittedAt, t1)
@@ -162,12 +162,20 @@ func TestSnapshotRoundTripAndCorruption(t *testing.T) {
 func TestApplyErrorsTranslated(t *testing.T) {
 	n := startNode(t, t.TempDir(), newTestClock())
 	ctx := context.Background()
-	_, err := n.applyRaw(ctx, "test", []byte{0x42})
-	if !errors.Is(err, ErrInvalid) || !strings.HasPrefix(err.Error(), "ha: fsm: unknown command type 0x42 at index ") {
-		t.Fatalf("unknown type through raft: %v", err)
+	last := n.raft.LastIndex()
+	// The leader checks its own commands as it checks forwarded ones: an
+	// unknown type (ignorable or not) never reaches the log.
+	for _, data := range [][]byte{{0x42, '{', '}'}, {0xc2, '{', '}'}} {
+		if _, err := n.applyRaw(ctx, "test", data); !errors.Is(err, ErrInvalid) || err.Error() != fmt.Sprintf("ha: command: unknown command type 0x%02x: ha: invalid argument", data[0]) {
+			t.Fatalf("unknown type 0x%02x: %v", data[0], err)
+		}
 	}
-	if _, err := n.applyRaw(ctx, "test", []byte{0xc2}); err != nil {
-		t.Fatalf("ignorable type through raft: %v", err)
+	if got := n.raft.LastIndex(); got != last {
+		t.Fatalf("refused commands reached the log: last index %d -> %d", last, got)
+	}
+	// A refusal by the FSM comes back as the response.
+	if err := n.DeleteEntry(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete unknown entry: %v", err)
 	}
 	if err := n.Close(); err != nil {
 		t.Fatal(err)

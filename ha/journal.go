@@ -14,9 +14,10 @@ import (
 // caller's records already marshalled (the committer never touches the
 // caller's structs, so a caller that gives up cannot race with it).
 type commitReq struct {
-	ctx  context.Context
-	recs []json.RawMessage
-	done chan commitOutcome // buffered(1)
+	ctx   context.Context
+	recs  []json.RawMessage
+	wires []wireRecord // the same records decoded: the leader seals them to compute the expected head
+	done  chan commitOutcome // buffered(1)
 }
 
 type commitOutcome struct {
@@ -35,8 +36,12 @@ func (n *Node) Commit(ctx context.Context, recs []*record.Record) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	if err := n.refuseIfDiverged("commit"); err != nil {
+		return err
+	}
 	start := time.Now()
 	raws := make([]json.RawMessage, len(recs))
+	wires := make([]wireRecord, len(recs))
 	for i, r := range recs {
 		if r == nil {
 			return fmt.Errorf("ha: commit: record %d is nil: %w", i, ErrInvalid)
@@ -49,12 +54,12 @@ func (n *Node) Commit(ctx context.Context, recs []*record.Record) error {
 		if err != nil {
 			return fmt.Errorf("ha: commit: record %d: %w", i, err)
 		}
-		raws[i] = b
+		raws[i], wires[i] = b, w
 	}
 	if err := n.issueGate(ctx); err != nil { // storecheck.go
 		return err
 	}
-	req := &commitReq{ctx: ctx, recs: raws, done: make(chan commitOutcome, 1)}
+	req := &commitReq{ctx: ctx, recs: raws, wires: wires, done: make(chan commitOutcome, 1)}
 	sealedRecs, err := n.enqueue(ctx, req)
 	if err != nil {
 		return err
@@ -210,6 +215,7 @@ func (n *Node) commitBatch(batch []*commitReq, fwd bool) {
 	}
 	live := batch[:0]
 	var raws []json.RawMessage
+	var wires []wireRecord
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			r.done <- commitOutcome{err: fmt.Errorf("ha: commit: %w", err)}
@@ -217,6 +223,7 @@ func (n *Node) commitBatch(batch []*commitReq, fwd bool) {
 		}
 		live = append(live, r)
 		raws = append(raws, r.recs...)
+		wires = append(wires, r.wires...)
 	}
 	if len(live) == 0 {
 		return
@@ -226,38 +233,85 @@ func (n *Node) commitBatch(batch []*commitReq, fwd bool) {
 			r.done <- commitOutcome{err: err}
 		}
 	}
-	var resp any
+	var sealed []*record.Record
+	var err error
 	if fwd {
-		recs, err := n.forwardCommit(raws)
-		if err != nil {
-			fail(err)
-			return
-		}
-		resp = recs
+		sealed, err = n.forwardCommit(raws, wires)
 	} else {
-		data, err := encodeRecords(n.cfg.Clock(), raws)
-		if err != nil {
-			fail(err)
-			return
-		}
-		n.m.batchRecords.Observe(float64(len(raws)))
-		n.m.journalEntries.Inc()
-		// The committer waits for the entry without a context: the callers'
-		// contexts are watched by the callers, and raft answers every future
-		// (commit, leadership loss or shutdown).
-		if resp, err = n.applyLocal(context.Background(), "commit", data); err != nil {
-			fail(err)
-			return
-		}
+		sealed, err = n.proposeRecords(raws, wires)
 	}
-	sealed, ok := resp.([]*record.Record)
-	if !ok || len(sealed) != len(raws) {
-		fail(fmt.Errorf("ha: commit: unexpected fsm response %T", resp))
+	if err != nil {
+		fail(err)
 		return
 	}
 	for _, r := range live {
 		r.done <- commitOutcome{sealed: sealed[:len(r.recs):len(r.recs)]}
 		sealed = sealed[len(r.recs):]
+	}
+}
+
+// proposeRecords proposes one records entry on this (leader) node and
+// waits until it is applied here. Records entries are proposed one at a
+// time (recordsMu, held until raft answers, whatever the caller's context),
+// and only after a barrier in the current term, so the FSM has applied
+// every earlier records entry and the chain head the batch will have is
+// known: the entry carries it, and every node compares (DESIGN.md
+// "Integrity"). raft answers every future (commit, leadership loss,
+// shutdown), so waiting without a context cannot hang.
+func (n *Node) proposeRecords(raws []json.RawMessage, wires []wireRecord) ([]*record.Record, error) {
+	if len(raws) != len(wires) {
+		return nil, fmt.Errorf("ha: commit: %d records but %d decoded", len(raws), len(wires))
+	}
+	n.recordsMu.Lock()
+	defer n.recordsMu.Unlock()
+	if err := n.refuseIfDiverged("commit"); err != nil {
+		return nil, err
+	}
+	term, err := n.recordsTerm()
+	if err != nil {
+		return nil, err
+	}
+	now := n.cfg.Clock()
+	expect := &recordsExpect{Term: term}
+	n.fsm.read(func(s *state) {
+		expect.Seq, expect.Prev = s.seq, bytes.Clone(s.head)
+		recs := make([]*record.Record, len(wires))
+		for i := range wires {
+			recs[i] = wires[i].record()
+		}
+		expect.Head, _ = sealBatch(recs, s.seq, s.head, s.lastCommit, now)
+	})
+	data, err := encodeRecords(now, expect, raws)
+	if err != nil {
+		return nil, err
+	}
+	n.m.batchRecords.Observe(float64(len(raws)))
+	n.m.journalEntries.Inc()
+	resp, err := n.applyLocal(context.Background(), "commit", data)
+	if err != nil {
+		return nil, err
+	}
+	sealed, ok := resp.([]*record.Record)
+	if !ok || len(sealed) != len(raws) {
+		return nil, fmt.Errorf("ha: commit: unexpected fsm response %T", resp)
+	}
+	return sealed, nil
+}
+
+// recordsTerm returns the current term once this leader has applied every
+// entry from earlier terms (a barrier, once per term; recordsMu held).
+// Entries after the barrier in this term are this leader's own: records
+// ones are proposed under recordsMu, the others do not move the chain.
+func (n *Node) recordsTerm() (uint64, error) {
+	for {
+		term := n.raft.CurrentTerm()
+		if term == n.barrierTerm.Load() && n.isLeader() {
+			return term, nil
+		}
+		if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+			return 0, n.orWriteFault("commit", err)
+		}
+		n.passedBarrier(term)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/tier0-ca/tier0/ca/record"
 )
@@ -31,6 +32,14 @@ const cmdLineage byte = ignorableFlag | 0x40
 
 type lineageCmd struct {
 	Lineage record.Lineage `json:"lineage"`
+}
+
+// validate is the stateless part of checkLineage (integrity.go payloads).
+func (c *lineageCmd) validate() error {
+	if err := checkLineage(&c.Lineage, math.MaxUint64); err != nil {
+		return fmt.Errorf("ha: lineage: %w: %w", ErrInvalid, err)
+	}
+	return nil
 }
 
 // applyLineage sets the journal's lineage once. Setting the same lineage
@@ -98,6 +107,9 @@ func (n *Node) Lineage() (l record.Lineage, ok bool) {
 // lineage the journal then has.
 func (n *Node) proposeLineage(ctx context.Context, l record.Lineage) (record.Lineage, error) {
 	data, err := encodeCommand(cmdLineage, lineageCmd{Lineage: l})
+	if err == nil {
+		data, err = addDigest(data) // integrity.go
+	}
 	if err != nil {
 		return record.Lineage{}, err
 	}

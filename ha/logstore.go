@@ -1,14 +1,30 @@
 package ha
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
-	raftwal "github.com/hashicorp/raft-wal"
+	waltypes "github.com/hashicorp/raft-wal/types"
 )
 
-// logStore is raft-wal as raft's LogStore and StableStore, with two
+// walStore is what the node uses of raft-wal: raft's LogStore and
+// StableStore (an interface so that tests can inject write faults).
+type walStore interface {
+	raft.LogStore
+	raft.StableStore
+	io.Closer
+}
+
+// reopenEvery bounds how often a stuck WAL is reopened.
+const reopenEvery = time.Second
+
+// logStore is raft-wal as raft's LogStore and StableStore, with three
 // changes:
 //
 //   - GetLog refuses indexes below FirstIndex. raft-wal truncates the head
@@ -19,36 +35,85 @@ import (
 //     up from the log instead of a snapshot. With this check compaction
 //     means what raft's contract says (DeleteRange'd entries are gone): the
 //     leader sends such a follower an InstallSnapshot.
+//   - Write faults are tracked (DESIGN.md "Storage faults"): a failed
+//     StoreLogs sets the fault that Node.Health reports and that writes
+//     answer (ErrJournalWrite, with the cause) instead of the "not the
+//     leader" raft gives once the leader has stepped down; the next
+//     successful write clears it. raft-wal v0.4 never retries a segment
+//     rotation that failed (no space for the next preallocated segment):
+//     every later append fails with "segment is sealed", even once space
+//     is back. The store then reopens the WAL (at most once a second),
+//     which recovers the new tail segment, and retries the write, so
+//     writes resume by themselves and the error names the real cause.
 //   - it keeps the tier0_raft_log_{first,last}_index gauges current.
 type logStore struct {
-	*raftwal.WAL
-	m     *metrics
+	open func() (walStore, error)
+	m    *metrics
+	log  *slog.Logger
+
+	mu    sync.RWMutex // held (read) while w is in use; (write) to swap it
+	w     walStore
 	first atomic.Uint64 // last FirstIndex seen; 0: empty log
+
+	faultMu    sync.Mutex
+	faultErr   error // nil while writes succeed
+	faultSince time.Time
+	faultLog   time.Time // last time the fault was logged
+	faults     int       // failed writes since faultSince
+	lastReopen time.Time
 }
 
-func newLogStore(w *raftwal.WAL, m *metrics) (*logStore, error) {
-	s := &logStore{WAL: w, m: m}
+func newLogStore(open func() (walStore, error), m *metrics, log *slog.Logger) (*logStore, error) {
+	w, err := open()
+	if err != nil {
+		return nil, err
+	}
+	s := &logStore{open: open, m: m, log: log, w: w}
 	if err := s.updateFirst(); err != nil {
+		_ = w.Close()
 		return nil, err
 	}
 	last, err := w.LastIndex()
 	if err != nil {
+		_ = w.Close()
 		return nil, fmt.Errorf("ha: wal: last index: %w", err)
 	}
 	m.logLastIndex.Set(float64(last))
+	m.journalWriteFailing.Set(0)
 	return s, nil
+}
+
+// use runs fn with the current WAL, which a reopen cannot close meanwhile.
+func (s *logStore) use(fn func(w walStore) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return fn(s.w)
+}
+
+// FirstIndex implements raft.LogStore.
+func (s *logStore) FirstIndex() (i uint64, err error) {
+	err = s.use(func(w walStore) (err error) { i, err = w.FirstIndex(); return })
+	return i, err
+}
+
+// LastIndex implements raft.LogStore.
+func (s *logStore) LastIndex() (i uint64, err error) {
+	err = s.use(func(w walStore) (err error) { i, err = w.LastIndex(); return })
+	return i, err
 }
 
 // GetLog implements raft.LogStore.
 func (s *logStore) GetLog(index uint64, l *raft.Log) error {
-	first, err := s.WAL.FirstIndex()
-	if err != nil {
-		return err
-	}
-	if index < first {
-		return raft.ErrLogNotFound // raft compares with ==: do not wrap
-	}
-	return s.WAL.GetLog(index, l)
+	return s.use(func(w walStore) error {
+		first, err := w.FirstIndex()
+		if err != nil {
+			return err
+		}
+		if index < first {
+			return raft.ErrLogNotFound // raft compares with ==: do not wrap
+		}
+		return w.GetLog(index, l)
+	})
 }
 
 // StoreLog implements raft.LogStore.
@@ -56,9 +121,19 @@ func (s *logStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{
 
 // StoreLogs implements raft.LogStore.
 func (s *logStore) StoreLogs(logs []*raft.Log) error {
-	if err := s.WAL.StoreLogs(logs); err != nil {
-		return err
+	store := func(w walStore) error { return w.StoreLogs(logs) }
+	err := s.use(store)
+	if errors.Is(err, waltypes.ErrSealed) {
+		if rerr := s.reopen(); rerr != nil {
+			err = rerr
+		} else {
+			err = s.use(store)
+		}
 	}
+	if err != nil {
+		return s.failed(err)
+	}
+	s.recovered()
 	if n := len(logs); n > 0 {
 		s.m.logLastIndex.Set(float64(logs[n-1].Index))
 	}
@@ -70,15 +145,94 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 	return nil
 }
 
-// DeleteRange implements raft.LogStore.
+// reopen replaces a WAL whose tail is stuck sealed by a freshly opened one
+// (raft-wal recovers or creates the tail segment on open).
+func (s *logStore) reopen() error {
+	s.faultMu.Lock()
+	wait := time.Until(s.lastReopen.Add(reopenEvery))
+	if wait <= 0 {
+		s.lastReopen = time.Now()
+	}
+	s.faultMu.Unlock()
+	if wait > 0 {
+		return errors.New("raft-wal could not open its next segment (see the wal \"rotate error\"); reopening it again shortly")
+	}
+	fresh, err := s.open()
+	if err != nil {
+		return fmt.Errorf("reopening the wal after a failed segment rotation: %w", err)
+	}
+	s.mu.Lock()
+	old := s.w
+	s.w = fresh
+	s.mu.Unlock()
+	s.log.Warn("ha: wal reopened after a failed segment rotation")
+	if err := old.Close(); err != nil {
+		s.log.Warn("ha: closing the stuck wal", "err", err)
+	}
+	return nil
+}
+
+// failed records a failed write and returns it as a journalWriteError.
+func (s *logStore) failed(err error) error {
+	s.m.journalWriteErrors.Inc()
+	s.m.journalWriteFailing.Set(1)
+	now := time.Now()
+	s.faultMu.Lock()
+	first := s.faultErr == nil
+	if first {
+		s.faultSince, s.faults = now, 0
+	}
+	s.faultErr = err
+	s.faults++
+	remind := !first && now.Sub(s.faultLog) >= time.Minute
+	if first || remind {
+		s.faultLog = now
+	}
+	count, since := s.faults, s.faultSince
+	s.faultMu.Unlock()
+	switch {
+	case first:
+		s.log.Error("ha: JOURNAL WRITE FAILED: writes answer Unavailable and this node is not ready until the raft log can be written again; they resume by themselves",
+			"err", err)
+	case remind:
+		s.log.Warn("ha: journal writes still failing", "err", err, "failed_writes", count, "since", since.Format(time.RFC3339))
+	}
+	return &journalWriteError{cause: err}
+}
+
+// recovered clears the fault after a successful write.
+func (s *logStore) recovered() {
+	s.faultMu.Lock()
+	was, since, count := s.faultErr, s.faultSince, s.faults
+	s.faultErr = nil
+	s.faultMu.Unlock()
+	if was != nil {
+		s.m.journalWriteFailing.Set(0)
+		s.log.Info("ha: journal writes work again", "failed_for", time.Since(since).Round(time.Millisecond), "failed_writes", count, "last_err", was)
+	}
+}
+
+// fault returns the current write fault (a journalWriteError), or nil.
+func (s *logStore) fault() error {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	if s.faultErr == nil {
+		return nil
+	}
+	return &journalWriteError{cause: s.faultErr}
+}
+
+// DeleteRange implements raft.LogStore. A failure (compaction) leaves the
+// log longer than needed; it is counted but is not a write fault.
 func (s *logStore) DeleteRange(min, max uint64) error {
-	if err := s.WAL.DeleteRange(min, max); err != nil {
+	if err := s.use(func(w walStore) error { return w.DeleteRange(min, max) }); err != nil {
+		s.m.journalWriteErrors.Inc()
 		return err
 	}
 	if err := s.updateFirst(); err != nil {
 		return err
 	}
-	last, err := s.WAL.LastIndex()
+	last, err := s.LastIndex()
 	if err != nil {
 		return fmt.Errorf("ha: wal: last index: %w", err)
 	}
@@ -86,8 +240,53 @@ func (s *logStore) DeleteRange(min, max uint64) error {
 	return nil
 }
 
+// Set implements raft.StableStore.
+func (s *logStore) Set(key, val []byte) error {
+	return s.stable(func(w walStore) error { return w.Set(key, val) })
+}
+
+// SetUint64 implements raft.StableStore. (raft panics when it cannot
+// persist its term: the process exits, which is the only honest answer.)
+func (s *logStore) SetUint64(key []byte, val uint64) error {
+	return s.stable(func(w walStore) error { return w.SetUint64(key, val) })
+}
+
+// Get implements raft.StableStore.
+func (s *logStore) Get(key []byte) (v []byte, err error) {
+	err = s.use(func(w walStore) (err error) { v, err = w.Get(key); return })
+	return v, err
+}
+
+// GetUint64 implements raft.StableStore.
+func (s *logStore) GetUint64(key []byte) (v uint64, err error) {
+	err = s.use(func(w walStore) (err error) { v, err = w.GetUint64(key); return })
+	return v, err
+}
+
+// stable runs a stable store write; a failure is a write fault (only a
+// log write clears it).
+func (s *logStore) stable(fn func(w walStore) error) error {
+	if err := s.use(fn); err != nil {
+		return s.failed(fmt.Errorf("stable store: %w", err))
+	}
+	return nil
+}
+
+// IsMonotonic implements raft.MonotonicLogStore, as raft-wal does: after a
+// user restore raft deletes the old log instead of leaving a gap.
+func (s *logStore) IsMonotonic() bool { return true }
+
+var _ raft.MonotonicLogStore = (*logStore)(nil)
+
+// Close closes the WAL (not its meta store, which the node owns).
+func (s *logStore) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Close()
+}
+
 func (s *logStore) updateFirst() error {
-	first, err := s.WAL.FirstIndex()
+	first, err := s.FirstIndex()
 	if err != nil {
 		return fmt.Errorf("ha: wal: first index: %w", err)
 	}

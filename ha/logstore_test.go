@@ -22,7 +22,7 @@ func TestLogStoreHidesCompactedEntries(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = wal.Close(); _ = meta.Close() })
 	m := newMetrics(prometheus.NewRegistry())
-	s, err := newLogStore(wal, m)
+	s, err := newLogStore(func() (walStore, error) { return wal, nil }, m, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,11 @@ type metrics struct {
 	snapsInstalled  prometheus.Counter
 	logFirstIndex   prometheus.Gauge
 	logLastIndex    prometheus.Gauge
+
+	diverged            prometheus.Gauge
+	divergedSkipped     prometheus.Counter
+	journalWriteErrors  prometheus.Counter
+	journalWriteFailing prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -78,6 +83,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tier0_raft_log_last_index",
 			Help: "Last index in this node's raft log.",
 		}),
+		diverged: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tier0_raft_diverged",
+			Help: "1 while this node is latched diverged: it met a committed raft entry it cannot apply, applies nothing after it and refuses writes (see /readyz and the log for the index).",
+		}),
+		divergedSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tier0_raft_diverged_skipped_entries_total",
+			Help: "Committed raft entries not applied because this node is latched diverged.",
+		}),
+		journalWriteErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tier0_journal_write_errors_total",
+			Help: "Failed writes to the raft log or stable store (no space, I/O or fsync errors).",
+		}),
+		journalWriteFailing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tier0_journal_write_failing",
+			Help: "1 while the last raft log write failed (writes answer Unavailable and the node is not ready); 0 once a write succeeds.",
+		}),
 	}
 	if reg == nil {
 		return m
@@ -95,6 +116,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.snapsInstalled = register(reg, m.snapsInstalled)
 	m.logFirstIndex = register(reg, m.logFirstIndex)
 	m.logLastIndex = register(reg, m.logLastIndex)
+	m.diverged = register(reg, m.diverged)
+	m.divergedSkipped = register(reg, m.divergedSkipped)
+	m.journalWriteErrors = register(reg, m.journalWriteErrors)
+	m.journalWriteFailing = register(reg, m.journalWriteFailing)
 	return m
 }
 

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -30,6 +31,9 @@ const (
 	DefaultTrailingLogs      = 10240
 	DefaultForwardsInFlight  = 16
 	DefaultForwardLinger     = 2 * time.Millisecond // what cluster mode uses (Config's zero value: no linger)
+	DefaultWALSegmentSize    = 64 << 20             // raft-wal's default
+	minWALSegmentSize        = 1 << 20
+	maxWALSegmentSize        = 1 << 30
 	snapshotRetain           = 2
 )
 
@@ -68,9 +72,15 @@ type Config struct {
 	// whenever RunExporter runs: without it, records committed before the
 	// first check may land in a journal whose store is then refused.
 	ExportCheck bool
+	// WALSegmentSize is the size of a raft-wal segment file, preallocated
+	// when the segment is created (default 64 MiB, raft-wal's): the free
+	// disk space the log needs before the next segment fails to open.
+	WALSegmentSize int
 
 	// tune adjusts the raft config (tests shorten timeouts).
 	tune func(*raft.Config)
+	// wrapWAL wraps the raft-wal store (tests inject write faults).
+	wrapWAL func(walStore) walStore
 }
 
 // Node is one member of the tier0 raft cluster.
@@ -80,8 +90,18 @@ type Node struct {
 	m        *metrics
 	fsm      *fsm
 	raft     *raft.Raft
+	logs     *logStore
 	closeWAL func() error
 	addr     raft.ServerAddress
+	// startIndex is the last index of the local log when the node opened:
+	// WaitLeader waits (bounded) until a follower has replayed it.
+	startIndex uint64
+
+	// recordsMu serialises records proposals on the leader; barrierTerm is
+	// the last term in which a barrier passed here (journal.go
+	// proposeRecords).
+	recordsMu   sync.Mutex
+	barrierTerm atomic.Uint64
 
 	commitCh      chan *commitReq
 	fwdSem        chan struct{} // forwards in flight from this follower's committer
@@ -95,8 +115,9 @@ type Node struct {
 
 	health *exportHealth // what the exporter found about the record store (storecheck.go)
 
-	leaderMu      sync.Mutex
-	leaderChanged chan struct{} // closed and replaced when this node gains or loses leadership
+	leaderMu             sync.Mutex
+	leaderChanged        chan struct{} // closed and replaced when this node gains or loses leadership
+	lastDivergedTransfer time.Time     // health.go transferIfDiverged
 }
 
 // New opens the stores, starts raft and returns. It does not wait for a
@@ -120,6 +141,12 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.ForwardsInFlight <= 0 {
 		cfg.ForwardsInFlight = DefaultForwardsInFlight
 	}
+	if cfg.WALSegmentSize == 0 {
+		cfg.WALSegmentSize = DefaultWALSegmentSize
+	}
+	if cfg.WALSegmentSize < minWALSegmentSize || cfg.WALSegmentSize > maxWALSegmentSize {
+		return nil, fmt.Errorf("ha: config: WALSegmentSize %d outside [%d, %d]: %w", cfg.WALSegmentSize, minWALSegmentSize, maxWALSegmentSize, ErrInvalid)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -142,12 +169,24 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	// raft-wal's Close does not close its meta store (a bbolt file with an
 	// exclusive lock), so we own it and close it after the WAL.
 	meta := &metadb.BoltMetaDB{}
-	wal, err := raftwal.Open(walDir, raftwal.WithLogger(hlog.Named("wal")), raftwal.WithMetaStore(meta))
+	openWAL := func() (walStore, error) {
+		w, err := raftwal.Open(walDir, raftwal.WithLogger(hlog.Named("wal")), raftwal.WithMetaStore(meta),
+			raftwal.WithSegmentSize(cfg.WALSegmentSize))
+		if err != nil {
+			return nil, fmt.Errorf("ha: open wal %s: %w", walDir, err)
+		}
+		if cfg.wrapWAL != nil {
+			return cfg.wrapWAL(w), nil
+		}
+		return w, nil
+	}
+	m := newMetrics(cfg.Registerer)
+	logs, err := newLogStore(openWAL, m, log)
 	if err != nil {
 		_ = meta.Close()
-		return nil, fmt.Errorf("ha: open wal %s: %w", walDir, err)
+		return nil, err
 	}
-	closeWAL := func() error { return errors.Join(wal.Close(), meta.Close()) }
+	closeWAL := func() error { return errors.Join(logs.Close(), meta.Close()) }
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(snapDir, snapshotRetain, hlog.Named("snapshots"))
 	if err != nil {
 		_ = closeWAL()
@@ -159,7 +198,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 
 	n := &Node{
-		cfg: cfg, log: log, m: newMetrics(cfg.Registerer), closeWAL: closeWAL, addr: trans.LocalAddr(),
+		cfg: cfg, log: log, m: m, logs: logs, closeWAL: closeWAL, addr: trans.LocalAddr(),
 		commitCh:      make(chan *commitReq, 4*cfg.MaxBatchRecords),
 		fwdSem:        make(chan struct{}, cfg.ForwardsInFlight),
 		closing:       make(chan struct{}),
@@ -171,16 +210,16 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		health:        newExportHealth(),
 	}
 	n.fsm = newFSM(log, n.m)
+	n.fsm.onDiverge = n.transferIfDiverged
 
 	rc := raftConfig(cfg, hlog, n.notifyCh)
 	if err := raft.ValidateConfig(rc); err != nil {
 		_ = closeWAL()
 		return nil, fmt.Errorf("ha: raft config: %w", err)
 	}
-	logs, err := newLogStore(wal, n.m)
-	if err != nil {
+	if n.startIndex, err = logs.LastIndex(); err != nil {
 		_ = closeWAL()
-		return nil, err
+		return nil, fmt.Errorf("ha: wal: last index: %w", err)
 	}
 	exists, err := raft.HasExistingState(logs, logs, snaps)
 	if err != nil {
@@ -247,6 +286,9 @@ func (n *Node) watchLeadership() {
 			close(n.leaderChanged)
 			n.leaderChanged = make(chan struct{})
 			n.leaderMu.Unlock()
+			if isLeader {
+				n.transferIfDiverged()
+			}
 		case <-n.raftStopped:
 			return
 		}
@@ -265,23 +307,35 @@ func (n *Node) isLeader() bool { return n.raft.State() == raft.Leader }
 
 // WaitLeader blocks until the cluster has a leader. On the leader it also
 // waits (raft Barrier) until every earlier entry is applied, so local reads
-// see all committed state, including log replay after a restart.
+// see all committed state, including log replay after a restart; a
+// follower waits (at most ApplyTimeout) until it has replayed the log it
+// had when it opened, so that Health reflects it.
 func (n *Node) WaitLeader(ctx context.Context) error {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
+	var replayDeadline time.Time
 	for {
 		if _, id := n.raft.LeaderWithID(); id != "" {
 			if !n.isLeader() {
-				return nil
+				if replayDeadline.IsZero() {
+					replayDeadline = time.Now().Add(n.cfg.ApplyTimeout)
+				}
+				if n.replayed() || time.Now().After(replayDeadline) {
+					return nil
+				}
+				goto wait
 			}
+			term := n.raft.CurrentTerm()
 			err := n.raft.Barrier(n.cfg.ApplyTimeout).Error()
 			if err == nil {
+				n.passedBarrier(term)
 				return nil
 			}
 			if errors.Is(err, raft.ErrRaftShutdown) {
 				return translate("wait leader", err)
 			}
 		}
+	wait:
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("ha: wait leader: %w: %w", ErrUnavailable, ctx.Err())
@@ -290,6 +344,21 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// passedBarrier records that a barrier proposed in term passed: every
+// entry from earlier terms is applied here.
+func (n *Node) passedBarrier(term uint64) {
+	if n.raft.CurrentTerm() == term {
+		n.barrierTerm.Store(term)
+	}
+}
+
+// replayed reports whether a follower has applied the local log it opened
+// with (or as much of it as the leader has committed).
+func (n *Node) replayed() bool {
+	commit := n.raft.CommitIndex()
+	return commit > 0 && n.raft.AppliedIndex() >= min(n.startIndex, commit)
 }
 
 // Close stops the committer and raft and closes the stores. Pending commits
@@ -370,12 +439,27 @@ func (n *Node) apply(ctx context.Context, op string, typ byte, v any) (any, erro
 	return n.applyRaw(ctx, op, data)
 }
 
-// applyRaw applies data on the leader: here, or forwarded to it.
+// applyRaw applies a command on the leader: here, or forwarded to it. It
+// runs the checks the leader runs on a forwarded command first
+// (checkCommand), so this node never proposes what it would refuse from
+// another, and a diverged node writes nothing.
 func (n *Node) applyRaw(ctx context.Context, op string, data []byte) (any, error) {
-	if n.forwarding() {
-		return n.forwardApply(ctx, op, data)
+	if err := n.refuseIfDiverged(op); err != nil {
+		return nil, err
 	}
-	return n.applyLocal(ctx, op, data)
+	cmd, err := checkCommand(data)
+	if err != nil {
+		return nil, err
+	}
+	if cmd, err = addDigest(cmd); err != nil {
+		return nil, err
+	}
+	if n.forwarding() {
+		// The leader checks the digest and the command again, and
+		// proposes it with its own digest (HandleForward).
+		return n.forwardApply(ctx, op, cmd)
+	}
+	return n.applyLocal(ctx, op, cmd)
 }
 
 // applyLocal proposes data to this node's raft.
@@ -402,7 +486,7 @@ func (n *Node) applyLocal(ctx context.Context, op string, data []byte) (any, err
 		}
 	}
 	if err != nil {
-		return nil, translate(op, err)
+		return nil, n.orWriteFault(op, err)
 	}
 	resp := fut.Response()
 	if err, ok := resp.(error); ok {

@@ -47,8 +47,15 @@ type fsmSnapshot struct {
 }
 
 // Snapshot implements raft.FSM: it copies the state under the read lock;
-// Persist writes it out concurrently with further Applies.
+// Persist writes it out concurrently with further Applies. A diverged FSM
+// refuses: raft would record the snapshot as the state at its last applied
+// index, which includes entries this node did not apply, and compact them
+// away (raft logs the failure and retries later; the log keeps growing
+// until the node is repaired). Backups refuse for the same reason.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	if d := f.divergence(); d != nil {
+		return nil, fmt.Errorf("ha: snapshot: refused, the state is not the log's: %w", d)
+	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s := f.s
@@ -100,7 +107,9 @@ func (fs *fsmSnapshot) Release() {}
 
 // Restore implements raft.FSM: it builds a new state from the snapshot,
 // checks it, and swaps it in under the write lock. On error the old state is
-// kept.
+// kept. A whole new state clears the divergence latch (a follower that
+// installs the leader's snapshot holds the cluster's state at that index;
+// if a later entry in its own log cannot be applied, it latches again).
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	s, err := readSnapshot(rc)
@@ -111,6 +120,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.s = s
 	close(f.notify)
 	f.notify = make(chan struct{})
+	if d := f.diverged.Swap(nil); d != nil {
+		f.m.diverged.Set(0)
+		f.log.Warn("ha: fsm: state replaced by a snapshot: the divergence latch is cleared", "was", d.Error())
+	}
 	f.mu.Unlock()
 	f.restores.Add(1)
 	if f.running.Load() {

@@ -88,9 +88,26 @@ func (n *Node) PruneJWTKeys(ctx context.Context) (int, error) {
 	return k, nil
 }
 
+func (c *trustCmd) validate() error {
+	switch c.Op {
+	case "publish-jwt-key":
+		if c.Key.ID == "" || len(c.Key.PublicKey) == 0 {
+			return fmt.Errorf("ha: publish jwt key: id and public key are required: %w", ErrInvalid)
+		}
+	case "set-federation":
+		if c.Federation.TrustDomain == "" || c.Federation.Endpoint == "" {
+			return fmt.Errorf("ha: set federation: trust domain and endpoint are required: %w", ErrInvalid)
+		}
+	case "prune-jwt-keys", "delete-federation", "set-federated-bundle":
+	default:
+		return fmt.Errorf("ha: trust: unknown op %q: %w", c.Op, ErrInvalid)
+	}
+	return nil
+}
+
 func (f *fsm) applyTrust(payload []byte) any {
-	var c trustCmd
-	if err := decode("trust", payload, &c); err != nil {
+	c, err := decodeValid[trustCmd]("trust", payload)
+	if err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -100,9 +117,6 @@ func (f *fsm) applyTrust(payload []byte) any {
 	switch c.Op {
 	case "publish-jwt-key":
 		k := c.Key
-		if k.ID == "" || len(k.PublicKey) == 0 {
-			return fmt.Errorf("ha: publish jwt key: id and public key are required: %w", ErrInvalid)
-		}
 		if slices.ContainsFunc(t.JWTKeys, func(x JWTKey) bool { return x.ID == k.ID }) {
 			return fmt.Errorf("ha: publish jwt key %s: %w", k.ID, ErrExists)
 		}
@@ -118,7 +132,7 @@ func (f *fsm) applyTrust(payload []byte) any {
 		}
 	case "set-federation", "delete-federation", "set-federated-bundle":
 		var err error
-		if resp, err = t.applyFederation(c); err != nil {
+		if resp, err = t.applyFederation(*c); err != nil {
 			return err
 		}
 	default:
