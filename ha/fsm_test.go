@@ -36,12 +36,8 @@ func mustCommand(t *testing.T, typ byte, v any) []byte {
 // stateDump is a deterministic rendering of the whole FSM state.
 func stateDump(t *testing.T, f *fsm) []byte {
 	t.Helper()
-	snap, err := f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var b bytes.Buffer
-	if err := snap.(*fsmSnapshot).write(&b); err != nil {
+	if err := f.snapshot().write(&b); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()

@@ -14,8 +14,9 @@ import (
 )
 
 // FuzzFSMApply feeds arbitrary log entries to the FSM: it must never panic
-// (invariant 8), and the journal it keeps must stay a valid hash chain
-// whatever it accepted or refused.
+// (invariant 8), the journal it keeps must stay a valid hash chain
+// whatever it accepted or refused, and an entry that latched it diverged
+// must have left the state as it was.
 func FuzzFSMApply(f *testing.F) {
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	rec, _ := json.Marshal(toWire(testRecord("a")))
@@ -43,6 +44,9 @@ func FuzzFSMApply(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(data)
+		if sealed, err := addDigest(data); err == nil {
+			f.Add(sealed) // as the leader proposes it
+		}
 	}
 	f.Add([]byte{})
 	f.Add([]byte{cmdRecords, '{'})
@@ -55,7 +59,16 @@ func FuzzFSMApply(f *testing.F) {
 				t.Fatalf("seed record refused: %v", r)
 			}
 		}
+		var before bytes.Buffer
+		_ = fsm.snapshot().write(&before)
 		fsm.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: data})
+		if fsm.divergence() != nil {
+			var after bytes.Buffer
+			_ = fsm.snapshot().write(&after)
+			if !bytes.Equal(before.Bytes(), after.Bytes()) {
+				t.Fatalf("latched diverged after %x but the state changed", data)
+			}
+		}
 		if err := checkLineage(fsm.s.lineage, fsm.s.seq); err != nil {
 			t.Fatalf("invalid lineage accepted from %x: %v", data, err)
 		}

@@ -16,7 +16,7 @@ import (
 type commitReq struct {
 	ctx   context.Context
 	recs  []json.RawMessage
-	wires []wireRecord // the same records decoded: the leader seals them to compute the expected head
+	wires []wireRecord       // the same records decoded: the leader seals them to compute the expected head
 	done  chan commitOutcome // buffered(1)
 }
 

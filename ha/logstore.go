@@ -61,6 +61,8 @@ type logStore struct {
 	faultLog   time.Time // last time the fault was logged
 	faults     int       // failed writes since faultSince
 	lastReopen time.Time
+	reopenErr  error         // of the last reopen
+	reopenGap  time.Duration // at least this long between reopens (reopenEvery)
 }
 
 func newLogStore(open func() (walStore, error), m *metrics, log *slog.Logger) (*logStore, error) {
@@ -68,7 +70,7 @@ func newLogStore(open func() (walStore, error), m *metrics, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	s := &logStore{open: open, m: m, log: log, w: w}
+	s := &logStore{open: open, m: m, log: log, w: w, reopenGap: reopenEvery}
 	if err := s.updateFirst(); err != nil {
 		_ = w.Close()
 		return nil, err
@@ -149,17 +151,27 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 // (raft-wal recovers or creates the tail segment on open).
 func (s *logStore) reopen() error {
 	s.faultMu.Lock()
-	wait := time.Until(s.lastReopen.Add(reopenEvery))
+	wait := time.Until(s.lastReopen.Add(s.reopenGap))
+	last := s.reopenErr
 	if wait <= 0 {
 		s.lastReopen = time.Now()
 	}
 	s.faultMu.Unlock()
 	if wait > 0 {
+		if last != nil {
+			return last
+		}
 		return errors.New("raft-wal could not open its next segment (see the wal \"rotate error\"); reopening it again shortly")
 	}
 	fresh, err := s.open()
 	if err != nil {
-		return fmt.Errorf("reopening the wal after a failed segment rotation: %w", err)
+		err = fmt.Errorf("reopening the wal after a failed segment rotation: %w", err)
+	}
+	s.faultMu.Lock()
+	s.reopenErr = err
+	s.faultMu.Unlock()
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
 	old := s.w

@@ -166,11 +166,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("ha: new: %w", err)
 		}
 	}
-	// raft-wal's Close does not close its meta store (a bbolt file with an
-	// exclusive lock), so we own it and close it after the WAL.
+	// The node owns raft-wal's meta store (a bbolt file with an exclusive
+	// lock) and closes it after the WAL: the log store may reopen the WAL
+	// (logstore.go), and closing the stuck instance must not close the
+	// meta store the fresh one uses.
 	meta := &metadb.BoltMetaDB{}
 	openWAL := func() (walStore, error) {
-		w, err := raftwal.Open(walDir, raftwal.WithLogger(hlog.Named("wal")), raftwal.WithMetaStore(meta),
+		w, err := raftwal.Open(walDir, raftwal.WithLogger(hlog.Named("wal")), raftwal.WithMetaStore(keptMeta{meta}),
 			raftwal.WithSegmentSize(cfg.WALSegmentSize))
 		if err != nil {
 			return nil, fmt.Errorf("ha: open wal %s: %w", walDir, err)
@@ -245,6 +247,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	go n.runCommitter()
 	return n, nil
 }
+
+// keptMeta is the meta store as a WAL sees it: closing a WAL leaves it open.
+type keptMeta struct{ *metadb.BoltMetaDB }
+
+func (keptMeta) Close() error { return nil }
 
 // raftConfig returns the raft tuning (see DESIGN.md for the reasons).
 func raftConfig(cfg Config, hlog hclog.Logger, notify chan bool) *raft.Config {

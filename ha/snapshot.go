@@ -56,6 +56,11 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if d := f.divergence(); d != nil {
 		return nil, fmt.Errorf("ha: snapshot: refused, the state is not the log's: %w", d)
 	}
+	return f.snapshot(), nil
+}
+
+// snapshot copies the state (whatever the latch says).
+func (f *fsm) snapshot() *fsmSnapshot {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s := f.s
@@ -70,7 +75,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 			LastCommit: s.lastCommit, ExportedSeq: s.exportedSeq, TailLen: len(s.tail), Lineage: cloneLineage(s.lineage),
 		},
 		tail: slices.Clone(s.tail),
-	}, nil
+	}
 }
 
 // Persist implements raft.FSMSnapshot.
