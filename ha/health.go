@@ -23,7 +23,8 @@ var (
 	ErrDiverged = fmt.Errorf("ha: diverged: %w", ErrUnavailable)
 	// ErrJournalWrite: the raft log store could not write (no space left,
 	// an I/O or fsync error). Writes resume by themselves once a write
-	// succeeds again; the error names the cause.
+	// succeeds again (Health reports the fault until writes have succeeded
+	// for 5 s); the error names the cause.
 	ErrJournalWrite = fmt.Errorf("ha: journal write failed: %w", ErrUnavailable)
 )
 
@@ -75,7 +76,7 @@ func (n *Node) orWriteFault(op string, err error) error {
 	if errors.Is(err, ErrJournalWrite) {
 		return fmt.Errorf("ha: %s: %w", op, err)
 	}
-	if fault := n.logs.fault(); fault != nil {
+	if fault := n.logs.failingNow(); fault != nil {
 		return fmt.Errorf("ha: %s: %w", op, fault)
 	}
 	return translate(op, err)

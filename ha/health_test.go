@@ -220,6 +220,10 @@ func (f *faultyWAL) StoreLogs(logs []*raft.Log) error {
 func TestJournalWriteFault(t *testing.T) {
 	faults := &walFaults{}
 	n := startNode(t, t.TempDir(), newTestClock(), func(c *Config) { c.wrapWAL = faults.wrap })
+	faultClock := newTestClock()
+	n.logs.faultMu.Lock()
+	n.logs.now = faultClock.Now
+	n.logs.faultMu.Unlock()
 	if _, err := commitOne(t, n, "a"); err != nil {
 		t.Fatal(err)
 	}
@@ -262,8 +266,11 @@ func TestJournalWriteFault(t *testing.T) {
 		r, err = commitOne(t, n, "c")
 		return err == nil
 	})
+	// The fault ends once writes have succeeded for the hold time.
+	check("Health right after recovery", n.Health())
+	faultClock.Add(faultHold)
 	if err := n.Health(); err != nil {
-		t.Fatalf("Health after recovery: %v", err)
+		t.Fatalf("Health once writes succeeded for %v: %v", faultHold, err)
 	}
 	if f := metricValue(t, n.m.journalWriteFailing); f != 0 {
 		t.Fatalf("tier0_journal_write_failing = %v after recovery", f)

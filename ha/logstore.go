@@ -21,8 +21,15 @@ type walStore interface {
 	io.Closer
 }
 
-// reopenEvery bounds how often a stuck WAL is reopened.
-const reopenEvery = time.Second
+const (
+	// reopenEvery bounds how often a stuck WAL is reopened.
+	reopenEvery = time.Second
+	// faultHold is how long writes must succeed, without a failure, before
+	// a write fault is over (readiness, the gauge): on a disk with a few
+	// pages left small writes succeed and batches fail, and readiness
+	// should not flap with them.
+	faultHold = 5 * time.Second
+)
 
 // logStore is raft-wal as raft's LogStore and StableStore, with three
 // changes:
@@ -36,10 +43,10 @@ const reopenEvery = time.Second
 //     means what raft's contract says (DeleteRange'd entries are gone): the
 //     leader sends such a follower an InstallSnapshot.
 //   - Write faults are tracked (DESIGN.md "Storage faults"): a failed
-//     StoreLogs sets the fault that Node.Health reports and that writes
-//     answer (ErrJournalWrite, with the cause) instead of the "not the
-//     leader" raft gives once the leader has stepped down; the next
-//     successful write clears it. raft-wal v0.4 never retries a segment
+//     StoreLogs starts a fault that Node.Health reports, and while the last
+//     write failed, writes answer ErrJournalWrite with the cause instead of
+//     the "not the leader" raft gives once the leader has stepped down. The
+//     fault ends when writes have succeeded for faultHold with no failure. raft-wal v0.4 never retries a segment
 //     rotation that failed (no space for the next preallocated segment):
 //     every later append fails with "segment is sealed", even once space
 //     is back. The store then reopens the WAL (at most once a second),
@@ -56,10 +63,14 @@ type logStore struct {
 	first atomic.Uint64 // last FirstIndex seen; 0: empty log
 
 	faultMu    sync.Mutex
-	faultErr   error // nil while writes succeed
-	faultSince time.Time
+	faultErr   error     // cause of the last failed write; nil: no fault
+	failing    bool      // the last write failed
+	lastFail   time.Time // when
+	faultSince time.Time // first failure of this fault
 	faultLog   time.Time // last time the fault was logged
 	faults     int       // failed writes since faultSince
+	hold       time.Duration
+	now        func() time.Time // time.Now; tests set a clock
 	lastReopen time.Time
 	reopenErr  error         // of the last reopen
 	reopenGap  time.Duration // at least this long between reopens (reopenEvery)
@@ -70,7 +81,7 @@ func newLogStore(open func() (walStore, error), m *metrics, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	s := &logStore{open: open, m: m, log: log, w: w, reopenGap: reopenEvery}
+	s := &logStore{open: open, m: m, log: log, w: w, reopenGap: reopenEvery, hold: faultHold, now: time.Now}
 	if err := s.updateFirst(); err != nil {
 		_ = w.Close()
 		return nil, err
@@ -188,13 +199,13 @@ func (s *logStore) reopen() error {
 func (s *logStore) failed(err error) error {
 	s.m.journalWriteErrors.Inc()
 	s.m.journalWriteFailing.Set(1)
-	now := time.Now()
 	s.faultMu.Lock()
+	now := s.now()
 	first := s.faultErr == nil
 	if first {
 		s.faultSince, s.faults = now, 0
 	}
-	s.faultErr = err
+	s.faultErr, s.failing, s.lastFail = err, true, now
 	s.faults++
 	remind := !first && now.Sub(s.faultLog) >= time.Minute
 	if first || remind {
@@ -212,23 +223,45 @@ func (s *logStore) failed(err error) error {
 	return &journalWriteError{cause: err}
 }
 
-// recovered clears the fault after a successful write.
+// recovered notes a successful write; the fault ends faultHold after it
+// unless another write fails meanwhile.
 func (s *logStore) recovered() {
 	s.faultMu.Lock()
-	was, since, count := s.faultErr, s.faultSince, s.faults
-	s.faultErr = nil
+	wasFailing := s.failing
+	s.failing = false
+	hold := s.hold
 	s.faultMu.Unlock()
-	if was != nil {
-		s.m.journalWriteFailing.Set(0)
-		s.log.Info("ha: journal writes work again", "failed_for", time.Since(since).Round(time.Millisecond), "failed_writes", count, "last_err", was)
+	if wasFailing {
+		time.AfterFunc(hold, func() { _ = s.fault() })
 	}
 }
 
-// fault returns the current write fault (a journalWriteError), or nil.
+// fault returns the write fault (a journalWriteError) until writes have
+// succeeded for the hold time, or nil; it ends the fault (gauge, log) once
+// the hold time has passed.
 func (s *logStore) fault() error {
 	s.faultMu.Lock()
-	defer s.faultMu.Unlock()
 	if s.faultErr == nil {
+		s.faultMu.Unlock()
+		return nil
+	}
+	if s.failing || s.now().Sub(s.lastFail) < s.hold {
+		defer s.faultMu.Unlock()
+		return &journalWriteError{cause: s.faultErr}
+	}
+	was, since, last, count := s.faultErr, s.faultSince, s.lastFail, s.faults
+	s.faultErr = nil
+	s.faultMu.Unlock()
+	s.m.journalWriteFailing.Set(0)
+	s.log.Info("ha: journal writes work again", "failed_for", last.Sub(since).Round(time.Millisecond), "failed_writes", count, "last_err", was)
+	return nil
+}
+
+// failingNow returns the cause while the last write failed, else nil.
+func (s *logStore) failingNow() error {
+	s.faultMu.Lock()
+	defer s.faultMu.Unlock()
+	if !s.failing {
 		return nil
 	}
 	return &journalWriteError{cause: s.faultErr}

@@ -49,6 +49,11 @@ type Config struct {
 	Audit   Audit
 	Cluster Cluster
 
+	// RaftWALSegmentMB is the size of a raft log segment file in MiB
+	// (1..1024), preallocated when the segment opens: the free disk space
+	// the raft log needs to go on (ha/DESIGN.md "Storage faults").
+	RaftWALSegmentMB int
+
 	Logger   *slog.Logger         // default slog.Default()
 	Registry *prometheus.Registry // default: a new one with the Go and process collectors
 }
@@ -99,7 +104,7 @@ func (c Cluster) Enabled() bool { return c.RaftAddr != "" }
 func Defaults() Config {
 	return Config{
 		NodeID: "node1", Listen: "127.0.0.1:8443", HTTPListen: "127.0.0.1:8080",
-		AgentTTL: time.Hour, MaxQueue: 1024, MaxBatch: 256,
+		AgentTTL: time.Hour, MaxQueue: 1024, MaxBatch: 256, RaftWALSegmentMB: ha.DefaultWALSegmentSize >> 20,
 		MaxPendingPerSource: 64, HandshakeTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute,
 		Keys: keys.Settings{IntermediateTTL: keys.DefaultIntermediateTTL, Timeout: keys.DefaultSignerTimeout, RootTTL: keys.DefaultRootTTL, RootProbe: keys.DefaultRootProbe},
 		Audit: Audit{CertTTL: 365 * 24 * time.Hour, CheckpointEvery: ha.DefaultCheckpointEvery, CheckpointInterval: ha.DefaultCheckpointInterval,
@@ -142,6 +147,9 @@ func (c *Config) validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("--data-dir: data dir is required")
+	}
+	if c.RaftWALSegmentMB < 1 || c.RaftWALSegmentMB > 1024 {
+		return fmt.Errorf("--raft-wal-segment-size-mb %d: want 1..1024", c.RaftWALSegmentMB)
 	}
 	abs, err := filepath.Abs(c.DataDir)
 	if err != nil {

@@ -25,6 +25,9 @@ const (
 	// The record store was refused before the node could issue its own
 	// credentials: it serves health and metrics only (run.notServing).
 	phaseNotServing = "not serving: the record store was refused before this node could issue its own credentials"
+	// The node diverged replaying its raft log (ha.ErrDiverged): health and
+	// metrics only (run.notServing).
+	phaseDiverged = "not serving: this node cannot apply its raft log"
 )
 
 // readiness is what /readyz checks, in order. Add a condition here (one
@@ -32,6 +35,7 @@ const (
 func (s *Server) readiness() []Check {
 	return []Check{
 		{Name: "raft", Check: s.raftReady},
+		{Name: "raft log", Check: s.logReady},
 		{Name: "ca root", Check: s.rootReady},
 		{Name: "record store", Check: s.storeReady},
 		{Name: "signer", Check: s.signerReady},
@@ -48,6 +52,15 @@ func (s *Server) raftReady() error {
 		return errors.New("waiting for a raft leader")
 	}
 	return nil
+}
+
+// logReady is the node's own health: it has not diverged (met an entry it
+// cannot apply) and can write its raft log (ha.Node.Health).
+func (s *Server) logReady() error {
+	if n := s.node.Load(); n != nil {
+		return n.Health()
+	}
+	return nil // raftReady says why
 }
 
 func (s *Server) rootReady() error {

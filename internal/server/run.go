@@ -87,8 +87,9 @@ func (r *run) start() error {
 	} {
 		r.step(step.name)
 		if err := step.fn(); err != nil {
-			if r.node != nil && r.node.ExportHealth() != nil {
-				return r.notServing()
+			if r.node != nil && r.node.ExportHealth() != nil && !errors.Is(err, errNotServing) {
+				return r.notServing(phaseNotServing, "the record store was refused before this node could issue its own credentials, "+
+					"until it is restarted with a store that continues its journal (see the refusal above)")
 			}
 			return err
 		}
@@ -102,20 +103,27 @@ func (r *run) start() error {
 		NodeID: cfg.NodeID, HTTP: r.httpAddr, PID: os.Getpid()})
 }
 
-// errNotServing: the record store was refused (ha.ErrStoreMismatch) before
-// the node could issue its own credentials; Run keeps it up, not ready.
-var errNotServing = errors.New("server: not serving: the record store was refused")
+// errNotServing: the node cannot issue its own credentials (the record
+// store was refused, ha.ErrStoreMismatch, or the node diverged replaying
+// its raft log, ha.ErrDiverged); Run keeps it up, not ready.
+var errNotServing = errors.New("server: not serving")
 
-// notServing is how start ends when the record store was refused before
-// the API could start: the node cannot serve TLS (its certificate is an
-// SVID, and issuing is what is refused), so it keeps only health and
-// metrics, and the loops already running, until it is stopped.
-func (r *run) notServing() error {
+// notServing is how start ends when the node cannot issue its own
+// credentials: it cannot serve TLS (its certificate is an SVID, and
+// issuing is what fails), so it closes the API port (clients get
+// Unavailable at once and fail over) and keeps only health and metrics,
+// and the loops already running, until it is stopped. phase is what the
+// "startup" readiness check reports; why goes to the log once.
+func (r *run) notServing(phase, why string, args ...any) error {
 	cfg := r.s.cfg
-	r.s.setPhase(phaseNotServing)
-	r.s.log.Error("tier0 NOT SERVING: the record store was refused before this node could issue its own credentials; "+
-		"/readyz, /healthz and /metrics only, until it is restarted with a store that continues its journal (see the refusal above)",
-		"http", r.httpAddr)
+	r.s.setPhase(phase)
+	for _, l := range []*net.Listener{&r.lis, &r.blis} {
+		if *l != nil {
+			_ = (*l).Close()
+			*l = nil
+		}
+	}
+	r.s.log.Error("tier0 NOT SERVING: "+why+"; /readyz, /healthz and /metrics only", append(args, "http", r.httpAddr)...)
 	if err := serverinfo.Write(cfg.DataDir, serverinfo.Info{TrustDomain: cfg.TrustDomain.Name(), Servers: []string{},
 		NodeID: cfg.NodeID, HTTP: r.httpAddr, PID: os.Getpid()}); err != nil {
 		return err
@@ -125,7 +133,8 @@ func (r *run) notServing() error {
 
 func (r *run) startRaft() error {
 	s, cfg := r.s, r.s.cfg
-	hcfg := ha.Config{NodeID: cfg.NodeID, DataDir: cfg.DataDir, Bootstrap: true, Registerer: s.reg, Logger: s.log, ExportCheck: true}
+	hcfg := ha.Config{NodeID: cfg.NodeID, DataDir: cfg.DataDir, Bootstrap: true, Registerer: s.reg, Logger: s.log, ExportCheck: true,
+		WALSegmentSize: cfg.RaftWALSegmentMB << 20}
 	leaderWait := 30 * time.Second
 	if cfg.Cluster.Enabled() {
 		cl, err := newClusterNode(r.ctx, cfg.TrustDomain, cfg.DataDir, cfg.NodeID, cfg.Cluster, s.log)
@@ -165,6 +174,12 @@ func (r *run) startRaft() error {
 	defer cancel()
 	if err := node.WaitLeader(wctx); err != nil {
 		return fmt.Errorf("raft: no leader: %w", err)
+	}
+	if err := node.Health(); errors.Is(err, ha.ErrDiverged) {
+		// It cannot issue anything from a state that skipped a command
+		// (ha/DESIGN.md "Divergence latch"); the repair is in
+		// docs/OPERATIONS.md.
+		return r.notServing(phaseDiverged, "this node cannot apply its raft log (see docs/OPERATIONS.md)", "err", err)
 	}
 	return nil
 }
