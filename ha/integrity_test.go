@@ -208,3 +208,20 @@ func TestFSMExpectedHead(t *testing.T) {
 		t.Fatalf("batch for another term: latched %v", f.divergence())
 	}
 }
+
+// TestEveryCommandIsChecked: every type the FSM applies, except records
+// (checked record by record by Commit and HandleForward), has a payload
+// the leader checks before proposing; otherwise the leader would refuse
+// to propose it, or a forward of it would reach the log unchecked.
+func TestEveryCommandIsChecked(t *testing.T) {
+	for typ := range handlers {
+		if _, ok := payloads[typ]; !ok && typ != cmdRecords {
+			t.Errorf("command 0x%02x has a handler but no entry in payloads", typ)
+		}
+	}
+	for typ := range payloads {
+		if _, ok := handlers[typ]; !ok {
+			t.Errorf("command 0x%02x has a payload but no handler", typ)
+		}
+	}
+}

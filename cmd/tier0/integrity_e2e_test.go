@@ -164,14 +164,19 @@ func checkDiverged(t *testing.T, p *proc) {
 // the integrity check, latches diverged (readyz names the index, one log
 // line, the gauge), serves no API (mint answers Unavailable), and chains
 // nothing: the record store keeps exactly the records it had, which verify.
+// The runbook's repair for a single node (restore the last backup against
+// the store) brings it back, continuing the store's chain.
 func TestCorruptJournalRecord(t *testing.T) {
 	data := t.TempDir()
 	srv := startServer(t, data)
 	const id = "spiffe://example.org/journal"
-	ag := agentClient(t, srv, "journal-1", id)
+	svid := agentSVID(t, srv, "journal-1", id)
+	ag := clientAs(t, srv, svid)
 	csr := csrFor(t, p256(t), []string{id}, nil, nil)
+	bak := filepath.Join(t.TempDir(), "b.tier0")
+	must(srv.cli("backup", "create", "--out", bak))
 	first := mustMint(t, ag, csr, 1)[0]
-	for range 5 { // later entries, so that the altered one is not the last commit (see docs/OPERATIONS.md)
+	for range 5 { // later entries, so that the altered one is not the last commit (see ha/DESIGN.md "Integrity")
 		mustMint(t, ag, csr, 4)
 	}
 	waitExported(t, srv)
@@ -198,6 +203,16 @@ func TestCorruptJournalRecord(t *testing.T) {
 	defer st.Close()
 	if res, err := storage.Verify(context.Background(), st, 1, 0); err != nil || !res.OK() || res.Checked != last {
 		t.Fatalf("store verify: %+v %v", res, err)
+	}
+
+	// Repair: restore the backup, caught up from the store.
+	srv.stop()
+	must(runBin("tier0", "restore", "--from", bak, "--data-dir", data, "--store", dsn, "--force"))
+	srv.start()
+	mustMint(t, clientAs(t, srv, svid), csr, 2) // the restored node listens on a new port
+	waitExported(t, srv)
+	if res, err := storage.Verify(context.Background(), st, 1, 0); err != nil || !res.OK() || res.Checked < last+2 {
+		t.Fatalf("store verify after the repair: %+v %v (was at %d)", res, err, last)
 	}
 }
 
