@@ -93,7 +93,7 @@ func TestNodeDivergedRefusesWrites(t *testing.T) {
 // FSM reached.
 func TestCommitCarriesDigestAndExpectedHead(t *testing.T) {
 	n := startNode(t, t.TempDir(), newTestClock())
-	var prev []byte = record.Genesis
+	prev := record.Genesis
 	for i := range 3 {
 		r, err := commitOne(t, n, "x")
 		if err != nil {

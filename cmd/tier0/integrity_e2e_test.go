@@ -344,84 +344,65 @@ func TestJournalDiskFull(t *testing.T) {
 	ag := agentClient(t, srv, "disk-1", id)
 	csr := csrFor(t, p256(t), []string{id}, nil, nil)
 	received := map[string]bool{}
+	mint := func(n int) error { // records what was received
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ss, err := mintSerials(ctx, ag, csr, n)
+		for _, s := range ss {
+			received[s] = true
+		}
+		return err
+	}
+	const cause = "journal write failed: "
+	checkCause := func(err error) {
+		t.Helper()
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), cause) ||
+			!strings.Contains(err.Error(), "no space left on device") || strings.Contains(err.Error(), "not the leader") {
+			t.Fatalf("mint on a full disk: %v", err)
+		}
+	}
 	filler := fillDisk(t, mnt, 512<<10)
 
-	const cause = "journal write failed: "
 	var failed error
 	deadline := time.Now().Add(2 * time.Minute)
 	for failed == nil {
 		if time.Now().After(deadline) {
 			t.Fatalf("still issuing after %d SVIDs on a full disk", len(received))
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		ss, err := mintSerials(ctx, ag, csr, 64)
-		cancel()
-		for _, s := range ss {
-			received[s] = true
-		}
-		failed = err
+		failed = mint(64)
 	}
 	t.Logf("%d SVIDs issued before the log filled its segment; then: %v", len(received), failed)
-	for i := 0; ; i++ { // every answer names the cause, also while the node has stepped down
-		if status.Code(failed) != codes.Unavailable || !strings.Contains(failed.Error(), cause) ||
-			!strings.Contains(failed.Error(), "no space left on device") || strings.Contains(failed.Error(), "not the leader") {
-			t.Fatalf("mint on a full disk: %v", failed)
-		}
-		if i == 5 {
-			break
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		ss, err := mintSerials(ctx, ag, csr, 1)
-		cancel()
-		if err == nil {
-			t.Fatalf("minted %v on a full disk", ss)
-		}
-		failed = err
-	}
+	checkCause(failed)
 	if code, body := getReadyz(srv); code != http.StatusServiceUnavailable || !strings.Contains(body, "raft log: ha: "+cause) || !strings.Contains(body, "no space left on device") {
 		t.Fatalf("/readyz on a full disk: %d %q", code, body)
 	}
 	if f, e := srv.metric(t, "tier0_journal_write_failing"), srv.metric(t, "tier0_journal_write_errors_total"); f != 1 || e < 1 {
 		t.Fatalf("tier0_journal_write_failing %v, tier0_journal_write_errors_total %v", f, e)
 	}
-	if n := strings.Count(srv.log.String(), "JOURNAL WRITE FAILED"); n != 1 {
-		t.Fatalf("%d JOURNAL WRITE FAILED lines, want 1:\n%s", n, srv.log.String())
-	}
 	if !strings.Contains(srv.log.String(), "ha: wal reopened after a failed segment rotation") {
 		t.Fatalf("the failed segment rotation was not met:\n%s", srv.log.String())
 	}
 	// The single node steps down at each failed write and is elected again
-	// (its term and vote still persist; a small write may fit in the last
-	// page): through several elections it answers with the cause and stays
-	// not ready.
+	// (its term and vote still persist; a small write may still fit in the
+	// last page): through several elections every failed mint names the
+	// cause and the node stays not ready.
 	pollUntil(t, 60*time.Second, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		ss, err := mintSerials(ctx, ag, csr, 1)
-		for _, s := range ss {
-			received[s] = true
-		}
-		if err != nil && (status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), cause) || strings.Contains(err.Error(), "not the leader")) {
-			t.Fatalf("mint on a full disk: %v", err)
+		if err := mint(1); err != nil {
+			checkCause(err)
 		}
 		if code, body := getReadyz(srv); code != http.StatusServiceUnavailable || !strings.Contains(body, "no space left on device") {
 			t.Fatalf("/readyz on a full disk: %d %q", code, body)
 		}
 		return strings.Count(srv.log.String(), "raft: failed to commit logs") >= 3
 	})
+	if n := strings.Count(srv.log.String(), "JOURNAL WRITE FAILED"); n != 1 {
+		t.Fatalf("%d JOURNAL WRITE FAILED lines, want 1:\n%s", n, srv.log.String())
+	}
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, 60*time.Second, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		ss, err := mintSerials(ctx, ag, csr, 4)
-		for _, s := range ss {
-			received[s] = true
-		}
-		return err == nil
-	})
+	pollUntil(t, 60*time.Second, func() bool { return mint(4) == nil })
 	// Ready again once writes have succeeded for a few seconds.
 	pollUntil(t, 60*time.Second, func() bool {
 		code, _ := getReadyz(srv)
