@@ -273,14 +273,13 @@ func (n *Node) proposeRecords(raws []json.RawMessage, wires []wireRecord) ([]*re
 	}
 	now := n.cfg.Clock()
 	expect := &recordsExpect{Term: term}
-	n.fsm.read(func(s *state) {
-		expect.Seq, expect.Prev = s.seq, bytes.Clone(s.head)
-		recs := make([]*record.Record, len(wires))
-		for i := range wires {
-			recs[i] = wires[i].record()
-		}
-		expect.Head, _ = sealBatch(recs, s.seq, s.head, s.lastCommit, now)
-	})
+	var lastCommit time.Time
+	n.fsm.read(func(s *state) { expect.Seq, expect.Prev, lastCommit = s.seq, bytes.Clone(s.head), s.lastCommit })
+	recs := make([]*record.Record, len(wires))
+	for i := range wires {
+		recs[i] = wires[i].record()
+	}
+	expect.Head, _ = sealBatch(recs, expect.Seq, expect.Prev, lastCommit, now)
 	data, err := encodeRecords(now, expect, raws)
 	if err != nil {
 		return nil, err
