@@ -315,19 +315,15 @@ func (n *Node) isLeader() bool { return n.raft.State() == raft.Leader }
 // WaitLeader blocks until the cluster has a leader. On the leader it also
 // waits (raft Barrier) until every earlier entry is applied, so local reads
 // see all committed state, including log replay after a restart; a
-// follower waits (at most ApplyTimeout) until it has replayed the log it
-// had when it opened, so that Health reflects it.
+// follower waits until it has replayed the log it had when it opened (as
+// far as the leader has committed it), so that Health reflects it.
 func (n *Node) WaitLeader(ctx context.Context) error {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
-	var replayDeadline time.Time
 	for {
 		if _, id := n.raft.LeaderWithID(); id != "" {
 			if !n.isLeader() {
-				if replayDeadline.IsZero() {
-					replayDeadline = time.Now().Add(n.cfg.ApplyTimeout)
-				}
-				if n.replayed() || time.Now().After(replayDeadline) {
+				if n.replayed() {
 					return nil
 				}
 				goto wait
@@ -362,7 +358,8 @@ func (n *Node) passedBarrier(term uint64) {
 }
 
 // replayed reports whether a follower has applied the local log it opened
-// with (or as much of it as the leader has committed).
+// with, or as much of it as the leader has committed: the commit index is
+// known (> 0) once the leader's first AppendEntries matched this log.
 func (n *Node) replayed() bool {
 	commit := n.raft.CommitIndex()
 	return commit > 0 && n.raft.AppliedIndex() >= min(n.startIndex, commit)
