@@ -219,7 +219,8 @@ func TestCorruptJournalRecord(t *testing.T) {
 // TestClusterRepairCorruptFollower: the same flip in a follower's raft log
 // latches that follower only; the others keep issuing; wiping its raft
 // directory (docs/OPERATIONS.md) lets it catch up from the leader, and it
-// issues again, every SVID recorded once in a chain that verifies.
+// issues again; the bootstrap node repairs the same way with --join; every
+// SVID is recorded once in a chain that verifies.
 func TestClusterRepairCorruptFollower(t *testing.T) {
 	c := startCluster(t, 3)
 	leader := c.leader()
@@ -263,6 +264,28 @@ func TestClusterRepairCorruptFollower(t *testing.T) {
 		return fp.metric(t, "tier0_raft_diverged") == 0 && metricInt(t, fp, "tier0_journal_seq") >= metricInt(t, c.nodes[c.leader()], "tier0_journal_seq")
 	})
 	only := c.client(c.agentSVID("journal-r", id, []string{c.apis[f]}), []string{c.apis[f]})
+	keep(mustMint(t, only, csr, 4))
+
+	// The node that bootstrapped the cluster repairs the same way, started
+	// once with --join (else an empty raft dir would bootstrap a new cluster).
+	if c.leader() == 0 {
+		must(c.nodes[f].cli("cluster", "transfer-leadership", "--to", nodeName(f)))
+		pollUntil(t, 60*time.Second, func() bool { return c.leader() != 0 })
+	}
+	boot := c.nodes[0]
+	boot.stop()
+	if err := os.RemoveAll(filepath.Join(boot.dataDir, "raft")); err != nil {
+		t.Fatal(err)
+	}
+	boot.args = append(boot.args, "--join", c.apis[f])
+	boot.start()
+	pollUntil(t, 60*time.Second, func() bool {
+		return metricInt(t, boot, "tier0_journal_seq") >= metricInt(t, c.nodes[c.leader()], "tier0_journal_seq")
+	})
+	if st := must(boot.cli("cluster", "status", "-o", "json")); strings.Count(st, `"suffrage": "Voter"`)+strings.Count(st, `"suffrage":"Voter"`) != 3 {
+		t.Fatalf("cluster after the bootstrap node's repair: %s", st)
+	}
+	only = c.client(c.agentSVID("journal-b", id, []string{c.apis[0]}), []string{c.apis[0]})
 	keep(mustMint(t, only, csr, 4))
 	c.checkRecords(&issuer{t: t, received: received})
 }
