@@ -64,7 +64,7 @@ func TestNodeDivergedRefusesWrites(t *testing.T) {
 	if _, err := n.CreateEntry(context.Background(), Entry{Agent: "a", SPIFFEID: "spiffe://x/w"}); !errors.Is(err, ErrDiverged) || !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("CreateEntry on a diverged node: %v", err)
 	}
-	if _, err := n.HandleForward(context.Background(), ForwardApply, mustCommand(t, cmdDeleteEntry, deleteEntryCmd{ID: "x"})); !errors.Is(err, ErrDiverged) {
+	if _, err := n.handleForward(context.Background(), ForwardApply, mustCommand(t, cmdDeleteEntry, deleteEntryCmd{ID: "x"})); !errors.Is(err, ErrDiverged) {
 		t.Fatalf("forward to a diverged leader: %v", err)
 	}
 	if got := n.raft.LastIndex(); got != last {
@@ -148,9 +148,9 @@ func TestHandleForwardValidates(t *testing.T) {
 		{"membership: no id", ForwardMembership, []byte(`{"op":"remove"}`), "ha: membership remove: id is required: ha: invalid argument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := n.HandleForward(ctx, tc.kind, tc.payload)
+			_, err := n.handleForward(ctx, tc.kind, tc.payload)
 			if err == nil || err.Error() != tc.wantErr || !errors.Is(err, ErrInvalid) {
-				t.Fatalf("HandleForward: %v\nwant %s", err, tc.wantErr)
+				t.Fatalf("handleForward: %v\nwant %s", err, tc.wantErr)
 			}
 		})
 	}
@@ -158,7 +158,7 @@ func TestHandleForwardValidates(t *testing.T) {
 		t.Fatalf("refused forwards reached the log: last index %d -> %d", last, got)
 	}
 	// A valid forward is applied, with the leader's digest.
-	out, err := n.HandleForward(ctx, ForwardApply, mustCommand(t, cmdCreateEntry, createEntryCmd{Entry{ID: "e1", Agent: "a", SPIFFEID: "spiffe://x/y"}}))
+	out, err := n.handleForward(ctx, ForwardApply, mustCommand(t, cmdCreateEntry, createEntryCmd{Entry{ID: "e1", Agent: "a", SPIFFEID: "spiffe://x/y"}}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -210,7 +210,7 @@ func TestFSMExpectedHead(t *testing.T) {
 }
 
 // TestEveryCommandIsChecked: every type the FSM applies, except records
-// (checked record by record by Commit and HandleForward), has a payload
+// (checked record by record by Commit and handleForward), has a payload
 // the leader checks before proposing; otherwise the leader would refuse
 // to propose it, or a forward of it would reach the log unchecked.
 func TestEveryCommandIsChecked(t *testing.T) {

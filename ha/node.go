@@ -460,7 +460,7 @@ func (n *Node) applyRaw(ctx context.Context, op string, data []byte) (any, error
 	}
 	if n.forwarding() {
 		// The leader checks the digest and the command again, and
-		// proposes it with its own digest (HandleForward).
+		// proposes it with its own digest (handleForward).
 		return n.forwardApply(ctx, op, cmd)
 	}
 	return n.applyLocal(ctx, op, cmd)
