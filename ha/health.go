@@ -68,15 +68,17 @@ func (n *Node) refuseIfDiverged(op string) error {
 	return nil
 }
 
-// orWriteFault replaces a raft error with the log store's write failure
-// while there is one: a leader whose log write fails steps down, so its
-// callers (and the next ones, until a write succeeds) would otherwise be
-// told "not the leader", which is not why their write failed.
+// orWriteFault replaces a raft error with the log store's write fault
+// while there is one (Health's): a leader whose log write fails steps down,
+// so its callers (and the next ones, until it is elected again and for a
+// while after: a request that met the candidate is answered only once the
+// new leader's first write succeeded) would otherwise be told "not the
+// leader", which is not why their write failed.
 func (n *Node) orWriteFault(op string, err error) error {
 	if errors.Is(err, ErrJournalWrite) {
 		return fmt.Errorf("ha: %s: %w", op, err)
 	}
-	if fault := n.logs.failingNow(); fault != nil {
+	if fault := n.logs.fault(); fault != nil {
 		return fmt.Errorf("ha: %s: %w", op, fault)
 	}
 	return translate(op, err)

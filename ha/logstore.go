@@ -43,10 +43,10 @@ const (
 //     means what raft's contract says (DeleteRange'd entries are gone): the
 //     leader sends such a follower an InstallSnapshot.
 //   - Write faults are tracked (DESIGN.md "Storage faults"): a failed
-//     StoreLogs starts a fault that Node.Health reports, and while the last
-//     write failed, writes answer ErrJournalWrite with the cause instead of
-//     the "not the leader" raft gives once the leader has stepped down. The
-//     fault ends when writes have succeeded for faultHold with no failure. raft-wal v0.4 never retries a segment
+//     StoreLogs starts a fault that Node.Health reports and that writes
+//     answer (ErrJournalWrite, with the cause) instead of the "not the
+//     leader" raft gives once the leader has stepped down. The fault ends
+//     when writes have succeeded for faultHold with no failure. raft-wal v0.4 never retries a segment
 //     rotation that failed (no space for the next preallocated segment):
 //     every later append fails with "segment is sealed", even once space
 //     is back. The store then reopens the WAL (at most once a second),
@@ -257,15 +257,6 @@ func (s *logStore) fault() error {
 	return nil
 }
 
-// failingNow returns the cause while the last write failed, else nil.
-func (s *logStore) failingNow() error {
-	s.faultMu.Lock()
-	defer s.faultMu.Unlock()
-	if !s.failing {
-		return nil
-	}
-	return &journalWriteError{cause: s.faultErr}
-}
 
 // DeleteRange implements raft.LogStore. A failure (compaction) leaves the
 // log longer than needed; it is counted but is not a write fault.
