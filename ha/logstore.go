@@ -257,7 +257,6 @@ func (s *logStore) fault() error {
 	return nil
 }
 
-
 // DeleteRange implements raft.LogStore. A failure (compaction) leaves the
 // log longer than needed; it is counted but is not a write fault.
 func (s *logStore) DeleteRange(min, max uint64) error {
