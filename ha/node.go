@@ -359,7 +359,10 @@ func (n *Node) passedBarrier(term uint64) {
 
 // replayed reports whether a follower has applied the local log it opened
 // with, or as much of it as the leader has committed: the commit index is
-// known (> 0) once the leader's first AppendEntries matched this log.
+// known (> 0) once the leader's first AppendEntries matched this log. raft
+// counts an entry applied once it is handed to the FSM, so the FSM may
+// still be applying (and latch diverged) just after: callers that must not
+// miss a divergence also check the errors of their writes.
 func (n *Node) replayed() bool {
 	commit := n.raft.CommitIndex()
 	return commit > 0 && n.raft.AppliedIndex() >= min(n.startIndex, commit)

@@ -87,7 +87,14 @@ func (r *run) start() error {
 	} {
 		r.step(step.name)
 		if err := step.fn(); err != nil {
-			if r.node != nil && r.node.ExportHealth() != nil && !errors.Is(err, errNotServing) {
+			switch {
+			case errors.Is(err, errNotServing):
+			case errors.Is(err, ha.ErrDiverged):
+				// A follower may latch only after WaitLeader (raft counts an
+				// entry applied once handed to the FSM): a step's write
+				// then meets the divergence.
+				return r.diverged(err)
+			case r.node != nil && r.node.ExportHealth() != nil:
 				return r.notServing(phaseNotServing, "the record store was refused before this node could issue its own credentials, "+
 					"until it is restarted with a store that continues its journal (see the refusal above)")
 			}
@@ -176,12 +183,16 @@ func (r *run) startRaft() error {
 		return fmt.Errorf("raft: no leader: %w", err)
 	}
 	if err := node.Health(); errors.Is(err, ha.ErrDiverged) {
-		// It cannot issue anything from a state that skipped a command
-		// (ha/DESIGN.md "Divergence latch"); the repair is in
-		// docs/OPERATIONS.md.
-		return r.notServing(phaseDiverged, "this node cannot apply its raft log (see docs/OPERATIONS.md)", "err", err)
+		return r.diverged(err)
 	}
 	return nil
+}
+
+// diverged ends the start of a node that met a raft entry it cannot apply:
+// it cannot issue anything from a state that skipped a command (ha/DESIGN.md
+// "Divergence latch"); the repair is in docs/OPERATIONS.md.
+func (r *run) diverged(err error) error {
+	return r.notServing(phaseDiverged, "this node cannot apply its raft log (see docs/OPERATIONS.md)", "err", err)
 }
 
 // waitRoot waits until the CA state holds an active root.
