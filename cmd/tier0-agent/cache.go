@@ -102,6 +102,10 @@ type view struct {
 	ids       []string // SPIFFE IDs of the matched entries, sorted
 	svids     []*x509svid.SVID
 	federates map[string]bool // trust domain names
+	// pending counts matched entries whose first SVID is still being
+	// minted (none cached, no failure yet): a response sent now would
+	// lack them, and a workload would see an identity appear later.
+	pending int
 }
 
 // snapshot returns the view of workload w, whether it matches any entry at
@@ -120,8 +124,11 @@ func (c *cache) snapshot(w ca.Workload) (v view, matched bool, changed <-chan st
 		for _, td := range en.GetFederatesWith() {
 			v.federates[td] = true
 		}
-		if s := c.svids[en.GetSpiffeId()]; s != nil && now.Before(s.Certificates[0].NotAfter) {
+		s := c.svids[en.GetSpiffeId()]
+		if s != nil && now.Before(s.Certificates[0].NotAfter) {
 			v.svids = append(v.svids, s)
+		} else if _, failed := c.failed[en.GetSpiffeId()]; s == nil && !failed {
+			v.pending++
 		}
 	}
 	return v, matched, c.changed

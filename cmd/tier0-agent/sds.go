@@ -126,7 +126,10 @@ func (s *sdsServer) StreamSecrets(stream secretv3.SecretDiscoveryService_StreamS
 				return err
 			}
 			resp := &discoveryv3.DiscoveryResponse{TypeUrl: secretTypeURL, Resources: r.resources}
-			if len(r.resources) > 0 && (last == nil || !proto.Equal(resp, last)) {
+			// While the cache still mints a requested SVID for the first
+			// time, wait for it rather than send a partial set.
+			complete := len(r.pending) == 0 || v.pending == 0
+			if complete && len(r.resources) > 0 && (last == nil || !proto.Equal(resp, last)) {
 				version++
 				if nonce, err = newNonce(); err != nil {
 					return status.Error(codes.Internal, err.Error())

@@ -156,8 +156,8 @@ func (w *workloadAPI) FetchX509SVID(_ *workload.X509SVIDRequest, stream workload
 		return err
 	}
 	return streamChanges(stream.Context(), w.c, p, stream.Send, func(v view) (*workload.X509SVIDResponse, error) {
-		if len(v.svids) == 0 {
-			return nil, nil // nothing minted yet: wait for the cache
+		if len(v.svids) == 0 || v.pending > 0 {
+			return nil, nil // not all minted yet: wait for the cache
 		}
 		return w.x509Response(v)
 	})
