@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tier0-ca/tier0/api/client"
+	"github.com/tier0-ca/tier0/internal/version"
 	"github.com/tier0-ca/tier0/loadtest"
 )
 
@@ -51,6 +52,7 @@ func run(ctx context.Context, args []string) error {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	version.SetOn(root)
 	for _, sc := range []struct{ name, short string }{
 		{loadtest.Steady, "every SVID renewed at half life +-10% (time compressed)"},
 		{loadtest.Storm, "every SVID of the fleet renewed at once; reports the drain time"},
