@@ -4,7 +4,7 @@ PKGS     ?= ./...
 BIN      := bin
 TESTENV  := deploy/dev/testenv.sh
 
-.PHONY: run build test test-short lint vet fmt bench fuzz proto clean
+.PHONY: run build image test test-short lint vet fmt bench fuzz proto clean
 
 ## run: a single-node CA on its embedded defaults (./tier0-data)
 run:
@@ -14,11 +14,22 @@ run:
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## test: every test, with the real components (Postgres, SoftHSM2) provided
+## image: OCI images tier0:$(IMAGE_TAG), tier0-agent:$(IMAGE_TAG), tier0:$(IMAGE_TAG)-pkcs11 in bin/image
+## (Go toolchain only, no Docker daemon; reproducible; docs/OPERATIONS.md "Image")
+IMAGE_TAG ?= dev
+image:
+	@echo "make image: building the binaries and images into $(BIN)/image (no container daemon needed)"
+	cd deploy && SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)} \
+		$(GO) run ./image --src .. --out ../$(BIN)/image --tag $(IMAGE_TAG)
+
+## test: every test, with the real components (Postgres, SoftHSM2, promtool) provided; the
+## deploy module (image, Helm chart, alert rules) is a module of its own (deploy/go.mod)
 test:
 	@set -e; eval "$$($(TESTENV))"; \
 	$(GO) vet $(PKGS); \
-	$(GO) test -count=1 -timeout 15m $(PKGS)
+	(cd deploy && $(GO) vet ./...); \
+	$(GO) test -count=1 -timeout 15m $(PKGS); \
+	(cd deploy && $(GO) test -count=1 -timeout 15m ./...)
 
 ## test-short: unit tests only, no integration components
 test-short:
@@ -26,9 +37,11 @@ test-short:
 
 lint:
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run $(PKGS)
+	cd deploy && $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run --config ../.golangci.yml ./...
 
 vet:
 	$(GO) vet $(PKGS)
+	cd deploy && $(GO) vet ./...
 
 fmt:
 	gofmt -l -w .
