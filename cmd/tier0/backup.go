@@ -46,7 +46,7 @@ func newBackupCmd(g *globalFlags) *cobra.Command {
 	create.Flags().StringVar(&out, "out", "", "backup file to write (0600)")
 	create.Flags().BoolVar(&devKey, "include-dev-key", false, "also store the DEV-ONLY soft root key files, encrypted (never HSM/KMS or delegated keys)")
 	create.Flags().StringVar(&passFile, "passphrase-file", "", "file holding the passphrase that encrypts the dev key (with --include-dev-key)")
-	create.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	outputFlag(create.Flags(), &output, "text or json", outText, outJSON)
 	_ = create.MarkFlagRequired("out")
 	verify := &cobra.Command{
 		Use:   "verify FILE",
@@ -61,7 +61,7 @@ func newBackupCmd(g *globalFlags) *cobra.Command {
 			return printBackupResult(cmd.OutOrStdout(), output, operator.BackupResult{File: args[0], Manifest: b.Manifest})
 		},
 	}
-	verify.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	outputFlag(verify.Flags(), &output, "text or json", outText, outJSON)
 	cmd.AddCommand(create, verify)
 	return cmd
 }
