@@ -6,9 +6,11 @@ TESTENV  := deploy/dev/testenv.sh
 
 .PHONY: run build image test test-short lint vet fmt bench fuzz proto clean
 
-## run: a single-node CA on its embedded defaults (./tier0-data)
+## run: a single-node CA on its embedded defaults (./tier0-data); more flags: make run ARGS="--listen 127.0.0.1:9443"
 run:
-	$(GO) run ./cmd/tier0 server
+	@[ -x $(BIN)/tier0 ] || echo "make run: building $(BIN)/tier0 first (a first build fetches modules and compiles: a few minutes)..."
+	@$(GO) build -o $(BIN)/ ./cmd/tier0
+	$(BIN)/tier0 server $(ARGS)
 
 ## build: bin/tier0, bin/tier0-agent, bin/tier0-loadtest, bin/tier0-dev (KMS fakes, not for production)
 build:
