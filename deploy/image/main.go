@@ -22,7 +22,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"time"
 
@@ -135,7 +134,7 @@ func build(ctx context.Context, o options) ([]built, error) {
 // tables, VCS stamping when the source is a checkout; CGO_ENABLED=0 (a
 // static binary) unless cgo.
 func goBuild(ctx context.Context, src, pkg, out string, cgo bool) error {
-	cmd := exec.CommandContext(ctx, goTool(), "build", "-trimpath", "-buildvcs=auto", "-ldflags=-s -w", "-o", out, pkg)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-buildvcs=auto", "-ldflags=-s -w", "-o", out, pkg)
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED="+map[bool]string{true: "1", false: "0"}[cgo], "GOOS=linux")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -151,15 +150,6 @@ func goBuild(ctx context.Context, src, pkg, out string, cgo bool) error {
 	}
 	return nil
 }
-
-func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
-		return p
-	}
-	return "go"
-}
-
-func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 // sourceTime is SOURCE_DATE_EPOCH, else the commit time stamped into the
 // binary (vcs.time), else the Unix epoch.
