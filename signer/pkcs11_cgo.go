@@ -5,9 +5,8 @@ package signer
 import (
 	"context"
 
-	"github.com/tier0-ca/tier0/signer/pkcs11"
-
 	"github.com/tier0-ca/tier0/signer/internal/health"
+	"github.com/tier0-ca/tier0/signer/pkcs11"
 )
 
 // PKCS11Supported is true when this binary can load PKCS#11 modules (it

@@ -15,7 +15,7 @@ import (
 )
 
 // TestAlertMetricsExist: every tier0_ metric named in the alert rules
-// (deploy/prometheus) is on a real server's /metrics right after start,
+// (deploy/prometheus) is on a real server's /metrics (KMS CA key) right after start,
 // before any error, so that the rules can be smoke-tested and rate()s
 // start from zero.
 func TestAlertMetricsExist(t *testing.T) {
@@ -46,7 +46,9 @@ func TestAlertMetricsExist(t *testing.T) {
 	if len(names) < 15 {
 		t.Fatalf("only %d metric names found in the rules: %v", len(names), names)
 	}
-	srv := startServer(t, t.TempDir())
+	// A KMS CA key, as in production: a DEV-ONLY soft key has no circuit
+	// breaker, hence no tier0_signer_circuit_open or tier0_signer_up series.
+	srv := startServer(t, t.TempDir(), "--signer", awsBackend(t).uri)
 	resp, err := http.Get("http://" + srv.info.HTTP + "/metrics")
 	if err != nil {
 		t.Fatal(err)

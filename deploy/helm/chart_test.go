@@ -92,6 +92,9 @@ func check(t *testing.T, o *objects, values map[string]any, replicas int) {
 	if pw := envs["PGPASSWORD"]; pw.Value != "" || pw.ValueFrom == nil || pw.ValueFrom.SecretKeyRef == nil || pw.ValueFrom.SecretKeyRef.Name != "tier0-db" {
 		t.Errorf("PGPASSWORD %+v, want it from the Secret tier0-db", pw)
 	}
+	if pin := envs["HSM_PIN"]; values["hsm"] != nil && hasPinSecret(values) && (pin.ValueFrom == nil || pin.ValueFrom.SecretKeyRef == nil || pin.ValueFrom.SecretKeyRef.Name != "tier0-hsm-pin") {
+		t.Errorf("HSM_PIN %+v, want it from the Secret tier0-hsm-pin", pin)
+	}
 	if ref := envs["POD_NAME"].ValueFrom; ref == nil || ref.FieldRef == nil || ref.FieldRef.FieldPath != "metadata.name" {
 		t.Errorf("POD_NAME %+v, want the pod name", envs["POD_NAME"])
 	}
@@ -261,6 +264,14 @@ func checkConfigs(t *testing.T, cm *corev1.ConfigMap, values map[string]any, rep
 			}
 		}
 	}
+}
+
+// hasPinSecret: the values name an HSM PIN Secret.
+func hasPinSecret(values map[string]any) bool {
+	hsm, _ := values["hsm"].(map[string]any)
+	ps, _ := hsm["pinSecret"].(map[string]any)
+	name, _ := ps["name"].(string)
+	return name != ""
 }
 
 // enabledOrDefault is m["enabled"], true (values.yaml) when unset.
