@@ -4,21 +4,34 @@ PKGS     ?= ./...
 BIN      := bin
 TESTENV  := deploy/dev/testenv.sh
 
-.PHONY: run build test test-short lint vet fmt bench fuzz proto clean
+.PHONY: run build image test test-short lint vet fmt bench fuzz proto clean
 
-## run: a single-node CA on its embedded defaults (./tier0-data)
+## run: a single-node CA on its embedded defaults (./tier0-data); more flags: make run ARGS="--listen 127.0.0.1:9443"
 run:
-	$(GO) run ./cmd/tier0 server
+	@[ -x $(BIN)/tier0 ] || echo "make run: building $(BIN)/tier0 first (a first build fetches modules and compiles: a few minutes)..."
+	@$(GO) build -o $(BIN)/ ./cmd/tier0
+	$(BIN)/tier0 server $(ARGS)
 
 ## build: bin/tier0, bin/tier0-agent, bin/tier0-loadtest, bin/tier0-dev (KMS fakes, not for production)
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## test: every test, with the real components (Postgres, SoftHSM2) provided
+## image: OCI images tier0:$(IMAGE_TAG), tier0-agent:$(IMAGE_TAG), tier0:$(IMAGE_TAG)-pkcs11 in bin/image
+## (Go toolchain only, no Docker daemon; reproducible; docs/OPERATIONS.md "Image")
+IMAGE_TAG ?= dev
+image:
+	@echo "make image: building the binaries and images into $(BIN)/image (no container daemon needed)"
+	cd deploy && SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)} \
+		$(GO) run ./image --src .. --out ../$(BIN)/image --tag $(IMAGE_TAG)
+
+## test: every test, with the real components (Postgres, SoftHSM2, promtool) provided; the
+## deploy module (image, Helm chart, alert rules) is a module of its own (deploy/go.mod)
 test:
 	@set -e; eval "$$($(TESTENV))"; \
 	$(GO) vet $(PKGS); \
-	$(GO) test -count=1 -timeout 15m $(PKGS)
+	(cd deploy && $(GO) vet ./...); \
+	$(GO) test -count=1 -timeout 15m $(PKGS); \
+	(cd deploy && $(GO) test -count=1 -timeout 15m ./...)
 
 ## test-short: unit tests only, no integration components
 test-short:
@@ -26,9 +39,11 @@ test-short:
 
 lint:
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run $(PKGS)
+	cd deploy && $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run --config ../.golangci.yml ./...
 
 vet:
 	$(GO) vet $(PKGS)
+	cd deploy && $(GO) vet ./...
 
 fmt:
 	gofmt -l -w .

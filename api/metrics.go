@@ -2,6 +2,7 @@ package api
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
 )
 
 type metrics struct {
@@ -52,6 +53,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.issued, m.itemErrors, m.denied, m.errors, m.latency, m.overloaded, m.queue, m.connRefused, m.pending)
+	}
+	// The series the alert rules use exist from the start with zero values
+	// (deploy/prometheus), so rates and ratios work before the first event.
+	for _, kind := range []string{"workload", "agent", "jwt"} {
+		m.issued.WithLabelValues(kind)
+	}
+	for _, c := range []codes.Code{codes.InvalidArgument, codes.PermissionDenied, codes.ResourceExhausted, codes.Internal, codes.Unavailable, codes.DeadlineExceeded} {
+		m.itemErrors.WithLabelValues(c.String())
 	}
 	return m
 }

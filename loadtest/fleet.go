@@ -25,6 +25,8 @@ type Fleet struct {
 	// Prefix is the path prefix of every workload ID of this fleet
 	// (spiffe://TD/loadtest/RUN/), so its records can be told apart.
 	Prefix string
+
+	cfg FleetConfig // how to reach the server as admin, for DeleteEntries
 }
 
 // Agent is one simulated identity agent: its own mTLS connection, made
@@ -34,6 +36,7 @@ type Agent struct {
 	ID        spiffeid.ID
 	Client    *client.Client
 	Workloads []*Workload
+	EntryIDs  []string // the registration entries made for it
 }
 
 // Workload is one SVID an agent keeps fresh.
@@ -87,7 +90,7 @@ func NewFleet(ctx context.Context, cfg FleetConfig) (*Fleet, error) {
 		return nil, err
 	}
 	f := &Fleet{TrustDomain: td, Bundle: bundle, Agents: make([]*Agent, cfg.Agents),
-		Prefix: fmt.Sprintf("spiffe://%s/loadtest/%s/", td.Name(), cfg.RunID)}
+		Prefix: fmt.Sprintf("spiffe://%s/loadtest/%s/", td.Name(), cfg.RunID), cfg: cfg}
 	var done atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(cfg.Parallel)
@@ -123,9 +126,11 @@ func newAgent(ctx context.Context, admin *client.Client, f *Fleet, cfg FleetConf
 		if err != nil {
 			return nil, fmt.Errorf("loadtest: workload id: %w", err)
 		}
-		if _, err := admin.Admin().CreateEntry(ctx, &tier0v1.CreateEntryRequest{Agent: name, SpiffeId: id.String(), TtlSeconds: cfg.TTLSeconds}); err != nil {
+		resp, err := admin.Admin().CreateEntry(ctx, &tier0v1.CreateEntryRequest{Agent: name, SpiffeId: id.String(), TtlSeconds: cfg.TTLSeconds})
+		if err != nil {
 			return nil, fmt.Errorf("loadtest: create entry %s: %w", id, err)
 		}
+		a.EntryIDs = append(a.EntryIDs, resp.GetEntry().GetId())
 		csr, key, err := client.NewCSR(id)
 		if err != nil {
 			return nil, err
@@ -163,6 +168,36 @@ func (f *Fleet) Size() int {
 		}
 	}
 	return n
+}
+
+// DeleteEntries deletes the registration entries NewFleet made, through
+// the Admin API, and returns how many it deleted. (The join tokens were
+// used up by the agents' bootstrap; the server keeps no usable token.)
+func (f *Fleet) DeleteEntries(ctx context.Context) (int, error) {
+	admin, err := client.Dial(ctx, f.cfg.Addrs, nil, f.cfg.BundlePath, f.cfg.AdminCert, f.cfg.AdminKey)
+	if err != nil {
+		return 0, fmt.Errorf("loadtest: admin client: %w", err)
+	}
+	defer admin.Close()
+	var deleted atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(f.cfg.Parallel, 1))
+	for _, a := range f.Agents {
+		if a == nil {
+			continue
+		}
+		for _, id := range a.EntryIDs {
+			g.Go(func() error {
+				if _, err := admin.Admin().DeleteEntry(gctx, &tier0v1.DeleteEntryRequest{Id: id}); err != nil {
+					return fmt.Errorf("loadtest: delete entry %s: %w", id, err)
+				}
+				deleted.Add(1)
+				return nil
+			})
+		}
+	}
+	err = g.Wait()
+	return int(deleted.Load()), err
 }
 
 // Close closes every agent connection.

@@ -26,7 +26,7 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	os.Exit(testenv.RunWithBinaries(m, &binDir, "github.com/tier0-ca/tier0/cmd/tier0"))
+	os.Exit(testenv.RunWithBinaries(m, &binDir, "github.com/tier0-ca/tier0/cmd/tier0", "github.com/tier0-ca/tier0/cmd/tier0-loadtest"))
 }
 
 // server is a tier0 server process.

@@ -18,7 +18,6 @@ import (
 	"github.com/tier0-ca/tier0/signer/internal/health"
 	"github.com/tier0-ca/tier0/signer/internal/keyalg"
 	"github.com/tier0-ca/tier0/signer/internal/kmsctl"
-	"github.com/tier0-ca/tier0/signer/pkcs11"
 	"github.com/tier0-ca/tier0/signer/soft"
 )
 
@@ -128,7 +127,7 @@ func Open(ctx context.Context, uri string, opts Options) (Signer, error) {
 	case "soft":
 		s, err = openSoft(uri)
 	case "pkcs11":
-		s, err = pkcs11.Open(ctx, uri, pkcs11.Config{Sessions: opts.Sessions, Timeout: opts.Timeout, Logger: opts.Logger, Metrics: m})
+		s, err = openPKCS11(ctx, uri, opts, m) // pkcs11_cgo.go; refused without cgo (pkcs11_nocgo.go)
 	case "awskms":
 		s, err = awskms.Open(ctx, uri, awskms.Config{Control: control(opts, "awskms", DefaultAWSRateLimit, m)})
 	case "gcpkms":

@@ -23,6 +23,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/status"
+
+	"github.com/tier0-ca/tier0/internal/version"
 )
 
 const (
@@ -74,6 +76,7 @@ func newRootCmd(e *env) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	version.SetOn(root)
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
 	defDir := defaultDataDir

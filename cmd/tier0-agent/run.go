@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,11 +29,15 @@ func newRunCmd(e *env) *cobra.Command {
 	var batch int
 	var k8s k8sFlags
 	var sds sdsNames
+	var tokenFile, bundlePath string
 	cmd := &cobra.Command{
 		Use:   "run [--socket PATH]",
 		Short: "serve the SPIFFE Workload API and Envoy SDS, and keep the agent SVID and the trust bundle fresh until SIGINT/SIGTERM",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := e.firstStart(cmd.Context(), tokenFile, bundlePath); err != nil {
+				return err
+			}
 			a, err := e.loadAgent()
 			if err != nil {
 				return err
@@ -77,7 +82,30 @@ func newRunCmd(e *env) *cobra.Command {
 	f.StringVar(&sds.defaultSVID, "sds-default-svid-name", "default", "SDS resource name of the caller's first SVID (by SPIFFE ID)")
 	f.StringVar(&sds.bundle, "sds-default-bundle-name", "ROOTCA", "SDS resource name of our trust domain's bundle (a validation context)")
 	f.StringVar(&sds.allBundles, "sds-default-all-bundles-name", "ALL", "SDS resource name of our and the permitted federated bundles (a SPIFFE validator config)")
+	f.StringVar(&tokenFile, "join-token-file", "", "first start only: bootstrap with the join token in this file when the data dir has no agent identity yet (a DaemonSet's per-node Secret)")
+	f.StringVar(&bundlePath, "bundle", "", "first start only: PEM root certificates of the tier0 CA, for --join-token-file")
 	return cmd
+}
+
+// firstStart bootstraps the agent from a join token file when its data dir
+// has no identity yet; with an identity the file is not read (it may be
+// gone: tokens are one-time).
+func (e *env) firstStart(ctx context.Context, tokenFile, bundlePath string) error {
+	if tokenFile == "" {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(agentDir(e.dataDir), "config.json")); err == nil {
+		return nil
+	}
+	raw, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return fmt.Errorf("no agent identity in %s yet and no join token: %w", e.dataDir, err)
+	}
+	token := strings.TrimSpace(string(raw))
+	if token == "" {
+		return fmt.Errorf("no agent identity in %s yet and the join token file %s is empty", e.dataDir, tokenFile)
+	}
+	return e.bootstrap(ctx, token, bundlePath, "")
 }
 
 // runServices runs every service until ctx ends (a clean stop) or one

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
@@ -51,7 +53,8 @@ func writeConfig(dir string, cfg agentConfig) error {
 	return nil
 }
 
-// loadAgent reads DIR/agent; --server flags override the configured servers.
+// loadAgent reads DIR/agent; --server flags replace the configured
+// servers, in the config too.
 func (e *env) loadAgent() (*agent, error) {
 	dir := agentDir(e.dataDir)
 	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
@@ -65,8 +68,13 @@ func (e *env) loadAgent() (*agent, error) {
 	if err := json.Unmarshal(data, &cfg); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "config.json"), err)
 	}
-	if len(e.servers) > 0 {
+	if len(e.servers) > 0 && !slices.Equal(e.servers, cfg.Servers) {
+		// A new --server is remembered: later commands use it without the flag.
 		cfg.Servers = e.servers
+		if err := writeConfig(dir, cfg); err != nil {
+			return nil, err
+		}
+		e.logger().Info("servers updated in the agent config", "servers", strings.Join(cfg.Servers, ","), "config", filepath.Join(dir, "config.json"))
 	}
 	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
 	if err != nil {

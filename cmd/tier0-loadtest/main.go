@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -21,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tier0-ca/tier0/api/client"
+	"github.com/tier0-ca/tier0/internal/version"
 	"github.com/tier0-ca/tier0/loadtest"
 )
 
@@ -42,6 +44,8 @@ type flags struct {
 	killAt, restartAt  time.Duration
 	restartCmd         string
 	failOnVerify, json bool
+	serials            string // write the serials of the SVIDs received here
+	keep               bool   // keep the entries made for the run
 }
 
 func run(ctx context.Context, args []string) error {
@@ -51,6 +55,7 @@ func run(ctx context.Context, args []string) error {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	version.SetOn(root)
 	for _, sc := range []struct{ name, short string }{
 		{loadtest.Steady, "every SVID renewed at half life +-10% (time compressed)"},
 		{loadtest.Storm, "every SVID of the fleet renewed at once; reports the drain time"},
@@ -84,6 +89,8 @@ func scenarioCmd(name, short string) *cobra.Command {
 	fl.Float64Var(&f.cfg.VerifyRate, "verify-rate", 0.01, "fraction of SVIDs verified with go-spiffe (negative: none)")
 	fl.BoolVar(&f.failOnVerify, "fail-on-errors", true, "exit non-zero on verification failures or failed SVIDs")
 	fl.BoolVar(&f.json, "json", false, "print the result JSON on stdout")
+	fl.StringVar(&f.serials, "serials", "", "write the serial of every SVID received to this file, one a line (check them with `tier0 audit check-serials FILE`)")
+	fl.BoolVar(&f.keep, "keep", false, "keep the registration entries made for the run (default: deleted at the end)")
 	switch name {
 	case loadtest.Steady, loadtest.Failover:
 		fl.Float64Var(&f.cfg.Compression, "compression", 1, "time compression factor (lifetimes and ticks divided by it)")
@@ -125,6 +132,19 @@ func readServerJSON(dataDir string) (serverJSON, error) {
 }
 
 func runScenario(ctx context.Context, f *flags) error {
+	// Where the results go is checked before the run, not after it.
+	out, err := prepareOut(f.out, f.cfg.Scenario, time.Now())
+	if err != nil {
+		return err
+	}
+	var serials *os.File
+	if f.serials != "" {
+		if serials, err = createFile(f.serials); err != nil {
+			return err
+		}
+		defer serials.Close()
+		f.cfg.CollectSerials = true
+	}
 	addrs := f.servers
 	if len(addrs) == 0 {
 		s, err := readServerJSON(f.dataDir)
@@ -148,6 +168,19 @@ func runScenario(ctx context.Context, f *flags) error {
 		return err
 	}
 	defer fleet.Close()
+	if !f.keep {
+		defer func() {
+			// The run's context may be cancelled (Ctrl-C): clean up anyway.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			defer cancel()
+			n, err := fleet.DeleteEntries(cctx)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "cleanup: deleted %d entries: %v (delete the rest with tier0 entry delete)\n", n, err)
+				return
+			}
+			fmt.Fprintf(os.Stderr, "cleanup: deleted the %d registration entries of the run (--keep keeps them)\n", n)
+		}()
+	}
 	fmt.Fprintf(os.Stderr, "setup done in %.1fs\n", time.Since(setup).Seconds())
 	f.cfg.Fleet = fleet
 	f.cfg.Progress, f.cfg.ProgressTTY = os.Stderr, tty
@@ -177,15 +210,14 @@ func runScenario(ctx context.Context, f *flags) error {
 	if err != nil {
 		return err
 	}
-	out := f.out
-	if out == "" {
-		if err := os.MkdirAll("loadtest-results", 0o755); err != nil {
-			return err
-		}
-		out = filepath.Join("loadtest-results", f.cfg.Scenario+"-"+res.Started.Format("20060102-150405"))
-	}
 	if err := writeReports(out, res); err != nil {
 		return err
+	}
+	if serials != nil {
+		if err := writeSerials(serials, res.Serials); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "wrote %d serials to %s\n", len(res.Serials), f.serials)
 	}
 	printSummary(res, out)
 	if f.json {
@@ -260,4 +292,45 @@ func setupProgress(tty bool) func(done, total int) {
 func isTTY(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// prepareOut returns the report path prefix (OUT for OUT.json and
+// OUT.html; default loadtest-results/SCENARIO-TIME) after making its
+// directory and checking that it can write there.
+func prepareOut(out, scenario string, now time.Time) (string, error) {
+	if out == "" {
+		out = filepath.Join("loadtest-results", scenario+"-"+now.Format("20060102-150405"))
+	}
+	dir := filepath.Dir(out)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("--out %s: %w", out, err)
+	}
+	probe, err := os.CreateTemp(dir, ".tier0-loadtest-")
+	if err != nil {
+		return "", fmt.Errorf("--out %s: cannot write in %s: %w", out, dir, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return out, nil
+}
+
+// createFile creates path (and its directory) before the run.
+func createFile(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	return os.Create(path)
+}
+
+func writeSerials(f *os.File, serials []string) error {
+	w := bufio.NewWriter(f)
+	for _, s := range serials {
+		if _, err := fmt.Fprintln(w, s); err != nil {
+			return err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", f.Name(), err)
+	}
+	return f.Close()
 }

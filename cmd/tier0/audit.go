@@ -28,7 +28,7 @@ import (
 func newAuditCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Compliance: query and verify issuance records and authorization decisions"}
 	cmd.AddCommand(newAuditListCmd(g, "list"), newAuditShowCmd(g), newAuditListCmd(g, "export"),
-		newAuditVerifyCmd(g), newAuditDecisionsCmd(g))
+		newAuditVerifyCmd(g), newAuditDecisionsCmd(g), newAuditCheckSerialsCmd(g))
 	return cmd
 }
 
@@ -48,7 +48,7 @@ func (f *recordFlags) register(cmd *cobra.Command, defLimit uint32) {
 	fl.StringVar(&f.since, "since", "", "only SVIDs with NotBefore at or after this time (RFC 3339) or this long ago (e.g. 24h)")
 	fl.StringVar(&f.until, "until", "", "only SVIDs with NotBefore before this time (RFC 3339) or this long ago")
 	fl.Uint32Var(&f.req.Limit, "limit", defLimit, "at most this many records (list: max 10000; export: 0 = all)")
-	fl.StringVarP(&f.output, "output", "o", "table", "output: table, json (JSON lines) or csv")
+	outputFlag(fl, &f.output, "output: table, json (JSON lines) or csv", outTable, outJSON, outCSV)
 }
 
 func (f *recordFlags) build(now time.Time) error {
@@ -174,7 +174,7 @@ func newAuditShowCmd(g *globalFlags) *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output: table or json")
+	outputFlag(cmd.Flags(), &output, "output: table or json", outTable, outJSON)
 	return cmd
 }
 
@@ -231,7 +231,7 @@ inserted, reordered, broken link, forged checkpoint or checkpoint mismatch.`,
 	fl.Uint64Var(&to, "to", 0, "last seq to verify (0: the last stored)")
 	fl.StringVar(&dsn, "store", "", "offline: record store DSN (postgres://... or sqlite:PATH)")
 	fl.StringArrayVar(&bundles, "bundle", nil, "offline: trust bundle PEM file (repeatable: keep bundles of retired roots for old checkpoints)")
-	fl.StringVarP(&output, "output", "o", "table", "output: table or json")
+	outputFlag(fl, &output, "output: table or json", outTable, outJSON)
 	return cmd
 }
 
@@ -356,7 +356,7 @@ func newAuditDecisionsCmd(g *globalFlags) *cobra.Command {
 	fl.StringVar(&since, "since", "", "only decisions at or after this time (RFC 3339) or this long ago (e.g. 1h)")
 	fl.StringVar(&until, "until", "", "only decisions before this time (RFC 3339) or this long ago")
 	fl.Uint32Var(&req.Limit, "limit", 100, "at most this many (max 10000)")
-	fl.StringVarP(&output, "output", "o", "table", "output: table, json (JSON lines) or csv")
+	outputFlag(fl, &output, "output: table, json (JSON lines) or csv", outTable, outJSON, outCSV)
 	return cmd
 }
 

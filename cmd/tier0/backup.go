@@ -46,22 +46,24 @@ func newBackupCmd(g *globalFlags) *cobra.Command {
 	create.Flags().StringVar(&out, "out", "", "backup file to write (0600)")
 	create.Flags().BoolVar(&devKey, "include-dev-key", false, "also store the DEV-ONLY soft root key files, encrypted (never HSM/KMS or delegated keys)")
 	create.Flags().StringVar(&passFile, "passphrase-file", "", "file holding the passphrase that encrypts the dev key (with --include-dev-key)")
-	create.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	outputFlag(create.Flags(), &output, "text or json", outText, outJSON)
 	_ = create.MarkFlagRequired("out")
 	verify := &cobra.Command{
 		Use:   "verify FILE",
 		Short: "Check a backup's checksum and manifest, parse its snapshot and check the journal chain to the head",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, _, err := backupfile.Verify(args[0])
+			b, info, err := backupfile.Verify(args[0])
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			return printBackupResult(cmd.OutOrStdout(), output, operator.BackupResult{File: args[0], Manifest: b.Manifest})
+			m := b.Manifest
+			m.State.SoftKeyRoots = backupfile.SoftKeyRoots(info.CARoots) // also for backups made before the manifest named them
+			return printBackupResult(cmd.OutOrStdout(), output, operator.BackupResult{File: args[0], Manifest: m})
 		},
 	}
-	verify.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	outputFlag(verify.Flags(), &output, "text or json", outText, outJSON)
 	cmd.AddCommand(create, verify)
 	return cmd
 }
@@ -96,9 +98,13 @@ func printBackupResult(w io.Writer, output string, r operator.BackupResult) erro
 	}
 	fmt.Fprintf(w, "  state          %d entries, %d tokens, %d bundle roots, %d CA roots\n", m.State.Entries, m.State.Tokens, m.State.BundleRoots, m.State.CARoots)
 	fmt.Fprintf(w, "  payload        %d bytes, sha256 %s\n", m.Payload.Size, m.Payload.SHA256)
-	if m.DevKeys != nil {
+	switch {
+	case m.DevKeys != nil:
 		fmt.Fprintln(w, "  dev key        included, encrypted (AES-256-GCM, "+m.DevKeys.KDF+")")
-	} else {
+	case len(m.State.SoftKeyRoots) > 0:
+		fmt.Fprintf(w, "  keys           NOT included: the DEV-ONLY soft key of root %s stays in the server's DATA/ca; "+
+			"without it a restore cannot sign (add --include-dev-key --passphrase-file F, or keep a copy of the key file)\n", strings.Join(m.State.SoftKeyRoots, ", "))
+	default:
 		fmt.Fprintln(w, "  keys           none (HSM/KMS keys stay in the HSM/KMS; restore with the same --signer)")
 	}
 	if r.Seconds > 0 {

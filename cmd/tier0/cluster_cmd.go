@@ -48,7 +48,7 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 			})
 		},
 	}
-	status.Flags().StringVarP(&format, "output", "o", "table", "table or json")
+	outputFlag(status.Flags(), &format, "table or json", outTable, outJSON)
 
 	var joinID, joinAddr string
 	join := &cobra.Command{

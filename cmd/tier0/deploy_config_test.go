@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -31,21 +32,38 @@ func serverFlagSet(t *testing.T, path string) *pflag.FlagSet {
 }
 
 // TestDeployConfigs: the config files shipped in deploy/ (the systemd
-// example and the Kubernetes ConfigMap) are valid for `tier0 server`: every
-// key a flag, every value accepted by it; and every TIER0_ variable the
-// manifests set names a flag, so none is silently ignored.
+// example and the per-pod files of the Kubernetes ConfigMap, rendered from
+// the Helm chart) are valid for `tier0 server`: every key a flag, every
+// value accepted by it; and every TIER0_ variable the manifests set names
+// a flag, so none is silently ignored.
 func TestDeployConfigs(t *testing.T) {
 	manifest, err := os.ReadFile("../../deploy/k8s/tier0.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm := configMapFile(t, manifest, "tier0", "tier0.yaml")
-	k8sCfg := filepath.Join(t.TempDir(), "tier0.yaml")
-	if err := os.WriteFile(k8sCfg, []byte(cm), 0o600); err != nil {
+	// The join tokens the pods read ({file: /etc/tier0/join/POD}), here.
+	tmp := t.TempDir()
+	joinDir := filepath.Join(tmp, "join")
+	if err := os.Mkdir(joinDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
+	paths := []string{"../../deploy/systemd/tier0.yaml"}
+	var k8sCfg string
+	for name, body := range configMapFiles(t, manifest, "tier0") {
+		if err := os.WriteFile(filepath.Join(joinDir, strings.TrimSuffix(name, ".yaml")), []byte("token\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		k8sCfg = filepath.Join(tmp, name)
+		if err := os.WriteFile(k8sCfg, []byte(strings.ReplaceAll(body, "/etc/tier0/join/", joinDir+"/")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, k8sCfg)
+	}
+	if len(paths) < 4 {
+		t.Fatalf("the ConfigMap holds %d pod config files, want 3", len(paths)-1)
+	}
 	noEnv := func(string) (string, bool) { return "", false }
-	for _, path := range []string{"../../deploy/systemd/tier0.yaml", k8sCfg} {
+	for _, path := range paths {
 		fs := serverFlagSet(t, path)
 		opts := serverConfigOptions
 		opts.LookupEnv = noEnv
@@ -67,7 +85,7 @@ func TestDeployConfigs(t *testing.T) {
 	for _, src := range [][]byte{manifest, unit} {
 		for _, v := range vars.FindAll(src, -1) {
 			name := string(v)
-			known := name == flagconfig.EnvName(envPrefix, "config")
+			known := name == flagconfig.EnvName(envPrefix, "config") || name == "TIER0_AGENT_DATA" // the agent's
 			fs.VisitAll(func(f *pflag.Flag) { known = known || flagconfig.EnvName(envPrefix, f.Name) == name })
 			if !known {
 				t.Errorf("deploy sets %s, which names no flag of tier0 server", name)
@@ -76,9 +94,9 @@ func TestDeployConfigs(t *testing.T) {
 	}
 }
 
-// configMapFile returns data[key] of the ConfigMap called name in a
+// configMapFiles returns the data of the ConfigMap called name in a
 // multi-document manifest.
-func configMapFile(t *testing.T, manifest []byte, name, key string) string {
+func configMapFiles(t *testing.T, manifest []byte, name string) map[string]string {
 	t.Helper()
 	dec := yaml.NewDecoder(bytes.NewReader(manifest))
 	for {
@@ -89,13 +107,13 @@ func configMapFile(t *testing.T, manifest []byte, name, key string) string {
 		}
 		err := dec.Decode(&doc)
 		if errors.Is(err, io.EOF) {
-			t.Fatalf("no ConfigMap %s with %s", name, key)
+			t.Fatalf("no ConfigMap %s", name)
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if doc.Kind == "ConfigMap" && doc.Metadata.Name == name && doc.Data[key] != "" {
-			return doc.Data[key]
+		if doc.Kind == "ConfigMap" && doc.Metadata.Name == name {
+			return doc.Data
 		}
 	}
 }

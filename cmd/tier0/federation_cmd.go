@@ -98,7 +98,7 @@ func newFederationCmd(g *globalFlags) *cobra.Command {
 			})
 		},
 	}
-	list.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	outputFlag(list.Flags(), &output, "table or json", outTable, outJSON)
 	cmd.AddCommand(add, del, list)
 	return cmd
 }

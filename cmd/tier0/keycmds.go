@@ -50,7 +50,7 @@ func newCACmd(g *globalFlags) *cobra.Command {
 			return nil
 		},
 	}
-	list.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	outputFlag(list.Flags(), &output, "table or json", outTable, outJSON)
 
 	var uri string
 	var ttl time.Duration

@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/tier0-ca/tier0/internal/version"
 )
 
 func main() {
@@ -79,6 +81,7 @@ func newRootCmd(g *globalFlags) *cobra.Command {
 		SilenceErrors:     true,
 		PersistentPreRunE: func(*cobra.Command, []string) error { return g.resolveDataDir() },
 	}
+	version.SetOn(root)
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.dataDir, "data-dir", defaultDataDir(), "data directory (env TIER0_DATA_DIR; TIER0_DATA is deprecated)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")

@@ -69,6 +69,9 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return cliErr(err)
 				}
+				if output == outJSON { // the entry made: one JSON object
+					return json.NewEncoder(cmd.OutOrStdout()).Encode(entryJSON(resp.GetEntry()))
+				}
 				return printEntries(cmd.OutOrStdout(), output, []*tier0v1.Entry{resp.GetEntry()})
 			})
 		},
@@ -109,20 +112,32 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 			})
 		},
 	}
-	cmd.PersistentFlags().StringVarP(&output, "output", "o", "table", "output: table or json")
+	outputFlag(cmd.PersistentFlags(), &output, "output: table or json (entry list: one JSON array)", outTable, outJSON)
 	cmd.AddCommand(create, list, del)
 	return cmd
 }
 
+func entryJSON(e *tier0v1.Entry) map[string]any {
+	sel := e.GetSelectors()
+	if sel == nil {
+		sel = []string{}
+	}
+	fed := e.GetFederatesWith()
+	if fed == nil {
+		fed = []string{}
+	}
+	return map[string]any{"id": e.GetId(), "agent": e.GetAgent(), "spiffe_id": e.GetSpiffeId(), "ttl": (time.Duration(e.GetTtlSeconds()) * time.Second).String(),
+		"selectors": sel, "federates_with": fed}
+}
+
+// printEntries prints a table, or with -o json one JSON array.
 func printEntries(w io.Writer, format string, entries []*tier0v1.Entry) error {
-	if format == "json" {
-		enc := json.NewEncoder(w)
+	if format == outJSON {
+		out := make([]map[string]any, 0, len(entries))
 		for _, e := range entries {
-			if err := enc.Encode(map[string]any{"id": e.GetId(), "agent": e.GetAgent(), "spiffe_id": e.GetSpiffeId(), "ttl": (time.Duration(e.GetTtlSeconds()) * time.Second).String(), "selectors": e.GetSelectors(), "federates_with": e.GetFederatesWith()}); err != nil {
-				return err
-			}
+			out = append(out, entryJSON(e))
 		}
-		return nil
+		return json.NewEncoder(w).Encode(out)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tAGENT\tSPIFFE ID\tTTL\tSELECTORS\tFEDERATES WITH")

@@ -67,7 +67,7 @@ again with --store.`,
 	fl.StringVar(&passFile, "passphrase-file", "", "passphrase of a backup made with --include-dev-key: restores the DEV-ONLY soft key")
 	fl.StringVar(&f.Store, "store", "", "record store the old cluster exported to: catch the journal head up to it (sqlite:PATH or postgres://...)")
 	fl.StringVar(&f.RaftAddr, "raft-addr", "", "raft address this node will use in a cluster (recorded in the raft configuration); empty: single node")
-	fl.StringVarP(&output, "output", "o", "text", "text or json")
+	outputFlag(fl, &output, "text or json", outText, outJSON)
 	_ = cmd.MarkFlagRequired("from")
 	return cmd
 }

@@ -3,7 +3,8 @@
 # environment for them as shell `export` lines:
 #   eval "$(deploy/dev/testenv.sh)"
 # Installs Debian packages (softhsm2, opensc, swtpm, tpm2-abrmd, tpm2-pkcs11,
-# postgresql) when missing and
+# postgresql) when missing, unpacks promtool from Debian's prometheus package,
+# and
 # starts a local Postgres when none answers on 127.0.0.1:5432.
 # Everything it says goes to stderr; only the export lines go to stdout.
 set -euo pipefail
@@ -53,6 +54,25 @@ for m in /usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so /usr/lib/aarch64-lin
 	if [ -f "$m" ]; then tpm2module="$m"; break; fi
 done
 [ -n "$tpm2module" ] || { log "libtpm2_pkcs11.so not found"; exit 1; }
+# --- promtool ----------------------------------------------------------------
+# Debian's prometheus package provides promtool. Installing the package would
+# also start a Prometheus server (its postinst), so its files are unpacked
+# into a cache directory instead and only promtool is used.
+promtool=$(command -v promtool || true)
+if [ -z "$promtool" ]; then
+	cache="${XDG_CACHE_HOME:-$HOME/.cache}/tier0-testenv/prometheus"
+	promtool="$cache/usr/bin/promtool"
+	if [ ! -x "$promtool" ]; then
+		log "unpacking Debian's prometheus package for promtool into $cache"
+		[ -f /tmp/.tier0-apt-updated ] || { apt-get update -qq >&2 && touch /tmp/.tier0-apt-updated; }
+		tmp=$(mktemp -d)
+		(cd "$tmp" && apt-get download prometheus >&2 2>/dev/null) || { log "apt-get download prometheus failed"; exit 1; }
+		mkdir -p "$cache"
+		dpkg-deb -x "$tmp"/prometheus_*.deb "$cache"
+		rm -rf "$tmp"
+	fi
+	"$promtool" --version >/dev/null 2>&1 || { log "promtool at $promtool does not run"; exit 1; }
+fi
 
 # --- Postgres ----------------------------------------------------------------
 pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
@@ -89,4 +109,5 @@ echo "export TEST_SOFTHSM2_UTIL='$(command -v softhsm2-util)'"
 echo "export TEST_PKCS11_TOOL='$(command -v pkcs11-tool)'"
 echo "export TEST_TPM2_PKCS11_MODULE='$tpm2module'"
 echo "export TEST_PG_BIN='$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)'"
+echo "export TEST_PROMTOOL='$promtool'"
 echo "export TIER0_REQUIRE_INTEGRATION=1"

@@ -66,6 +66,9 @@ type Manifest struct {
 		Tokens      int `json:"tokens"`
 		BundleRoots int `json:"bundle_roots"`
 		CARoots     int `json:"ca_roots"`
+		// SoftKeyRoots are the roots whose key is a DEV-ONLY soft: file:
+		// not in the backup unless DevKeys holds it.
+		SoftKeyRoots []string `json:"soft_key_roots,omitempty"`
 	} `json:"state"`
 	Payload struct {
 		Size   int64  `json:"size"`
@@ -80,6 +83,7 @@ func (m *Manifest) Fill(info ha.SnapshotInfo) {
 	m.Journal.ExportedSeq, m.Journal.Unexported, m.Journal.LastCommit = info.ExportedSeq, info.TailLen, info.LastCommit
 	m.State.Entries, m.State.Tokens = len(info.EntryIDs), info.Tokens
 	m.State.BundleRoots, m.State.CARoots = len(info.Bundle.Roots), len(info.CARoots)
+	m.State.SoftKeyRoots = SoftKeyRoots(info.CARoots)
 	if info.Lineage != nil {
 		m.Journal.Lineage = info.Lineage.String()
 	}
@@ -98,4 +102,15 @@ func DevKeyPath(uri string) (string, bool) {
 		return "", false
 	}
 	return filepath.Clean(p), true
+}
+
+// SoftKeyRoots returns the IDs of the roots whose key is a soft: file.
+func SoftKeyRoots(roots []ha.CARoot) []string {
+	var ids []string
+	for _, r := range roots {
+		if strings.HasPrefix(r.KeyURI, "soft:") {
+			ids = append(ids, r.ID)
+		}
+	}
+	return ids
 }

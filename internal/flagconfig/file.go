@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
@@ -15,8 +16,8 @@ import (
 // maxFileSize bounds what is read: a config file is a few hundred bytes.
 const maxFileSize = 1 << 20
 
-// file is a parsed config file: one YAML mapping of flag names to scalars
-// or lists of scalars.
+// file is a parsed config file: one YAML mapping of flag names to scalars,
+// lists of scalars or {file: PATH} (the value is PATH's contents).
 type file struct {
 	path   string
 	source Source // where the path came from
@@ -28,6 +29,7 @@ type entry struct {
 	line   int
 	values []string // one for a scalar, one per element for a list
 	list   bool
+	file   string // {file: PATH}: the value is read from PATH when applied
 }
 
 // loadFile reads the file named by the FileFlag flag or, if it was not
@@ -141,6 +143,12 @@ func parseValue(v *yaml.Node) (entry, error) {
 			return entry{}, errors.New("no value (remove the key to keep the default)")
 		}
 		return entry{values: []string{v.Value}}, nil
+	case yaml.MappingNode:
+		if len(v.Content) != 2 || v.Content[0].Value != "file" || v.Content[1].Kind != yaml.ScalarNode ||
+			v.Content[1].Tag == "!!null" || v.Content[1].Value == "" {
+			return entry{}, errors.New("want a value, a list of values or {file: PATH}")
+		}
+		return entry{file: v.Content[1].Value}, nil
 	case yaml.SequenceNode:
 		e := entry{list: true}
 		for _, el := range v.Content {
@@ -151,7 +159,7 @@ func parseValue(v *yaml.Node) (entry, error) {
 		}
 		return e, nil
 	default:
-		return entry{}, errors.New("want a value or a list of values")
+		return entry{}, errors.New("want a value, a list of values or {file: PATH}")
 	}
 }
 
@@ -166,6 +174,14 @@ func (c *file) set(fs *pflag.FlagSet, f *pflag.Flag, src *Source, errs *[]error)
 	fail := func(err error) bool {
 		*errs = append(*errs, fmt.Errorf("flagconfig: %s: %w", src.Where, err))
 		return true
+	}
+	if e.file != "" {
+		v, err := readValueFile(e.file)
+		if err != nil {
+			return fail(err)
+		}
+		src.Where += " from " + e.file
+		e.values = []string{v}
 	}
 	_, repeatable := f.Value.(pflag.SliceValue)
 	switch {
@@ -183,6 +199,29 @@ func (c *file) set(fs *pflag.FlagSet, f *pflag.Flag, src *Source, errs *[]error)
 		}
 	}
 	return true
+}
+
+// readValueFile reads a value kept in a file of its own ({file: PATH}: a
+// join token or PIN mounted from a Kubernetes Secret): a regular file, its
+// contents without trailing line breaks. Errors name the file, never its
+// contents.
+func readValueFile(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("value file: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("value file %s: not a regular file", path)
+	}
+	raw, err := readLimited(path)
+	if err != nil {
+		return "", fmt.Errorf("value file: %w", err)
+	}
+	v := strings.TrimRight(string(raw), "\r\n")
+	if v == "" {
+		return "", fmt.Errorf("value file %s is empty", path)
+	}
+	return v, nil
 }
 
 // unknown reports the keys that name no flag taken from the file, each

@@ -247,7 +247,7 @@ func TestErrorsNameTheirSource(t *testing.T) {
 		{name: "bad duration in env", env: []string{"TIER0_AGENT_TTL", "soon"}, want: []string{"environment TIER0_AGENT_TTL", "--agent-ttl"}},
 		{name: "bad bool in env", env: []string{"TIER0_STORE_OPTIONAL", "maybe"}, want: []string{"environment TIER0_STORE_OPTIONAL"}},
 		{name: "list for a scalar", file: "listen: [a, b]\n", want: []string{"--listen takes one value, not a list"}},
-		{name: "mapping value", file: "listen: {host: a}\n", want: []string{`key "listen": want a value or a list`}},
+		{name: "mapping value", file: "listen: {host: a}\n", want: []string{`key "listen": want a value, a list of values or {file: PATH}`}},
 		{name: "null value", file: "listen:\n", want: []string{`key "listen": no value`}},
 		{name: "repeated key", file: "listen: a\nlisten: b\n", want: []string{`:2: key "listen" repeated (first on line 1)`}},
 		{name: "not a mapping", file: "- listen\n", want: []string{"want a mapping"}},
@@ -329,5 +329,52 @@ func TestStripEnv(t *testing.T) {
 	got := StripEnv([]string{"PATH=/bin", "TIER0_CONFIG=/etc/tier0/tier0.yaml", "TIER0_STORE=x", "HOME=/root", "XTIER0_A=1"}, "TIER0_")
 	if want := []string{"PATH=/bin", "HOME=/root", "XTIER0_A=1"}; !slices.Equal(got, want) {
 		t.Fatalf("StripEnv = %q, want %q", got, want)
+	}
+}
+
+// TestValueFromFile: {file: PATH} sets a flag from a file of its own (a
+// mounted Secret), trailing line breaks cut; the source names the file; a
+// missing, empty or non-regular file is an error naming the path, never
+// the contents.
+func TestValueFromFile(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	if err := os.WriteFile(tok, []byte("s3cret-token\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeFile(t, "store: {file: "+tok+"}\nlisten: 127.0.0.1:1\n")
+	fs, v := newFlags(t, "--config", cfg)
+	srcs, err := Apply(fs, opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.store != "s3cret-token" {
+		t.Fatalf("store = %q", v.store)
+	}
+	s := sourceOf(t, srcs, "store")
+	if want := cfg + ":1 store from " + tok; s.Where != want || s.Origin != FromFile {
+		t.Errorf("source %+v, want %q", s, want)
+	}
+	if got := s.String(v.store); strings.Contains(got, "s3cret") {
+		t.Errorf("secret shown: %q", got)
+	}
+	for _, tc := range []struct{ body, want string }{
+		{"store: {file: " + filepath.Join(dir, "missing") + "}\n", ":1 store: value file: stat " + filepath.Join(dir, "missing") + ": no such file or directory"},
+		{"store: {file: " + empty + "}\n", ":1 store: value file " + empty + " is empty"},
+		{"store: {file: " + dir + "}\n", ":1 store: value file " + dir + ": not a regular file"},
+		{"store: {path: " + tok + "}\n", ":1: key \"store\": want a value, a list of values or {file: PATH}"},
+		{"store: {file: a, other: b}\n", ":1: key \"store\": want a value, a list of values or {file: PATH}"},
+		{"max-queue: {file: " + tok + "}\n", ":1 max-queue from " + tok + ": invalid argument \"s3cret-token\" for \"--max-queue\" flag: strconv.ParseInt: parsing \"s3cret-token\": invalid syntax"},
+	} {
+		p := writeFile(t, tc.body)
+		fs, _ := newFlags(t, "--config", p)
+		_, err := Apply(fs, opts())
+		if err == nil || !strings.Contains(err.Error(), p+tc.want) {
+			t.Errorf("%q: err %v, want ...%s", tc.body, err, tc.want)
+		}
 	}
 }

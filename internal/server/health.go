@@ -100,12 +100,17 @@ func (s *Server) started() error {
 	return nil
 }
 
-// healthMux serves /healthz (the process is up), /readyz (every readiness
+// healthMux serves /healthz and /livez (the process is up), /readyz (every readiness
 // check holds: "ok: leader ID", else 503 with each failing check) and
 // /metrics.
 func (s *Server) healthMux(reg *prometheus.Registry) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	// /livez: the process is alive (Kubernetes liveness), from the first
+	// second and whatever the cluster's state: never tied to quorum.
+	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

@@ -270,6 +270,7 @@ func (r *run) startAudit() error {
 	if r.auditKey, err = r.keys.OpenAuditKey(r.ctx, cfg.Audit.Key, cfg.Audit.CertTTL); err != nil {
 		return err
 	}
+	s.audit.Store(r.auditKey)
 	s.log.Info("audit key ready", "key", r.auditKey.KeyID(), "checkpoint_every", cfg.Audit.CheckpointEvery, "checkpoint_interval", cfg.Audit.CheckpointInterval)
 	node, ak := r.node, r.auditKey
 	r.loops.Go("checkpointer", func(ctx context.Context) error {

@@ -34,9 +34,10 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	reg   *prometheus.Registry
-	node  atomic.Pointer[ha.Node]      // set once raft has started (health, metrics)
-	keys  atomic.Pointer[keys.Manager] // set once the CA keys are open (health)
-	phase atomic.Pointer[string]       // the "startup" readiness check
+	node  atomic.Pointer[ha.Node]       // set once raft has started (health, metrics)
+	keys  atomic.Pointer[keys.Manager]  // set once the CA keys are open (health)
+	audit atomic.Pointer[keys.AuditKey] // set once the audit key is open (metrics)
+	phase atomic.Pointer[string]        // the "startup" readiness check
 	ran   atomic.Bool
 	hooks hooks
 }
@@ -62,6 +63,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger, reg: reg}
 	s.setPhase(phaseStarting)
 	s.registerRaftGauges(reg)
+	s.registerExpiryGauges(reg)
 	return s, nil
 }
 

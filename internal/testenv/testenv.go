@@ -38,4 +38,5 @@ const (
 	PKCS11Module = "TEST_PKCS11_MODULE" // path to libsofthsm2.so
 	SoftHSMUtil  = "TEST_SOFTHSM2_UTIL" // path to softhsm2-util
 	PKCS11Tool   = "TEST_PKCS11_TOOL"   // path to pkcs11-tool (opensc)
+	Promtool     = "TEST_PROMTOOL"      // path to promtool (Debian's prometheus package)
 )

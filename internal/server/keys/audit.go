@@ -62,6 +62,18 @@ func (m *Manager) OpenAuditKey(ctx context.Context, uri string, certTTL time.Dur
 	return k, nil
 }
 
+// NotAfter is the end of the audit key certificate's validity.
+func (k *AuditKey) NotAfter() time.Time {
+	k.mu.Lock()
+	der := k.cert
+	k.mu.Unlock()
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return time.Time{}
+	}
+	return c.NotAfter
+}
+
 // Signer is the audit key.
 func (k *AuditKey) Signer() crypto.Signer { return k.signer }
 

@@ -106,6 +106,9 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(m.bad, m.events, m.expiry)
 	}
+	for _, b := range []string{"awskms", "gcpkms"} { // the backends whose signatures are verified: zero from the start
+		m.bad.WithLabelValues(b)
+	}
 	return m, nil
 }
 
