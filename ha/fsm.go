@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -58,8 +59,10 @@ var handlers = map[byte]handler{
 	cmdSetBundle:            plain((*fsm).applySetBundle),
 	cmdCARoots:              plain((*fsm).applyCARoots),
 	cmdTrust:                plain((*fsm).applyTrust),
-	cmdCheckpoint:           plain((*fsm).applyCheckpoint), // checkpoint.go
-	cmdLineage:              plain((*fsm).applyLineage),    // lineage.go
+	cmdCheckpoint:           plain((*fsm).applyCheckpoint),        // checkpoint.go
+	cmdLineage:              plain((*fsm).applyLineage),           // lineage.go
+	cmdRecordAttestation:    plain((*fsm).applyRecordAttestation), // attest.go
+	cmdCreateNodeEntry:      plain((*fsm).applyCreateNodeEntry),   // attest.go
 }
 
 func newFSM(log *slog.Logger, m *metrics) *fsm {
@@ -220,7 +223,7 @@ func (f *fsm) applyCreateEntry(payload []byte) any {
 	if err != nil {
 		return err
 	}
-	c.Entry.FederatesWith = nil
+	c.Entry.FederatesWith, c.Entry.NodeSelectors = nil, nil
 	return f.createEntry(c.Entry)
 }
 
@@ -230,6 +233,7 @@ func (f *fsm) applyCreateEntryFederated(payload []byte) any {
 	if err != nil {
 		return err
 	}
+	c.Entry.NodeSelectors = nil // only cmdCreateNodeEntry carries them
 	return f.createEntry(c.Entry)
 }
 
@@ -240,8 +244,8 @@ func (f *fsm) createEntry(e Entry) any {
 	if _, ok := f.s.entries[e.ID]; ok {
 		return fmt.Errorf("ha: create entry: id %s: %w", e.ID, ErrExists)
 	}
-	if _, ok := f.s.byKey[entryKey(e.Agent, e.SPIFFEID)]; ok {
-		return fmt.Errorf("ha: create entry: %s for %s: %w", e.SPIFFEID, e.Agent, ErrExists)
+	if _, ok := f.s.byKey[entryKeyOf(e)]; ok {
+		return fmt.Errorf("ha: create entry: %s for %s%s: %w", e.SPIFFEID, e.Agent, strings.Join(e.NodeSelectors, ","), ErrExists)
 	}
 	f.s.putEntry(e)
 	return e

@@ -95,6 +95,8 @@ var payloads = map[byte]func() validator{
 	cmdTrust:                func() validator { return new(trustCmd) },
 	cmdCheckpoint:           func() validator { return new(checkpointCmd) },
 	cmdLineage:              func() validator { return new(lineageCmd) },
+	cmdRecordAttestation:    func() validator { return new(recordAttestationCmd) }, // attest.go
+	cmdCreateNodeEntry:      func() validator { return new(createNodeEntryCmd) },   // attest.go
 }
 
 // checkCommand is what the leader (and a follower, before forwarding)

@@ -22,15 +22,25 @@ func (n *Node) CreateEntry(ctx context.Context, e Entry) (Entry, error) {
 		}
 		e.ID = hex.EncodeToString(b[:])
 	}
-	if e.Agent == "" || e.SPIFFEID == "" || e.TTL < 0 {
-		return Entry{}, fmt.Errorf("ha: create entry: agent and spiffe id are required, ttl >= 0: %w", ErrInvalid)
-	}
-	e.CreatedAt = n.cfg.Clock().UTC()
 	typ := cmdCreateEntry
-	if len(e.FederatesWith) > 0 {
+	switch {
+	case len(e.NodeSelectors) > 0:
+		e.NodeSelectors = slices.Compact(slices.Sorted(slices.Values(e.NodeSelectors)))
+		if err := validNodeEntry(e); err != nil {
+			return Entry{}, err
+		}
+		typ = cmdCreateNodeEntry // attest.go: old nodes refuse it
+	case e.Agent == "" || e.SPIFFEID == "" || e.TTL < 0:
+		return Entry{}, fmt.Errorf("ha: create entry: agent and spiffe id are required, ttl >= 0: %w", ErrInvalid)
+	case len(e.FederatesWith) > 0:
 		typ = cmdCreateEntryFederated // see command.go: old nodes refuse it
 	}
-	resp, err := n.apply(ctx, "create entry", typ, createEntryCmd{Entry: e})
+	e.CreatedAt = n.cfg.Clock().UTC()
+	var cmd any = createEntryCmd{Entry: e}
+	if typ == cmdCreateNodeEntry {
+		cmd = createNodeEntryCmd{Entry: e}
+	}
+	resp, err := n.apply(ctx, "create entry", typ, cmd)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -65,10 +75,17 @@ func (n *Node) ListEntries(agent string) []Entry {
 }
 
 // EntriesFor returns agent's entries sorted by SPIFFEID from the local
-// per-agent index (the authorization fast path).
+// per-agent index (the authorization fast path), with the node-selector
+// entries whose selectors the agent was attested with (attest.go).
 func (n *Node) EntriesFor(agent string) []Entry {
 	var out []Entry
-	n.fsm.read(func(s *state) { out = slices.Clone(s.byAgent[agent]) })
+	n.fsm.read(func(s *state) {
+		out = slices.Clone(s.byAgent[agent])
+		if ne := s.nodeEntriesFor(agent); len(ne) > 0 {
+			out = append(out, ne...)
+			sortEntries(out)
+		}
+	})
 	return out
 }
 

@@ -39,6 +39,7 @@ type snapshotHeader struct {
 	// Lineage names the journal's cluster and lineage (lineage.go);
 	// absent before the first exporter set it, and in older snapshots.
 	Lineage *record.Lineage `json:"lineage,omitempty"`
+	Attest  *attestState    `json:"attest,omitempty"` // node attestation (attest.go)
 }
 
 type fsmSnapshot struct {
@@ -73,6 +74,7 @@ func (f *fsm) snapshot() *fsmSnapshot {
 			Version: snapshotVersion, Entries: entries, Tokens: tokens,
 			Bundle: s.bundle.clone(), CA: new(s.ca.clone()), Trust: new(s.trust.clone()), Audit: new(s.audit.clone()), Seq: s.seq, Head: bytes.Clone(s.head),
 			LastCommit: s.lastCommit, ExportedSeq: s.exportedSeq, TailLen: len(s.tail), Lineage: cloneLineage(s.lineage),
+			Attest: new(s.attest.clone()),
 		},
 		tail: slices.Clone(s.tail),
 	}
@@ -170,6 +172,9 @@ func readSnapshot(r io.Reader) (*state, error) {
 	}
 	if h.Audit != nil {
 		s.audit = *h.Audit
+	}
+	if h.Attest != nil {
+		s.attest = *h.Attest
 	}
 	if err := checkLineage(h.Lineage, h.Seq); err != nil {
 		return nil, fmt.Errorf("ha: restore: %w", err)

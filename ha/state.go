@@ -28,6 +28,12 @@ type Entry struct {
 	// predates the field refuses that command instead of dropping it. In a
 	// snapshot an old node drops it, which fails closed (fewer bundles).
 	FederatesWith []string `json:"federates_with,omitempty"`
+	// NodeSelectors (sorted) make this a node-selector entry (SPIRE's node
+	// alias): Agent is empty and the entry applies to every agent whose
+	// node-attested selectors include them all (attest.go). Only
+	// cmdCreateNodeEntry carries it; in a snapshot an old node drops it,
+	// which fails closed (an entry of agent "" grants nothing).
+	NodeSelectors []string `json:"node_selectors,omitempty"`
 }
 
 // Bundle is the trust bundle served by every node.
@@ -73,6 +79,9 @@ type state struct {
 	trust   TrustState      // JWT keys and federation (trust.go)
 	audit   auditState      // signed checkpoints (checkpoint.go)
 	lineage *record.Lineage // cluster and lineage of the journal (lineage.go); nil until the first exporter sets it
+	attest  attestState     // node attestation (attest.go)
+	// nodeEntries are the node-selector entries (copy on write), sorted.
+	nodeEntries []Entry
 
 	seq         uint64
 	head        []byte
@@ -95,7 +104,12 @@ func entryKey(agent, id string) string { return agent + "\x00" + id }
 
 func (s *state) putEntry(e Entry) {
 	s.entries[e.ID] = e
-	s.byKey[entryKey(e.Agent, e.SPIFFEID)] = e.ID
+	s.byKey[entryKeyOf(e)] = e.ID
+	if len(e.NodeSelectors) > 0 {
+		s.nodeEntries = append(slices.Clone(s.nodeEntries), e)
+		sortEntries(s.nodeEntries)
+		return
+	}
 	es := append(slices.Clone(s.byAgent[e.Agent]), e)
 	sortEntries(es)
 	s.byAgent[e.Agent] = es
@@ -103,7 +117,11 @@ func (s *state) putEntry(e Entry) {
 
 func (s *state) removeEntry(e Entry) {
 	delete(s.entries, e.ID)
-	delete(s.byKey, entryKey(e.Agent, e.SPIFFEID))
+	delete(s.byKey, entryKeyOf(e))
+	if len(e.NodeSelectors) > 0 {
+		s.nodeEntries = slices.DeleteFunc(slices.Clone(s.nodeEntries), func(x Entry) bool { return x.ID == e.ID })
+		return
+	}
 	es := slices.DeleteFunc(slices.Clone(s.byAgent[e.Agent]), func(x Entry) bool { return x.ID == e.ID })
 	if len(es) == 0 {
 		delete(s.byAgent, e.Agent)
