@@ -178,7 +178,7 @@ func (c *cache) sync(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	if changed, err := c.e.refreshBundle(ctx, cl, c.a); err != nil {
+	if changed, err := c.e.syncBundle(ctx, cl, c.a); err != nil {
 		c.e.logger().WarnContext(ctx, "bundle refresh failed", "err", describe(err))
 	} else if changed {
 		c.notify()

@@ -80,6 +80,16 @@ func (e *env) fetch(ctx context.Context, out string, ttl time.Duration, batch in
 	if err := a.checkExpiry(e.now()); err != nil {
 		return err
 	}
+	c, err := e.dial(ctx, a)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	// The bundle first: after a root switch the nodes present SVIDs under
+	// the new root, and the SVIDs minted below chain to it.
+	if _, err := e.syncBundle(ctx, c, a); err != nil {
+		e.logger().WarnContext(ctx, "bundle refresh failed; going on with the bundle on disk", "err", describe(err))
+	}
 	if !e.now().Before(a.halfLife()) {
 		svid, err := e.renew(ctx, a)
 		if err != nil {
@@ -87,11 +97,6 @@ func (e *env) fetch(ctx context.Context, out string, ttl time.Duration, batch in
 		}
 		e.logger().InfoContext(ctx, "renewed agent SVID", "id", svid.ID, "expires", svid.Certificates[0].NotAfter)
 	}
-	c, err := e.dial(ctx, a)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
 	list, err := c.Agent().ListAuthorizedEntries(ctx, &tier0v1.ListAuthorizedEntriesRequest{})
 	if err != nil {
 		return fmt.Errorf("list authorized entries: %w", err)

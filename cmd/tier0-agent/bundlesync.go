@@ -1,0 +1,35 @@
+package main
+
+import (
+	"context"
+
+	"github.com/tier0-ca/tier0/api/client"
+)
+
+// Trust bundle sync (`fetch` and `run` alike). Every sync fetches the
+// trust bundle over the agent's authenticated connection: every root the
+// cluster publishes (a prepared root is published before it signs
+// anything, a retired one until nothing it signed is still valid) and the
+// JWT keys. When the roots changed, DIR/agent/bundle.pem is replaced
+// atomically (never through a symbolic link) and the in-memory bundle is
+// updated in place; that bundle is also the agent's TLS trust for the
+// cluster (client.Config.Bundle is read at every handshake), so once a
+// prepared root is activated and the nodes present SVIDs under it, the
+// agent still verifies them. An agent that has synced at least once while
+// the new root was prepared follows a root rotation without any step on
+// its host; `tier0 ca activate` waits long enough for that
+// (docs/OPERATIONS.md "Root rotation").
+
+// syncBundle refreshes the trust bundle with c and logs a change. A
+// failure is returned: the caller decides whether the sync goes on with
+// the bundle it has.
+func (e *env) syncBundle(ctx context.Context, c *client.Client, a *agent) (bool, error) {
+	changed, err := e.refreshBundle(ctx, c, a)
+	if err != nil {
+		return false, err
+	}
+	if changed {
+		e.logger().InfoContext(ctx, "trust bundle updated", "roots", len(a.bundle.X509Authorities()))
+	}
+	return changed, nil
+}
