@@ -21,6 +21,7 @@ import (
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/internal/server"
 	"github.com/tier0-ca/tier0/storage"
+	"github.com/tier0-ca/tier0/storage/serial"
 )
 
 // Compliance commands (auditor role, read-only): docs/AUDIT.md.
@@ -43,7 +44,7 @@ func (f *recordFlags) register(cmd *cobra.Command, defLimit uint32) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.req.SpiffeId, "spiffe-id", "", "only this SPIFFE ID")
 	fl.StringVar(&f.req.AgentId, "agent", "", "only SVIDs requested by this agent SPIFFE ID")
-	fl.StringVar(&f.req.Serial, "serial", "", "only this serial (hex; for a JWT-SVID its jti)")
+	fl.StringVar(&f.req.Serial, "serial", "", "only this serial, any spelling: hex in any case with or without leading zeros or colons (04:a7:..), 0x.., dec:123 (for a JWT-SVID its jti)")
 	fl.StringVar(&f.req.IssuerKeyId, "issuer", "", "only SVIDs signed by this issuer (hex SubjectKeyId)")
 	fl.StringVar(&f.since, "since", "", "only SVIDs with NotBefore at or after this time (RFC 3339) or this long ago (e.g. 24h)")
 	fl.StringVar(&f.until, "until", "", "only SVIDs with NotBefore before this time (RFC 3339) or this long ago")
@@ -163,7 +164,7 @@ func newAuditShowCmd(g *globalFlags) *cobra.Command {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(m)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			for _, k := range []string{"seq", "serial", "spiffe_id", "agent_id", "not_before", "not_after", "issuer_key_id",
+			for _, k := range []string{"seq", "kind", "serial", "serial_hex", "spiffe_id", "agent_id", "not_before", "not_after", "issuer_key_id",
 				"public_key_sha256", "node_id", "committed_at", "prev_hash", "hash"} {
 				fmt.Fprintf(tw, "%s:\t%v\n", k, m[k])
 			}
@@ -415,7 +416,17 @@ func recordMap(r *tier0v1.IssuanceRecord) map[string]any {
 		"not_before": ts(r.GetNotBefore()), "not_after": ts(r.GetNotAfter()), "issuer_key_id": r.GetIssuerKeyId(),
 		"public_key_sha256": r.GetPublicKeySha256(), "node_id": r.GetNodeId(), "committed_at": ts(r.GetCommittedAt()),
 		"hash": hex.EncodeToString(r.GetHash()), "jwt": len(r.GetCertDer()) == 0,
+		"kind": storage.KindOf(r.GetIssuerKeyId()), "serial_hex": canonicalSerial(r.GetSerial()),
 	}
+}
+
+// canonicalSerial is the serial as openssl prints it (storage/serial), or
+// as stored when it does not parse.
+func canonicalSerial(s string) string {
+	if c, err := serial.Canonical(s); err == nil {
+		return c
+	}
+	return s
 }
 
 // recordPrinter writes records page by page in one format.
@@ -435,10 +446,11 @@ func newRecordPrinter(w io.Writer, format string) *recordPrinter {
 		p.enc = json.NewEncoder(w)
 	case "csv":
 		p.cw = csv.NewWriter(w)
-		p.err = p.cw.Write([]string{"seq", "serial", "spiffe_id", "agent_id", "not_before", "not_after", "issuer_key_id", "node_id", "committed_at", "hash"})
+		p.err = p.cw.Write([]string{"seq", "serial", "spiffe_id", "agent_id", "not_before", "not_after", "issuer_key_id", "node_id", "committed_at", "hash",
+			"kind", "serial_hex", "public_key_sha256"})
 	default:
 		p.tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(p.tw, "SEQ\tSERIAL\tSPIFFE ID\tAGENT\tNOT AFTER\tNODE")
+		fmt.Fprintln(p.tw, "SEQ\tSERIAL\tSPIFFE ID\tAGENT\tNOT AFTER\tNODE\tKIND")
 	}
 	return p
 }
@@ -454,9 +466,10 @@ func (p *recordPrinter) print(recs []*tier0v1.IssuanceRecord) {
 			p.err = p.enc.Encode(m)
 		case p.cw != nil:
 			p.err = p.cw.Write([]string{fmt.Sprint(m["seq"]), r.GetSerial(), r.GetSpiffeId(), r.GetAgentId(), m["not_before"].(string),
-				m["not_after"].(string), r.GetIssuerKeyId(), r.GetNodeId(), m["committed_at"].(string), m["hash"].(string)})
+				m["not_after"].(string), r.GetIssuerKeyId(), r.GetNodeId(), m["committed_at"].(string), m["hash"].(string),
+				m["kind"].(string), m["serial_hex"].(string), r.GetPublicKeySha256()})
 		default:
-			fmt.Fprintf(p.tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.GetSeq(), r.GetSerial(), r.GetSpiffeId(), r.GetAgentId(), m["not_after"], r.GetNodeId())
+			fmt.Fprintf(p.tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetSeq(), r.GetSerial(), r.GetSpiffeId(), r.GetAgentId(), m["not_after"], r.GetNodeId(), m["kind"])
 		}
 	}
 }

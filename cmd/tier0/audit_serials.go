@@ -16,6 +16,7 @@ import (
 
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/storage/serial"
 )
 
 // newAuditCheckSerialsCmd: which of the serials a client received (one hex
@@ -27,7 +28,7 @@ func newAuditCheckSerialsCmd(g *globalFlags) *cobra.Command {
 	var parallel int
 	cmd := &cobra.Command{
 		Use:   "check-serials FILE [--wait 30s]",
-		Short: "Tell which serials in FILE (one hex serial a line) are not in the record store; exit 1 if any",
+		Short: "Tell which serials in FILE (one a line, any spelling: hex, 04:a7:.., dec:123) are not in the record store; exit 1 if any",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			serials, err := readSerials(args[0])
@@ -67,8 +68,9 @@ func newAuditCheckSerialsCmd(g *globalFlags) *cobra.Command {
 	return cmd
 }
 
-// readSerials reads one hex serial a line (blank lines and # comments
-// skipped), lower-cased and without duplicates, in file order.
+// readSerials reads one serial a line in any spelling storage/serial
+// accepts (blank lines and # comments skipped), without duplicates (two
+// spellings of one serial count once), in file order, as written.
 func readSerials(path string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -79,15 +81,16 @@ func readSerials(path string) ([]string, error) {
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(f)
 	for line := 1; sc.Scan(); line++ {
-		s := strings.ToLower(strings.TrimSpace(sc.Text()))
+		s := strings.TrimSpace(sc.Text())
 		if s == "" || strings.HasPrefix(s, "#") {
 			continue
 		}
-		if strings.Trim(s, "0123456789abcdef") != "" || len(s) > 64 {
-			return nil, fmt.Errorf("%s:%d: not a hex serial", path, line)
+		c, err := serial.Canonical(s)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: not a hex serial: %w", path, line, err)
 		}
-		if !seen[s] {
-			seen[s] = true
+		if !seen[c] {
+			seen[c] = true
 			out = append(out, s)
 		}
 	}

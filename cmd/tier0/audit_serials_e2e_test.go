@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,5 +59,20 @@ func TestAuditCheckSerials(t *testing.T) {
 	}
 	if out, err := srv.cli("audit", "check-serials", write("junk", serials[0]+"\nnot-hex\n")); err == nil || !strings.Contains(err.Error(), "junk:2: not a hex serial") {
 		t.Fatalf("junk: %v: %q", err, out)
+	}
+	// audit show finds a record by the serial as openssl prints it, in
+	// colon form and in decimal.
+	n, _ := new(big.Int).SetString(serials[0], 16)
+	canon := fmt.Sprintf("%X", n.Bytes())
+	var colon []string
+	for i := 0; i < len(canon); i += 2 {
+		colon = append(colon, strings.ToLower(canon[i:i+2]))
+	}
+	for _, sp := range []string{canon, "00" + canon, strings.Join(colon, ":"), "dec:" + n.Text(10)} {
+		out, err := srv.cli("audit", "show", sp, "-o", "json")
+		var r struct{ Serial, SerialHex, Kind string }
+		if err != nil || json.Unmarshal([]byte(out), &r) != nil || r.Serial != serials[0] {
+			t.Fatalf("audit show %s: %v: %q", sp, err, out)
+		}
 	}
 }

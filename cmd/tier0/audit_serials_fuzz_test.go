@@ -5,12 +5,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tier0-ca/tier0/storage/serial"
 )
 
-// FuzzReadSerials: any file gives serials (lower-case hex, at most 64
-// digits, no duplicates) or an error, never a panic.
+// FuzzReadSerials: any file gives serials (each a valid spelling, no two
+// spellings of the same serial) or an error, never a panic.
 func FuzzReadSerials(f *testing.F) {
-	for _, s := range []string{"", "ab\n", "# c\nAB\nab\n", "0x12\n", "abc def\n", strings.Repeat("f", 65), "\r\n12\r\n"} {
+	for _, s := range []string{"", "ab\n", "# c\nAB\nab\n", "0x12\n", "04:a7\n4A7\ndec:1191\n", "abc def\n", strings.Repeat("f", 65), "\r\n12\r\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
@@ -24,10 +26,11 @@ func FuzzReadSerials(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, s := range got {
-			if s == "" || len(s) > 64 || strings.Trim(s, "0123456789abcdef") != "" || seen[s] {
-				t.Fatalf("bad serial %q in %q", s, got)
+			c, err := serial.Canonical(s)
+			if err != nil || seen[c] {
+				t.Fatalf("bad serial %q in %q: %v", s, got, err)
 			}
-			seen[s] = true
+			seen[c] = true
 		}
 	})
 }

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -95,8 +96,8 @@ func TestMigrateIdempotent(t *testing.T) {
 		t.Fatalf("LastSeq through a second store = %d, %v; want 3", n, err)
 	}
 	var versions int
-	if err := newTamperer(t, dsn, schema).conn.QueryRow(ctx, "SELECT count(*) FROM schema_version").Scan(&versions); err != nil || versions != 5 {
-		t.Fatalf("schema_version rows = %d, %v; want 5", versions, err)
+	if err := newTamperer(t, dsn, schema).conn.QueryRow(ctx, "SELECT count(*) FROM schema_version").Scan(&versions); err != nil || versions != migrations(t) {
+		t.Fatalf("schema_version rows = %d, %v; want %d", versions, err, migrations(t))
 	}
 }
 
@@ -110,7 +111,7 @@ func TestSchemaTooNew(t *testing.T) {
 	if !errors.Is(err, storage.ErrSchemaTooNew) {
 		t.Fatalf("New on a version 999 schema = %v, want ErrSchemaTooNew", err)
 	}
-	want := "postgres: database schema version 999 is newer than this binary knows (5); upgrade tier0: storage: schema is newer than this binary"
+	want := "postgres: database schema version 999 is newer than this binary knows (" + strconv.Itoa(migrations(t)) + "); upgrade tier0: storage: schema is newer than this binary"
 	if err.Error() != want {
 		t.Fatalf("error\n got %q\nwant %q", err, want)
 	}
@@ -140,4 +141,14 @@ func TestAudit(t *testing.T) {
 		s, dsn, schema := open(t)
 		return s, newTamperer(t, dsn, schema)
 	})
+}
+
+// migrations returns the number of migration files this binary embeds.
+func migrations(t *testing.T) int {
+	t.Helper()
+	ms, err := filepath.Glob("migrations/*.sql")
+	if err != nil || len(ms) == 0 {
+		t.Fatalf("migrations: %v, %d files", err, len(ms))
+	}
+	return len(ms)
 }

@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store) {
 		{"Conflict", testConflict},
 		{"Query", testQuery},
 		{"QueryBadFilter", testBadFilter},
+		{"SerialSpellingsAndKind", testSerials},
 		{"Range", testRange},
 		{"RoundTrip", testRoundTrip},
 		{"VerifyGoodChain", testVerify},
@@ -248,7 +249,7 @@ func testBadFilter(t *testing.T, s storage.Store) {
 	}{
 		{storage.Filter{Limit: -1}, "storage: bad filter: limit -1 is negative"},
 		{storage.Filter{Limit: 10001}, "storage: bad filter: limit 10001 is above the maximum 10000"},
-		{storage.Filter{Serial: "12xz"}, `storage: bad filter: serial "12xz" is not hex`},
+		{storage.Filter{Serial: "12xz"}, `storage: bad filter: serial: not a serial number: "12xz" is not hex (write decimal as dec:123)`},
 		{storage.Filter{IssuerKeyID: "' OR 1=1 --"}, `storage: bad filter: issuer_key_id "' OR 1=1 --" is not hex`},
 		{storage.Filter{Since: now, Until: now.Add(-time.Microsecond)}, "storage: bad filter: until 2029-12-31T23:59:59.999999Z is before since 2030-01-01T00:00:00Z"},
 		{storage.Filter{Until: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, "storage: bad filter: until 10000-01-01T00:00:00Z is outside years 1-9999"},

@@ -18,7 +18,23 @@ import (
 
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/internal/redact"
+	"github.com/tier0-ca/tier0/storage/serial"
 )
+
+// Record kinds (the kind column, migration 0006).
+const (
+	KindX509 = "x509" // an X.509 certificate
+	KindJWT  = "jwt"  // a JWT-SVID: issuer_key_id "jwt:<kid>", serial its jti
+)
+
+// KindOf returns the kind of a record with this issuer_key_id (what the
+// kind column computes).
+func KindOf(issuerKeyID string) string {
+	if strings.HasPrefix(issuerKeyID, "jwt:") {
+		return KindJWT
+	}
+	return KindX509
+}
 
 // Sentinel errors, re-exported by package storage.
 var (
@@ -47,7 +63,8 @@ var (
 type Filter struct {
 	SPIFFEID    string
 	AgentID     string
-	Serial      string // hex, any case
+	Serial      string // any spelling storage/serial.Parse accepts (hex in any case, leading zeros, colons, dec:); matched canonically
+	Kind        string // "" (all), KindX509 or KindJWT
 	IssuerKeyID string // hex, any case
 	Since       time.Time
 	Until       time.Time
@@ -69,8 +86,13 @@ func (f Filter) Validate() error {
 	if err := checkID("agent_id", f.AgentID); err != nil {
 		return err
 	}
-	if err := checkHex("serial", f.Serial); err != nil {
-		return err
+	if f.Serial != "" {
+		if _, err := serial.Parse(f.Serial); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadFilter, err)
+		}
+	}
+	if f.Kind != "" && f.Kind != KindX509 && f.Kind != KindJWT {
+		return fmt.Errorf("%w: kind %s is neither %s nor %s", ErrBadFilter, redact.Quote(f.Kind), KindX509, KindJWT)
 	}
 	if err := checkHex("issuer_key_id", f.IssuerKeyID); err != nil {
 		return err
@@ -99,7 +121,9 @@ func Normalize(f Filter) (Filter, error) {
 	if f.Limit == 0 {
 		f.Limit = DefaultLimit
 	}
-	f.Serial = strings.ToLower(f.Serial)
+	if f.Serial != "" {
+		f.Serial, _ = serial.Canonical(f.Serial) // validated above
+	}
 	f.IssuerKeyID = strings.ToLower(f.IssuerKeyID)
 	if !f.Since.IsZero() {
 		f.Since = f.Since.UTC()

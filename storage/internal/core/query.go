@@ -32,7 +32,10 @@ func QuerySQL(f Filter, ph func(int) string, timeArg func(time.Time) any) (strin
 		add("agent_id = ?", f.AgentID)
 	}
 	if f.Serial != "" {
-		add("serial = ?", f.Serial)
+		add("serial_hex = ?", f.Serial)
+	}
+	if f.Kind != "" {
+		add("kind = ?", f.Kind)
 	}
 	if f.IssuerKeyID != "" {
 		add("issuer_key_id = ?", f.IssuerKeyID)
