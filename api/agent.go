@@ -155,7 +155,7 @@ func (a *agentService) MintX509SVIDs(ctx context.Context, req *tier0v1.MintX509S
 			// Let ca name the bounds; just keep the Duration from overflowing.
 			ttl = int64(24 * time.Hour / time.Second)
 		}
-		reqs[i] = ca.Request{CSR: it.GetCsr(), TTL: time.Duration(ttl) * time.Second}
+		reqs[i] = ca.Request{CSR: it.GetCsr(), TTL: time.Duration(ttl) * time.Second, IdemKey: it.GetIdempotencyKey()}
 		if na := it.GetRenewingNotAfter(); na > 0 && (prio == 0 || na < prio) {
 			prio = na
 		}
@@ -181,7 +181,7 @@ func (a *agentService) MintX509SVIDs(ctx context.Context, req *tier0v1.MintX509S
 		return nil, s.toStatus(ctx, method, err)
 	}
 	out := &tier0v1.MintX509SVIDsResponse{Results: make([]*tier0v1.MintResult, len(results))}
-	issued := 0
+	issued, replayed := 0, 0
 	for i, r := range results {
 		if r.Err != nil {
 			code := codeOf(r.Err)
@@ -193,10 +193,15 @@ func (a *agentService) MintX509SVIDs(ctx context.Context, req *tier0v1.MintX509S
 			out.Results[i] = &tier0v1.MintResult{Error: &tier0v1.Status{Code: int32(code), Message: msg}}
 			continue
 		}
-		issued++
+		if r.Replayed {
+			replayed++
+		} else {
+			issued++
+		}
 		out.Results[i] = &tier0v1.MintResult{Chain: r.Chain, SpiffeId: r.ID.String()}
 	}
 	s.metrics.issued.WithLabelValues("workload").Add(float64(issued))
+	s.metrics.issued.WithLabelValues("workload_replayed").Add(float64(replayed))
 	return out, nil
 }
 

@@ -21,7 +21,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		issued: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tier0_svids_issued_total", Help: "X509-SVIDs issued and recorded.",
+			Name: "tier0_svids_issued_total", Help: "X509-SVIDs issued and recorded (kind workload_replayed: a retry answered with the SVID already committed for its idempotency key).",
 		}, []string{"kind"}),
 		itemErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tier0_mint_item_errors_total", Help: "Batch items refused or failed, by gRPC code.",
@@ -56,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	// The series the alert rules use exist from the start with zero values
 	// (deploy/prometheus), so rates and ratios work before the first event.
-	for _, kind := range []string{"workload", "agent", "jwt"} {
+	for _, kind := range []string{"workload", "workload_replayed", "agent", "jwt"} {
 		m.issued.WithLabelValues(kind)
 	}
 	for _, c := range []codes.Code{codes.InvalidArgument, codes.PermissionDenied, codes.ResourceExhausted, codes.Internal, codes.Unavailable, codes.DeadlineExceeded} {

@@ -52,6 +52,13 @@ func (a entryAuthz) Authorize(agent, id spiffeid.ID) (ca.Grant, error) {
 // newFixture starts the fixture; opts adjust the server's Config.
 func newFixture(tb testing.TB, opts ...func(*Config)) *fixture {
 	tb.Helper()
+	return newFixtureJournal(tb, nil, opts...)
+}
+
+// newFixtureJournal is newFixture whose CA commits through wrap(node)
+// (wrap nil: the node itself).
+func newFixtureJournal(tb testing.TB, wrap func(*ha.Node) ca.Journal, opts ...func(*Config)) *fixture {
+	tb.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	node, err := ha.New(ctx, ha.Config{NodeID: "n1", DataDir: tb.TempDir(), Bootstrap: true, Logger: log})
@@ -78,8 +85,12 @@ func newFixture(tb testing.TB, opts ...func(*Config)) *fixture {
 	if err := node.SetBundle(ctx, [][]byte{root.Raw}, testTD.Name()); err != nil {
 		tb.Fatal(err)
 	}
+	var journal ca.Journal = node
+	if wrap != nil {
+		journal = wrap(node)
+	}
 	issuer, err := ca.New(ca.Config{
-		TrustDomain: testTD, NodeID: "n1", Authorizer: entryAuthz{node}, Journal: node, Logger: log,
+		TrustDomain: testTD, NodeID: "n1", Authorizer: entryAuthz{node}, Journal: journal, Logger: log,
 		Issuer: ca.Issuer{Signer: intKey, Cert: inter, Chain: []*x509.Certificate{inter}},
 	})
 	if err != nil {

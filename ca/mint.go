@@ -14,8 +14,9 @@ import (
 
 // Request is one SVID request: a DER CSR and a TTL (0 = the grant's TTL).
 type Request struct {
-	CSR []byte
-	TTL time.Duration
+	CSR     []byte
+	TTL     time.Duration
+	IdemKey []byte // optional idempotency key (idem.go)
 }
 
 // Result is the outcome of one Request. When Err is set (a wrapped
@@ -28,6 +29,9 @@ type Result struct {
 	Cert   *x509.Certificate
 	Record *record.Record // committed record
 	Err    error
+	// Replayed: Record was committed earlier for the same request (a
+	// retry with the same idempotency key, idem.go), not minted now.
+	Replayed bool
 }
 
 // MintBatch issues one SVID per request for caller. Each request is parsed
@@ -49,6 +53,7 @@ func (c *CA) MintBatch(ctx context.Context, caller spiffeid.ID, reqs []Request) 
 	results := make([]Result, len(reqs))
 	pending := make([]*issued, len(reqs))
 	recs := make([]*record.Record, 0, len(reqs))
+	keys := make([]uint64, 0, len(reqs))
 	for i, req := range reqs {
 		if i > 0 && ctx.Err() != nil {
 			return nil, fmt.Errorf("ca: mint batch: %w", ctx.Err())
@@ -60,14 +65,19 @@ func (c *CA) MintBatch(ctx context.Context, caller spiffeid.ID, reqs []Request) 
 			results[i] = Result{Err: err}
 			continue
 		}
+		if iss.replayed {
+			results[i] = c.result(st, id, iss)
+			continue
+		}
 		results[i].ID = id
 		pending[i] = iss
 		recs = append(recs, iss.rec)
+		keys = append(keys, iss.idem)
 	}
 	if len(recs) == 0 {
 		return results, nil
 	}
-	if err := c.commit(ctx, recs); err != nil {
+	if err := c.commitKeyed(ctx, recs, keys); err != nil {
 		for i := range results {
 			if pending[i] != nil {
 				results[i] = Result{Err: err}
@@ -89,6 +99,9 @@ func (c *CA) mintRequest(ctx context.Context, st *issuerState, now time.Time, ca
 	if err != nil {
 		return nil, id, err
 	}
+	if err := checkIdemKey(req.IdemKey); err != nil {
+		return nil, id, err
+	}
 	if err := ValidateWorkloadID(c.cfg.TrustDomain, id); err != nil {
 		return nil, id, err
 	}
@@ -103,10 +116,15 @@ func (c *CA) mintRequest(ctx context.Context, st *issuerState, now time.Time, ca
 	if err != nil {
 		return nil, id, err
 	}
+	key, pubHex := idemKeyFor(caller, id, csr.PublicKey, req.IdemKey)
+	if iss := c.replay(ctx, st, now, caller, id, key, pubHex); iss != nil {
+		return iss, id, nil
+	}
 	iss, err := c.issue(st, now, caller, id, csr.PublicKey, ttl)
 	if err != nil {
 		return nil, id, err
 	}
+	iss.idem = key
 	if c.log.Enabled(ctx, slog.LevelDebug) {
 		c.log.LogAttrs(ctx, slog.LevelDebug, "ca: svid allowed",
 			slog.String("caller", caller.String()), slog.String("spiffe_id", id.String()),
@@ -158,8 +176,9 @@ func (c *CA) mintFor(st *issuerState, now time.Time, caller, id spiffeid.ID, csr
 	return c.issue(st, now, caller, id, csr.PublicKey, ttl)
 }
 
-func (c *CA) commit(ctx context.Context, recs []*record.Record) error {
-	if err := c.cfg.Journal.Commit(ctx, recs); err != nil {
+// logCommit logs and wraps the journal's answer err for recs.
+func (c *CA) logCommit(ctx context.Context, recs []*record.Record, err error) error {
+	if err != nil {
 		c.log.LogAttrs(ctx, slog.LevelWarn, "ca: journal commit failed",
 			slog.Int("records", len(recs)), slog.String("error", err.Error()))
 		return fmt.Errorf("ca: commit %d issuance records: %w", len(recs), err)
@@ -171,7 +190,7 @@ func (c *CA) result(st *issuerState, id spiffeid.ID, iss *issued) Result {
 	chain := make([][]byte, 0, 1+len(st.chainDER))
 	chain = append(chain, iss.rec.CertDER)
 	chain = append(chain, st.chainDER...)
-	return Result{ID: id, Chain: chain, Cert: iss.cert, Record: iss.rec}
+	return Result{ID: id, Chain: chain, Cert: iss.cert, Record: iss.rec, Replayed: iss.replayed}
 }
 
 func idString(id spiffeid.ID) string {

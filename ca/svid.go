@@ -21,8 +21,10 @@ var svidEKUs = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageCl
 
 // issued is one signed and validated SVID waiting for its journal commit.
 type issued struct {
-	cert *x509.Certificate
-	rec  *record.Record
+	cert     *x509.Certificate
+	rec      *record.Record
+	idem     uint64 // idempotency key hash (idem.go), 0: none
+	replayed bool   // rec was committed before, for the same request
 }
 
 // resolveTTL maps 0 to the default and checks the bounds.

@@ -72,6 +72,9 @@ type wireRecord struct {
 	PublicKeySHA256 string    `json:"pub_sha256"`
 	NodeID          string    `json:"node"`
 	CertDER         []byte    `json:"der"`
+	// Idem is the request's idempotency key hash (idem.go), 0: none. Not
+	// part of the record: only the index derived from it depends on it.
+	Idem uint64 `json:"idem,omitempty"`
 }
 
 func toWire(r *record.Record) wireRecord {

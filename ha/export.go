@@ -50,6 +50,7 @@ func (n *Node) RunExporter(ctx context.Context, sink Sink) error {
 	if err := n.ExportHealth(); err != nil {
 		return err
 	}
+	n.idemSink.Store(&sink)
 	backoff := exportBackoffMin
 	var failingSince time.Time // zero while the sink works
 	for {

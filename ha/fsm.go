@@ -156,6 +156,7 @@ func (f *fsm) applyRecords(e entry, payload []byte) any {
 		return err
 	}
 	recs := make([]*record.Record, len(c.Recs))
+	var keys []uint64 // idempotency key hashes (idem.go), nil when none
 	for i, raw := range c.Recs {
 		var w wireRecord
 		if err := decode("record", raw, &w); err != nil {
@@ -165,6 +166,12 @@ func (f *fsm) applyRecords(e entry, payload []byte) any {
 			return err
 		}
 		recs[i] = w.record()
+		if w.Idem != 0 {
+			if keys == nil {
+				keys = make([]uint64, len(c.Recs))
+			}
+			keys[i] = w.Idem
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -185,6 +192,7 @@ func (f *fsm) applyRecords(e entry, payload []byte) any {
 	s.head = head
 	s.lastCommit = at
 	s.tail = append(s.tail, recs...)
+	s.idem.add(recs, keys, c.Now)
 	close(f.notify)
 	f.notify = make(chan struct{})
 	f.m.journalSeq.Set(float64(s.seq))

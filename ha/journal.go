@@ -33,6 +33,11 @@ type commitOutcome struct {
 // (an ErrUnavailable or a context error may still have committed them) and
 // the caller must not hand out the certificates.
 func (n *Node) Commit(ctx context.Context, recs []*record.Record) error {
+	return n.commit(ctx, recs, nil)
+}
+
+// commit is Commit with optional idempotency key hashes (CommitKeyed).
+func (n *Node) commit(ctx context.Context, recs []*record.Record, keys []uint64) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -47,6 +52,9 @@ func (n *Node) Commit(ctx context.Context, recs []*record.Record) error {
 			return fmt.Errorf("ha: commit: record %d is nil: %w", i, ErrInvalid)
 		}
 		w := toWire(r)
+		if keys != nil {
+			w.Idem = keys[i]
+		}
 		if err := w.validate(); err != nil {
 			return fmt.Errorf("ha: commit: record %d: %w", i, err)
 		}

@@ -114,6 +114,9 @@ type Node struct {
 	closeErr      error
 
 	health *exportHealth // what the exporter found about the record store (storecheck.go)
+	// idemSink is the record store RunExporter was given: idempotency
+	// lookups of exported records read it (idem.go).
+	idemSink atomic.Pointer[Sink]
 
 	leaderMu             sync.Mutex
 	leaderChanged        chan struct{} // closed and replaced when this node gains or loses leadership

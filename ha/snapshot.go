@@ -40,6 +40,9 @@ type snapshotHeader struct {
 	// absent before the first exporter set it, and in older snapshots.
 	Lineage *record.Lineage `json:"lineage,omitempty"`
 	Attest  *attestState    `json:"attest,omitempty"` // node attestation (attest.go)
+	// Idem is the idempotency index, packed (idem.go); absent when empty
+	// and in older snapshots (an old node drops it: retries mint anew).
+	Idem []byte `json:"idem,omitempty"`
 }
 
 type fsmSnapshot struct {
@@ -75,6 +78,7 @@ func (f *fsm) snapshot() *fsmSnapshot {
 			Bundle: s.bundle.clone(), CA: new(s.ca.clone()), Trust: new(s.trust.clone()), Audit: new(s.audit.clone()), Seq: s.seq, Head: bytes.Clone(s.head),
 			LastCommit: s.lastCommit, ExportedSeq: s.exportedSeq, TailLen: len(s.tail), Lineage: cloneLineage(s.lineage),
 			Attest: new(s.attest.clone()),
+			Idem:   s.idem.pack(),
 		},
 		tail: slices.Clone(s.tail),
 	}
@@ -181,6 +185,11 @@ func readSnapshot(r io.Reader) (*state, error) {
 	}
 	s.lineage = h.Lineage
 	s.seq, s.head, s.lastCommit, s.exportedSeq = h.Seq, h.Head, h.LastCommit, h.ExportedSeq
+	idem, err := unpackIdem(h.Idem, h.Seq)
+	if err != nil {
+		return nil, err
+	}
+	s.idem = idem
 	s.tail = make([]*record.Record, 0, h.TailLen)
 	var prev []byte
 	for i := range h.TailLen {

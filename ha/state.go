@@ -88,6 +88,7 @@ type state struct {
 	lastCommit  time.Time // CommittedAt of record seq (CommittedAt never goes backwards)
 	exportedSeq uint64
 	tail        []*record.Record // seq exportedSeq+1 .. seq, in order; never mutated once appended
+	idem        idemIndex        // idempotency key hash -> committed record (idem.go)
 }
 
 func newState() *state {

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -55,7 +56,11 @@ func (s *sender) do(ctx context.Context, c *call) result {
 	defer s.rec.inflight.Add(-1)
 	req := &tier0v1.MintX509SVIDsRequest{Items: make([]*tier0v1.MintItem, len(c.items))}
 	for i, w := range c.items {
-		req.Items[i] = &tier0v1.MintItem{Csr: c.agent.Workloads[w].CSR, RenewingNotAfter: c.notAfter[i]}
+		// One idempotency key per item for every attempt of this call: a
+		// retry after a timeout gets the SVID already committed for it.
+		key := make([]byte, 16)
+		_, _ = crand.Read(key)
+		req.Items[i] = &tier0v1.MintItem{Csr: c.agent.Workloads[w].CSR, RenewingNotAfter: c.notAfter[i], IdempotencyKey: key}
 	}
 	res := result{call: c, ok: make([]bool, len(c.items))}
 	smp := sample{intended: c.intended.Sub(s.rec.start)}

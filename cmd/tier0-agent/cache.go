@@ -41,6 +41,8 @@ type cache struct {
 	changed chan struct{}             // closed and replaced on every change
 	ready   chan struct{}             // closed after the first entry sync
 	synced  bool
+
+	attempts attempts // unanswered requests, reused by their retries (idem.go)
 }
 
 // retry is the backoff state of an SVID whose minting failed.
@@ -306,13 +308,13 @@ func (c *cache) mint(ctx context.Context, ids []string) {
 		keys := make([]crypto.Signer, len(chunk))
 		items := make([]*tier0v1.MintItem, len(chunk))
 		for i, id := range chunk {
-			csr, key, err := client.NewCSR(spiffeid.RequireFromString(id))
+			at, err := c.attempts.get(spiffeid.RequireFromString(id), c.e.now())
 			if err != nil {
 				c.fail(chunk, err)
 				return
 			}
-			keys[i] = key
-			items[i] = &tier0v1.MintItem{Csr: csr}
+			keys[i] = at.key
+			items[i] = &tier0v1.MintItem{Csr: at.csr, IdempotencyKey: at.idem}
 			c.mu.Lock()
 			if s := c.svids[id]; s != nil {
 				items[i].RenewingNotAfter = s.Certificates[0].NotAfter.Unix()
@@ -331,6 +333,9 @@ func (c *cache) mint(ctx context.Context, ids []string) {
 			return
 		}
 		for i, res := range resp.GetResults() {
+			if st := res.GetError(); st == nil || !unknownOutcome(codes.Code(st.GetCode())) {
+				c.attempts.answered(chunk[i])
+			}
 			svid, err := c.parse(chunk[i], keys[i], res)
 			if err != nil {
 				log.WarnContext(ctx, "workload SVID not issued", "spiffe_id", chunk[i], "err", describe(err))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -179,7 +180,11 @@ func (e *env) prepare(entries []*tier0v1.Entry, root *atomicfile.Dir, ttl time.D
 		if p.err != nil {
 			continue
 		}
-		reqs = append(reqs, &tier0v1.MintItem{Csr: csr, TtlSeconds: int64(ttl / time.Second), RenewingNotAfter: na})
+		idem := make([]byte, 16) // the client's retries of this call resend it (idem.go)
+		if _, p.err = rand.Read(idem); p.err != nil {
+			continue
+		}
+		reqs = append(reqs, &tier0v1.MintItem{Csr: csr, TtlSeconds: int64(ttl / time.Second), RenewingNotAfter: na, IdempotencyKey: idem})
 	}
 	return items, reqs
 }

@@ -81,11 +81,18 @@ func New(cfg Config) (*Bounded, error) {
 
 // Commit commits recs, or refuses under FailClosed while the journal is full.
 func (b *Bounded) Commit(ctx context.Context, recs []*record.Record) error {
+	if err := b.refuseIfFull(); err != nil {
+		return err
+	}
+	return b.cfg.Node.Commit(ctx, recs)
+}
+
+func (b *Bounded) refuseIfFull() error {
 	if b.cfg.FailClosed && b.full.Load() {
 		return fmt.Errorf("%w: %w: more than %d issued records wait for export to the record store (is it down?); "+
 			"refusing to issue because --on-journal-full=fail-closed", ha.ErrUnavailable, ErrFull, b.cfg.MaxUnexported)
 	}
-	return b.cfg.Node.Commit(ctx, recs)
+	return nil
 }
 
 // Full reports whether the backlog was at or above the limit when Run last

@@ -362,8 +362,12 @@ type MintItem struct {
 	Csr              []byte                 `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`                                                      // DER PKCS#10 with exactly one URI SAN (the SPIFFE ID)
 	TtlSeconds       int64                  `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`                     // 0 = the entry's TTL; otherwise must be within [900, 3600]
 	RenewingNotAfter int64                  `protobuf:"varint,3,opt,name=renewing_not_after,json=renewingNotAfter,proto3" json:"renewing_not_after,omitempty"` // unix seconds of the SVID being renewed (0 = new); used for priority
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Chosen by the client (random, 16-64 bytes), the same on every retry of
+	// this item with the same CSR: a retry of an item already committed gets
+	// the certificate committed for it instead of a new one (empty = none).
+	IdempotencyKey []byte `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *MintItem) Reset() {
@@ -415,6 +419,13 @@ func (x *MintItem) GetRenewingNotAfter() int64 {
 		return x.RenewingNotAfter
 	}
 	return 0
+}
+
+func (x *MintItem) GetIdempotencyKey() []byte {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return nil
 }
 
 type MintX509SVIDsRequest struct {
@@ -2484,12 +2495,13 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"expires_at\x18\x03 \x01(\x03R\texpiresAt\"Y\n" +
 	"\x0fFederatedBundle\x12!\n" +
 	"\ftrust_domain\x18\x01 \x01(\tR\vtrustDomain\x12#\n" +
-	"\rspiffe_bundle\x18\x02 \x01(\fR\fspiffeBundle\"k\n" +
+	"\rspiffe_bundle\x18\x02 \x01(\fR\fspiffeBundle\"\x94\x01\n" +
 	"\bMintItem\x12\x10\n" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
 	"ttlSeconds\x12,\n" +
-	"\x12renewing_not_after\x18\x03 \x01(\x03R\x10renewingNotAfter\"@\n" +
+	"\x12renewing_not_after\x18\x03 \x01(\x03R\x10renewingNotAfter\x12'\n" +
+	"\x0fidempotency_key\x18\x04 \x01(\fR\x0eidempotencyKey\"@\n" +
 	"\x14MintX509SVIDsRequest\x12(\n" +
 	"\x05items\x18\x01 \x03(\v2\x12.tier0.v1.MintItemR\x05items\"6\n" +
 	"\x06Status\x12\x12\n" +
