@@ -71,7 +71,7 @@ proto:
 clean:
 	rm -rf $(BIN)
 
-## bench-compare: tier0 vs SPIRE v1.13.3 MintX509SVID at concurrency 1/8/32, alternating (builds SPIRE once; see docs/BENCHMARKS.md)
+## bench-compare: tier0 vs SPIRE v1.13.3 agent path (BatchNewX509SVID) and MintX509SVID at c=1/8/32 x batch 1/10/100, plus the bare limit, alternating (builds SPIRE once; see docs/BENCHMARKS.md)
 .PHONY: bench-compare loadtest-smoke
 bench-compare:
 	$(GO) build -o $(BIN)/ ./cmd/tier0 ./cmd/tier0-loadtest

@@ -83,7 +83,8 @@ type CA struct {
 	cfg    Config
 	log    *slog.Logger
 	issuer atomic.Pointer[issuerState]
-	jwt    jwtKeys // JWT-SVID signing key (jwt.go)
+	jwt    jwtKeys       // JWT-SVID signing key (jwt.go)
+	signed atomic.Uint64 // SVIDs signed on the in-memory fast path (fastsign.go)
 }
 
 // issuerState is an Issuer with everything the hot path needs precomputed.

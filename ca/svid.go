@@ -48,11 +48,9 @@ func (c *CA) issue(st *issuerState, now time.Time, caller, id spiffeid.ID, pub c
 	if err != nil {
 		return nil, err
 	}
-	// CreateCertificate checks that the signer's public key equals the
-	// issuer certificate's and verifies the returned signature with it
-	// (crypto/x509 signTBS), so a faulty HSM/KMS signature never escapes:
-	// validate does not repeat that ECDSA/RSA verification.
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, st.iss.Cert, pub, st.iss.Signer)
+	// sign verifies every signature of a remote or non-P-256 signer and a
+	// sample of the in-memory key's (fastsign.go); validate re-parses all.
+	der, err := c.sign(st, tmpl, pub)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign svid for %s: %w: %w", id, err, ErrIssuer)
 	}
@@ -135,7 +133,7 @@ func newSerial() (*big.Int, error) {
 // serverAuth+clientAuth only, CA:false. It is the last line of defence
 // against a template or library bug producing a certificate we did not mean
 // to issue; a failure is ErrIssuer. The signature itself was verified by
-// CreateCertificate (see issue).
+// CreateCertificate, or on a sample for the in-memory key (see sign).
 func validate(st *issuerState, der []byte, tmpl *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, error) {
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,43 +16,58 @@ import (
 )
 
 // CompareConfig is a side-by-side run: closed-loop workers at each
-// concurrency against tier0 (batch 1, and batches) and SPIRE, alternating
-// target every round so that both see the same machine noise.
+// concurrency and batch size against tier0's Agent/MintX509SVIDs and
+// SPIRE's agent path (svid.v1.SVID/BatchNewX509SVID over mTLS with an
+// attested agent), plus SPIRE's admin MintX509SVID at batch 1, alternating
+// the order every round so that both see the same machine noise. Each
+// round starts with the bare limit (Limit) on all cores.
 type CompareConfig struct {
 	Fleet         *Fleet // tier0: the first agent's workloads are used
 	SPIRE         svidv1.SVIDClient
-	SPIRECSRs     [][]byte      // CSRs for SPIRE (SPIFFE IDs in its trust domain)
+	SPIREAgent    *SPIREAgent   // BatchNewX509SVID; nil skips the SPIRE agent path
+	SPIRECSRs     [][]byte      // CSRs for SPIRE MintX509SVID (SPIFFE IDs in its trust domain)
+	Limit         *Limit        // nil skips the bare limit
 	Concurrency   []int         // default 1, 8, 32
+	Batches       []int         // default 1, 10, 100
 	Rounds        int           // default 3
 	RoundDuration time.Duration // default 5s
-	Batch         int           // tier0 batched variant; default 100; <0 skips it
 	Progress      io.Writer
 }
 
 // CompareRow is one measurement.
 type CompareRow struct {
-	Target      string  `json:"target"` // "tier0", "tier0-batch", "spire"
+	Target      string  `json:"target"` // "tier0", "spire-batch", "spire-mint", "limit"
 	Concurrency int     `json:"concurrency"`
 	Batch       int     `json:"batch"`
 	Round       int     `json:"round"`
 	PerSec      float64 `json:"svids_per_sec"`
-	P50Ms       float64 `json:"p50_ms"`
+	P50Ms       float64 `json:"p50_ms"` // per call
 	P99Ms       float64 `json:"p99_ms"` // per call
 	Errors      int64   `json:"errors"`
+	Load1       float64 `json:"load1"` // 1-minute load average at the start
 }
 
-// CompareSummary gives medians over rounds and the median of the per-round
-// ratios at one concurrency.
+// CompareSummary gives medians over rounds (and min..max spread) at one
+// concurrency and batch size, and the median of the per-round ratios.
 type CompareSummary struct {
-	Concurrency     int     `json:"concurrency"`
-	Tier0PerSec     float64 `json:"tier0_per_sec"`
-	Tier0BatchSec   float64 `json:"tier0_batch_per_sec,omitempty"`
-	SPIREPerSec     float64 `json:"spire_per_sec"`
-	Ratio           float64 `json:"ratio"`                 // tier0 batch 1 / SPIRE
-	BatchRatio      float64 `json:"batch_ratio,omitempty"` // tier0 batched / SPIRE
-	Tier0P99Ms      float64 `json:"tier0_p99_ms"`
-	SPIREP99Ms      float64 `json:"spire_p99_ms"`
-	Tier0BatchP99Ms float64 `json:"tier0_batch_p99_ms,omitempty"`
+	Concurrency      int     `json:"concurrency"`
+	Batch            int     `json:"batch"`
+	Tier0PerSec      float64 `json:"tier0_per_sec"`
+	Tier0Min         float64 `json:"tier0_min"`
+	Tier0Max         float64 `json:"tier0_max"`
+	SPIREBatchPerSec float64 `json:"spire_batch_per_sec"`
+	SPIREMin         float64 `json:"spire_batch_min"`
+	SPIREMax         float64 `json:"spire_batch_max"`
+	Ratio            float64 `json:"ratio"`                          // tier0 / SPIRE BatchNewX509SVID
+	SPIREMintPerSec  float64 `json:"spire_mint_per_sec,omitempty"`   // batch 1 only
+	MintRatio        float64 `json:"ratio_vs_spire_mint,omitempty"`  // tier0 / SPIRE MintX509SVID
+	LimitPerSec      float64 `json:"limit_per_sec,omitempty"`        // bare limit, median of rounds
+	Tier0Fraction    float64 `json:"tier0_limit_fraction,omitempty"` // tier0 / limit, median per round
+	SPIREFraction    float64 `json:"spire_limit_fraction,omitempty"` // SPIRE batch / limit
+	Tier0P50Ms       float64 `json:"tier0_p50_ms"`
+	Tier0P99Ms       float64 `json:"tier0_p99_ms"`
+	SPIREP50Ms       float64 `json:"spire_batch_p50_ms"`
+	SPIREP99Ms       float64 `json:"spire_batch_p99_ms"`
 }
 
 // CompareResult is the whole comparison.
@@ -60,10 +76,19 @@ type CompareResult struct {
 	Summary []CompareSummary `json:"summary"`
 }
 
+type compareTarget struct {
+	name  string
+	batch int
+	call  func(ctx context.Context, k int, batch int) error
+}
+
 // Compare runs the comparison.
 func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 	if len(cfg.Concurrency) == 0 {
 		cfg.Concurrency = []int{1, 8, 32}
+	}
+	if len(cfg.Batches) == 0 {
+		cfg.Batches = []int{1, 10, 100}
 	}
 	if cfg.Rounds <= 0 {
 		cfg.Rounds = 3
@@ -71,51 +96,69 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 	if cfg.RoundDuration <= 0 {
 		cfg.RoundDuration = 5 * time.Second
 	}
-	if cfg.Batch == 0 {
-		cfg.Batch = 100
-	}
 	if cfg.Fleet == nil || len(cfg.Fleet.Agents) == 0 || len(cfg.SPIRECSRs) == 0 {
 		return nil, fmt.Errorf("loadtest: compare needs a fleet and SPIRE CSRs")
 	}
 	agent := cfg.Fleet.Agents[0]
-	targets := []struct {
-		name  string
-		batch int
-		call  func(ctx context.Context, k int, batch int) error
-	}{
-		{"tier0", 1, func(ctx context.Context, k, batch int) error { return tier0Call(ctx, agent, k, batch) }},
-		{"spire", 1, func(ctx context.Context, k, _ int) error {
-			_, err := cfg.SPIRE.MintX509SVID(ctx, &svidv1.MintX509SVIDRequest{Csr: cfg.SPIRECSRs[k%len(cfg.SPIRECSRs)], Ttl: 3600})
-			return err
-		}},
-	}
-	if cfg.Batch > 0 {
-		targets = append(targets, targets[0])
-		targets[2].name, targets[2].batch = "tier0-batch", cfg.Batch
-	}
 	res := &CompareResult{}
+	progress := func(row CompareRow) {
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "round %d c=%-3d %-12s batch %-4d %8.0f SVIDs/s  p50 %7.2fms p99 %7.2fms errors %d load %.1f\n",
+				row.Round+1, row.Concurrency, row.Target, row.Batch, row.PerSec, row.P50Ms, row.P99Ms, row.Errors, row.Load1)
+		}
+	}
 	for round := range cfg.Rounds {
-		for _, c := range cfg.Concurrency {
-			order := slices.Clone(targets)
-			if round%2 == 1 {
-				slices.Reverse(order)
+		if cfg.Limit != nil {
+			load := load1()
+			ps, err := cfg.Limit.Run(ctx, cfg.RoundDuration)
+			if err != nil {
+				return res, err
 			}
-			for _, t := range order {
-				row := closedLoop(ctx, c, t.batch, cfg.RoundDuration, t.call)
-				row.Target, row.Round = t.name, round
-				res.Rows = append(res.Rows, row)
-				if cfg.Progress != nil {
-					fmt.Fprintf(cfg.Progress, "round %d c=%-3d %-12s batch %-4d %8.0f SVIDs/s  p50 %6.2fms p99 %6.2fms errors %d\n",
-						round+1, c, t.name, t.batch, row.PerSec, row.P50Ms, row.P99Ms, row.Errors)
+			row := CompareRow{Target: "limit", Batch: 1, Round: round, PerSec: ps, Load1: load}
+			res.Rows = append(res.Rows, row)
+			progress(row)
+		}
+		for _, c := range cfg.Concurrency {
+			for _, b := range cfg.Batches {
+				targets := []compareTarget{{"tier0", b, func(ctx context.Context, k, batch int) error { return tier0Call(ctx, agent, k, batch) }}}
+				if cfg.SPIREAgent != nil {
+					targets = append(targets, compareTarget{"spire-batch", b, cfg.SPIREAgent.BatchNew})
 				}
-				if ctx.Err() != nil {
-					return res, ctx.Err()
+				if b == 1 {
+					targets = append(targets, compareTarget{"spire-mint", 1, func(ctx context.Context, k, _ int) error {
+						_, err := cfg.SPIRE.MintX509SVID(ctx, &svidv1.MintX509SVIDRequest{Csr: cfg.SPIRECSRs[k%len(cfg.SPIRECSRs)], Ttl: 3600})
+						return err
+					}})
+				}
+				if round%2 == 1 {
+					slices.Reverse(targets)
+				}
+				for _, t := range targets {
+					load := load1()
+					row := closedLoop(ctx, c, t.batch, cfg.RoundDuration, t.call)
+					row.Target, row.Round, row.Load1 = t.name, round, load
+					res.Rows = append(res.Rows, row)
+					progress(row)
+					if ctx.Err() != nil {
+						return res, ctx.Err()
+					}
 				}
 			}
 		}
 	}
-	res.Summary = summariseCompare(res.Rows, cfg.Concurrency)
+	res.Summary = summariseCompare(res.Rows, cfg.Concurrency, cfg.Batches)
 	return res, nil
+}
+
+// load1 is the 1-minute load average (0 where /proc/loadavg is unreadable).
+func load1() float64 {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var l float64
+	_, _ = fmt.Sscanf(string(raw), "%f", &l)
+	return l
 }
 
 func tier0Call(ctx context.Context, a *Agent, k, batch int) error {
@@ -175,39 +218,80 @@ func closedLoop(ctx context.Context, c, batch int, d time.Duration, call func(co
 		P50Ms: ms(percentile(lat, 0.5)), P99Ms: ms(percentile(lat, 0.99)), Errors: errs.Load()}
 }
 
-func summariseCompare(rows []CompareRow, cs []int) []CompareSummary {
+func summariseCompare(rows []CompareRow, cs, bs []int) []CompareSummary {
+	limit := map[int]float64{} // by round
+	var limits []float64
+	for _, r := range rows {
+		if r.Target == "limit" {
+			limit[r.Round] = r.PerSec
+			limits = append(limits, r.PerSec)
+		}
+	}
 	var out []CompareSummary
 	for _, c := range cs {
-		by := map[string][]CompareRow{}
-		for _, r := range rows {
-			if r.Concurrency == c {
-				by[r.Target] = append(by[r.Target], r)
+		for _, b := range bs {
+			by := map[string]map[int]CompareRow{}
+			for _, r := range rows {
+				if r.Concurrency == c && r.Batch == b && r.Target != "limit" {
+					if by[r.Target] == nil {
+						by[r.Target] = map[int]CompareRow{}
+					}
+					by[r.Target][r.Round] = r
+				}
 			}
+			list := func(t string) []CompareRow {
+				var l []CompareRow
+				for _, r := range by[t] {
+					l = append(l, r)
+				}
+				return l
+			}
+			t0, sp := list("tier0"), list("spire-batch")
+			s := CompareSummary{Concurrency: c, Batch: b,
+				Tier0PerSec: median(t0, perSec), SPIREBatchPerSec: median(sp, perSec),
+				SPIREMintPerSec: median(list("spire-mint"), perSec),
+				Tier0P50Ms:      median(t0, p50), Tier0P99Ms: median(t0, p99),
+				SPIREP50Ms: median(sp, p50), SPIREP99Ms: median(sp, p99),
+				LimitPerSec: medianF(limits)}
+			s.Tier0Min, s.Tier0Max = spread(t0)
+			s.SPIREMin, s.SPIREMax = spread(sp)
+			// Ratios of the same round (measured back to back), then the median.
+			var ratios, mratios, tf, sf []float64
+			for round, r := range by["tier0"] {
+				if o, ok := by["spire-batch"][round]; ok && o.PerSec > 0 {
+					ratios = append(ratios, r.PerSec/o.PerSec)
+				}
+				if o, ok := by["spire-mint"][round]; ok && o.PerSec > 0 {
+					mratios = append(mratios, r.PerSec/o.PerSec)
+				}
+				if l := limit[round]; l > 0 {
+					tf = append(tf, r.PerSec/l)
+					if o, ok := by["spire-batch"][round]; ok {
+						sf = append(sf, o.PerSec/l)
+					}
+				}
+			}
+			s.Ratio, s.MintRatio = medianF(ratios), medianF(mratios)
+			s.Tier0Fraction, s.SPIREFraction = medianF(tf), medianF(sf)
+			out = append(out, s)
 		}
-		s := CompareSummary{Concurrency: c,
-			Tier0PerSec: median(by["tier0"], perSec), SPIREPerSec: median(by["spire"], perSec),
-			Tier0BatchSec: median(by["tier0-batch"], perSec),
-			Tier0P99Ms:    median(by["tier0"], p99), SPIREP99Ms: median(by["spire"], p99),
-			Tier0BatchP99Ms: median(by["tier0-batch"], p99)}
-		// Ratios of the same round (measured back to back), then the median.
-		var ratios, bratios []float64
-		for i := range by["spire"] {
-			sp := by["spire"][i].PerSec
-			if sp <= 0 {
-				continue
-			}
-			if i < len(by["tier0"]) {
-				ratios = append(ratios, by["tier0"][i].PerSec/sp)
-			}
-			if i < len(by["tier0-batch"]) {
-				bratios = append(bratios, by["tier0-batch"][i].PerSec/sp)
-			}
-		}
-		s.Ratio, s.BatchRatio = medianF(ratios), medianF(bratios)
-		out = append(out, s)
 	}
 	return out
 }
+
+func spread(rows []CompareRow) (lo, hi float64) {
+	for i, r := range rows {
+		if i == 0 || r.PerSec < lo {
+			lo = r.PerSec
+		}
+		if r.PerSec > hi {
+			hi = r.PerSec
+		}
+	}
+	return lo, hi
+}
+
+func p50(r CompareRow) float64 { return r.P50Ms }
 
 func perSec(r CompareRow) float64 { return r.PerSec }
 func p99(r CompareRow) float64    { return r.P99Ms }

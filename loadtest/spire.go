@@ -54,24 +54,31 @@ func InstallSPIRE(ctx context.Context, dir string, log io.Writer) (string, error
 }
 
 // SPIREServer is a spire-server process on loopback: memory KeyManager,
-// sqlite datastore, no UpstreamAuthority, admin API on a Unix socket.
+// sqlite datastore, no UpstreamAuthority, admin API on a Unix socket, the
+// agent API on TCPAddr, rate limits off (both servers are measured unthrottled).
 type SPIREServer struct {
 	cmd    *exec.Cmd
 	log    bytes.Buffer
 	exited chan struct{}
 	Socket string
-	conn   *grpc.ClientConn
+	// TCPAddr is the agent API (host:port on loopback).
+	TCPAddr string
+	conn    *grpc.ClientConn
 }
 
 const spireConf = `server {
     bind_address = "127.0.0.1"
-    bind_port = "0"
+    bind_port = "%d"
     socket_path = %q
     trust_domain = "example.org"
     data_dir = %q
     log_level = "WARN"
     ca_key_type = "ec-p256"
     default_x509_svid_ttl = "1h"
+    ratelimit {
+        attestation = false
+        signing = false
+    }
 }
 plugins {
     DataStore "sql" {
@@ -89,6 +96,16 @@ plugins {
 }
 `
 
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("loadtest: free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
 // StartSPIRE runs bin with a fresh config in dir and waits until its admin
 // socket mints an SVID.
 func StartSPIRE(ctx context.Context, bin, dir string, probeCSR []byte) (*SPIREServer, error) {
@@ -96,9 +113,13 @@ func StartSPIRE(ctx context.Context, bin, dir string, probeCSR []byte) (*SPIRESe
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return nil, err
 	}
-	s := &SPIREServer{Socket: filepath.Join(dir, "api.sock"), exited: make(chan struct{})}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &SPIREServer{Socket: filepath.Join(dir, "api.sock"), TCPAddr: fmt.Sprintf("127.0.0.1:%d", port), exited: make(chan struct{})}
 	conf := filepath.Join(dir, "server.conf")
-	body := fmt.Sprintf(spireConf, s.Socket, data, filepath.Join(data, "datastore.sqlite3"))
+	body := fmt.Sprintf(spireConf, port, s.Socket, data, filepath.Join(data, "datastore.sqlite3"))
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,13 @@ type Entries interface {
 	EntriesFor(agent string) []ha.Entry
 }
 
+// entryLookup is the one-entry lookup *ha.Node has (EntryFor): the
+// authorizer uses it when present instead of copying every entry of the
+// agent for each SVID.
+type entryLookup interface {
+	EntryFor(agent, spiffeID string) (ha.Entry, bool)
+}
+
 // Authorizer is the entry authorizer (a ca.Authorizer).
 type Authorizer struct {
 	td      spiffeid.TrustDomain
@@ -42,6 +49,12 @@ func (a *Authorizer) Authorize(agent, id spiffeid.ID) (ca.Grant, error) {
 		return ca.Grant{}, fmt.Errorf("%w: %s is not an agent of %s", ca.ErrPermissionDenied, agent, a.td)
 	}
 	want := id.String()
+	if one, ok := a.entries.(entryLookup); ok {
+		if e, found := one.EntryFor(name, want); found {
+			return ca.Grant{EntryID: e.ID, TTL: e.TTL}, nil
+		}
+		return ca.Grant{}, fmt.Errorf("%w: no entry grants %s to agent %q", ca.ErrPermissionDenied, want, name)
+	}
 	for _, e := range a.entries.EntriesFor(name) {
 		if e.SPIFFEID == want {
 			return ca.Grant{EntryID: e.ID, TTL: e.TTL}, nil

@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -69,5 +70,48 @@ func TestAuthorize(t *testing.T) {
 	}
 	if _, err := a.Authorize(id("spiffe://example.org/tier0/agent/web"), id("spiffe://example.org/web")); !errors.Is(err, ca.ErrPermissionDenied) {
 		t.Fatalf("after delete: %v", err)
+	}
+}
+
+// The one-entry lookup (a binary search of the agent's index) grants what
+// a scan of every entry of the agent grants, for each of many IDs, and
+// nothing for IDs between them or past them; another agent's entries
+// never match.
+func TestAuthorizeLookupMatchesScan(t *testing.T) {
+	node := hatest.Node(t)
+	ctx := context.Background()
+	var es []ha.Entry
+	for i := range 40 {
+		agent := "a"
+		if i%4 == 3 {
+			agent = "b"
+		}
+		es = append(es, ha.Entry{ID: fmt.Sprintf("e%02d", i), Agent: agent, SPIFFEID: fmt.Sprintf("spiffe://example.org/w%02d", i)})
+	}
+	for _, e := range es {
+		if _, err := node.CreateEntry(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := New(spiffeid.RequireTrustDomainFromString("example.org"), node)
+	agent := spiffeid.RequireFromString("spiffe://example.org/tier0/agent/a")
+	for i := range 41 {
+		for _, suffix := range []string{"", "x"} {
+			id := spiffeid.RequireFromString(fmt.Sprintf("spiffe://example.org/w%02d%s", i, suffix))
+			var want ca.Grant
+			for _, e := range node.EntriesFor("a") {
+				if e.SPIFFEID == id.String() {
+					want = ca.Grant{EntryID: e.ID, TTL: e.TTL}
+					break
+				}
+			}
+			g, err := a.Authorize(agent, id)
+			if g != want || (want == ca.Grant{}) != errors.Is(err, ca.ErrPermissionDenied) {
+				t.Fatalf("%s: %+v %v, want %+v", id, g, err, want)
+			}
+			if i < 40 && i%4 != 3 && suffix == "" && g.EntryID != fmt.Sprintf("e%02d", i) {
+				t.Fatalf("%s: entry %s, want e%02d", id, g.EntryID, i)
+			}
+		}
 	}
 }
