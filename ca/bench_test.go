@@ -3,9 +3,9 @@ package ca
 import (
 	"context"
 	"crypto"
-	"fmt"
 	"crypto/rand"
 	"crypto/x509"
+	"fmt"
 	"testing"
 
 	"github.com/tier0-ca/tier0/ca/record"
