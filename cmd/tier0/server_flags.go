@@ -106,6 +106,7 @@ func (f *serverFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&cl.Advertise, "raft-advertise", "", "raft address other nodes dial (default: --raft-addr)")
 	fl.StringSliceVar(&cl.Join, "join", nil, "API address(es) of cluster members to join through (first start only)")
 	fl.StringVar(&cl.JoinToken, "join-token", "", "node join token from tier0 token create --node ID (first start with --join)")
+	fl.StringVar(&cl.JoinTokenFile, "join-token-file", "", "file holding the node join token (first start with --join); the node waits for it (and for --bundle), serving /livez and /readyz")
 	fl.StringVar(&cl.BundleFile, "bundle", "", "trust bundle to verify the cluster with before this node has state (default DATA/bundle.pem)")
 	fl.DurationVar(&cl.HeartbeatTimeout, "raft-heartbeat-timeout", d.Cluster.HeartbeatTimeout, "cluster mode: raft heartbeat timeout")
 	fl.DurationVar(&cl.ElectionTimeout, "raft-election-timeout", d.Cluster.ElectionTimeout, "cluster mode: raft election timeout")

@@ -254,9 +254,8 @@ func checkConfigs(t *testing.T, cm *corev1.ConfigMap, values map[string]any, rep
 			t.Errorf("%s.yaml join set %v, want %v", pod, hasJoin, wantJoin)
 		}
 		if hasJoin {
-			tok, _ := cfg["join-token"].(map[string]any)
-			if tok["file"] != "/etc/tier0/join/"+pod {
-				t.Errorf("%s.yaml join-token %v, want {file: /etc/tier0/join/%s}", pod, cfg["join-token"], pod)
+			if tok := cfg["join-token-file"]; tok != "/etc/tier0/join/"+pod {
+				t.Errorf("%s.yaml join-token-file %v, want /etc/tier0/join/%s (waited for: cold start)", pod, tok, pod)
 			}
 			peers, _ := cfg["join"].([]any)
 			if len(peers) != replicas-1 || slices.Contains(peers, any(fmt.Sprintf("%s.%s.%s.svc:8443", pod, release, namespace))) {

@@ -53,16 +53,13 @@ func nodeCredDir(dir string) string { return filepath.Join(dir, "node") }
 func joinedMarker(dir string) string { return filepath.Join(dir, "node", "joined") }
 
 // newClusterNode loads or obtains the node SVID and opens the transport.
-func newClusterNode(ctx context.Context, td spiffeid.TrustDomain, dir, nodeID string, cfg Cluster, log *slog.Logger) (*clusterNode, error) {
+func newClusterNode(ctx context.Context, td spiffeid.TrustDomain, dir, nodeID string, cfg Cluster, log *slog.Logger, phase func(string)) (*clusterNode, error) {
 	c := &clusterNode{td: td, dir: dir, nodeID: nodeID, cfg: cfg, log: log, svid: client.NewRotatingSVID(nil)}
-	bf := cfg.BundleFile
-	if bf == "" {
-		bf = filepath.Join(dir, "bundle.pem")
-	}
-	if b, err := client.LoadBundleFile(bf, td); err == nil {
-		c.fileB = b
-	} else if len(cfg.Join) > 0 {
-		return nil, fmt.Errorf("cluster: --join needs the cluster's trust bundle (--bundle): %w", err)
+	c.firstBoot = len(cfg.Join) == 0 && !hasRaftState(dir)
+	_, statErr := os.Stat(joinedMarker(dir))
+	c.joining = len(cfg.Join) > 0 && statErr != nil
+	if err := c.loadBundle(ctx, phase); err != nil {
+		return nil, err
 	}
 	if svid, err := client.LoadSVIDFiles(filepath.Join(nodeCredDir(dir), "svid.pem"), filepath.Join(nodeCredDir(dir), "key.pem")); err == nil {
 		if time.Now().After(svid.Certificates[0].NotAfter) {
@@ -71,11 +68,8 @@ func newClusterNode(ctx context.Context, td spiffeid.TrustDomain, dir, nodeID st
 			c.svid.Set(svid)
 		}
 	}
-	c.firstBoot = len(cfg.Join) == 0 && !hasRaftState(dir)
-	_, statErr := os.Stat(joinedMarker(dir))
-	c.joining = len(cfg.Join) > 0 && statErr != nil
 	if c.joining {
-		if err := c.attest(ctx); err != nil {
+		if err := c.attest(ctx, phase); err != nil {
 			return nil, err
 		}
 	}
@@ -91,14 +85,59 @@ func newClusterNode(ctx context.Context, td spiffeid.TrustDomain, dir, nodeID st
 	return c, nil
 }
 
+// loadBundle reads the bundle file (--bundle, else DATA/bundle.pem). A
+// node joining for the first time waits for it (the file may be written
+// once the first member is up: cold start); a member with state uses
+// DATA/bundle.pem when --bundle is gone.
+func (c *clusterNode) loadBundle(ctx context.Context, phase func(string)) error {
+	files := []string{filepath.Join(c.dir, "bundle.pem")}
+	if c.cfg.BundleFile != "" {
+		files = append([]string{c.cfg.BundleFile}, files...)
+	}
+	load := func() error {
+		var err error
+		for _, f := range files {
+			var b *x509bundle.Bundle
+			if b, err = client.LoadBundleFile(f, c.td); err == nil {
+				c.fileB = b
+				return nil
+			}
+		}
+		return err
+	}
+	err := load()
+	switch {
+	case err == nil || len(c.cfg.Join) == 0:
+		return nil
+	case !c.joining:
+		return fmt.Errorf("cluster: --join needs the cluster's trust bundle (--bundle): %w", err)
+	}
+	return waitUntil(ctx, c.log, phase, "join: waiting for the cluster's trust bundle in "+files[0], func() (bool, error) {
+		return load() == nil, nil
+	}, func() []any { return []any{"hint", "write the first member's DATA/bundle.pem there"} })
+}
+
 // attest exchanges the node join token for a node SVID (Bootstrap service,
-// server-authenticated TLS against the bundle file).
-func (c *clusterNode) attest(ctx context.Context) error {
-	if c.cfg.JoinToken == "" {
+// server-authenticated TLS against the bundle file). With
+// --join-token-file it waits for the file (cold start).
+func (c *clusterNode) attest(ctx context.Context, phase func(string)) error {
+	token := c.cfg.JoinToken
+	if token == "" {
 		if _, err := c.svid.GetX509SVID(); err == nil {
 			return nil // a valid stored node SVID (an earlier join that did not finish)
 		}
-		return errors.New("cluster: --join needs --join-token on first start (`tier0 token create --node ID` on the cluster)")
+		f := c.cfg.JoinTokenFile
+		if f == "" {
+			return errors.New("cluster: --join needs --join-token or --join-token-file on first start (`tier0 token create --node ID` on the cluster)")
+		}
+		if err := waitUntil(ctx, c.log, phase, "join: waiting for the node join token in "+f, func() (bool, error) { return fileReady(f) },
+			func() []any { return []any{"hint", "tier0 token create --node " + c.nodeID + " on a member, written to that file"} }); err != nil {
+			return err
+		}
+		var err error
+		if token, err = readTokenFile(f); err != nil {
+			return err
+		}
 	}
 	cl, err := client.New(ctx, client.Config{Addrs: c.cfg.Join, TrustDomain: c.td, Bundle: c.fileB})
 	if err != nil {
@@ -109,7 +148,7 @@ func (c *clusterNode) attest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := cl.Bootstrap().AttestJoinToken(ctx, &tier0v1.AttestJoinTokenRequest{Token: c.cfg.JoinToken, Csr: csr})
+	resp, err := cl.Bootstrap().AttestJoinToken(ctx, &tier0v1.AttestJoinTokenRequest{Token: token, Csr: csr})
 	if err != nil {
 		return fmt.Errorf("cluster: attest node join token: %w", operator.Err(err))
 	}

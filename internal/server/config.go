@@ -84,6 +84,7 @@ type Cluster struct {
 	Advertise         string   // raft address other nodes dial; default RaftAddr
 	Join              []string // API addresses of members to join through (first start only)
 	JoinToken         string   // node join token (first start with Join)
+	JoinTokenFile     string   // file holding it, waited for (cold start); JoinToken wins
 	BundleFile        string   // trust bundle before this node has state; default DATA/bundle.pem
 	HeartbeatTimeout  time.Duration
 	ElectionTimeout   time.Duration

@@ -142,15 +142,13 @@ func (r *run) startRaft() error {
 	s, cfg := r.s, r.s.cfg
 	hcfg := ha.Config{NodeID: cfg.NodeID, DataDir: cfg.DataDir, Bootstrap: true, Registerer: s.reg, Logger: s.log, ExportCheck: true,
 		WALSegmentSize: cfg.RaftWALSegmentMB << 20}
-	leaderWait := 30 * time.Second
 	if cfg.Cluster.Enabled() {
-		cl, err := newClusterNode(r.ctx, cfg.TrustDomain, cfg.DataDir, cfg.NodeID, cfg.Cluster, s.log)
+		cl, err := newClusterNode(r.ctx, cfg.TrustDomain, cfg.DataDir, cfg.NodeID, cfg.Cluster, s.log, r.step)
 		if err != nil {
 			return err
 		}
 		r.cluster = cl
 		cl.haConfig(&hcfg)
-		leaderWait = 2 * time.Minute // the other members may be starting too
 	}
 	node, err := ha.New(r.ctx, hcfg)
 	if err != nil {
@@ -169,18 +167,17 @@ func (r *run) startRaft() error {
 		if err := cl.join(r.ctx); err != nil {
 			return err
 		}
-		// A joining or restarting member must see the replicated CA root
-		// before the key manager looks at it (it would otherwise create one).
-		if !cl.firstBoot {
-			if err := waitRoot(r.ctx, node, 2*time.Minute); err != nil {
-				return err
-			}
+		// The other members may be starting too, in any order: wait for
+		// them without limit (coldstart.go).
+		if err := waitLeaderAndRoot(r.ctx, node, s.log, r.step, !cl.firstBoot); err != nil {
+			return err
 		}
-	}
-	wctx, cancel := context.WithTimeout(r.ctx, leaderWait)
-	defer cancel()
-	if err := node.WaitLeader(wctx); err != nil {
-		return fmt.Errorf("raft: no leader: %w", err)
+	} else {
+		wctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+		defer cancel()
+		if err := node.WaitLeader(wctx); err != nil {
+			return fmt.Errorf("raft: no leader: %w", err)
+		}
 	}
 	if err := node.Health(); errors.Is(err, ha.ErrDiverged) {
 		return r.diverged(err)
@@ -193,26 +190,6 @@ func (r *run) startRaft() error {
 // "Divergence latch"); the repair is in docs/OPERATIONS.md.
 func (r *run) diverged(err error) error {
 	return r.notServing(phaseDiverged, "this node cannot apply its raft log (see docs/OPERATIONS.md)", "err", err)
-}
-
-// waitRoot waits until the CA state holds an active root.
-func waitRoot(ctx context.Context, node *ha.Node, d time.Duration) error {
-	t := time.NewTicker(50 * time.Millisecond) // polling interval
-	defer t.Stop()
-	deadline := time.Now().Add(d)
-	for {
-		if _, ok := node.CAState().Active(); ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("cluster: no CA root replicated from the cluster within %v", d)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
 }
 
 // startCA opens the CA keys (making the first root on a first start) and
