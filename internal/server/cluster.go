@@ -131,7 +131,9 @@ func (c *clusterNode) attest(ctx context.Context, phase func(string)) error {
 			return errors.New("cluster: --join needs --join-token or --join-token-file on first start (`tier0 token create --node ID` on the cluster)")
 		}
 		if err := waitUntil(ctx, c.log, phase, "join: waiting for the node join token in "+f, func() (bool, error) { return fileReady(f) },
-			func() []any { return []any{"hint", "tier0 token create --node " + c.nodeID + " on a member, written to that file"} }); err != nil {
+			func() []any {
+				return []any{"hint", "tier0 token create --node " + c.nodeID + " on a member, written to that file"}
+			}); err != nil {
 			return err
 		}
 		var err error
