@@ -102,7 +102,7 @@ func FuzzInspectSnapshot(f *testing.F) {
 }
 
 // FuzzRewriteSnapshot rewrites arbitrary payloads into a new lineage (what
-// `tier0 restore` without --store does): errors are fine, panics are not,
+// `tier0 backup restore` without --store does): errors are fine, panics are not,
 // and whatever it writes must inspect cleanly with the lineage set.
 func FuzzRewriteSnapshot(f *testing.F) {
 	src := newFSM(slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics(nil))

@@ -20,7 +20,7 @@ import (
 // never invents IDs or times): at the cluster's first start a new one
 // from genesis; for a journal from an older tier0 (no lineage yet) the
 // store's lineage when the store's chain and the journal's agree, else a
-// new one. `tier0 restore` writes it into the snapshot it installs: the
+// new one. `tier0 backup restore` writes it into the snapshot it installs: the
 // backup's lineage with --store, a new one (starting after the backup's
 // exported seq) without.
 //

@@ -299,7 +299,7 @@ func TestLineageCommand(t *testing.T) {
 	}
 }
 
-// A backup restored as a new lineage (tier0 restore without --store)
+// A backup restored as a new lineage (tier0 backup restore without --store)
 // starts after the backup's exported seq: an empty new store is claimed
 // from there and takes the unexported tail; the old store refuses it.
 func TestLineageRestoredStartsNew(t *testing.T) {
@@ -342,7 +342,7 @@ func TestLineageRestoredStartsNew(t *testing.T) {
 	}
 	r1 := restore()
 	err = waitRefused(t, r1, runExporter(t, r1, old))
-	for _, want := range []string{sl.ID, nl.ID, "tier0 restore --store", "new, empty store"} {
+	for _, want := range []string{sl.ID, nl.ID, "tier0 backup restore --store", "new, empty store"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("refusal %q does not name %q", err, want)
 		}

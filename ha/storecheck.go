@@ -236,7 +236,7 @@ func storeMismatch(what string, sl record.Lineage, hasS bool, jl record.Lineage,
 	case hasS && hasJ && sl.ClusterID != jl.ClusterID:
 		hint = "the store belongs to another CA or cluster: point --store at this cluster's record store (or a new, empty one for a new cluster)"
 	case hasJ && jl.Parent != "":
-		hint = fmt.Sprintf("this node was restored from a backup without --store (lineage %s started after seq %d): restore again with `tier0 restore --store DSN` to continue the store's chain, or point --store at a new, empty store to start lineage %s there",
+		hint = fmt.Sprintf("this node was restored from a backup without --store (lineage %s started after seq %d): restore again with `tier0 backup restore --store DSN` to continue the store's chain, or point --store at a new, empty store to start lineage %s there",
 			jl.ID, jl.BaseSeq, jl.ID)
 	}
 	return fmt.Errorf("ha: export: REFUSED: %w: %s (store: %s; journal: %s); nothing is exported or issued until this is fixed: %s",

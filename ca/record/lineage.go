@@ -18,7 +18,7 @@ var ErrLineage = errors.New("record: invalid lineage")
 //
 // ClusterID is set once, at the cluster's first start, and kept by every
 // restore. ID changes at a restore that does not continue the record
-// store's chain (`tier0 restore` without --store): the restored journal
+// store's chain (`tier0 backup restore` without --store): the restored journal
 // may have lost records the store holds, so it starts a new lineage that
 // continues the chain after record BaseSeq, whose hash is BaseHash.
 type Lineage struct {

@@ -37,13 +37,14 @@ func newAuditCmd(g *globalFlags) *cobra.Command {
 type recordFlags struct {
 	req          tier0v1.ListRecordsRequest
 	since, until string
+	agent        string
 	output       string
 }
 
 func (f *recordFlags) register(cmd *cobra.Command, defLimit uint32) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.req.SpiffeId, "spiffe-id", "", "only this SPIFFE ID")
-	fl.StringVar(&f.req.AgentId, "agent", "", "only SVIDs requested by this agent SPIFFE ID")
+	agentFlag(fl, &f.agent, "only SVIDs requested by this agent")
 	fl.StringVar(&f.req.Serial, "serial", "", "only this serial, any spelling: hex in any case with or without leading zeros or colons (04:a7:..), 0x.., dec:123 (for a JWT-SVID its jti)")
 	fl.StringVar(&f.req.IssuerKeyId, "issuer", "", "only SVIDs signed by this issuer (hex SubjectKeyId)")
 	fl.StringVar(&f.since, "since", "", "only SVIDs with NotBefore at or after this time (RFC 3339) or this long ago (e.g. 24h)")
@@ -52,9 +53,10 @@ func (f *recordFlags) register(cmd *cobra.Command, defLimit uint32) {
 	outputFlag(fl, &f.output, "output: table, json (JSON lines) or csv", outTable, outJSON, outCSV)
 }
 
-func (f *recordFlags) build(now time.Time) error {
-	if f.output != "table" && f.output != "json" && f.output != "csv" {
-		return fmt.Errorf("--output %q: want table, json or csv", f.output)
+func (f *recordFlags) build(g *globalFlags, now time.Time) error {
+	var err error
+	if f.req.AgentId, err = g.agentID(f.agent); err != nil {
+		return err
 	}
 	for _, x := range []struct {
 		name string
@@ -80,7 +82,7 @@ func newAuditListCmd(g *globalFlags, verb string) *cobra.Command {
 		Short: "List issued SVIDs, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := f.build(time.Now()); err != nil {
+			if err := f.build(g, time.Now()); err != nil {
 				return err
 			}
 			c, err := dialOperator(cmd.Context(), g, "auditor")
@@ -160,7 +162,7 @@ func newAuditShowCmd(g *globalFlags) *cobra.Command {
 			} else {
 				m["certificate"] = "(none: JWT-SVID, serial is the jti)"
 			}
-			if output == "json" {
+			if output == outJSON {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(m)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -193,9 +195,6 @@ It exits non-zero and names the first bad seq and the problem: modified, missing
 inserted, reordered, broken link, forged checkpoint or checkpoint mismatch.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
-				return fmt.Errorf("--output %q: want table or json", output)
-			}
 			if to != 0 && to < from {
 				return fmt.Errorf("--to %d is before --from %d", to, from)
 			}
@@ -285,7 +284,7 @@ func loadPEMCerts(path string) ([]*x509.Certificate, error) {
 }
 
 func printVerify(w io.Writer, format string, r *tier0v1.VerifyChainResponse, took time.Duration) {
-	if format == "json" {
+	if format == outJSON {
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"ok": r.GetOk(), "from": r.GetFromSeq(), "to": r.GetToSeq(), "checked": r.GetChecked(),
 			"first_bad_seq": r.GetFirstBadSeq(), "problem": r.GetProblem(), "detail": r.GetDetail(),
@@ -315,14 +314,18 @@ func printVerify(w io.Writer, format string, r *tier0v1.VerifyChainResponse, too
 
 func newAuditDecisionsCmd(g *globalFlags) *cobra.Command {
 	var req tier0v1.ListDecisionsRequest
-	var since, until, output string
+	var since, until, agent, output string
 	cmd := &cobra.Command{
-		Use:   "decisions [--caller ID] [--requested ID] [--denied] [--since T] [--until T] [-o table|json|csv]",
+		Use:   "decisions [--caller ID | --agent NAME] [--requested ID] [--denied] [--since T] [--until T] [-o table|json|csv]",
 		Short: "List recorded authorization decisions (allow and deny), newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" && output != "csv" {
-				return fmt.Errorf("--output %q: want table, json or csv", output)
+			if agent != "" {
+				id, err := g.agentID(agent)
+				if err != nil {
+					return err
+				}
+				req.Caller = id
 			}
 			now := time.Now()
 			for _, x := range []struct {
@@ -351,7 +354,9 @@ func newAuditDecisionsCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&req.Caller, "caller", "", "only decisions for this caller (agent SPIFFE ID)")
+	fl.StringVar(&req.Caller, "caller", "", "only decisions for this caller (SPIFFE ID)")
+	agentFlag(fl, &agent, "only decisions for this agent (instead of --caller)")
+	cmd.MarkFlagsMutuallyExclusive("caller", "agent")
 	fl.StringVar(&req.Requested, "requested", "", "only decisions about this requested SPIFFE ID")
 	fl.BoolVar(&req.DeniedOnly, "denied", false, "only denials")
 	fl.StringVar(&since, "since", "", "only decisions at or after this time (RFC 3339) or this long ago (e.g. 1h)")
@@ -365,7 +370,7 @@ func printDecisions(w io.Writer, format string, ds []*tier0v1.AuthzDecision) err
 	ts := func(us int64) string { return time.UnixMicro(us).UTC().Format(time.RFC3339Nano) }
 	verdict := func(ok bool) string { return map[bool]string{true: "allow", false: "deny"}[ok] }
 	switch format {
-	case "json":
+	case outJSON:
 		enc := json.NewEncoder(w)
 		for _, d := range ds {
 			if err := enc.Encode(map[string]any{"id": d.GetId(), "at": ts(d.GetAt()), "node_id": d.GetNodeId(), "caller": d.GetCaller(),
@@ -374,7 +379,7 @@ func printDecisions(w io.Writer, format string, ds []*tier0v1.AuthzDecision) err
 			}
 		}
 		return nil
-	case "csv":
+	case outCSV:
 		cw := csv.NewWriter(w)
 		_ = cw.Write([]string{"id", "at", "node_id", "caller", "requested", "decision", "reason"})
 		for _, d := range ds {
@@ -442,9 +447,9 @@ type recordPrinter struct {
 func newRecordPrinter(w io.Writer, format string) *recordPrinter {
 	p := &recordPrinter{format: format, w: w}
 	switch format {
-	case "json":
+	case outJSON:
 		p.enc = json.NewEncoder(w)
-	case "csv":
+	case outCSV:
 		p.cw = csv.NewWriter(w)
 		p.err = p.cw.Write([]string{"seq", "serial", "spiffe_id", "agent_id", "not_before", "not_after", "issuer_key_id", "node_id", "committed_at", "hash",
 			"kind", "serial_hex", "public_key_sha256"})

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +15,7 @@ import (
 )
 
 func newBackupCmd(g *globalFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "backup", Short: "Consistent backups of the replicated CA state (create, verify)"}
+	cmd := &cobra.Command{Use: "backup", Short: "Consistent backups of the replicated CA state (create, verify, restore)"}
 	var out, passFile, output string
 	var devKey bool
 	create := &cobra.Command{
@@ -40,7 +39,7 @@ func newBackupCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printBackupResult(cmd.OutOrStdout(), output, res)
+			return printBackupResult(cmd.OutOrStdout(), output, "wrote backup %s", res)
 		},
 	}
 	create.Flags().StringVar(&out, "out", "", "backup file to write (0600)")
@@ -60,11 +59,11 @@ func newBackupCmd(g *globalFlags) *cobra.Command {
 			defer b.Close()
 			m := b.Manifest
 			m.State.SoftKeyRoots = backupfile.SoftKeyRoots(info.CARoots) // also for backups made before the manifest named them
-			return printBackupResult(cmd.OutOrStdout(), output, operator.BackupResult{File: args[0], Manifest: m})
+			return printBackupResult(cmd.OutOrStdout(), output, "backup %s: OK", operator.BackupResult{File: args[0], Manifest: m})
 		},
 	}
 	outputFlag(verify.Flags(), &output, "text or json", outText, outJSON)
-	cmd.AddCommand(create, verify)
+	cmd.AddCommand(create, verify, newRestoreCmd(g))
 	return cmd
 }
 
@@ -81,14 +80,14 @@ func readPassphrase(path string) ([]byte, error) {
 	return p, nil
 }
 
-func printBackupResult(w io.Writer, output string, r operator.BackupResult) error {
-	if output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+// printBackupResult prints r: JSON, or a first line (headline with the
+// file name) and the manifest.
+func printBackupResult(w io.Writer, output, headline string, r operator.BackupResult) error {
+	if output == outJSON {
+		return printJSON(w, r)
 	}
 	m := r.Manifest
-	fmt.Fprintf(w, "backup %s: OK\n", r.File)
+	fmt.Fprintf(w, headline+"\n", r.File)
 	fmt.Fprintf(w, "  trust domain   %s (taken on node %s at %s)\n", m.TrustDomain, m.NodeID, m.CreatedAt.Format(time.RFC3339))
 	fmt.Fprintf(w, "  raft           index %d, term %d\n", m.Raft.Index, m.Raft.Term)
 	fmt.Fprintf(w, "  journal        seq %d, head %s, exported %d, unexported %d, last commit %s\n",

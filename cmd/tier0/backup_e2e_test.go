@@ -131,22 +131,22 @@ func TestBackupRestore(t *testing.T) {
 		if _, err := runBin("tier0", "backup", "verify", f); err == nil || !strings.Contains(err.Error(), "checksum mismatch (the file is truncated or corrupted)") {
 			t.Fatalf("verify %s: %v", filepath.Base(f), err)
 		}
-		if _, err := runBin("tier0", "restore", "--from", f, "--data-dir", filepath.Join(tmp, "x")); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+		if _, err := runBin("tier0", "backup", "restore", "--from", f, "--data-dir", filepath.Join(tmp, "x")); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
 			t.Fatalf("restore %s: %v", filepath.Base(f), err)
 		}
 	}
-	if _, err := runBin("tier0", "restore", "--from", bak, "--data-dir", dstDir, "--trust-domain", "other.org"); err == nil ||
+	if _, err := runBin("tier0", "backup", "restore", "--from", bak, "--data-dir", dstDir, "--trust-domain", "other.org"); err == nil ||
 		!strings.Contains(err.Error(), `is a backup of trust domain "example.org", not "other.org"`) {
 		t.Fatalf("restore into another trust domain: %v", err)
 	}
-	if _, err := runBin("tier0", "restore", "--from", bak, "--data-dir", srcDir); err == nil || !strings.Contains(err.Error(), "is not empty") {
+	if _, err := runBin("tier0", "backup", "restore", "--from", bak, "--data-dir", srcDir); err == nil || !strings.Contains(err.Error(), "is not empty") {
 		t.Fatalf("restore onto a non-empty dir: %v", err)
 	}
 	if _, err := os.Stat(dstDir); err == nil {
 		t.Fatal("a refused restore created the data dir")
 	}
 
-	out = must(runBin("tier0", "restore", "--from", bak, "--data-dir", dstDir, "--passphrase-file", pass, "--store", dsn, "--trust-domain", "example.org", "-o", "json"))
+	out = must(runBin("tier0", "backup", "restore", "--from", bak, "--data-dir", dstDir, "--passphrase-file", pass, "--store", dsn, "--trust-domain", "example.org", "-o", "json"))
 	var res restore.Result
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("restore output %q: %v", out, err)

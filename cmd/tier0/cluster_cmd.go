@@ -27,7 +27,7 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 					return cliErr(err)
 				}
 				w := cmd.OutOrStdout()
-				if format == "json" {
+				if format == outJSON {
 					b, _ := json.MarshalIndent(st, "", "  ")
 					_, err := fmt.Fprintln(w, string(b))
 					return err
@@ -50,9 +50,9 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 	}
 	outputFlag(status.Flags(), &format, "table or json", outTable, outJSON)
 
-	var joinID, joinAddr string
+	var joinID, joinAddr, changeOut string
 	join := &cobra.Command{
-		Use:   "join --node-id ID --raft-addr HOST:PORT",
+		Use:   "join --node-id ID --raft-addr HOST:PORT [-o text|json]",
 		Short: "Add a voter (new nodes normally join themselves with `tier0 server --join ... --join-token ...`)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -61,7 +61,8 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return cliErr(err)
 				}
-				return nil
+				return printChange(cmd.OutOrStdout(), changeOut, map[string]any{"added_voter": joinID, "raft_address": joinAddr},
+					"added voter %s (raft %s) to the cluster", joinID, joinAddr)
 			})
 		},
 	}
@@ -71,7 +72,7 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 	_ = join.MarkFlagRequired("raft-addr")
 
 	remove := &cobra.Command{
-		Use:   "remove ID",
+		Use:   "remove ID [-o text|json]",
 		Short: "Remove a member from the raft configuration",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -80,27 +81,43 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return cliErr(err)
 				}
-				return nil
+				return printChange(cmd.OutOrStdout(), changeOut, map[string]any{"removed": args[0]}, "removed %s from the cluster", args[0])
 			})
 		},
 	}
 
 	var to string
 	transfer := &cobra.Command{
-		Use:   "transfer-leadership [--to ID]",
+		Use:   "transfer-leadership [--to ID] [-o text|json]",
 		Short: "Hand leadership to another member (default: the most up-to-date follower)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withOperator(cmd, g, "admin", func(c *client.Client) error {
-				_, err := tier0v1.NewClusterClient(c).TransferLeadership(cmd.Context(), &tier0v1.TransferLeadershipRequest{ToNodeId: to})
-				if err != nil {
+				cc := tier0v1.NewClusterClient(c)
+				if _, err := cc.TransferLeadership(cmd.Context(), &tier0v1.TransferLeadershipRequest{ToNodeId: to}); err != nil {
 					return cliErr(err)
 				}
-				return nil
+				// Name the new leader as the answering node sees it now
+				// (empty while the election is still going on).
+				leader := ""
+				if st, err := cc.ClusterStatus(cmd.Context(), &tier0v1.ClusterStatusRequest{}); err == nil {
+					leader = st.GetLeaderId()
+				}
+				line := "transferred leadership to " + to
+				switch {
+				case to == "" && leader != "":
+					line = "transferred leadership; the leader is now " + leader
+				case to == "":
+					line = "transferred leadership to the most up-to-date follower (election in progress)"
+				}
+				return printChange(cmd.OutOrStdout(), changeOut, map[string]any{"requested": to, "leader": leader}, "%s", line)
 			})
 		},
 	}
 	transfer.Flags().StringVar(&to, "to", "", "target node ID")
+	for _, c := range []*cobra.Command{join, remove, transfer} {
+		outputFlag(c.Flags(), &changeOut, "text (one line) or json", outText, outJSON)
+	}
 	cmd.AddCommand(status, join, remove, transfer)
 	return cmd
 }

@@ -148,7 +148,7 @@ func TestClientFlagsNotOnServer(t *testing.T) {
 	}
 	for _, verb := range [][]string{
 		{"token", "create"}, {"entry", "list"}, {"audit", "list"}, {"storage", "migrate"}, {"ca", "list"},
-		{"signer", "test"}, {"federation", "list"}, {"cluster", "status"}, {"backup", "create"}, {"restore"}, {"drill", "restore"},
+		{"signer", "test"}, {"federation", "list"}, {"cluster", "status"}, {"backup", "create"}, {"backup", "restore"}, {"drill", "restore"},
 	} {
 		out, err := runBin("tier0", append(verb, "--help")...)
 		if err != nil {
@@ -181,7 +181,7 @@ func TestDrillScratchNodeIgnoresServerEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := runWithEnv([]string{"TIER0_CONFIG=" + bad, "TIER0_JOIN=127.0.0.1:1", "TIER0_RAFT_ADDR=127.0.0.1:1"},
-		"tier0", "drill", "restore", "--json", "--data-dir", dir)
+		"tier0", "drill", "restore", "-o", "json", "--data-dir", dir)
 	if err != nil || !strings.Contains(out, `"ok": true`) {
 		t.Fatalf("drill restore with the server's environment: %v\n%s", err, out)
 	}

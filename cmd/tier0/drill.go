@@ -17,9 +17,9 @@ import (
 func newDrillCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "drill", Short: "Rehearse disaster recovery: restore and failover drills with measured RTO/RPO"}
 	var jsonOut, keep bool
-	var bin string
+	var bin, output string
 	restore := &cobra.Command{
-		Use:   "restore [--json] [--keep]",
+		Use:   "restore [--keep] [-o text|json]",
 		Short: "Back up the running CA, restore it into a scratch node on loopback, verify it and issue a probe SVID",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -29,7 +29,7 @@ func newDrillCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				d.Error = err.Error()
 			}
-			if perr := printJSONOr(cmd.OutOrStdout(), map[bool]string{true: "json"}[jsonOut], d, d.Print); perr != nil {
+			if perr := printJSONOr(cmd.OutOrStdout(), jsonOr(output, jsonOut), d, d.Print); perr != nil {
 				return perr
 			}
 			if err != nil {
@@ -41,7 +41,8 @@ func newDrillCmd(g *globalFlags) *cobra.Command {
 			return nil
 		},
 	}
-	restore.Flags().BoolVar(&jsonOut, "json", false, "print the report as JSON")
+	outputFlag(restore.Flags(), &output, "text or json (the report)", outText, outJSON)
+	deprecatedJSONFlag(restore, &jsonOut)
 	restore.Flags().BoolVar(&keep, "keep", false, "keep the scratch data dir (and print where)")
 	restore.Flags().StringVar(&bin, "tier0-binary", "", "tier0 binary for the scratch node (default: this executable)")
 	cmd.AddCommand(restore, newFailoverDrillCmd(g))
@@ -56,12 +57,13 @@ type failoverFlags struct {
 	after    time.Duration
 	timeout  time.Duration
 	jsonOut  bool
+	output   string
 }
 
 func newFailoverDrillCmd(g *globalFlags) *cobra.Command {
 	f := &failoverFlags{}
 	cmd := &cobra.Command{
-		Use:   "failover --cluster ADDRS [--kill-local --node-dirs DIRS] [--json]",
+		Use:   "failover --cluster ADDRS [--kill-local --node-dirs DIRS] [-o text|json]",
 		Short: "Issue probe SVIDs continuously while leadership moves (transfer, or SIGKILL of a local leader); report time to first good issuance and records lost",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -77,7 +79,7 @@ func newFailoverDrillCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				d.Error = err.Error()
 			}
-			if perr := printJSONOr(cmd.OutOrStdout(), map[bool]string{true: "json"}[f.jsonOut], d, d.Print); perr != nil {
+			if perr := printJSONOr(cmd.OutOrStdout(), jsonOr(f.output, f.jsonOut), d, d.Print); perr != nil {
 				return perr
 			}
 			if err != nil {
@@ -96,6 +98,21 @@ func newFailoverDrillCmd(g *globalFlags) *cobra.Command {
 	fl.StringVar(&f.to, "to", "", "transfer leadership to this node ID (default: the most up-to-date follower)")
 	fl.DurationVar(&f.after, "after", 3*time.Second, "keep probing this long after the first good issuance following the disruption")
 	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up on a new leader / good issuance / export after this long")
-	fl.BoolVar(&f.jsonOut, "json", false, "print the report as JSON")
+	outputFlag(fl, &f.output, "text or json (the report)", outText, outJSON)
+	deprecatedJSONFlag(cmd, &f.jsonOut)
 	return cmd
+}
+
+// deprecatedJSONFlag keeps the drills' old --json (hidden): -o json.
+func deprecatedJSONFlag(cmd *cobra.Command, p *bool) {
+	cmd.Flags().BoolVar(p, "json", false, "print the report as JSON")
+	_ = cmd.Flags().MarkDeprecated("json", "use -o json")
+}
+
+// jsonOr is -o, or json when the deprecated --json was given.
+func jsonOr(output string, jsonFlag bool) string {
+	if jsonFlag {
+		return outJSON
+	}
+	return output
 }

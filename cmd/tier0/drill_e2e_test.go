@@ -17,7 +17,7 @@ func TestDrillRestoreCluster(t *testing.T) {
 	for _, id := range []string{"spiffe://example.org/a", "spiffe://example.org/b"} {
 		must(first.cli("entry", "create", "--agent", "h1", "--spiffe-id", id, "--server", strings.Join(c.apis, ",")))
 	}
-	out, err := first.cli("drill", "restore", "--json", "--server", strings.Join(c.apis, ","))
+	out, err := first.cli("drill", "restore", "-o", "json", "--server", strings.Join(c.apis, ","))
 	var d drill.RestoreReport
 	if jerr := json.Unmarshal([]byte(out), &d); jerr != nil || err != nil {
 		t.Fatalf("drill restore: %v\n%s", err, out)
@@ -50,8 +50,8 @@ func TestDrillFailover(t *testing.T) {
 	}
 	cluster := strings.Join(c.apis, ",")
 	for _, args := range [][]string{
-		{"drill", "failover", "--cluster", cluster, "--json", "--after", "1s"},
-		{"drill", "failover", "--cluster", cluster, "--json", "--after", "1s", "--kill-local", "--node-dirs", strings.Join(dirs, ",")},
+		{"drill", "failover", "--cluster", cluster, "-o", "json", "--after", "1s"},
+		{"drill", "failover", "--cluster", cluster, "-o", "json", "--after", "1s", "--kill-local", "--node-dirs", strings.Join(dirs, ",")},
 	} {
 		out, err := first.cli(args...)
 		var d drill.FailoverReport

@@ -16,9 +16,9 @@ import (
 func newFederationCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "federation", Short: "Federate with other SPIFFE trust domains"}
 	var rel tier0v1.FederationRelationship
-	var bundleFile, output string
+	var bundleFile, output, changeOut string
 	add := &cobra.Command{
-		Use:   "add --trust-domain TD --endpoint URL --profile https_spiffe|https_web [--endpoint-spiffe-id ID --bundle FILE]",
+		Use:   "add --trust-domain TD --endpoint URL --profile https_spiffe|https_web [--endpoint-spiffe-id ID --bundle FILE] [-o text|json]",
 		Short: "Add or update a federation relationship; the leader then fetches the peer bundle on its refresh hint",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -33,8 +33,8 @@ func newFederationCmd(g *globalFlags) *cobra.Command {
 				if _, err := tier0v1.NewFederationClient(c).SetFederation(cmd.Context(), &tier0v1.SetFederationRequest{Relationship: &rel}); err != nil {
 					return cliErr(err)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "federated with %s via %s (%s)\n", rel.GetTrustDomain(), rel.GetEndpoint(), rel.GetProfile())
-				return nil
+				return printChange(cmd.OutOrStdout(), changeOut, map[string]any{"trust_domain": rel.GetTrustDomain(), "endpoint": rel.GetEndpoint(), "profile": rel.GetProfile()},
+					"federated with %s via %s (%s)", rel.GetTrustDomain(), rel.GetEndpoint(), rel.GetProfile())
 			})
 		},
 	}
@@ -48,7 +48,7 @@ func newFederationCmd(g *globalFlags) *cobra.Command {
 	_ = add.MarkFlagRequired("endpoint")
 
 	del := &cobra.Command{
-		Use:   "delete TD",
+		Use:   "delete TD [-o text|json]",
 		Short: "Stop federating with a trust domain",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -56,13 +56,12 @@ func newFederationCmd(g *globalFlags) *cobra.Command {
 				if _, err := tier0v1.NewFederationClient(c).DeleteFederation(cmd.Context(), &tier0v1.DeleteFederationRequest{TrustDomain: args[0]}); err != nil {
 					return cliErr(err)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "deleted federation with %s\n", args[0])
-				return nil
+				return printChange(cmd.OutOrStdout(), changeOut, map[string]any{"deleted": args[0]}, "deleted federation with %s", args[0])
 			})
 		},
 	}
 	list := &cobra.Command{
-		Use:   "list [-o json]",
+		Use:   "list [-o table|json]",
 		Short: "List federation relationships and the state of their bundles",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -72,18 +71,16 @@ func newFederationCmd(g *globalFlags) *cobra.Command {
 					return cliErr(err)
 				}
 				w := cmd.OutOrStdout()
-				if output == "json" {
-					enc := json.NewEncoder(w)
+				if output == outJSON { // one array
+					out := make([]map[string]any, 0, len(resp.GetRelationships()))
 					for _, r := range resp.GetRelationships() {
-						if err := enc.Encode(map[string]any{
+						out = append(out, map[string]any{
 							"trust_domain": r.GetTrustDomain(), "endpoint": r.GetEndpoint(), "profile": r.GetProfile(),
 							"endpoint_spiffe_id": r.GetEndpointSpiffeId(), "has_bundle": len(r.GetBundle()) > 0,
 							"updated_at": r.GetUpdatedAt(), "refresh_hint_seconds": r.GetRefreshHintSeconds(), "last_error": r.GetLastError(),
-						}); err != nil {
-							return err
-						}
+						})
 					}
-					return nil
+					return json.NewEncoder(w).Encode(out)
 				}
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "TRUST DOMAIN\tENDPOINT\tPROFILE\tBUNDLE UPDATED\tLAST ERROR")
@@ -98,7 +95,9 @@ func newFederationCmd(g *globalFlags) *cobra.Command {
 			})
 		},
 	}
-	outputFlag(list.Flags(), &output, "table or json", outTable, outJSON)
+	outputFlag(list.Flags(), &output, "table or json (one array)", outTable, outJSON)
+	outputFlag(add.Flags(), &changeOut, "text (one line) or json", outText, outJSON)
+	outputFlag(del.Flags(), &changeOut, "text (one line) or json", outText, outJSON)
 	cmd.AddCommand(add, del, list)
 	return cmd
 }

@@ -207,7 +207,7 @@ func TestCorruptJournalRecord(t *testing.T) {
 
 	// Repair: restore the backup, caught up from the store.
 	srv.stop()
-	must(runBin("tier0", "restore", "--from", bak, "--data-dir", data, "--store", dsn, "--force"))
+	must(runBin("tier0", "backup", "restore", "--from", bak, "--data-dir", data, "--store", dsn, "--force"))
 	srv.start()
 	mustMint(t, clientAs(t, srv, svid), csr, 2) // the restored node listens on a new port
 	waitExported(t, srv)

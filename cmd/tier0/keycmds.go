@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"text/tabwriter"
 	"time"
 
@@ -30,7 +31,7 @@ func newCACmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return cliErr(err)
 			}
-			if output == "json" {
+			if output == outJSON {
 				for _, r := range resp.GetRoots() {
 					r.CertDer = nil
 				}
@@ -52,12 +53,14 @@ func newCACmd(g *globalFlags) *cobra.Command {
 	}
 	outputFlag(list.Flags(), &output, "table or json", outTable, outJSON)
 
-	var uri string
+	var uri, changeOut string
 	var ttl time.Duration
 	prepare := &cobra.Command{
-		Use:   "prepare [--signer URI] [--ttl 43800h]",
+		Use:   "prepare [--signer URI] [--ttl 43800h] [-o text|json]",
 		Short: "Make a root certificate for a new key and publish it in the bundle (it signs nothing until activated)",
-		Args:  cobra.NoArgs,
+		Long: `Prepare prints the new root's ID alone on stdout (ID=$(tier0 ca prepare ...)) and
+what it did on stderr; with -o json the root as one object.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := dialOperator(cmd.Context(), g, "admin")
 			if err != nil {
@@ -68,8 +71,12 @@ func newCACmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return cliErr(err)
 			}
+			if changeOut == outJSON {
+				resp.GetRoot().CertDer = nil
+				return printJSON(cmd.OutOrStdout(), resp.GetRoot())
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), resp.GetRoot().GetId())
-			fmt.Fprintf(cmd.ErrOrStderr(), "root %s prepared (key %s): it is in the bundle now; distribute the bundle, then `tier0 ca activate %s`\n",
+			fmt.Fprintf(cmd.ErrOrStderr(), "prepared root %s (key %s): it is in the bundle now; distribute the bundle, then `tier0 ca activate %s`\n",
 				resp.GetRoot().GetId(), resp.GetRoot().GetKeyId(), resp.GetRoot().GetId())
 			return nil
 		},
@@ -78,7 +85,7 @@ func newCACmd(g *globalFlags) *cobra.Command {
 	prepare.Flags().DurationVar(&ttl, "ttl", 0, "root certificate lifetime (default: the server's --root-ttl)")
 
 	activate := &cobra.Command{
-		Use:   "activate ID",
+		Use:   "activate ID [-o text|json]",
 		Short: "Start issuing from a prepared root; the old root stays in the bundle until its SVIDs have expired",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -91,10 +98,13 @@ func newCACmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return cliErr(err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s active\n", resp.GetRoot().GetId())
-			return nil
+			r := resp.GetRoot()
+			r.CertDer = nil
+			return printChange(cmd.OutOrStdout(), changeOut, r, "activated root %s (key %s): it signs new SVIDs from now on", r.GetId(), r.GetKeyId())
 		},
 	}
+	outputFlag(prepare.Flags(), &changeOut, "text (the root ID alone) or json", outText, outJSON)
+	outputFlag(activate.Flags(), &changeOut, "text (one line) or json", outText, outJSON)
 	cmd.AddCommand(list, prepare, activate)
 	return cmd
 }
@@ -106,8 +116,9 @@ func newSignerCmd() *cobra.Command {
 	var opts signer.Options
 	var conc int
 	var dur time.Duration
+	var output string
 	test := &cobra.Command{
-		Use:   "test --uri URI",
+		Use:   "test --uri URI [-o text|json]",
 		Short: "Open the key, sign a random digest, verify it and print the latency",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -120,12 +131,14 @@ func newSignerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "ok: %s signed and verified in %s (%T)\n", s.KeyID(), lat.Round(time.Microsecond), s.Public())
-			return nil
+			return printJSONOr(cmd.OutOrStdout(), output, map[string]any{"ok": true, "key_id": s.KeyID(), "public_key": fmt.Sprintf("%T", s.Public()), "seconds": lat.Seconds()},
+				func(w io.Writer) {
+					fmt.Fprintf(w, "ok: %s signed and verified in %s (%T)\n", s.KeyID(), lat.Round(time.Microsecond), s.Public())
+				})
 		},
 	}
 	bench := &cobra.Command{
-		Use:   "bench --uri URI [--concurrency N --duration D]",
+		Use:   "bench --uri URI [--concurrency N --duration D] [-o text|json]",
 		Short: "Sign from N goroutines for D and print signs/s and latency percentiles",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -138,9 +151,11 @@ func newSignerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d signs in %s at concurrency %d: %.0f signs/s, p50 %s, p99 %s\n",
-				s.KeyID(), r.Signs, dur, conc, r.PerSec, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
-			return nil
+			return printJSONOr(cmd.OutOrStdout(), output, map[string]any{"key_id": s.KeyID(), "signs": r.Signs, "seconds": dur.Seconds(), "concurrency": conc,
+				"signs_per_second": r.PerSec, "p50_seconds": r.P50.Seconds(), "p99_seconds": r.P99.Seconds()}, func(w io.Writer) {
+				fmt.Fprintf(w, "%s: %d signs in %s at concurrency %d: %.0f signs/s, p50 %s, p99 %s\n",
+					s.KeyID(), r.Signs, dur, conc, r.PerSec, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
+			})
 		},
 	}
 	for _, c := range []*cobra.Command{test, bench} {
@@ -148,6 +163,7 @@ func newSignerCmd() *cobra.Command {
 		c.Flags().DurationVar(&opts.Timeout, "timeout", 5*time.Second, "per-sign timeout")
 		c.Flags().Float64Var(&opts.RateLimit, "rate-limit", 0, "KMS signs/s (default the provider default; negative: unlimited)")
 		c.Flags().IntVar(&opts.Sessions, "sessions", 0, "PKCS#11 sessions (default 4)")
+		outputFlag(c.Flags(), &output, "text or json", outText, outJSON)
 		_ = c.MarkFlagRequired("uri")
 	}
 	bench.Flags().IntVar(&conc, "concurrency", 8, "concurrent signers")

@@ -153,7 +153,7 @@ func TestRestoreWithoutStore(t *testing.T) {
 
 	restoreAs := func(dir string, args ...string) restore.Result {
 		t.Helper()
-		out := must(runBin("tier0", append([]string{"restore", "--from", bak, "--data-dir", dir, "--passphrase-file", pass, "-o", "json"}, args...)...))
+		out := must(runBin("tier0", append([]string{"backup", "restore", "--from", bak, "--data-dir", dir, "--passphrase-file", pass, "-o", "json"}, args...)...))
 		var res restore.Result
 		if err := json.Unmarshal([]byte(out), &res); err != nil {
 			t.Fatalf("restore output %q: %v", out, err)
@@ -167,7 +167,7 @@ func TestRestoreWithoutStore(t *testing.T) {
 	}
 	dst, body := launchRefused(t, dstDir, "--store", dsn)
 	newID := strings.Fields(strings.SplitN(res.Lineage, " lineage ", 2)[1])[0]
-	for _, want := range []string{oldLineage.ID, newID, "tier0 restore --store DSN", "new, empty store"} {
+	for _, want := range []string{oldLineage.ID, newID, "tier0 backup restore --store DSN", "new, empty store"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/readyz %q does not name %q", body, want)
 		}

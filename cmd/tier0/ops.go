@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,31 +18,42 @@ import (
 
 func newTokenCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Agent join tokens"}
-	var agent, node string
+	var agent, node, output string
 	var ttl time.Duration
 	create := &cobra.Command{
-		Use:   "create --agent NAME | --node ID [--ttl 1h]",
+		Use:   "create --agent NAME | --node ID [--ttl 1h] [-o text|json]",
 		Short: "Create a one-time join token for an agent (printed once, stored only hashed)",
-		Args:  cobra.NoArgs,
+		Long: `Create prints the token alone on stdout (T=$(tier0 token create ...)) and
+what it created on stderr; with -o json one object with both.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			agent, err := g.agentName(agent)
+			if err != nil {
+				return err
+			}
 			return withOperator(cmd, g, "admin", func(c *client.Client) error {
 				resp, err := c.Admin().CreateJoinToken(cmd.Context(), &tier0v1.CreateJoinTokenRequest{Agent: agent, Node: node, TtlSeconds: int64(ttl / time.Second)})
 				if err != nil {
 					return cliErr(err)
+				}
+				exp := time.Unix(resp.GetExpiresAt(), 0).UTC().Format(time.RFC3339)
+				if output == outJSON {
+					return printJSON(cmd.OutOrStdout(), map[string]any{"token": resp.GetToken(), "agent": agent, "node": node, "expires_at": exp})
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), resp.GetToken())
 				who := "agent " + agent
 				if node != "" {
 					who = "cluster node " + node
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "join token for %s, valid until %s, works once\n", who, time.Unix(resp.GetExpiresAt(), 0).UTC().Format(time.RFC3339))
+				fmt.Fprintf(cmd.ErrOrStderr(), "created a join token for %s, valid until %s, works once\n", who, exp)
 				return nil
 			})
 		},
 	}
-	create.Flags().StringVar(&agent, "agent", "", "agent name (its SVID will be spiffe://TD/tier0/agent/NAME)")
+	agentFlag(create.Flags(), &agent, "the agent the token admits (its SVID will be spiffe://TD/tier0/agent/NAME)")
 	create.Flags().DurationVar(&ttl, "ttl", time.Hour, "token validity")
 	create.Flags().StringVar(&node, "node", "", "instead of --agent: a token for a new cluster node (`tier0 server --join ... --join-token T`)")
+	outputFlag(create.Flags(), &output, "text (the token alone) or json", outText, outJSON)
 	create.MarkFlagsOneRequired("agent", "node")
 	create.MarkFlagsMutuallyExclusive("agent", "node")
 	cmd.AddCommand(create)
@@ -52,10 +64,10 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "entry", Short: "Registration entries: which agent may get which SPIFFE ID"}
 	var agent, id string
 	var ttl time.Duration
-	var output string
 	var selectors, federates []string
+	var createOut, listOut, delOut string
 	create := &cobra.Command{
-		Use:   "create --agent NAME --spiffe-id ID [--ttl 15m..60m] [--selector unix:uid:N ...] [--federates-with TD ...]",
+		Use:   "create --agent NAME --spiffe-id ID [--ttl 15m..60m] [--selector unix:uid:N ...] [--federates-with TD ...] [-o text|json]",
 		Short: "Grant a SPIFFE ID to an agent",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -64,42 +76,51 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 					return fmt.Errorf("--selector: %w", err)
 				}
 			}
+			agent, err := g.agentName(agent)
+			if err != nil {
+				return err
+			}
 			return withOperator(cmd, g, "admin", func(c *client.Client) error {
 				resp, err := c.Admin().CreateEntry(cmd.Context(), &tier0v1.CreateEntryRequest{Agent: agent, SpiffeId: id, TtlSeconds: int64(ttl / time.Second), Selectors: selectors, FederatesWith: federates})
 				if err != nil {
 					return cliErr(err)
 				}
-				if output == outJSON { // the entry made: one JSON object
-					return json.NewEncoder(cmd.OutOrStdout()).Encode(entryJSON(resp.GetEntry()))
-				}
-				return printEntries(cmd.OutOrStdout(), output, []*tier0v1.Entry{resp.GetEntry()})
+				e := resp.GetEntry()
+				return printChange(cmd.OutOrStdout(), createOut, entryJSON(e), "created entry %s: agent %s may get %s for %s%s",
+					e.GetId(), e.GetAgent(), e.GetSpiffeId(), time.Duration(e.GetTtlSeconds())*time.Second, entryExtras(e))
 			})
 		},
 	}
-	create.Flags().StringVar(&agent, "agent", "", "agent name")
+	agentFlag(create.Flags(), &agent, "the agent that may get the ID")
 	create.Flags().StringVar(&id, "spiffe-id", "", "SPIFFE ID to grant, in this trust domain")
 	create.Flags().DurationVar(&ttl, "ttl", 0, "SVID lifetime for this entry, 15m..60m (default 30m)")
 	create.Flags().StringArrayVar(&selectors, "selector", nil, "workload selector, repeatable, all must match: unix:uid:N, unix:gid:N, unix:path:/abs/path, k8s:ns:NS, k8s:sa:SA, k8s:pod-label:K:V, k8s:container-name:C ... (docs/FROM-SPIRE.md; none: for `tier0-agent fetch` only)")
 	create.Flags().StringArrayVar(&federates, "federates-with", nil, "federated trust domain whose bundle this entry's workloads receive besides ours, repeatable (SPIRE's federatesWith; none: only our bundle)")
+	outputFlag(create.Flags(), &createOut, "text (one line) or json (the entry)", outText, outJSON)
 	_ = create.MarkFlagRequired("agent")
 	_ = create.MarkFlagRequired("spiffe-id")
 	list := &cobra.Command{
-		Use:   "list [--agent NAME]",
+		Use:   "list [--agent NAME] [-o table|json|csv]",
 		Short: "List registration entries",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			agent, err := g.agentName(agent)
+			if err != nil {
+				return err
+			}
 			return withOperator(cmd, g, "admin", func(c *client.Client) error {
 				resp, err := c.Admin().ListEntries(cmd.Context(), &tier0v1.ListEntriesRequest{Agent: agent})
 				if err != nil {
 					return cliErr(err)
 				}
-				return printEntries(cmd.OutOrStdout(), output, resp.GetEntries())
+				return printEntries(cmd.OutOrStdout(), listOut, resp.GetEntries())
 			})
 		},
 	}
-	list.Flags().StringVar(&agent, "agent", "", "only this agent's entries")
+	agentFlag(list.Flags(), &agent, "only this agent's entries")
+	outputFlag(list.Flags(), &listOut, "table, json (one array) or csv", outTable, outJSON, outCSV)
 	del := &cobra.Command{
-		Use:   "delete ID",
+		Use:   "delete ID [-o text|json]",
 		Short: "Delete a registration entry",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -107,14 +128,26 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 				if _, err := c.Admin().DeleteEntry(cmd.Context(), &tier0v1.DeleteEntryRequest{Id: args[0]}); err != nil {
 					return cliErr(err)
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "deleted %s\n", args[0])
-				return nil
+				return printChange(cmd.OutOrStdout(), delOut, map[string]any{"deleted": args[0]}, "deleted entry %s", args[0])
 			})
 		},
 	}
-	outputFlag(cmd.PersistentFlags(), &output, "output: table or json (entry list: one JSON array)", outTable, outJSON)
+	outputFlag(del.Flags(), &delOut, "text or json", outText, outJSON)
 	cmd.AddCommand(create, list, del)
 	return cmd
+}
+
+// entryExtras is the selectors and federated trust domains of e for a
+// one-line description ("" when it has none).
+func entryExtras(e *tier0v1.Entry) string {
+	s := ""
+	if len(e.GetSelectors()) > 0 {
+		s += ", selectors " + strings.Join(e.GetSelectors(), ",")
+	}
+	if len(e.GetFederatesWith()) > 0 {
+		s += ", federates with " + strings.Join(e.GetFederatesWith(), ",")
+	}
+	return s
 }
 
 func entryJSON(e *tier0v1.Entry) map[string]any {
@@ -130,14 +163,24 @@ func entryJSON(e *tier0v1.Entry) map[string]any {
 		"selectors": sel, "federates_with": fed}
 }
 
-// printEntries prints a table, or with -o json one JSON array.
+// printEntries prints a table, one JSON array (-o json) or CSV.
 func printEntries(w io.Writer, format string, entries []*tier0v1.Entry) error {
-	if format == outJSON {
+	switch format {
+	case outJSON:
 		out := make([]map[string]any, 0, len(entries))
 		for _, e := range entries {
 			out = append(out, entryJSON(e))
 		}
 		return json.NewEncoder(w).Encode(out)
+	case outCSV:
+		cw := csv.NewWriter(w)
+		_ = cw.Write([]string{"id", "agent", "spiffe_id", "ttl", "selectors", "federates_with"})
+		for _, e := range entries {
+			_ = cw.Write([]string{e.GetId(), e.GetAgent(), e.GetSpiffeId(), (time.Duration(e.GetTtlSeconds()) * time.Second).String(),
+				strings.Join(e.GetSelectors(), " "), strings.Join(e.GetFederatesWith(), " ")})
+		}
+		cw.Flush()
+		return cw.Error()
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tAGENT\tSPIFFE ID\tTTL\tSELECTORS\tFEDERATES WITH")

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -46,4 +48,30 @@ func (o outputValue) Type() string { return "format" }
 func outputFlag(fs *pflag.FlagSet, p *string, usage, def string, allowed ...string) {
 	*p = def
 	fs.VarP(outputValue{p: p, allowed: append([]string{def}, allowed...)}, "output", "o", usage)
+}
+
+// printJSON writes v as one indented JSON document.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printJSONOr writes v as JSON when output is json, else calls text.
+func printJSONOr(w io.Writer, output string, v any, text func(io.Writer)) error {
+	if output == outJSON {
+		return printJSON(w, v)
+	}
+	text(w)
+	return nil
+}
+
+// printChange is how a command that changes state says what it changed:
+// one line on stdout (format, args), or with -o json the object v.
+func printChange(w io.Writer, output string, v any, format string, args ...any) error {
+	if output == outJSON {
+		return printJSON(w, v)
+	}
+	_, err := fmt.Fprintf(w, format+"\n", args...)
+	return err
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 
@@ -10,6 +9,15 @@ import (
 	"github.com/tier0-ca/tier0/internal/restore"
 )
 
+// newDeprecatedRestoreCmd is the old top-level `tier0 restore`: hidden,
+// it works as before and says on stderr to use `tier0 backup restore`.
+func newDeprecatedRestoreCmd(g *globalFlags) *cobra.Command {
+	cmd := newRestoreCmd(g)
+	cmd.Deprecated = "use `tier0 backup restore` (same flags)"
+	return cmd
+}
+
+// newRestoreCmd is `tier0 backup restore`.
 func newRestoreCmd(g *globalFlags) *cobra.Command {
 	f := &restore.Config{}
 	var passFile, output string
@@ -67,17 +75,7 @@ again with --store.`,
 	fl.StringVar(&passFile, "passphrase-file", "", "passphrase of a backup made with --include-dev-key: restores the DEV-ONLY soft key")
 	fl.StringVar(&f.Store, "store", "", "record store the old cluster exported to: catch the journal head up to it (sqlite:PATH or postgres://...)")
 	fl.StringVar(&f.RaftAddr, "raft-addr", "", "raft address this node will use in a cluster (recorded in the raft configuration); empty: single node")
-	outputFlag(fl, &output, "text or json", outText, outJSON)
+	outputFlag(fl, &output, "text (what it restored, and the next step) or json", outText, outJSON)
 	_ = cmd.MarkFlagRequired("from")
 	return cmd
-}
-
-func printJSONOr(w io.Writer, output string, v any, text func(io.Writer)) error {
-	if output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	}
-	text(w)
-	return nil
 }

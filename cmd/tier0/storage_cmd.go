@@ -15,7 +15,7 @@ import (
 
 func newStorageCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "storage", Short: "Record store maintenance: migrate the schema, prune old records"}
-	var dsn string
+	var dsn, output string
 	cmd.PersistentFlags().StringVar(&dsn, "store", "", "record store DSN: sqlite:PATH or postgres://... (default sqlite:DATA/records.db)")
 	storeDSN := func() string {
 		if dsn != "" {
@@ -24,7 +24,7 @@ func newStorageCmd(g *globalFlags) *cobra.Command {
 		return "sqlite:" + filepath.Join(g.dataDir, "records.db")
 	}
 	migrate := &cobra.Command{
-		Use:   "migrate [--store DSN]",
+		Use:   "migrate [--store DSN] [-o text|json]",
 		Short: "Apply the schema migrations this binary embeds (the server also does at start)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -37,14 +37,14 @@ func newStorageCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "schema at version %d (this binary: %d)\n", db, bin)
-			return nil
+			return printChange(cmd.OutOrStdout(), output, map[string]any{"schema_version": db, "binary_version": bin},
+				"schema at version %d (this binary: %d)", db, bin)
 		},
 	}
 	var before string
 	var yes bool
 	prune := &cobra.Command{
-		Use:   "prune --before T [--store DSN] --yes",
+		Use:   "prune --before T [--store DSN] --yes [-o text|json]",
 		Short: "Delete records and decisions older than T, keeping the chain verifiable from the last checkpoint before T",
 		Long: `Prune deletes the issuance records before the newest signed checkpoint whose record was
 committed before T (that checkpoint and its record stay: 'tier0 audit verify' starts from
@@ -71,18 +71,20 @@ Records after the last checkpoint before T are never deleted. See docs/AUDIT.md 
 			if err != nil {
 				return err
 			}
+			v := map[string]any{"before": t.UTC().Format(time.RFC3339), "records": res.Records, "checkpoint_seq": res.Checkpoint, "decisions": res.Decisions}
 			if res.Checkpoint == 0 {
-				fmt.Fprintf(cmd.OutOrStdout(), "no signed checkpoint before %s: no records pruned; %d decisions pruned\n",
+				return printChange(cmd.OutOrStdout(), output, v, "no signed checkpoint before %s: no records pruned; %d decisions pruned",
 					t.UTC().Format(time.RFC3339), res.Decisions)
-				return nil
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "pruned %d records (the chain now starts at checkpoint seq %d) and %d decisions\n",
+			return printChange(cmd.OutOrStdout(), output, v, "pruned %d records (the chain now starts at checkpoint seq %d) and %d decisions",
 				res.Records, res.Checkpoint, res.Decisions)
-			return nil
 		},
 	}
 	prune.Flags().StringVar(&before, "before", "", "prune what is older than this time (RFC 3339) or this long ago (e.g. 2160h)")
 	prune.Flags().BoolVar(&yes, "yes", false, "really delete")
+	for _, c := range []*cobra.Command{migrate, prune} {
+		outputFlag(c.Flags(), &output, "text (one line) or json", outText, outJSON)
+	}
 	cmd.AddCommand(migrate, prune)
 	return cmd
 }
