@@ -94,6 +94,7 @@ func (n *Node) RunCheckpointer(ctx context.Context, cfg CheckpointConfig) error 
 		var st auditState
 		var seq uint64
 		var head []byte
+		n.cpMu.Lock() // see exportGate
 		n.fsm.read(func(s *state) { st, seq, head = s.audit.clone(), s.seq, bytes.Clone(s.head) })
 		now := n.cfg.Clock().UTC()
 		due := seq > st.LastSeq && (seq-st.LastSeq >= uint64(cfg.Every) || now.Sub(st.LastAt) >= cfg.Interval) &&
@@ -107,6 +108,7 @@ func (n *Node) RunCheckpointer(ctx context.Context, cfg CheckpointConfig) error 
 				n.log.Warn("ha: checkpoint failed, retrying at the next trigger", "seq", seq, "err", err)
 			}
 		}
+		n.cpMu.Unlock()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -130,6 +132,24 @@ func (n *Node) checkpoint(ctx context.Context, cfg CheckpointConfig, seq, prev u
 		return err
 	}
 	return nil
+}
+
+// exportGate is taken by the exporter around each "exported" entry. The
+// checkpointer holds cpMu from reading (seq, head) until its checkpoint is
+// applied: the FSM checks the head against the journal, which knows the
+// hash at seq only while record seq is the head or unexported. Without
+// the gate, under load the exporter marked seq exported while the
+// checkpoint was being signed, and the checkpoint failed with "head does
+// not match the journal". Only this leader proposes either entry (both
+// run after a barrier in its term), so the order holds on every node.
+func (n *Node) exportGate() func() {
+	if !n.cpMu.TryLock() {
+		if h := n.testExportBlocked; h != nil {
+			h()
+		}
+		n.cpMu.Lock()
+	}
+	return n.cpMu.Unlock
 }
 
 // NewestExportedCheckpoint returns the seq of the newest checkpoint this

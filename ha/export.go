@@ -179,6 +179,7 @@ func (n *Node) exportTerm(ctx context.Context, sink Sink, ok func()) error {
 // markExported commits "records <= seq are in the store" and counts the
 // newly exported records.
 func (n *Node) markExported(ctx context.Context, seq uint64) error {
+	defer n.exportGate()()
 	prev := n.JournalStatus().ExportedSeq
 	_, err := n.apply(ctx, "export", cmdExported, exportedCmd{Seq: seq})
 	if errors.Is(err, ErrNotLeader) {

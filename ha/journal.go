@@ -93,11 +93,16 @@ func (n *Node) enqueue(ctx context.Context, req *commitReq) ([]*record.Record, e
 	case <-n.closing:
 		return nil, fmt.Errorf("ha: commit: %w: node closed", ErrUnavailable)
 	}
+	// Once queued, wait for the outcome even if ctx ends: the committer
+	// drops a request whose ctx ended before it proposed it (answering
+	// ctx's error: certainly not committed), and answers every proposed
+	// one (raft answers every future; a forward is bounded). So an error
+	// here is the truth, and a success is handed back even to a caller
+	// that gave up (its SVID is committed; a retry with the same
+	// idempotency key gets it, idem.go).
 	var out commitOutcome
 	select {
 	case out = <-req.done:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("ha: commit: %w", ctx.Err())
 	case <-n.committerDone:
 		select {
 		case out = <-req.done:
@@ -235,6 +240,9 @@ func (n *Node) commitBatch(batch []*commitReq, fwd bool) {
 	}
 	if len(live) == 0 {
 		return
+	}
+	if h := n.testProposing; h != nil {
+		h()
 	}
 	fail := func(err error) {
 		for _, r := range live {

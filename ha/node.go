@@ -117,6 +117,11 @@ type Node struct {
 	// idemSink is the record store RunExporter was given: idempotency
 	// lookups of exported records read it (idem.go).
 	idemSink atomic.Pointer[Sink]
+	// cpMu keeps "exported" entries out while a checkpoint is read,
+	// signed and applied (checkpoint.go exportGate).
+	cpMu              sync.Mutex
+	testExportBlocked func() // tests: called when markExported waits for cpMu
+	testProposing     func() // tests: called by the committer once it will propose a batch
 
 	leaderMu             sync.Mutex
 	leaderChanged        chan struct{} // closed and replaced when this node gains or loses leadership
