@@ -28,6 +28,11 @@ type Sink interface {
 
 const (
 	exportBatch      = 5000
+	// exportLinger is how long the exporter lets a short tail grow before
+	// appending it: under load each store transaction (and each "exported"
+	// raft entry, an fsync) then carries many journal entries instead of
+	// one per call. Issuance never waits for export.
+	exportLinger = 20 * time.Millisecond
 	exportBackoffMin = 100 * time.Millisecond
 	exportBackoffMax = 5 * time.Second
 )
@@ -161,6 +166,16 @@ func (n *Node) exportTerm(ctx context.Context, sink Sink, ok func()) error {
 			case <-more:
 			}
 			continue
+		}
+		if len(recs) < exportBatch {
+			t := time.NewTimer(exportLinger)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+			recs = n.Tail(last, exportBatch)
 		}
 		if err := sink.Append(ctx, recs); err != nil {
 			return fmt.Errorf("ha: export: append seq %d..%d: %w", recs[0].Seq, recs[len(recs)-1].Seq, err)

@@ -32,6 +32,11 @@ type CompareConfig struct {
 	Rounds        int           // default 3
 	RoundDuration time.Duration // default 5s
 	Progress      io.Writer
+	// Tier0PID and SPIREPID, when set, give each row the server's CPU
+	// time per SVID (from /proc); Tier0HTTP (its /metrics address) gives
+	// tier0 rows raft entries per SVID.
+	Tier0PID, SPIREPID int
+	Tier0HTTP          string
 }
 
 // CompareRow is one measurement.
@@ -45,6 +50,12 @@ type CompareRow struct {
 	P99Ms       float64 `json:"p99_ms"` // per call
 	Errors      int64   `json:"errors"`
 	Load1       float64 `json:"load1"` // 1-minute load average at the start
+	svids       int64
+	// CPUUsPerSVID is the server's CPU time (user+system) per SVID issued.
+	CPUUsPerSVID float64 `json:"server_cpu_us_per_svid,omitempty"`
+	// RaftPerSVID is tier0's raft log growth per SVID (journal entries,
+	// "exported" marks and anything else committed meanwhile).
+	RaftPerSVID float64 `json:"raft_entries_per_svid,omitempty"`
 }
 
 // CompareSummary gives medians over rounds (and min..max spread) at one
@@ -64,6 +75,9 @@ type CompareSummary struct {
 	LimitPerSec      float64 `json:"limit_per_sec,omitempty"`        // bare limit, median of rounds
 	Tier0Fraction    float64 `json:"tier0_limit_fraction,omitempty"` // tier0 / limit, median per round
 	SPIREFraction    float64 `json:"spire_limit_fraction,omitempty"` // SPIRE batch / limit
+	Tier0CPUUs       float64 `json:"tier0_cpu_us_per_svid,omitempty"`
+	SPIRECPUUs       float64 `json:"spire_batch_cpu_us_per_svid,omitempty"`
+	Tier0RaftPerSVID float64 `json:"tier0_raft_entries_per_svid,omitempty"`
 	Tier0P50Ms       float64 `json:"tier0_p50_ms"`
 	Tier0P99Ms       float64 `json:"tier0_p99_ms"`
 	SPIREP50Ms       float64 `json:"spire_batch_p50_ms"`
@@ -80,6 +94,8 @@ type compareTarget struct {
 	name  string
 	batch int
 	call  func(ctx context.Context, k int, batch int) error
+	pid   int
+	http  string
 }
 
 // Compare runs the comparison.
@@ -103,8 +119,8 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 	res := &CompareResult{}
 	progress := func(row CompareRow) {
 		if cfg.Progress != nil {
-			fmt.Fprintf(cfg.Progress, "round %d c=%-3d %-12s batch %-4d %8.0f SVIDs/s  p50 %7.2fms p99 %7.2fms errors %d load %.1f\n",
-				row.Round+1, row.Concurrency, row.Target, row.Batch, row.PerSec, row.P50Ms, row.P99Ms, row.Errors, row.Load1)
+			fmt.Fprintf(cfg.Progress, "round %d c=%-3d %-12s batch %-4d %8.0f SVIDs/s  p50 %7.2fms p99 %7.2fms errors %d load %.1f cpu %.0fus/svid raft %.3f/svid\n",
+				row.Round+1, row.Concurrency, row.Target, row.Batch, row.PerSec, row.P50Ms, row.P99Ms, row.Errors, row.Load1, row.CPUUsPerSVID, row.RaftPerSVID)
 		}
 	}
 	for round := range cfg.Rounds {
@@ -120,23 +136,33 @@ func Compare(ctx context.Context, cfg CompareConfig) (*CompareResult, error) {
 		}
 		for _, c := range cfg.Concurrency {
 			for _, b := range cfg.Batches {
-				targets := []compareTarget{{"tier0", b, func(ctx context.Context, k, batch int) error { return tier0Call(ctx, agent, k, batch) }}}
+				targets := []compareTarget{{"tier0", b, func(ctx context.Context, k, batch int) error { return tier0Call(ctx, agent, k, batch) }, cfg.Tier0PID, cfg.Tier0HTTP}}
 				if cfg.SPIREAgent != nil {
-					targets = append(targets, compareTarget{"spire-batch", b, cfg.SPIREAgent.BatchNew})
+					targets = append(targets, compareTarget{"spire-batch", b, cfg.SPIREAgent.BatchNew, cfg.SPIREPID, ""})
 				}
-				if b == 1 {
+				if b == 1 && cfg.SPIRE != nil {
 					targets = append(targets, compareTarget{"spire-mint", 1, func(ctx context.Context, k, _ int) error {
 						_, err := cfg.SPIRE.MintX509SVID(ctx, &svidv1.MintX509SVIDRequest{Csr: cfg.SPIRECSRs[k%len(cfg.SPIRECSRs)], Ttl: 3600})
 						return err
-					}})
+					}, cfg.SPIREPID, ""})
 				}
 				if round%2 == 1 {
 					slices.Reverse(targets)
 				}
 				for _, t := range targets {
 					load := load1()
+					cpu0 := procCPU(t.pid)
+					raft0, raftOK := scrapeGauge(t.http, "tier0_raft_log_last_index")
 					row := closedLoop(ctx, c, t.batch, cfg.RoundDuration, t.call)
 					row.Target, row.Round, row.Load1 = t.name, round, load
+					if n := row.svids; n > 0 {
+						if t.pid > 0 {
+							row.CPUUsPerSVID = float64((procCPU(t.pid) - cpu0).Microseconds()) / float64(n)
+						}
+						if raft1, ok := scrapeGauge(t.http, "tier0_raft_log_last_index"); ok && raftOK {
+							row.RaftPerSVID = (raft1 - raft0) / float64(n)
+						}
+					}
 					res.Rows = append(res.Rows, row)
 					progress(row)
 					if ctx.Err() != nil {
@@ -214,7 +240,7 @@ func closedLoop(ctx context.Context, c, batch int, d time.Duration, call func(co
 	for _, l := range perW {
 		lat = append(lat, l...)
 	}
-	return CompareRow{Concurrency: c, Batch: batch, PerSec: float64(ok.Load()) / elapsed.Seconds(),
+	return CompareRow{Concurrency: c, Batch: batch, PerSec: float64(ok.Load()) / elapsed.Seconds(), svids: ok.Load(),
 		P50Ms: ms(percentile(lat, 0.5)), P99Ms: ms(percentile(lat, 0.99)), Errors: errs.Load()}
 }
 
@@ -252,6 +278,7 @@ func summariseCompare(rows []CompareRow, cs, bs []int) []CompareSummary {
 				SPIREMintPerSec: median(list("spire-mint"), perSec),
 				Tier0P50Ms:      median(t0, p50), Tier0P99Ms: median(t0, p99),
 				SPIREP50Ms: median(sp, p50), SPIREP99Ms: median(sp, p99),
+				Tier0CPUUs: median(t0, cpuUs), SPIRECPUUs: median(sp, cpuUs), Tier0RaftPerSVID: median(t0, raftPer),
 				LimitPerSec: medianF(limits)}
 			s.Tier0Min, s.Tier0Max = spread(t0)
 			s.SPIREMin, s.SPIREMax = spread(sp)
@@ -291,7 +318,9 @@ func spread(rows []CompareRow) (lo, hi float64) {
 	return lo, hi
 }
 
-func p50(r CompareRow) float64 { return r.P50Ms }
+func p50(r CompareRow) float64     { return r.P50Ms }
+func cpuUs(r CompareRow) float64   { return r.CPUUsPerSVID }
+func raftPer(r CompareRow) float64 { return r.RaftPerSVID }
 
 func perSec(r CompareRow) float64 { return r.PerSec }
 func p99(r CompareRow) float64    { return r.P99Ms }

@@ -163,6 +163,9 @@ func StartSPIRE(ctx context.Context, bin, dir string, probeCSR []byte) (*SPIRESe
 // SPIRE's policy allows for MintX509SVID).
 func (s *SPIREServer) Client() svidv1.SVIDClient { return svidv1.NewSVIDClient(s.conn) }
 
+// PID is the server's process id.
+func (s *SPIREServer) PID() int { return s.cmd.Process.Pid }
+
 // Stop kills the process and closes the connection.
 func (s *SPIREServer) Stop() {
 	if s.conn != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
 
 	"github.com/tier0-ca/tier0/api/client"
 	"github.com/tier0-ca/tier0/internal/flagconfig"
@@ -28,6 +29,7 @@ type compareFlags struct {
 	rounds                           int
 	round                            time.Duration
 	tier0Args                        []string
+	noSPIRE                          bool
 }
 
 func newCompareCmd() *cobra.Command {
@@ -57,6 +59,7 @@ of the limit, and writes every row to --out.`,
 	fl.IntVar(&f.rounds, "rounds", 3, "rounds (each runs every target at every concurrency)")
 	fl.DurationVar(&f.round, "round", 5*time.Second, "length of one measurement")
 	fl.IntSliceVar(&f.batches, "batches", []int{1, 10, 100}, "items per call (tier0 MintX509SVIDs and SPIRE BatchNewX509SVID)")
+	fl.BoolVar(&f.noSPIRE, "no-spire", false, "measure tier0 and the bare limit only (no SPIRE build or server)")
 	fl.StringSliceVar(&f.tier0Args, "tier0-arg", nil, "extra flags for tier0 server")
 	return cmd
 }
@@ -71,23 +74,18 @@ func runCompare(ctx context.Context, f *compareFlags) error {
 		defer os.RemoveAll(d)
 		work = d
 	}
-	fmt.Fprintf(os.Stderr, "building spire-server %s in %s (minutes the first time)\n", loadtest.SPIREVersion, f.spireDir)
-	spireBin, err := loadtest.InstallSPIRE(ctx, f.spireDir, os.Stderr)
-	if err != nil {
-		return err
-	}
 	tier0Bin, err := findTier0(f.tier0Bin)
 	if err != nil {
 		return err
 	}
 	dataDir := filepath.Join(work, "tier0")
-	stop, addrs, err := startTier0(ctx, tier0Bin, dataDir, f.tier0Args)
+	stop, srv, err := startTier0(ctx, tier0Bin, dataDir, f.tier0Args)
 	if err != nil {
 		return err
 	}
 	defer stop()
 	bundle, cert, key := client.OperatorFiles(dataDir)
-	fleet, err := loadtest.NewFleet(ctx, loadtest.FleetConfig{Addrs: addrs, BundlePath: bundle, AdminCert: cert, AdminKey: key,
+	fleet, err := loadtest.NewFleet(ctx, loadtest.FleetConfig{Addrs: srv.Servers, BundlePath: bundle, AdminCert: cert, AdminKey: key,
 		Agents: 1, Workloads: 100, RunID: "compare"})
 	if err != nil {
 		return err
@@ -102,37 +100,51 @@ func runCompare(ctx context.Context, f *compareFlags) error {
 		}
 		csrs = append(csrs, csr)
 	}
-	spire, err := loadtest.StartSPIRE(ctx, spireBin, filepath.Join(work, "spire"), csrs[0])
-	if err != nil {
-		return err
+	var (
+		spireMint svidv1.SVIDClient
+		agent     *loadtest.SPIREAgent
+		spirePID  int
+	)
+	if !f.noSPIRE {
+		fmt.Fprintf(os.Stderr, "building spire-server %s in %s (minutes the first time)\n", loadtest.SPIREVersion, f.spireDir)
+		spireBin, err := loadtest.InstallSPIRE(ctx, f.spireDir, os.Stderr)
+		if err != nil {
+			return err
+		}
+		spire, err := loadtest.StartSPIRE(ctx, spireBin, filepath.Join(work, "spire"), csrs[0])
+		if err != nil {
+			return err
+		}
+		defer spire.Stop()
+		agent, err = spire.AttestAgent(ctx, csrs)
+		if err != nil {
+			return err
+		}
+		defer agent.Close()
+		spireMint, spirePID = spire.Client(), spire.PID()
 	}
-	defer spire.Stop()
-	agent, err := spire.AttestAgent(ctx, csrs)
-	if err != nil {
-		return err
-	}
-	defer agent.Close()
 	limit, err := loadtest.NewLimit(csrs)
 	if err != nil {
 		return err
 	}
-	res, err := loadtest.Compare(ctx, loadtest.CompareConfig{Fleet: fleet, SPIRE: spire.Client(), SPIREAgent: agent, SPIRECSRs: csrs,
-		Limit: limit, Concurrency: f.concurrency, Batches: f.batches, Rounds: f.rounds, RoundDuration: f.round, Progress: os.Stderr})
+	res, err := loadtest.Compare(ctx, loadtest.CompareConfig{Fleet: fleet, SPIRE: spireMint, SPIREAgent: agent, SPIRECSRs: csrs,
+		Limit: limit, Concurrency: f.concurrency, Batches: f.batches, Rounds: f.rounds, RoundDuration: f.round, Progress: os.Stderr,
+		Tier0PID: srv.PID, Tier0HTTP: srv.HTTP, SPIREPID: spirePID})
 	if err != nil {
 		return err
 	}
 	fmt.Printf("medians of %d alternated rounds of %s; bare limit (parse+verify CSR, CreateCertificate, all cores): %.0f SVIDs/s\n",
 		f.rounds, f.round, res.Summary[0].LimitPerSec)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "c\tbatch\ttier0/s\tSPIRE batch/s\tratio\tSPIRE mint/s\ttier0/limit\tSPIRE/limit\ttier0 p50/p99 ms\tSPIRE p50/p99 ms\t")
+	fmt.Fprintln(tw, "c\tbatch\ttier0/s\tSPIRE batch/s\tratio\tSPIRE mint/s\ttier0/limit\tSPIRE/limit\ttier0 p50/p99 ms\tSPIRE p50/p99 ms\tCPU us/SVID tier0/SPIRE\traft/SVID\t")
 	for _, s := range res.Summary {
 		mint := ""
 		if s.SPIREMintPerSec > 0 {
 			mint = strconv.FormatFloat(s.SPIREMintPerSec, 'f', 0, 64)
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.2fx\t%s\t%.2f\t%.2f\t%.1f/%.1f\t%.1f/%.1f\t\n", s.Concurrency, s.Batch,
+		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.2fx\t%s\t%.2f\t%.2f\t%.1f/%.1f\t%.1f/%.1f\t%.0f/%.0f\t%.3f\t\n", s.Concurrency, s.Batch,
 			s.Tier0PerSec, s.SPIREBatchPerSec, s.Ratio, mint, s.Tier0Fraction, s.SPIREFraction,
-			s.Tier0P50Ms, s.Tier0P99Ms, s.SPIREP50Ms, s.SPIREP99Ms)
+			s.Tier0P50Ms, s.Tier0P99Ms, s.SPIREP50Ms, s.SPIREP99Ms, s.Tier0CPUUs, s.SPIRECPUUs, s.Tier0RaftPerSVID)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -162,17 +174,24 @@ func findTier0(flag string) (string, error) {
 }
 
 // startTier0 runs a fresh single-node tier0 and waits until it is ready.
-func startTier0(ctx context.Context, bin, dataDir string, extra []string) (func(), []string, error) {
+// tier0Info is what a started server wrote to DATA/server.json.
+type tier0Info struct {
+	Servers []string `json:"servers"`
+	HTTP    string   `json:"http"`
+	PID     int      `json:"pid"`
+}
+
+func startTier0(ctx context.Context, bin, dataDir string, extra []string) (func(), tier0Info, error) {
 	args := append([]string{"server", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-level", "warn"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = flagconfig.StripEnv(os.Environ(), "TIER0_") // its defaults, not the environment's TIER0_<FLAG> settings
 	logf, err := os.Create(dataDir + ".log")
 	if err != nil {
-		return nil, nil, err
+		return nil, tier0Info{}, err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		return nil, nil, err
+		return nil, tier0Info{}, err
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
@@ -181,25 +200,21 @@ func startTier0(ctx context.Context, bin, dataDir string, extra []string) (func(
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		select {
 		case <-exited:
-			return nil, nil, fmt.Errorf("tier0 exited early (log %s.log)", dataDir)
+			return nil, tier0Info{}, fmt.Errorf("tier0 exited early (log %s.log)", dataDir)
 		default:
 		}
-		var info struct {
-			Servers []string `json:"servers"`
-			HTTP    string   `json:"http"`
-			PID     int      `json:"pid"`
-		}
+		var info tier0Info
 		raw, err := os.ReadFile(filepath.Join(dataDir, "server.json"))
 		if err == nil && json.Unmarshal(raw, &info) == nil && info.PID == cmd.Process.Pid {
 			if resp, err := http.Get("http://" + info.HTTP + "/readyz"); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
-					return stop, info.Servers, nil
+					return stop, info, nil
 				}
 			}
 		}
 		time.Sleep(100 * time.Millisecond) // polling a starting process
 	}
 	stop()
-	return nil, nil, fmt.Errorf("tier0 not ready within 60s (log %s.log)", dataDir)
+	return nil, tier0Info{}, fmt.Errorf("tier0 not ready within 60s (log %s.log)", dataDir)
 }
