@@ -27,12 +27,12 @@ type Sink interface {
 }
 
 const (
-	exportBatch      = 5000
+	exportBatch = 5000
 	// exportLinger is how long the exporter lets a short tail grow before
 	// appending it: under load each store transaction (and each "exported"
 	// raft entry, an fsync) then carries many journal entries instead of
 	// one per call. Issuance never waits for export.
-	exportLinger = 20 * time.Millisecond
+	exportLinger     = 20 * time.Millisecond
 	exportBackoffMin = 100 * time.Millisecond
 	exportBackoffMax = 5 * time.Second
 )
