@@ -210,7 +210,7 @@ func (a *agentService) MintX509SVIDs(ctx context.Context, req *tier0v1.MintX509S
 func (s *Server) itemStatus(ctx context.Context, c caller, err error) error {
 	code := codeOf(err)
 	if code == codes.Internal {
-		s.log.ErrorContext(ctx, "mint item failed", slog.String("caller", c.id.String()), slog.Any("err", err))
+		s.lines.Log(ctx, slog.LevelError, "mint item failed", "internal", "mint item failed", slog.String("caller", c.id.String()), slog.Any("err", err))
 		return status.Error(code, "internal error")
 	}
 	s.noteSignerError(ctx, "MintX509SVIDs", err)

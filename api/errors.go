@@ -82,7 +82,7 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 	code := codeOf(err)
 	s.metrics.errors.WithLabelValues(method, code.String()).Inc()
 	if code == codes.Internal {
-		s.log.ErrorContext(ctx, "internal error", slog.String("method", method), slog.Any("err", err))
+		s.lines.Log(ctx, slog.LevelError, "internal error "+method, "internal", "internal error", slog.String("method", method), slog.Any("err", err))
 		return status.Error(codes.Internal, "internal error")
 	}
 	s.noteSignerError(ctx, method, err)

@@ -27,6 +27,7 @@ import (
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ca/record"
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/ratelog"
 	"github.com/tier0-ca/tier0/storage"
 )
 
@@ -113,6 +114,8 @@ type Server struct {
 	pending *pendingLimiter
 	// signerLog: "CA key unavailable" lines (errors.go), rate-limited.
 	signerLog signerLog
+	// lines: per-item and per-call failure lines, rate-limited (ratelog).
+	lines *ratelog.Logger
 
 	bmu       sync.Mutex
 	bseq      uint64
@@ -134,6 +137,7 @@ func New(cfg Config) (*Server, error) {
 	setDefaults(&cfg)
 	s := &Server{cfg: cfg, log: cfg.Logger}
 	s.signerLog.Interval, s.signerLog.First = signerLogEvery, 1
+	s.lines = ratelog.New(s.log, ratelog.DefaultEvery)
 	s.metrics = newMetrics(cfg.Registerer)
 	s.authn = &authn{td: cfg.TrustDomain, bundles: s.currentBundle, cache: map[[32]byte]cachedID{}}
 	s.adm = newAdmission(cfg.MaxInFlight, cfg.MaxQueue, s.metrics)

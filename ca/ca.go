@@ -13,6 +13,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/tier0-ca/tier0/ca/record"
+	"github.com/tier0-ca/tier0/internal/ratelog"
 )
 
 // Defaults for zero Config fields.
@@ -83,8 +84,9 @@ type CA struct {
 	cfg    Config
 	log    *slog.Logger
 	issuer atomic.Pointer[issuerState]
-	jwt    jwtKeys       // JWT-SVID signing key (jwt.go)
-	signed atomic.Uint64 // SVIDs signed on the in-memory fast path (fastsign.go)
+	lines  *ratelog.Logger // per-item failure lines (loglines.go)
+	jwt    jwtKeys         // JWT-SVID signing key (jwt.go)
+	signed atomic.Uint64   // SVIDs signed on the in-memory fast path (fastsign.go)
 }
 
 // issuerState is an Issuer with everything the hot path needs precomputed.
@@ -139,6 +141,7 @@ func New(cfg Config) (*CA, error) {
 	if c.log == nil {
 		c.log = slog.Default()
 	}
+	c.lines = ratelog.New(c.log, ratelog.DefaultEvery)
 	if err := c.SetIssuer(cfg.Issuer); err != nil {
 		return nil, err
 	}

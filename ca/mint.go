@@ -60,8 +60,7 @@ func (c *CA) MintBatch(ctx context.Context, caller spiffeid.ID, reqs []Request) 
 		}
 		iss, id, err := c.mintRequest(ctx, st, now, caller, req)
 		if err != nil {
-			c.log.LogAttrs(ctx, slog.LevelInfo, "ca: svid denied",
-				slog.String("caller", caller.String()), slog.String("spiffe_id", idString(id)), slog.String("error", err.Error()))
+			c.denied(ctx, caller, id, err)
 			results[i] = Result{Err: err}
 			continue
 		}
@@ -146,8 +145,7 @@ func (c *CA) MintFor(ctx context.Context, caller, id spiffeid.ID, csrDER []byte,
 	now := c.cfg.Clock().Truncate(time.Second)
 	iss, err := c.mintFor(st, now, caller, id, csrDER, ttl)
 	if err != nil {
-		c.log.LogAttrs(ctx, slog.LevelInfo, "ca: svid denied",
-			slog.String("caller", caller.String()), slog.String("spiffe_id", idString(id)), slog.String("error", err.Error()))
+		c.denied(ctx, caller, id, err)
 		return Result{}, err
 	}
 	if err := c.commit(ctx, []*record.Record{iss.rec}); err != nil {
@@ -179,8 +177,7 @@ func (c *CA) mintFor(st *issuerState, now time.Time, caller, id spiffeid.ID, csr
 // logCommit logs and wraps the journal's answer err for recs.
 func (c *CA) logCommit(ctx context.Context, recs []*record.Record, err error) error {
 	if err != nil {
-		c.log.LogAttrs(ctx, slog.LevelWarn, "ca: journal commit failed",
-			slog.Int("records", len(recs)), slog.String("error", err.Error()))
+		c.commitFailed(ctx, len(recs), err)
 		return fmt.Errorf("ca: commit %d issuance records: %w", len(recs), err)
 	}
 	return nil
