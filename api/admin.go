@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -37,24 +36,7 @@ func (a *adminService) CreateJoinToken(ctx context.Context, req *tier0v1.CreateJ
 	} else if _, err := roles.AgentID(s.cfg.TrustDomain, req.GetAgent()); err != nil {
 		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: agent name: %v", errBadInput, err))
 	}
-	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
-	if ttl == 0 {
-		ttl = s.cfg.TokenTTL
-	}
-	if ttl < time.Minute || ttl > s.cfg.MaxTokenTTL {
-		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: token ttl %v outside bounds [1m0s, %v]", errBadInput, ttl, s.cfg.MaxTokenTTL))
-	}
-	var raw [32]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return nil, s.toStatus(ctx, method, err)
-	}
-	token := base64.RawURLEncoding.EncodeToString(raw[:])
-	exp := s.cfg.Clock().Add(ttl).Truncate(time.Second)
-	if err := s.cfg.State.CreateToken(ctx, HashToken(token), subject, exp); err != nil {
-		return nil, s.toStatus(ctx, method, err)
-	}
-	s.log.InfoContext(ctx, "join token created", "for", subject, "expires", exp, "by", callerFrom(ctx).id.String())
-	return &tier0v1.CreateJoinTokenResponse{Token: token, ExpiresAt: exp.Unix()}, nil
+	return s.createToken(ctx, method, subject, req.GetTtlSeconds()) // agentadmin.go
 }
 
 func (a *adminService) CreateEntry(ctx context.Context, req *tier0v1.CreateEntryRequest) (*tier0v1.CreateEntryResponse, error) {

@@ -54,21 +54,21 @@ func (b *bootstrapService) AttestJoinToken(ctx context.Context, req *tier0v1.Att
 	if err := precheckCSR(req.GetCsr()); err != nil {
 		return nil, s.toStatus(ctx, method, err)
 	}
-	agent, err := s.cfg.State.ConsumeToken(ctx, HashToken(req.GetToken()))
+	agent, gen, err := s.attest(ctx, HashToken(req.GetToken())) // agentadmin.go
 	if err != nil {
 		s.log.InfoContext(ctx, "join token refused", "err", err)
 		return nil, s.toStatus(ctx, method, err)
 	}
-	id, err := tokenSubject(s.cfg.TrustDomain, agent)
+	id, err := subjectID(s.cfg.TrustDomain, agent)
 	if err != nil {
 		return nil, s.toStatus(ctx, method, err)
 	}
-	res, err := s.cfg.Issuer.MintFor(ctx, spiffeid.ID{}, id, req.GetCsr(), s.cfg.AgentTTL)
+	res, err := s.mintSubject(ctx, spiffeid.ID{}, id, agent, req.GetCsr(), gen)
 	if err != nil {
 		return nil, s.toStatus(ctx, method, err)
 	}
 	s.metrics.issued.WithLabelValues("agent").Inc()
-	s.log.InfoContext(ctx, "agent attested with join token", "agent", id.String(), "serial", res.Record.Serial)
+	s.log.InfoContext(ctx, "agent attested with join token", "agent", id.String(), "generation", gen, "serial", res.Record.Serial)
 	return &tier0v1.AttestJoinTokenResponse{Chain: res.Chain, SpiffeId: id.String()}, nil
 }
 
@@ -111,7 +111,7 @@ func (a *agentService) RenewAgent(ctx context.Context, req *tier0v1.RenewAgentRe
 	s := a.s
 	defer s.observe(method, time.Now())
 	c := callerFrom(ctx)
-	res, err := s.cfg.Issuer.MintFor(ctx, c.id, c.id, req.GetCsr(), s.cfg.AgentTTL)
+	res, err := s.renewSelf(ctx, c, req.GetCsr()) // agentadmin.go
 	if err != nil {
 		return nil, s.toStatus(ctx, method, err)
 	}

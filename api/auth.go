@@ -44,6 +44,8 @@ var methodRoles = map[string][]roles.Role{
 	"/tier0.v1.Federation/": {roles.Admin},
 	"/tier0.v1.Backup/":     {roles.Admin},
 	"/tier0.v1.Cluster/":    {roles.Admin, roles.Node}, // nodes: ClusterJoin for themselves only (cluster.go)
+	"/tier0.v1.AgentAdmin/": {roles.Admin},
+	"/tier0.v1.Operator/":   {roles.Admin, roles.Auditor}, // named ones only (agentadmin.go)
 }
 
 func rolesFor(method string) (allowed []roles.Role, open bool, known bool) {
@@ -66,6 +68,10 @@ type authn struct {
 
 	mu    sync.Mutex
 	cache map[[32]byte]cachedID // leaf hash -> verified identity
+
+	// check refuses an allowed caller whose credential is no longer
+	// current (agentadmin.go checkCredential); nil: none.
+	check func(ctx context.Context, method string, c caller) error
 }
 
 type cachedID struct {
@@ -139,6 +145,11 @@ func (a *authn) authorize(ctx context.Context, method string) (context.Context, 
 	c := a.classify(id)
 	for _, r := range allowed {
 		if c.role == r {
+			if a.check != nil {
+				if err := a.check(ctx, method, c); err != nil {
+					return nil, err
+				}
+			}
 			return context.WithValue(ctx, callerKey{}, c), nil
 		}
 	}

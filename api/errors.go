@@ -38,7 +38,7 @@ func codeOf(err error) codes.Code {
 		errors.Is(err, ca.ErrBatchTooLarge), errors.Is(err, storage.ErrBadFilter),
 		errors.Is(err, roles.ErrInvalidName), errors.Is(err, errBadInput):
 		return codes.InvalidArgument
-	case errors.Is(err, ha.ErrTokenInvalid):
+	case errors.Is(err, ha.ErrTokenInvalid), errors.Is(err, ha.ErrDenied):
 		return codes.PermissionDenied
 	case errors.Is(err, ha.ErrNotFound):
 		return codes.NotFound

@@ -77,6 +77,7 @@ type Config struct {
 	Federator   *Federator        // may be nil: ListFederations shows no fetch errors
 	Backup      BackupSource      // may be nil: the Backup service answers Unavailable (backup.go)
 	Cluster     ClusterNode       // may be nil: the Cluster service answers Unavailable
+	Decisions   DecisionRecorder  // may be nil: refused credentials are only logged (agentadmin.go)
 	Logger      *slog.Logger      // default slog.Default()
 	Registerer  prometheus.Registerer
 
@@ -139,7 +140,7 @@ func New(cfg Config) (*Server, error) {
 	s.signerLog.Interval, s.signerLog.First = signerLogEvery, 1
 	s.lines = ratelog.New(s.log, ratelog.DefaultEvery)
 	s.metrics = newMetrics(cfg.Registerer)
-	s.authn = &authn{td: cfg.TrustDomain, bundles: s.currentBundle, cache: map[[32]byte]cachedID{}}
+	s.authn = &authn{td: cfg.TrustDomain, bundles: s.currentBundle, cache: map[[32]byte]cachedID{}, check: s.checkCredential}
 	s.adm = newAdmission(cfg.MaxInFlight, cfg.MaxQueue, s.metrics)
 	s.pending = newPendingLimiter(cfg.MaxPendingPerSource, s.metrics)
 	tlsCfg := s.tlsConfig()
@@ -164,6 +165,8 @@ func New(cfg Config) (*Server, error) {
 	tier0v1.RegisterFederationServer(s.grpc, &federationService{s: s})
 	tier0v1.RegisterBackupServer(s.grpc, &backupService{s: s})
 	tier0v1.RegisterClusterServer(s.grpc, &clusterService{s: s})
+	tier0v1.RegisterAgentAdminServer(s.grpc, &agentAdminService{s: s})
+	tier0v1.RegisterOperatorServer(s.grpc, &operatorService{s: s})
 	return s, nil
 }
 

@@ -3,6 +3,7 @@ package ca
 import (
 	"context"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -138,12 +139,17 @@ func (c *CA) mintRequest(ctx context.Context, st *issuerState, now time.Time, ca
 // equal id. The record's AgentID is caller ("" when caller is zero). ttl 0
 // means MaxTTL.
 func (c *CA) MintFor(ctx context.Context, caller, id spiffeid.ID, csrDER []byte, ttl time.Duration) (Result, error) {
+	return c.mintForExt(ctx, caller, id, csrDER, ttl)
+}
+
+// mintForExt is MintFor with extra (non-critical) extensions.
+func (c *CA) mintForExt(ctx context.Context, caller, id spiffeid.ID, csrDER []byte, ttl time.Duration, ext ...pkix.Extension) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, fmt.Errorf("ca: mint for %s: %w", id, err)
 	}
 	st := c.issuer.Load()
 	now := c.cfg.Clock().Truncate(time.Second)
-	iss, err := c.mintFor(st, now, caller, id, csrDER, ttl)
+	iss, err := c.mintFor(st, now, caller, id, csrDER, ttl, ext...)
 	if err != nil {
 		c.denied(ctx, caller, id, err)
 		return Result{}, err
@@ -156,7 +162,7 @@ func (c *CA) MintFor(ctx context.Context, caller, id spiffeid.ID, csrDER []byte,
 	return c.result(st, id, iss), nil
 }
 
-func (c *CA) mintFor(st *issuerState, now time.Time, caller, id spiffeid.ID, csrDER []byte, ttl time.Duration) (*issued, error) {
+func (c *CA) mintFor(st *issuerState, now time.Time, caller, id spiffeid.ID, csrDER []byte, ttl time.Duration, ext ...pkix.Extension) (*issued, error) {
 	if err := validateMember(c.cfg.TrustDomain, id); err != nil {
 		return nil, err
 	}
@@ -171,7 +177,7 @@ func (c *CA) mintFor(st *issuerState, now time.Time, caller, id spiffeid.ID, csr
 	if err != nil {
 		return nil, err
 	}
-	return c.issue(st, now, caller, id, csr.PublicKey, ttl)
+	return c.issue(st, now, caller, id, csr.PublicKey, ttl, ext...)
 }
 
 // logCommit logs and wraps the journal's answer err for recs.

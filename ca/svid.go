@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"fmt"
 	"math/big"
@@ -43,11 +44,12 @@ func (c *CA) resolveTTL(ttl, def time.Duration) (time.Duration, error) {
 
 // issue runs build -> sign -> validate for one SVID. now is already
 // truncated to the second (X.509 time precision).
-func (c *CA) issue(st *issuerState, now time.Time, caller, id spiffeid.ID, pub crypto.PublicKey, ttl time.Duration) (*issued, error) {
+func (c *CA) issue(st *issuerState, now time.Time, caller, id spiffeid.ID, pub crypto.PublicKey, ttl time.Duration, ext ...pkix.Extension) (*issued, error) {
 	tmpl, err := c.build(st, now, id, pub, ttl)
 	if err != nil {
 		return nil, err
 	}
+	tmpl.ExtraExtensions = ext // non-critical tier0 extensions only (attested.go)
 	// sign verifies every signature of a remote or non-P-256 signer and a
 	// sample of the in-memory key's (fastsign.go); validate re-parses all.
 	der, err := c.sign(st, tmpl, pub)

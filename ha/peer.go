@@ -179,6 +179,7 @@ var errorKinds = []struct {
 	{"not-leader", ErrNotLeader}, {"invalid", ErrInvalid}, {"not-found", ErrNotFound},
 	{"unavailable", ErrUnavailable}, {"exists", ErrExists}, {"token-invalid", ErrTokenInvalid},
 	{"replayed", ErrReplayed},
+	{"denied", ErrDenied},
 }
 
 // errorKind returns the wire name of the sentinel err wraps, "" for none.

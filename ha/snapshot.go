@@ -43,6 +43,9 @@ type snapshotHeader struct {
 	// Idem is the idempotency index, packed (idem.go); absent when empty
 	// and in older snapshots (an old node drops it: retries mint anew).
 	Idem []byte `json:"idem,omitempty"`
+	// Agents is the agent registry (agents.go), sorted by subject; absent
+	// in older snapshots.
+	Agents []Agent `json:"agents,omitempty"`
 }
 
 type fsmSnapshot struct {
@@ -79,6 +82,7 @@ func (f *fsm) snapshot() *fsmSnapshot {
 			LastCommit: s.lastCommit, ExportedSeq: s.exportedSeq, TailLen: len(s.tail), Lineage: cloneLineage(s.lineage),
 			Attest: new(s.attest.clone()),
 			Idem:   s.idem.pack(),
+			Agents: s.sortedAgents(),
 		},
 		tail: slices.Clone(s.tail),
 	}
@@ -166,6 +170,9 @@ func readSnapshot(r io.Reader) (*state, error) {
 	}
 	for _, t := range h.Tokens {
 		s.tokens[t.Hash] = t
+	}
+	for _, a := range h.Agents {
+		s.agents[a.Subject] = a
 	}
 	s.bundle = h.Bundle
 	if h.CA != nil {

@@ -65,6 +65,8 @@ type token struct {
 	Agent     string    `json:"agent"`
 	ExpiresAt time.Time `json:"expires_at"`
 	Used      bool      `json:"used"`
+	Creator   string    `json:"creator,omitempty"`   // who created it (cmdCreateTokenBy)
+	CreatedAt time.Time `json:"created_at,omitzero"` // when (cmdCreateTokenBy)
 }
 
 // state is everything the FSM holds. It is only mutated by FSM handlers under
@@ -74,6 +76,7 @@ type state struct {
 	byKey   map[string]string  // agent + "\x00" + spiffe id -> ID
 	byAgent map[string][]Entry // agent -> entries sorted by SPIFFEID (copy on write)
 	tokens  map[string]token   // by hash
+	agents  map[string]Agent   // by subject (agents.go)
 	bundle  Bundle
 	ca      CAState         // CA roots (castate.go)
 	trust   TrustState      // JWT keys and federation (trust.go)
@@ -97,6 +100,7 @@ func newState() *state {
 		byKey:   map[string]string{},
 		byAgent: map[string][]Entry{},
 		tokens:  map[string]token{},
+		agents:  map[string]Agent{},
 		head:    bytes.Clone(record.Genesis),
 	}
 }

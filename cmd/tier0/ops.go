@@ -18,15 +18,18 @@ import (
 
 func newTokenCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Agent join tokens"}
-	var agent, node, output string
+	var agent, node, admin, auditor, output string
 	var ttl time.Duration
 	create := &cobra.Command{
-		Use:   "create --agent NAME | --node ID [--ttl 1h] [-o text|json]",
-		Short: "Create a one-time join token for an agent (printed once, stored only hashed)",
+		Use:   "create --agent NAME | --node ID | --admin NAME | --auditor NAME [--ttl 1h] [-o text|json]",
+		Short: "Create a one-time join token for an agent, a cluster node or a named operator (printed once, stored only hashed)",
 		Long: `Create prints the token alone on stdout (T=$(tier0 token create ...)) and
 what it created on stderr; with -o json one object with both.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if admin != "" || auditor != "" { // agent_cmd.go
+				return createOperatorToken(cmd, g, admin, auditor, ttl, output)
+			}
 			agent, err := g.agentName(agent)
 			if err != nil {
 				return err
@@ -53,10 +56,12 @@ what it created on stderr; with -o json one object with both.`,
 	agentFlag(create.Flags(), &agent, "the agent the token admits (its SVID will be spiffe://TD/tier0/agent/NAME)")
 	create.Flags().DurationVar(&ttl, "ttl", time.Hour, "token validity")
 	create.Flags().StringVar(&node, "node", "", "instead of --agent: a token for a new cluster node (`tier0 server --join ... --join-token T`)")
+	create.Flags().StringVar(&admin, "admin", "", "instead of --agent: enrol named operator NAME (spiffe://TD/tier0/admin/NAME; `tier0 login --token T`)")
+	create.Flags().StringVar(&auditor, "auditor", "", "instead of --agent: enrol named auditor NAME (spiffe://TD/tier0/auditor/NAME; `tier0 login --token T`)")
 	outputFlag(create.Flags(), &output, "text (the token alone) or json", outText, outJSON)
-	create.MarkFlagsOneRequired("agent", "node")
-	create.MarkFlagsMutuallyExclusive("agent", "node")
-	cmd.AddCommand(create)
+	create.MarkFlagsOneRequired("agent", "node", "admin", "auditor")
+	create.MarkFlagsMutuallyExclusive("agent", "node", "admin", "auditor")
+	cmd.AddCommand(create, newTokenListCmd(g), newTokenRevokeCmd(g))
 	return cmd
 }
 

@@ -53,13 +53,17 @@ const (
 type spec struct {
 	segment string
 	named   bool // exactly one NAME segment follows; false: none may
+	// optName: the role also exists with one NAME segment (a named
+	// operator or auditor, enrolled with a join token, beside the
+	// unnamed bootstrap credential of the data dir).
+	optName bool
 }
 
 var specs = map[Role]spec{
 	Agent:   {segment: "agent", named: true},
 	Node:    {segment: "node", named: true},
-	Admin:   {segment: "admin"},
-	Auditor: {segment: "auditor"},
+	Admin:   {segment: "admin", optName: true},
+	Auditor: {segment: "auditor", optName: true},
 }
 
 // String returns the role's path segment ("agent", "node", "admin",
@@ -81,7 +85,8 @@ var (
 )
 
 // ID returns the ID of role r in td. name must be one valid SPIFFE path
-// segment for a named role (agent, node) and empty for the others.
+// segment for a named role (agent, node), empty or one segment for admin
+// and auditor (a named operator), and empty for the others.
 func ID(td spiffeid.TrustDomain, r Role, name string) (spiffeid.ID, error) {
 	s, ok := specs[r]
 	switch {
@@ -89,9 +94,9 @@ func ID(td spiffeid.TrustDomain, r Role, name string) (spiffeid.ID, error) {
 		return spiffeid.ID{}, fmt.Errorf("roles: role %d: %w", r, ErrInvalidName)
 	case td.IsZero():
 		return spiffeid.ID{}, fmt.Errorf("roles: %s id: trust domain is empty: %w", r, ErrInvalidName)
-	case !s.named && name != "":
+	case !s.named && !s.optName && name != "":
 		return spiffeid.ID{}, fmt.Errorf("roles: %s takes no name (got %q): %w", r, name, ErrInvalidName)
-	case !s.named:
+	case !s.named && name == "":
 		return spiffeid.RequireFromSegments(td, Reserved, s.segment), nil
 	}
 	if len(name) > MaxIDBytes {
@@ -147,7 +152,7 @@ func Parse(td spiffeid.TrustDomain, id spiffeid.ID) (r Role, name string, ok boo
 			continue
 		}
 		switch {
-		case s.named && len(segs) == 4 && segs[3] != "":
+		case (s.named || s.optName) && len(segs) == 4 && segs[3] != "":
 			return r, segs[3], true
 		case !s.named && len(segs) == 3:
 			return r, "", true

@@ -27,8 +27,9 @@ func TestConstructors(t *testing.T) {
 		{role: Node, name: ".", wantErrString: `roles: node name ".": path cannot contain dot segments: invalid role name`},
 		{role: Agent, name: "caf\u00e9", wantErrString: `roles: agent name "café": path segment characters are limited to letters, numbers, dots, dashes, and underscores: invalid role name`},
 		{role: Agent, name: "a b", wantErrString: `roles: agent name "a b": path segment characters are limited to letters, numbers, dots, dashes, and underscores: invalid role name`},
-		{role: Admin, name: "alice", wantErrString: `roles: admin takes no name (got "alice"): invalid role name`},
-		{role: Auditor, name: "bob", wantErrString: `roles: auditor takes no name (got "bob"): invalid role name`},
+		{role: Admin, name: "alice", want: "spiffe://example.org/tier0/admin/alice"},
+		{role: Auditor, name: "bob", want: "spiffe://example.org/tier0/auditor/bob"},
+		{role: Admin, name: "a/b", wantErrString: `roles: admin name "a/b": path segment characters are limited to letters, numbers, dots, dashes, and underscores: invalid role name`},
 		{role: None, name: "x", wantErrString: `roles: role 0: invalid role name`},
 		{role: Role(99), wantErrString: `roles: role 99: invalid role name`},
 	}
@@ -104,8 +105,9 @@ func TestParse(t *testing.T) {
 		{"spiffe://example.org/tier0/node", None, ""},
 		{"spiffe://example.org/tier0/agent/a1/x", None, ""},
 		{"spiffe://example.org/tier0/node/n1/raft", None, ""},
-		{"spiffe://example.org/tier0/admin/alice", None, ""},
-		{"spiffe://example.org/tier0/auditor/bob", None, ""},
+		{"spiffe://example.org/tier0/admin/alice", Admin, "alice"},
+		{"spiffe://example.org/tier0/auditor/bob", Auditor, "bob"},
+		{"spiffe://example.org/tier0/admin/alice/x", None, ""},
 		{"spiffe://example.org/tier0", None, ""},
 		{"spiffe://example.org", None, ""},
 		// prefix and suffix look-alikes
@@ -279,7 +281,7 @@ func referenceRole(s string) Role {
 	for _, c := range []struct {
 		prefix string
 		role   Role
-	}{{"agent/", Agent}, {"node/", Node}} {
+	}{{"agent/", Agent}, {"node/", Node}, {"admin/", Admin}, {"auditor/", Auditor}} {
 		if name, ok := strings.CutPrefix(rest, c.prefix); ok && name != "" && !strings.Contains(name, "/") {
 			return c.role
 		}

@@ -330,7 +330,7 @@ func (r *run) startAPI() error {
 	srv, err := api.New(api.Config{
 		TrustDomain: cfg.TrustDomain, Issuer: r.ca, State: r.node, Records: r.store, Audit: r.store, Checkpoints: r.node,
 		SVID: r.nodeSVID, CA: r.keys, JWT: r.ca, Trust: r.node, Federation: r.node, Federator: fed, Cluster: r.node,
-		Backup: &backupSource{node: r.node, nodeID: cfg.NodeID, dir: cfg.DataDir},
+		Backup: &backupSource{node: r.node, nodeID: cfg.NodeID, dir: cfg.DataDir}, Decisions: r.decisions,
 		Logger: s.log, Registerer: s.reg, AgentTTL: cfg.AgentTTL,
 		MaxInFlight: cfg.MaxInFlight, MaxQueue: cfg.MaxQueue, MaxBatch: cfg.MaxBatch,
 		MaxPendingPerSource: cfg.MaxPendingPerSource, HandshakeTimeout: cfg.HandshakeTimeout, IdleTimeout: cfg.IdleTimeout,

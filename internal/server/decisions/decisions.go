@@ -164,7 +164,11 @@ func (d *Log) add(agent, id spiffeid.ID, g ca.Grant, err error) {
 	if !allowed {
 		reason = err.Error()
 	}
-	dec := storage.Decision{At: time.Now().UTC(), NodeID: d.cfg.NodeID, Caller: agent.String(), Requested: id.String(), Allowed: allowed, Reason: reason}
+	d.enqueue(storage.Decision{At: time.Now().UTC(), NodeID: d.cfg.NodeID, Caller: agent.String(), Requested: id.String(), Allowed: allowed, Reason: reason})
+}
+
+// enqueue adds dec to the pending batch (dropped and counted when full).
+func (d *Log) enqueue(dec storage.Decision) {
 	d.mu.Lock()
 	if len(d.pending) >= d.cfg.Buffer {
 		d.mu.Unlock()
