@@ -79,13 +79,26 @@ type TokenInfo struct {
 	CreatedAt time.Time `json:"created_at,omitzero"`
 }
 
+// attestCmd attests with a join token (Hash), or, with Hash empty,
+// records an attestation the server verified itself (a node attestor's
+// evidence) for Subject with Selectors.
 type attestCmd struct {
-	Hash string    `json:"hash"`
-	Now  time.Time `json:"now"`
-	Node string    `json:"node"`
+	Hash      string    `json:"hash,omitempty"`
+	Subject   string    `json:"subject,omitempty"`
+	Selectors []string  `json:"selectors,omitempty"`
+	Now       time.Time `json:"now"`
+	Node      string    `json:"node"`
 }
 
-func (c *attestCmd) validate() error { return validTokenHash(c.Hash) }
+func (c *attestCmd) validate() error {
+	if c.Hash == "" {
+		if c.Subject == "" || strings.HasPrefix(c.Subject, nodeTokenPrefix) {
+			return fmt.Errorf("ha: attest: a token hash or an agent subject is required: %w", ErrInvalid)
+		}
+		return nil
+	}
+	return validTokenHash(c.Hash)
+}
 
 // attestResult is cmdAttest's response (encoded as a string so that it
 // crosses a forward unchanged).
@@ -170,23 +183,31 @@ func (f *fsm) applyAttest(payload []byte) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.s
-	s.purgeTokens(c.Now)
-	t, ok := s.tokens[c.Hash]
-	if !ok || t.Used || !c.Now.Before(t.ExpiresAt) {
-		return fmt.Errorf("ha: attest: %w", ErrTokenInvalid)
+	subject, selectors := c.Subject, c.Selectors
+	var t token
+	if c.Hash != "" {
+		s.purgeTokens(c.Now)
+		var ok bool
+		t, ok = s.tokens[c.Hash]
+		if !ok || t.Used || !c.Now.Before(t.ExpiresAt) {
+			return fmt.Errorf("ha: attest: %w", ErrTokenInvalid)
+		}
+		subject, selectors = t.Agent, []string{"join_token:" + c.Hash[:12]}
 	}
-	a, known := s.agents[t.Agent]
+	a, known := s.agents[subject]
 	if known && a.State == AgentBanned {
-		return fmt.Errorf("ha: attest: %s is banned (tier0 agent unban): %w", t.Agent, ErrDenied)
+		return fmt.Errorf("ha: attest: %s is banned (tier0 agent unban): %w", subject, ErrDenied)
 	}
-	t.Used = true
-	s.tokens[c.Hash] = t
-	res := attestResult{Subject: t.Agent}
-	if !strings.HasPrefix(t.Agent, nodeTokenPrefix) {
-		a = Agent{Subject: t.Agent, Generation: a.Generation + 1, State: AgentActive,
-			Selectors: []string{"join_token:" + c.Hash[:12]}, AttestedAt: c.Now, AttestedNode: c.Node,
+	if c.Hash != "" {
+		t.Used = true
+		s.tokens[c.Hash] = t
+	}
+	res := attestResult{Subject: subject}
+	if !strings.HasPrefix(subject, nodeTokenPrefix) {
+		a = Agent{Subject: subject, Generation: a.Generation + 1, State: AgentActive,
+			Selectors: slices.Clone(selectors), AttestedAt: c.Now, AttestedNode: c.Node,
 			StateBy: a.StateBy, StateAt: a.StateAt}
-		s.agents[t.Agent] = a
+		s.agents[subject] = a
 		res.Generation = a.Generation
 	}
 	b, err := json.Marshal(res)

@@ -45,6 +45,22 @@ func (n *Node) Attest(ctx context.Context, tokenHash string) (subject string, ge
 	return res.Subject, res.Generation, nil
 }
 
+// AttestSubject records an attestation the server verified itself (a
+// node attestor's evidence) for agent subject with selectors, and returns
+// the subject's new generation. ErrDenied for a banned subject.
+func (n *Node) AttestSubject(ctx context.Context, subject string, selectors []string) (uint64, error) {
+	resp, err := n.apply(ctx, "attest", cmdAttest, attestCmd{Subject: subject, Selectors: slices.Clone(selectors), Now: n.cfg.Clock().UTC(), Node: n.cfg.NodeID})
+	if err != nil {
+		return 0, err
+	}
+	str, ok := resp.(string)
+	var res attestResult
+	if !ok || json.Unmarshal([]byte(str), &res) != nil {
+		return 0, fmt.Errorf("ha: attest: unexpected fsm response %T", resp)
+	}
+	return res.Generation, nil
+}
+
 // AgentRenewed records that subject got an SVID (serial, notAfter) at
 // generation; it changes nothing if that is no longer the current one.
 func (n *Node) AgentRenewed(ctx context.Context, subject string, generation uint64, serial string, notAfter time.Time) error {

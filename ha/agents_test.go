@@ -90,6 +90,14 @@ func TestAgentRegistryLifecycle(t *testing.T) {
 		t.Fatalf("unban unknown: %v", err)
 	}
 
+	// A node attestor's attestation bumps the generation too.
+	if g, err := n.AttestSubject(ctx, "web1", []string{"k8s:sa:web"}); err != nil || g != 5 {
+		t.Fatalf("attest subject: %d %v", g, err)
+	}
+	if a, _ := n.Agent("web1"); a.Selectors[0] != "k8s:sa:web" {
+		t.Fatalf("selectors: %v", a.Selectors)
+	}
+
 	// Tokens: list shows creator and use; revoke refuses used tokens.
 	h5 := newToken("t5")
 	var seen bool
@@ -123,7 +131,7 @@ func TestAgentRegistryLifecycle(t *testing.T) {
 	}
 	var a Agent
 	f.read(func(s *state) { a = s.agents["web1"] })
-	if a.Generation != 4 || a.State != AgentActive {
+	if a.Generation != 5 || a.State != AgentActive {
 		t.Fatalf("restored: %+v", a)
 	}
 }
