@@ -32,7 +32,15 @@ func (c *CA) MintAttested(ctx context.Context, caller, id spiffeid.ID, csrDER []
 	if err != nil {
 		return Result{}, fmt.Errorf("ca: mint attested %s: %w", id, err)
 	}
-	return c.mintForExt(ctx, caller, id, csrDER, ttl, pkix.Extension{Id: OIDAttestation, Value: v})
+	res, err := c.mintForExt(ctx, caller, id, csrDER, ttl, pkix.Extension{Id: OIDAttestation, Value: v})
+	if err != nil {
+		return res, err
+	}
+	if got, ok, _ := AttestationGeneration(res.Cert); !ok || got != gen {
+		// Committed already, but never handed out: a bug in the encoding.
+		return Result{}, fmt.Errorf("ca: mint attested %s: the signed SVID carries generation %d (present %v), want %d: %w", id, got, ok, gen, ErrIssuer)
+	}
+	return res, nil
 }
 
 // ErrBadAttestation: the certificate's attestation extension does not

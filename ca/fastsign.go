@@ -50,7 +50,7 @@ func fastKey(s crypto.Signer) (*ecdsa.PrivateKey, bool) {
 // sign returns the DER SVID for tmpl (from build) and the subject key pub.
 func (c *CA) sign(st *issuerState, tmpl *x509.Certificate, pub crypto.PublicKey) ([]byte, error) {
 	key, ok := fastKey(st.iss.Signer)
-	if !ok {
+	if !ok || len(tmpl.ExtraExtensions) > 0 { // attested SVIDs (attested.go): rare, the general path encodes the extension
 		// CreateCertificate checks that the signer's public key equals the
 		// issuer certificate's and verifies the returned signature with it
 		// (crypto/x509 signTBS), so a faulty HSM/KMS signature never escapes.

@@ -32,7 +32,6 @@ func parseKind(s string) (tier0v1.SubjectKind, bool, error) {
 func newAgentCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "agent", Short: "The agent registry: attested agents and named operators; evict, ban, unban"}
 	var output, kind string
-	outputFlag(cmd.PersistentFlags(), &output, "output: table or json", outTable, outJSON)
 	cmd.PersistentFlags().StringVar(&kind, "kind", "agent", "which registry subjects: agent, admin, auditor (named operators), or all (list only)")
 	list := &cobra.Command{
 		Use:   "list [--kind agent|admin|auditor|all]",
@@ -73,15 +72,19 @@ func newAgentCmd(g *globalFlags) *cobra.Command {
 			})
 		},
 	}
+	outputFlag(list.Flags(), &output, "output: table or json (one JSON array)", outTable, outJSON)
+	outputFlag(show.Flags(), &output, "output: table or json", outTable, outJSON)
 	cmd.AddCommand(list, show,
-		agentStateCmd(g, &output, &kind, "evict", "Refuse the agent's current credential at once on every node (its next renewal and every mint answer PermissionDenied); a new join token re-attests it"),
-		agentStateCmd(g, &output, &kind, "ban", "Evict the agent and refuse any attestation for its name until unban"),
-		agentStateCmd(g, &output, &kind, "unban", "Allow the agent to attest again with a new join token (it stays evicted until then)"))
+		agentStateCmd(g, &kind, "evict", "Refuse the agent's current credential at once on every node (its next renewal and every mint answer PermissionDenied); a new join token re-attests it"),
+		agentStateCmd(g, &kind, "ban", "Evict the agent and refuse any attestation for its name until unban"),
+		agentStateCmd(g, &kind, "unban", "Allow the agent to attest again with a new join token (it stays evicted until then)"))
 	return cmd
 }
 
-func agentStateCmd(g *globalFlags, output, kind *string, op, short string) *cobra.Command {
-	return &cobra.Command{
+func agentStateCmd(g *globalFlags, kind *string, op, short string) *cobra.Command {
+	var out string
+	output := &out
+	c := &cobra.Command{
 		Use:   op + " NAME|SPIFFE-ID",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
@@ -103,6 +106,8 @@ func agentStateCmd(g *globalFlags, output, kind *string, op, short string) *cobr
 			})
 		},
 	}
+	outputFlag(c.Flags(), output, "output: text or json", outText, outJSON)
+	return c
 }
 
 func kindName(k tier0v1.SubjectKind) string {
@@ -186,7 +191,8 @@ func newTokenListCmd(g *globalFlags) *cobra.Command {
 }
 
 func newTokenRevokeCmd(g *globalFlags) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	c := &cobra.Command{
 		Use:   "revoke HASH-PREFIX",
 		Short: "Revoke an unused join token (HASH-PREFIX: at least 8 hex digits from tier0 token list)",
 		Args:  cobra.ExactArgs(1),
@@ -196,11 +202,16 @@ func newTokenRevokeCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return cliErr(err)
 				}
+				if output == outJSON {
+					return printJSON(cmd.OutOrStdout(), map[string]any{"revoked": t.GetHashPrefix(), "subject": t.GetSubject()})
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "revoked token %s for %s\n", t.GetHashPrefix(), t.GetSubject())
 				return nil
 			})
 		},
 	}
+	outputFlag(c.Flags(), &output, "output: text or json", outText, outJSON)
+	return c
 }
 
 func printTokens(w io.Writer, format string, ts []*tier0v1.TokenInfo) error {

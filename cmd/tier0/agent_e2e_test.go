@@ -70,10 +70,11 @@ func TestAgentEvictBanE2E(t *testing.T) {
 	if out, err := runBin("tier0-agent", "fetch", "--data-dir", agentDir, "--out", t.TempDir(), "--server", p.addr()); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Fatalf("fetch after evict: %s %v", out, err)
 	}
-	dec := must(p.cli("audit", "decisions", "--denied", "--caller", "spiffe://"+td+"/tier0/agent/web1", "-o", "json"))
-	if !strings.Contains(dec, "evicted") {
-		t.Fatalf("no decision rows for the refused credential: %s", dec)
-	}
+	// The decision log is written in batches (every 200 ms): polled.
+	pollUntil(t, 30*time.Second, func() bool {
+		dec := must(p.cli("audit", "decisions", "--denied", "--caller", "spiffe://"+td+"/tier0/agent/web1", "-o", "json"))
+		return strings.Contains(dec, "RenewAgent: ha: web1 was evicted") && strings.Contains(dec, "MintX509SVIDs: ha: web1 was evicted")
+	})
 
 	// Re-attest with a new token; then a second token supersedes it.
 	must(bootstrap(agentDir, token()))
