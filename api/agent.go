@@ -133,6 +133,7 @@ func (a *agentService) GetBundle(context.Context, *tier0v1.GetBundleRequest) (*t
 	b := a.s.cfg.State.Bundle()
 	resp := &tier0v1.GetBundleResponse{X509Authorities: b.Roots, Sequence: b.Sequence, TrustDomain: a.s.cfg.TrustDomain.Name()}
 	a.s.addTrust(resp)
+	a.s.addTaints(resp)
 	return resp, nil
 }
 

@@ -13,15 +13,24 @@ import (
 // CAManager manages the CA root keys (implemented by internal/server/keys'
 // Manager over ha.Node and the signer package).
 type CAManager interface {
-	ListRoots() []ha.CARoot
+	// ListRoots returns the roots with what each is in the cluster and on
+	// each node (cataint.go).
+	ListRoots() []CARootView
 	SigningMode() string
 	// PrepareRoot opens keyURI (empty: a new dev soft key), self-tests it,
 	// makes its self-signed root certificate and records it as prepared
 	// (in the bundle, not yet signing).
 	PrepareRoot(ctx context.Context, keyURI string, ttl time.Duration) (ha.CARoot, error)
 	// ActivateRoot checks that this node can sign with the prepared root's
-	// key and makes it the active root.
-	ActivateRoot(ctx context.Context, id string) (ha.CARoot, error)
+	// key, that every voter reported it can, and that the root has been
+	// published for the publish window (unless force: then it returns a
+	// warning), and makes it the active root.
+	ActivateRoot(ctx context.Context, id string, force bool) (ha.CARoot, string, error)
+	// TaintKey taints a replaced root (ha.TaintX509) or a JWT key
+	// (ha.TaintJWT).
+	TaintKey(ctx context.Context, kind, id string) error
+	// Tainted returns the tainted roots (DER) and JWT key IDs.
+	Tainted() (roots [][]byte, jwtKeyIDs []string)
 }
 
 // ErrCAKey marks a root key the CAManager cannot use (bad URI, key not
@@ -41,8 +50,8 @@ func (a *adminService) ListCARoots(ctx context.Context, _ *tier0v1.ListCARootsRe
 		return nil, a.s.toStatus(ctx, "ListCARoots", err)
 	}
 	resp := &tier0v1.ListCARootsResponse{SigningMode: m.SigningMode()}
-	for _, r := range m.ListRoots() {
-		resp.Roots = append(resp.Roots, caRootToProto(r))
+	for _, v := range m.ListRoots() {
+		resp.Roots = append(resp.Roots, caRootViewToProto(v))
 	}
 	return resp, nil
 }
@@ -73,12 +82,15 @@ func (a *adminService) ActivateCARoot(ctx context.Context, req *tier0v1.Activate
 	if req.GetId() == "" {
 		return nil, a.s.toStatus(ctx, method, fmt.Errorf("%w: root id is required", errBadInput))
 	}
-	r, err := m.ActivateRoot(ctx, req.GetId())
+	r, warning, err := m.ActivateRoot(ctx, req.GetId(), req.GetForce())
 	if err != nil {
 		return nil, a.s.toStatus(ctx, method, caKeyErr(err))
 	}
+	if warning != "" {
+		a.s.log.WarnContext(ctx, "ca root activated with --force", "id", r.ID, "warning", warning, "by", callerFrom(ctx).id.String())
+	}
 	a.s.log.InfoContext(ctx, "ca root activated", "id", r.ID, "key", r.KeyID, "by", callerFrom(ctx).id.String())
-	return &tier0v1.ActivateCARootResponse{Root: caRootToProto(r)}, nil
+	return &tier0v1.ActivateCARootResponse{Root: caRootToProto(r), Warning: warning}, nil
 }
 
 // caKeyErr turns ErrCAKey into bad input; ha errors map as usual, and so

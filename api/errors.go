@@ -44,6 +44,8 @@ func codeOf(err error) codes.Code {
 		return codes.NotFound
 	case errors.Is(err, ha.ErrExists):
 		return codes.AlreadyExists
+	case errors.Is(err, ha.ErrPrecondition):
+		return codes.FailedPrecondition
 	case errors.Is(err, ha.ErrNotLeader), errors.Is(err, ha.ErrUnavailable),
 		errors.Is(err, storage.ErrUnavailable): // record store not connected yet (--store-optional)
 		return codes.Unavailable

@@ -48,6 +48,8 @@ func tightLimits() map[protoreflect.FullName]int {
 	set(&tier0v1.CreateEntryRequest{}, "federates_with", ca.MaxTrustDomainBytes)
 	set(&tier0v1.DeleteEntryRequest{}, "id", maxHandleBytes)
 	set(&tier0v1.ActivateCARootRequest{}, "id", maxHandleBytes)
+	set(&tier0v1.TaintKeyRequest{}, "id", maxHandleBytes)
+	set(&tier0v1.TaintKeyRequest{}, "kind", maxHandleBytes)
 	set(&tier0v1.ListRecordsRequest{}, "spiffe_id", ca.MaxIDBytes)
 	set(&tier0v1.ListRecordsRequest{}, "agent_id", ca.MaxIDBytes)
 	set(&tier0v1.ListRecordsRequest{}, "serial", maxHandleBytes)

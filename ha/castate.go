@@ -42,13 +42,20 @@ type CARoot struct {
 type CAState struct {
 	Roots    []CARoot `json:"roots"`
 	Sequence uint64   `json:"sequence"` // incremented at every change
+	// Nodes are the nodes' key reports, sorted by node (castate_gate.go).
+	Nodes []NodeCAKeys `json:"nodes,omitempty"`
+	// Taints are the tainted keys (castate_taint.go).
+	Taints []Taint `json:"taints,omitempty"`
 }
 
 func (c CAState) clone() CAState {
-	out := CAState{Sequence: c.Sequence, Roots: make([]CARoot, len(c.Roots))}
+	out := CAState{Sequence: c.Sequence, Roots: make([]CARoot, len(c.Roots)), Taints: slices.Clone(c.Taints)}
 	for i, r := range c.Roots {
 		r.CertDER = bytes.Clone(r.CertDER)
 		out.Roots[i] = r
+	}
+	for _, r := range c.Nodes {
+		out.Nodes = append(out.Nodes, r.clone())
 	}
 	return out
 }

@@ -58,6 +58,8 @@ var handlers = map[byte]handler{
 	cmdConsumeToken:         plain((*fsm).applyConsumeToken),
 	cmdSetBundle:            plain((*fsm).applySetBundle),
 	cmdCARoots:              plain((*fsm).applyCARoots),
+	cmdCAKeyReport:          plain((*fsm).applyCAKeyReport), // castate_gate.go
+	cmdCATaint:              plain((*fsm).applyCATaint),     // castate_taint.go
 	cmdTrust:                plain((*fsm).applyTrust),
 	cmdCheckpoint:           plain((*fsm).applyCheckpoint),        // checkpoint.go
 	cmdLineage:              plain((*fsm).applyLineage),           // lineage.go

@@ -92,6 +92,8 @@ var payloads = map[byte]func() validator{
 	cmdConsumeToken:         func() validator { return new(consumeTokenCmd) },
 	cmdSetBundle:            func() validator { return new(setBundleCmd) },
 	cmdCARoots:              func() validator { return new(caRootsCmd) },
+	cmdCAKeyReport:          func() validator { return new(caKeyReportCmd) }, // castate_gate.go
+	cmdCATaint:              func() validator { return new(caTaintCmd) },     // castate_taint.go
 	cmdTrust:                func() validator { return new(trustCmd) },
 	cmdCheckpoint:           func() validator { return new(checkpointCmd) },
 	cmdLineage:              func() validator { return new(lineageCmd) },

@@ -15,11 +15,11 @@ import (
 
 // `tier0 ca`: root key rotation by the operator.
 func newCACmd(g *globalFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "ca", Short: "CA root keys: list, prepare a new root, activate it"}
+	cmd := &cobra.Command{Use: "ca", Short: "CA root keys: list, prepare a new root, activate it, taint a replaced one"}
 	var output string
 	list := &cobra.Command{
 		Use:   "list [-o table|json]",
-		Short: "List CA roots with their state (prepared, active, retired)",
+		Short: "List CA roots with their state in the cluster and on each node (prepared, active, activating, published-old, retired)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := dialOperator(cmd.Context(), g, "admin")
@@ -40,9 +40,9 @@ func newCACmd(g *globalFlags) *cobra.Command {
 				return enc.Encode(resp)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintf(tw, "ID\tSTATE\tNOT_AFTER\tKEY_ID\n")
+			fmt.Fprintf(tw, "ID\tSTATE\tNODES\tNOT_AFTER\tKEY_ID\n")
 			for _, r := range resp.GetRoots() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.GetId(), r.GetState(), time.Unix(r.GetNotAfter(), 0).UTC().Format(time.RFC3339), r.GetKeyId())
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.GetId(), rootState(r), rootNodes(r), time.Unix(r.GetNotAfter(), 0).UTC().Format(time.RFC3339), r.GetKeyId())
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -84,28 +84,39 @@ what it did on stderr; with -o json the root as one object.`,
 	prepare.Flags().StringVar(&uri, "signer", "", "the new root key URI (pkcs11:, awskms:, gcpkms:, soft:); empty: a DEV-ONLY soft key made on the server")
 	prepare.Flags().DurationVar(&ttl, "ttl", 0, "root certificate lifetime (default: the server's --root-ttl)")
 
+	var force bool
 	activate := &cobra.Command{
-		Use:   "activate ID [-o text|json]",
+		Use:   "activate ID [--force] [-o text|json]",
 		Short: "Start issuing from a prepared root; the old root stays in the bundle until its SVIDs have expired",
-		Args:  cobra.ExactArgs(1),
+		Long: `Start issuing from a prepared root. It is refused until every voter has
+reported that it can sign with the root's key, and until the root has been
+in the bundle for the server's --ca-publish-window (default 10m), so that
+every agent has fetched it; --force skips the window (not the voters) and
+prints a warning. The old root stays in the bundle (published-old) until
+every SVID it signed has expired.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := dialOperator(cmd.Context(), g, "admin")
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			resp, err := c.Admin().ActivateCARoot(cmd.Context(), &tier0v1.ActivateCARootRequest{Id: args[0]})
+			resp, err := c.Admin().ActivateCARoot(cmd.Context(), &tier0v1.ActivateCARootRequest{Id: args[0], Force: force})
 			if err != nil {
 				return cliErr(err)
+			}
+			if w := resp.GetWarning(); w != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "WARNING: %s\n", w)
 			}
 			r := resp.GetRoot()
 			r.CertDer = nil
 			return printChange(cmd.OutOrStdout(), changeOut, r, "activated root %s (key %s): it signs new SVIDs from now on", r.GetId(), r.GetKeyId())
 		},
 	}
+	activate.Flags().BoolVar(&force, "force", false, "activate before the publish window has passed (agents that have not synced since the prepare may fail)")
 	outputFlag(prepare.Flags(), &changeOut, "text (the root ID alone) or json", outText, outJSON)
 	outputFlag(activate.Flags(), &changeOut, "text (one line) or json", outText, outJSON)
-	cmd.AddCommand(list, prepare, activate)
+	cmd.AddCommand(list, prepare, activate, newCATaintCmd(g))
 	return cmd
 }
 

@@ -183,11 +183,13 @@ func TestKeyCustodyBackends(t *testing.T) {
 // TestCARootRotation: `tier0 ca prepare` publishes a new root in the
 // bundle without using it; `tier0 ca activate` switches issuance (here from
 // the dev soft root to a delegated AWS KMS root, by the URI's default
-// mode); the old root stays in the bundle, retired.
+// mode) once the node reports it can sign with the new key and the
+// publish window has passed (--ca-publish-window, short here); the old
+// root stays in the bundle, published-old.
 func TestCARootRotation(t *testing.T) {
 	kms := awsBackend(t)
 	data := t.TempDir()
-	srv := startKeyServer(t, data)
+	srv := startKeyServer(t, data, "--ca-publish-window", "3s")
 	c := agentClient(t, srv, "host-1", webID)
 	chainA := must(mintWeb(t, srv, c))
 	// The root that signed a chain: the AKI of its last certificate (the
@@ -204,7 +206,10 @@ func TestCARootRotation(t *testing.T) {
 	if _, err := srv.cli("ca", "activate", "nope"); err == nil || !strings.Contains(err.Error(), "NotFound") {
 		t.Fatalf("activate unknown root: %v", err)
 	}
-	must(srv.cli("ca", "activate", id))
+	if _, err := srv.cli("ca", "activate", id); err == nil || !strings.Contains(err.Error(), "FailedPrecondition") || !strings.Contains(err.Error(), "publish window 3s") {
+		t.Fatalf("activate right after prepare: %v", err)
+	}
+	pollUntil(t, 20*time.Second, func() bool { _, err := srv.cli("ca", "activate", id); return err == nil })
 	var chainB []*x509.Certificate
 	pollUntil(t, 20*time.Second, func() bool {
 		chainB = must(mintWeb(t, srv, c))
@@ -213,8 +218,12 @@ func TestCARootRotation(t *testing.T) {
 	if len(chainB) != 2 {
 		t.Fatalf("after activating the KMS root: chain of %d, want leaf + delegated intermediate", len(chainB))
 	}
-	list := must(srv.cli("ca", "list", "-o", "json"))
-	if !strings.Contains(list, `"state": "retired"`) || !strings.Contains(list, id) || !strings.Contains(list, `"signing_mode": "delegated"`) {
+	var list string
+	pollUntil(t, 10*time.Second, func() bool {
+		list = must(srv.cli("ca", "list", "-o", "json"))
+		return strings.Contains(list, `"state": "published-old"`)
+	})
+	if !strings.Contains(list, id) || !strings.Contains(list, `"signing_mode": "delegated"`) || strings.Contains(list, `"state": "retired"`) {
 		t.Fatalf("ca list after activation:\n%s", list)
 	}
 	// An SVID from the old root still verifies: the old root stays.

@@ -90,7 +90,7 @@ func TestAgentFetchFollowsRootRotation(t *testing.T) {
 		t.Fatalf("agent bundle after a fetch with root %s prepared: %v, want the old %s and the prepared %s", newRoot, got, oldRoot, newRoot)
 	}
 
-	must(srv.cli("ca", "activate", newRoot))
+	must(srv.cli("ca", "activate", newRoot, "--force"))
 	// A restart makes the node serve with an SVID under the new root at
 	// once (otherwise it switches at its SVID's half life).
 	srv.stop()

@@ -90,6 +90,7 @@ func (f *serverFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&k.Timeout, "signer-timeout", d.Keys.Timeout, "timeout of one CA key signature, retries included")
 	fl.DurationVar(&k.RootTTL, "root-ttl", d.Keys.RootTTL, "lifetime of the root certificate made on first start")
 	fl.DurationVar(&k.RootProbe, "root-probe-interval", d.Keys.RootProbe, "delegated mode: test-sign with the CA root key this often, so a dead HSM/KMS shows before the next intermediate rotation")
+	fl.DurationVar(&k.PublishWindow, "ca-publish-window", d.Keys.PublishWindow, "`tier0 ca activate` refuses a prepared root published for less than this (without --force); at least 2 x the agents' bundle refresh")
 
 	a := &c.Audit
 	fl.StringVar(&a.Key, "audit-key", "", "signer URI of the audit key that signs checkpoints (pkcs11:, awskms:, gcpkms:, soft:); default soft:DATA/ca/audit.key (DEV-ONLY)")

@@ -107,7 +107,7 @@ func Defaults() Config {
 		NodeID: "node1", Listen: "127.0.0.1:8443", HTTPListen: "127.0.0.1:8080",
 		AgentTTL: time.Hour, MaxQueue: 1024, MaxBatch: 256, RaftWALSegmentMB: ha.DefaultWALSegmentSize >> 20,
 		MaxPendingPerSource: 64, HandshakeTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute,
-		Keys: keys.Settings{IntermediateTTL: keys.DefaultIntermediateTTL, Timeout: keys.DefaultSignerTimeout, RootTTL: keys.DefaultRootTTL, RootProbe: keys.DefaultRootProbe},
+		Keys: keys.Settings{IntermediateTTL: keys.DefaultIntermediateTTL, Timeout: keys.DefaultSignerTimeout, RootTTL: keys.DefaultRootTTL, RootProbe: keys.DefaultRootProbe, PublishWindow: keys.DefaultPublishWindow},
 		Audit: Audit{CertTTL: 365 * 24 * time.Hour, CheckpointEvery: ha.DefaultCheckpointEvery, CheckpointInterval: ha.DefaultCheckpointInterval,
 			Decisions: decisions.Policy{Mode: decisions.All, Rate: 1}, DecisionsBuffer: decisions.DefaultBuffer, MaxUnexported: 1_000_000},
 		Cluster: Cluster{

@@ -68,19 +68,33 @@ func (c *selfCred) mint(ctx context.Context) error {
 	return nil
 }
 
-// run renews the credential at half life (with jitter) until ctx ends.
-// Failures are logged and retried with backoff: the credential in use
-// stays valid for the other half of its life.
+// run renews the credential at half life (with jitter), or at once when
+// the CA switched roots (creds_root.go), until ctx ends. Failures are
+// logged and retried with backoff: the credential in use stays valid for
+// the other half of its life.
 func (c *selfCred) run(ctx context.Context) error {
 	backoff := time.Second
 	for {
 		t := time.NewTimer(time.Until(renewAt(c.curr.Certificates[0])))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
+		check := time.NewTicker(rootCheckEvery)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				check.Stop()
+				return nil
+			case <-t.C:
+				break wait
+			case <-check.C:
+				if c.rootSwitched() {
+					c.log.Info("CA root switched: renewing credential now", "spiffe_id", c.id.String())
+					break wait
+				}
+			}
 		}
+		t.Stop()
+		check.Stop()
 		err := c.mint(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err() // stopped while renewing

@@ -19,9 +19,6 @@ import (
 
 var _ api.CAManager = (*Manager)(nil)
 
-// ListRoots returns the CA roots in raft state.
-func (m *Manager) ListRoots() []ha.CARoot { return m.cfg.State.CAState().Roots }
-
 // SigningMode is Direct or Delegated for the active root.
 func (m *Manager) SigningMode() string {
 	m.mu.Lock()
@@ -41,6 +38,9 @@ func (m *Manager) PrepareRoot(ctx context.Context, keyURI string, ttl time.Durat
 		return ha.CARoot{}, fmt.Errorf("keys: root lifetime %v is below 24h: %w", ttl, api.ErrCAKey)
 	}
 	if keyURI == "" {
+		if err := m.refuseSoftKeyInCluster(); err != nil {
+			return ha.CARoot{}, err
+		}
 		var b [6]byte
 		_, _ = rand.Read(b[:])
 		rel := filepath.Join("ca", "root-"+hex.EncodeToString(b[:])+".key")
@@ -71,24 +71,31 @@ func (m *Manager) PrepareRoot(ctx context.Context, keyURI string, ttl time.Durat
 	return r, nil
 }
 
-// ActivateRoot refuses a root this node cannot sign with, then activates it
-// in raft state; every node switches at its next reconcile (this one now).
-func (m *Manager) ActivateRoot(ctx context.Context, id string) (ha.CARoot, error) {
+// ActivateRoot refuses a root this node cannot sign with, one some voter
+// has not reported it can sign with, and one published for less than the
+// publish window unless force (then it returns a warning); then it
+// activates it in raft state; every node switches at its next reconcile
+// (this one now).
+func (m *Manager) ActivateRoot(ctx context.Context, id string, force bool) (ha.CARoot, string, error) {
 	r, ok := m.cfg.State.CAState().Root(id)
 	if !ok {
-		return ha.CARoot{}, fmt.Errorf("keys: activate root %q: %w", id, ha.ErrNotFound)
+		return ha.CARoot{}, "", fmt.Errorf("keys: activate root %q: %w", id, ha.ErrNotFound)
 	}
 	s, err := m.open(ctx, r.KeyURI)
 	if err != nil {
-		return ha.CARoot{}, fmt.Errorf("%w: %w", api.ErrCAKey, err)
+		return ha.CARoot{}, "", fmt.Errorf("%w: %w", api.ErrCAKey, err)
 	}
 	if _, err := signer.SelfTest(ctx, s); err != nil {
-		return ha.CARoot{}, fmt.Errorf("keys: %w: %w", api.ErrCAKey, err)
+		return ha.CARoot{}, "", fmt.Errorf("keys: %w: %w", api.ErrCAKey, err)
+	}
+	warning, err := m.gateActivation(id, force)
+	if err != nil {
+		return ha.CARoot{}, "", err
 	}
 	r, err = m.cfg.State.ActivateCARoot(ctx, id)
 	if err != nil {
-		return ha.CARoot{}, err
+		return ha.CARoot{}, "", err
 	}
 	m.Kick()
-	return r, nil
+	return r, warning, nil
 }

@@ -31,6 +31,12 @@ type State interface {
 	PruneCARoots(ctx context.Context, before time.Time) (int, error)
 	Bundle() ha.Bundle
 	IsLeader() bool
+	// Root rotation gate and taints (readiness.go).
+	LocalNodeID() string
+	Voters() ([]string, error)
+	ReportCAKeys(ctx context.Context, r ha.NodeCAKeys) error
+	TaintCAKey(ctx context.Context, kind, id string) error
+	TrustState() ha.TrustState
 }
 
 // Config configures a Manager.
@@ -68,6 +74,7 @@ type Manager struct {
 	rotStop   context.CancelFunc
 	rotDone   chan struct{}
 	bundleSeq uint64
+	rep       reporter // readiness.go
 }
 
 // New validates cfg, fills defaults and registers the metrics.
@@ -401,6 +408,7 @@ func (m *Manager) reconcile(ctx context.Context) {
 		m.bundleSeq = b.Sequence
 		onBundle(b)
 	}
+	m.reportKeys(ctx)
 }
 
 // rootID names a root by its SubjectKeyId (hex, 16 digits).

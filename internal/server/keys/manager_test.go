@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -126,7 +127,7 @@ func TestRootRotation(t *testing.T) {
 	if _, err := m.PrepareRoot(ctx, "soft:/nonexistent/key", 0); !errors.Is(err, api.ErrCAKey) {
 		t.Fatalf("missing key: %v", err)
 	}
-	if _, err := m.ActivateRoot(ctx, "nope"); !errors.Is(err, ha.ErrNotFound) {
+	if _, _, err := m.ActivateRoot(ctx, "nope", true); !errors.Is(err, ha.ErrNotFound) {
 		t.Fatalf("unknown root: %v", err)
 	}
 	r, err := m.PrepareRoot(ctx, "", 0)
@@ -141,14 +142,29 @@ func TestRootRotation(t *testing.T) {
 		defer mu.Unlock()
 		return len(bundles) > 0 && bundles[len(bundles)-1] == 2
 	})
-	if _, err := m.ActivateRoot(ctx, r.ID); err != nil {
-		t.Fatal(err)
+	// The node reports it can sign with the new key (Run's reconcile);
+	// the publish window (default 10m) still refuses it, --force passes
+	// with a warning.
+	waitFor(t, "the node to report the prepared key ready", func() bool {
+		rep, ok := node.CAState().Node("n1")
+		return ok && slices.Contains(rep.Ready, r.ID) && rep.Issuing == first.ID
+	})
+	if _, _, err := m.ActivateRoot(ctx, r.ID, false); !errors.Is(err, ha.ErrPrecondition) || !strings.Contains(err.Error(), "publish window 10m0s") {
+		t.Fatalf("activate inside the publish window: %v", err)
+	}
+	if _, warning, err := m.ActivateRoot(ctx, r.ID, true); err != nil || !strings.Contains(warning, "less than the publish window") {
+		t.Fatalf("forced activation: warning %q, err %v", warning, err)
 	}
 	waitFor(t, "the CA to issue from the new root", func() bool { return bytes.Equal(c.Issuer().Cert.Raw, r.CertDER) })
 	if !auditIssuedBy(r.CertDER) {
 		t.Fatal("audit key certificate not re-issued by the new root")
 	}
-	if got := m.ListRoots(); len(got) != 2 {
+	waitFor(t, "the node to report issuing from the new root", func() bool {
+		rep, _ := node.CAState().Node("n1")
+		return rep.Issuing == r.ID
+	})
+	if got := m.ListRoots(); len(got) != 2 || got[0].State != ha.ViewPublishedOld || got[1].State != ha.ViewActive ||
+		len(got[0].Nodes) != 1 || got[0].Nodes[0].State != ha.ViewPublishedOld || got[1].Nodes[0].State != ha.ViewActive {
 		t.Fatalf("ListRoots: %+v", got)
 	}
 	cancel()

@@ -40,6 +40,10 @@ const (
 	DefaultRootProbe       = 30 * time.Second // delegated mode: how often the root key is test-signed
 	pruneMargin            = 5 * time.Minute  // retired roots leave the bundle MaxTTL + this after retiring
 	reconcileEvery         = time.Second
+	// DefaultPublishWindow: 2 x the agents' default --bundle-refresh (5m);
+	// `tier0-agent run` also refreshes at every entry sync (30s), and
+	// agents that only run `fetch` must run it at least this often.
+	DefaultPublishWindow = 10 * time.Minute
 )
 
 // Settings are the operator's key settings (`tier0 server` flags).
@@ -56,6 +60,10 @@ type Settings struct {
 	// logs, metrics and health before the next intermediate rotation needs
 	// it; default DefaultRootProbe. In direct mode every SVID is a probe.
 	RootProbe time.Duration
+	// PublishWindow is how long a prepared root must have been in the
+	// bundle before `tier0 ca activate` makes it active without --force;
+	// default DefaultPublishWindow. At least 2 x the agents' sync interval.
+	PublishWindow time.Duration
 }
 
 // Defaults fills zero durations.
@@ -72,6 +80,9 @@ func (s *Settings) Defaults() {
 	if s.RootProbe == 0 {
 		s.RootProbe = DefaultRootProbe
 	}
+	if s.PublishWindow == 0 {
+		s.PublishWindow = DefaultPublishWindow
+	}
 }
 
 // Validate checks the settings against the maximum SVID TTL.
@@ -83,6 +94,9 @@ func (s *Settings) Validate(maxSVID time.Duration) error {
 	}
 	if min := rotation.MinLifetimeFactor * maxSVID; s.IntermediateTTL < min && !s.AllowShort {
 		return fmt.Errorf("--intermediate-ttl %v is below %d x the maximum SVID TTL (%v): SVIDs would outlive or be capped by their issuer", s.IntermediateTTL, rotation.MinLifetimeFactor, min)
+	}
+	if s.PublishWindow < 0 {
+		return fmt.Errorf("--ca-publish-window %v: want a positive duration", s.PublishWindow)
 	}
 	if s.IntermediateTTL <= 0 || s.Timeout <= 0 || s.RootProbe <= 0 || s.RootTTL < 24*time.Hour {
 		return errors.New("--intermediate-ttl, --signer-timeout and --root-probe-interval must be positive, --root-ttl at least 24h")

@@ -840,8 +840,13 @@ type GetBundleResponse struct {
 	JwtAuthorities  []*JWTAuthority        `protobuf:"bytes,4,rep,name=jwt_authorities,json=jwtAuthorities,proto3" json:"jwt_authorities,omitempty"`
 	Federated       []*FederatedBundle     `protobuf:"bytes,5,rep,name=federated,proto3" json:"federated,omitempty"`
 	TrustSequence   uint64                 `protobuf:"varint,6,opt,name=trust_sequence,json=trustSequence,proto3" json:"trust_sequence,omitempty"` // changes when jwt_authorities or federated change
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Tainted keys (`tier0 ca taint`): an agent re-issues at its next sync
+	// every SVID that descends from one of these roots (DER, a subset of
+	// x509_authorities) or was signed by one of these JWT key IDs.
+	TaintedX509Authorities [][]byte `protobuf:"bytes,7,rep,name=tainted_x509_authorities,json=taintedX509Authorities,proto3" json:"tainted_x509_authorities,omitempty"`
+	TaintedJwtKeyIds       []string `protobuf:"bytes,8,rep,name=tainted_jwt_key_ids,json=taintedJwtKeyIds,proto3" json:"tainted_jwt_key_ids,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *GetBundleResponse) Reset() {
@@ -914,6 +919,20 @@ func (x *GetBundleResponse) GetTrustSequence() uint64 {
 		return x.TrustSequence
 	}
 	return 0
+}
+
+func (x *GetBundleResponse) GetTaintedX509Authorities() [][]byte {
+	if x != nil {
+		return x.TaintedX509Authorities
+	}
+	return nil
+}
+
+func (x *GetBundleResponse) GetTaintedJwtKeyIds() []string {
+	if x != nil {
+		return x.TaintedJwtKeyIds
+	}
+	return nil
 }
 
 type Entry struct {
@@ -1418,13 +1437,15 @@ func (*DeleteEntryResponse) Descriptor() ([]byte, []int) {
 type CARoot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`                                       // hex prefix of the root certificate's SubjectKeyId
-	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`                                 // prepared, active or retired
+	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`                                 // prepared, active, published-old or retired (in the cluster: active while any node issues from it)
 	KeyId         string                 `protobuf:"bytes,3,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`                    // the signer's key id (no PIN, module path or endpoint)
 	NotAfter      int64                  `protobuf:"varint,4,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`          // unix seconds
 	PreparedAt    int64                  `protobuf:"varint,5,opt,name=prepared_at,json=preparedAt,proto3" json:"prepared_at,omitempty"`    // unix seconds
 	ActivatedAt   int64                  `protobuf:"varint,6,opt,name=activated_at,json=activatedAt,proto3" json:"activated_at,omitempty"` // unix seconds, 0 = never
 	RetiredAt     int64                  `protobuf:"varint,7,opt,name=retired_at,json=retiredAt,proto3" json:"retired_at,omitempty"`       // unix seconds, 0 = not retired
 	CertDer       []byte                 `protobuf:"bytes,8,opt,name=cert_der,json=certDer,proto3" json:"cert_der,omitempty"`              // the self-signed root certificate
+	Nodes         []*CARootNode          `protobuf:"bytes,9,rep,name=nodes,proto3" json:"nodes,omitempty"`                                 // what the root is on each node
+	Tainted       bool                   `protobuf:"varint,10,opt,name=tainted,proto3" json:"tainted,omitempty"`                           // `tier0 ca taint`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1515,6 +1536,72 @@ func (x *CARoot) GetCertDer() []byte {
 	return nil
 }
 
+func (x *CARoot) GetNodes() []*CARootNode {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *CARoot) GetTainted() bool {
+	if x != nil {
+		return x.Tainted
+	}
+	return false
+}
+
+type CARootNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          string                 `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"` // prepared, active, activating, published-old or retired, with " (reason)" when the node cannot sign with the key
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CARootNode) Reset() {
+	*x = CARootNode{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CARootNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CARootNode) ProtoMessage() {}
+
+func (x *CARootNode) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CARootNode.ProtoReflect.Descriptor instead.
+func (*CARootNode) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CARootNode) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *CARootNode) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
 type ListCARootsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1523,7 +1610,7 @@ type ListCARootsRequest struct {
 
 func (x *ListCARootsRequest) Reset() {
 	*x = ListCARootsRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[27]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1535,7 +1622,7 @@ func (x *ListCARootsRequest) String() string {
 func (*ListCARootsRequest) ProtoMessage() {}
 
 func (x *ListCARootsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[27]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1548,7 +1635,7 @@ func (x *ListCARootsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCARootsRequest.ProtoReflect.Descriptor instead.
 func (*ListCARootsRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{27}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{28}
 }
 
 type ListCARootsResponse struct {
@@ -1561,7 +1648,7 @@ type ListCARootsResponse struct {
 
 func (x *ListCARootsResponse) Reset() {
 	*x = ListCARootsResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[28]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1660,7 @@ func (x *ListCARootsResponse) String() string {
 func (*ListCARootsResponse) ProtoMessage() {}
 
 func (x *ListCARootsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[28]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1673,7 @@ func (x *ListCARootsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCARootsResponse.ProtoReflect.Descriptor instead.
 func (*ListCARootsResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{28}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListCARootsResponse) GetRoots() []*CARoot {
@@ -1613,7 +1700,7 @@ type PrepareCARootRequest struct {
 
 func (x *PrepareCARootRequest) Reset() {
 	*x = PrepareCARootRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[29]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1712,7 @@ func (x *PrepareCARootRequest) String() string {
 func (*PrepareCARootRequest) ProtoMessage() {}
 
 func (x *PrepareCARootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[29]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1725,7 @@ func (x *PrepareCARootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareCARootRequest.ProtoReflect.Descriptor instead.
 func (*PrepareCARootRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{29}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PrepareCARootRequest) GetSignerUri() string {
@@ -1664,7 +1751,7 @@ type PrepareCARootResponse struct {
 
 func (x *PrepareCARootResponse) Reset() {
 	*x = PrepareCARootResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[30]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +1763,7 @@ func (x *PrepareCARootResponse) String() string {
 func (*PrepareCARootResponse) ProtoMessage() {}
 
 func (x *PrepareCARootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[30]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +1776,7 @@ func (x *PrepareCARootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareCARootResponse.ProtoReflect.Descriptor instead.
 func (*PrepareCARootResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{30}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PrepareCARootResponse) GetRoot() *CARoot {
@@ -1702,13 +1789,14 @@ func (x *PrepareCARootResponse) GetRoot() *CARoot {
 type ActivateCARootRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Force         bool                   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"` // activate before the publish window has passed
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ActivateCARootRequest) Reset() {
 	*x = ActivateCARootRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[31]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1808,7 @@ func (x *ActivateCARootRequest) String() string {
 func (*ActivateCARootRequest) ProtoMessage() {}
 
 func (x *ActivateCARootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[31]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1821,7 @@ func (x *ActivateCARootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateCARootRequest.ProtoReflect.Descriptor instead.
 func (*ActivateCARootRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{31}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ActivateCARootRequest) GetId() string {
@@ -1743,16 +1831,24 @@ func (x *ActivateCARootRequest) GetId() string {
 	return ""
 }
 
+func (x *ActivateCARootRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
 type ActivateCARootResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Root          *CARoot                `protobuf:"bytes,1,opt,name=root,proto3" json:"root,omitempty"`
+	Warning       string                 `protobuf:"bytes,2,opt,name=warning,proto3" json:"warning,omitempty"` // set when force skipped the publish window
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ActivateCARootResponse) Reset() {
 	*x = ActivateCARootResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[32]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1764,7 +1860,7 @@ func (x *ActivateCARootResponse) String() string {
 func (*ActivateCARootResponse) ProtoMessage() {}
 
 func (x *ActivateCARootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[32]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1777,7 +1873,7 @@ func (x *ActivateCARootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateCARootResponse.ProtoReflect.Descriptor instead.
 func (*ActivateCARootResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{32}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ActivateCARootResponse) GetRoot() *CARoot {
@@ -1785,6 +1881,101 @@ func (x *ActivateCARootResponse) GetRoot() *CARoot {
 		return x.Root
 	}
 	return nil
+}
+
+func (x *ActivateCARootResponse) GetWarning() string {
+	if x != nil {
+		return x.Warning
+	}
+	return ""
+}
+
+type TaintKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"` // "x509" (a CA root ID) or "jwt" (a JWT key ID)
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaintKeyRequest) Reset() {
+	*x = TaintKeyRequest{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaintKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaintKeyRequest) ProtoMessage() {}
+
+func (x *TaintKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaintKeyRequest.ProtoReflect.Descriptor instead.
+func (*TaintKeyRequest) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *TaintKeyRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *TaintKeyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type TaintKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaintKeyResponse) Reset() {
+	*x = TaintKeyResponse{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaintKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaintKeyResponse) ProtoMessage() {}
+
+func (x *TaintKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaintKeyResponse.ProtoReflect.Descriptor instead.
+func (*TaintKeyResponse) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{35}
 }
 
 type ListRecordsRequest struct {
@@ -1803,7 +1994,7 @@ type ListRecordsRequest struct {
 
 func (x *ListRecordsRequest) Reset() {
 	*x = ListRecordsRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[33]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1815,7 +2006,7 @@ func (x *ListRecordsRequest) String() string {
 func (*ListRecordsRequest) ProtoMessage() {}
 
 func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[33]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1828,7 +2019,7 @@ func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{33}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListRecordsRequest) GetSpiffeId() string {
@@ -1908,7 +2099,7 @@ type IssuanceRecord struct {
 
 func (x *IssuanceRecord) Reset() {
 	*x = IssuanceRecord{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[34]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1920,7 +2111,7 @@ func (x *IssuanceRecord) String() string {
 func (*IssuanceRecord) ProtoMessage() {}
 
 func (x *IssuanceRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[34]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1933,7 +2124,7 @@ func (x *IssuanceRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssuanceRecord.ProtoReflect.Descriptor instead.
 func (*IssuanceRecord) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{34}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *IssuanceRecord) GetSeq() uint64 {
@@ -2036,7 +2227,7 @@ type ListRecordsResponse struct {
 
 func (x *ListRecordsResponse) Reset() {
 	*x = ListRecordsResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[35]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2239,7 @@ func (x *ListRecordsResponse) String() string {
 func (*ListRecordsResponse) ProtoMessage() {}
 
 func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[35]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2252,7 @@ func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{35}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListRecordsResponse) GetRecords() []*IssuanceRecord {
@@ -2081,7 +2272,7 @@ type VerifyChainRequest struct {
 
 func (x *VerifyChainRequest) Reset() {
 	*x = VerifyChainRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[36]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2093,7 +2284,7 @@ func (x *VerifyChainRequest) String() string {
 func (*VerifyChainRequest) ProtoMessage() {}
 
 func (x *VerifyChainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[36]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2106,7 +2297,7 @@ func (x *VerifyChainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyChainRequest.ProtoReflect.Descriptor instead.
 func (*VerifyChainRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{36}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *VerifyChainRequest) GetFromSeq() uint64 {
@@ -2142,7 +2333,7 @@ type VerifyChainResponse struct {
 
 func (x *VerifyChainResponse) Reset() {
 	*x = VerifyChainResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[37]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2154,7 +2345,7 @@ func (x *VerifyChainResponse) String() string {
 func (*VerifyChainResponse) ProtoMessage() {}
 
 func (x *VerifyChainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[37]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2167,7 +2358,7 @@ func (x *VerifyChainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyChainResponse.ProtoReflect.Descriptor instead.
 func (*VerifyChainResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{37}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *VerifyChainResponse) GetOk() bool {
@@ -2261,7 +2452,7 @@ type ListDecisionsRequest struct {
 
 func (x *ListDecisionsRequest) Reset() {
 	*x = ListDecisionsRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[38]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2273,7 +2464,7 @@ func (x *ListDecisionsRequest) String() string {
 func (*ListDecisionsRequest) ProtoMessage() {}
 
 func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[38]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2286,7 +2477,7 @@ func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{38}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListDecisionsRequest) GetCaller() string {
@@ -2346,7 +2537,7 @@ type AuthzDecision struct {
 
 func (x *AuthzDecision) Reset() {
 	*x = AuthzDecision{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[39]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2358,7 +2549,7 @@ func (x *AuthzDecision) String() string {
 func (*AuthzDecision) ProtoMessage() {}
 
 func (x *AuthzDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[39]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2371,7 +2562,7 @@ func (x *AuthzDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthzDecision.ProtoReflect.Descriptor instead.
 func (*AuthzDecision) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{39}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AuthzDecision) GetId() int64 {
@@ -2432,7 +2623,7 @@ type ListDecisionsResponse struct {
 
 func (x *ListDecisionsResponse) Reset() {
 	*x = ListDecisionsResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[40]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2444,7 +2635,7 @@ func (x *ListDecisionsResponse) String() string {
 func (*ListDecisionsResponse) ProtoMessage() {}
 
 func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[40]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2457,7 +2648,7 @@ func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDecisionsResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{40}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListDecisionsResponse) GetDecisions() []*AuthzDecision {
@@ -2521,14 +2712,16 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\x1cListAuthorizedEntriesRequest\"J\n" +
 	"\x1dListAuthorizedEntriesResponse\x12)\n" +
 	"\aentries\x18\x01 \x03(\v2\x0f.tier0.v1.EntryR\aentries\"\x12\n" +
-	"\x10GetBundleRequest\"\x9e\x02\n" +
+	"\x10GetBundleRequest\"\x87\x03\n" +
 	"\x11GetBundleResponse\x12)\n" +
 	"\x10x509_authorities\x18\x01 \x03(\fR\x0fx509Authorities\x12\x1a\n" +
 	"\bsequence\x18\x02 \x01(\x04R\bsequence\x12!\n" +
 	"\ftrust_domain\x18\x03 \x01(\tR\vtrustDomain\x12?\n" +
 	"\x0fjwt_authorities\x18\x04 \x03(\v2\x16.tier0.v1.JWTAuthorityR\x0ejwtAuthorities\x127\n" +
 	"\tfederated\x18\x05 \x03(\v2\x19.tier0.v1.FederatedBundleR\tfederated\x12%\n" +
-	"\x0etrust_sequence\x18\x06 \x01(\x04R\rtrustSequence\"\xcf\x01\n" +
+	"\x0etrust_sequence\x18\x06 \x01(\x04R\rtrustSequence\x128\n" +
+	"\x18tainted_x509_authorities\x18\a \x03(\fR\x16taintedX509Authorities\x12-\n" +
+	"\x13tainted_jwt_key_ids\x18\b \x03(\tR\x10taintedJwtKeyIds\"\xcf\x01\n" +
 	"\x05Entry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05agent\x18\x02 \x01(\tR\x05agent\x12\x1b\n" +
@@ -2563,7 +2756,7 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\aentries\x18\x01 \x03(\v2\x0f.tier0.v1.EntryR\aentries\"$\n" +
 	"\x12DeleteEntryRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x15\n" +
-	"\x13DeleteEntryResponse\"\xe0\x01\n" +
+	"\x13DeleteEntryResponse\"\xa6\x02\n" +
 	"\x06CARoot\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x15\n" +
@@ -2574,7 +2767,14 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\factivated_at\x18\x06 \x01(\x03R\vactivatedAt\x12\x1d\n" +
 	"\n" +
 	"retired_at\x18\a \x01(\x03R\tretiredAt\x12\x19\n" +
-	"\bcert_der\x18\b \x01(\fR\acertDer\"\x14\n" +
+	"\bcert_der\x18\b \x01(\fR\acertDer\x12*\n" +
+	"\x05nodes\x18\t \x03(\v2\x14.tier0.v1.CARootNodeR\x05nodes\x12\x18\n" +
+	"\atainted\x18\n" +
+	" \x01(\bR\atainted\"6\n" +
+	"\n" +
+	"CARootNode\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\"\x14\n" +
 	"\x12ListCARootsRequest\"`\n" +
 	"\x13ListCARootsResponse\x12&\n" +
 	"\x05roots\x18\x01 \x03(\v2\x10.tier0.v1.CARootR\x05roots\x12!\n" +
@@ -2585,11 +2785,17 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
 	"ttlSeconds\"=\n" +
 	"\x15PrepareCARootResponse\x12$\n" +
-	"\x04root\x18\x01 \x01(\v2\x10.tier0.v1.CARootR\x04root\"'\n" +
+	"\x04root\x18\x01 \x01(\v2\x10.tier0.v1.CARootR\x04root\"=\n" +
 	"\x15ActivateCARootRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\">\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"X\n" +
 	"\x16ActivateCARootResponse\x12$\n" +
-	"\x04root\x18\x01 \x01(\v2\x10.tier0.v1.CARootR\x04root\"\xe9\x01\n" +
+	"\x04root\x18\x01 \x01(\v2\x10.tier0.v1.CARootR\x04root\x12\x18\n" +
+	"\awarning\x18\x02 \x01(\tR\awarning\"5\n" +
+	"\x0fTaintKeyRequest\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"\x12\n" +
+	"\x10TaintKeyResponse\"\xe9\x01\n" +
 	"\x12ListRecordsRequest\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x14\n" +
@@ -2661,7 +2867,7 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"RenewAgent\x12\x1b.tier0.v1.RenewAgentRequest\x1a\x1c.tier0.v1.RenewAgentResponse\x12h\n" +
 	"\x15ListAuthorizedEntries\x12&.tier0.v1.ListAuthorizedEntriesRequest\x1a'.tier0.v1.ListAuthorizedEntriesResponse\x12D\n" +
 	"\tGetBundle\x12\x1a.tier0.v1.GetBundleRequest\x1a\x1b.tier0.v1.GetBundleResponse\x12J\n" +
-	"\vMintJWTSVID\x12\x1c.tier0.v1.MintJWTSVIDRequest\x1a\x1d.tier0.v1.MintJWTSVIDResponse2\xb6\x04\n" +
+	"\vMintJWTSVID\x12\x1c.tier0.v1.MintJWTSVIDRequest\x1a\x1d.tier0.v1.MintJWTSVIDResponse2\xf9\x04\n" +
 	"\x05Admin\x12V\n" +
 	"\x0fCreateJoinToken\x12 .tier0.v1.CreateJoinTokenRequest\x1a!.tier0.v1.CreateJoinTokenResponse\x12J\n" +
 	"\vCreateEntry\x12\x1c.tier0.v1.CreateEntryRequest\x1a\x1d.tier0.v1.CreateEntryResponse\x12J\n" +
@@ -2669,7 +2875,8 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\vDeleteEntry\x12\x1c.tier0.v1.DeleteEntryRequest\x1a\x1d.tier0.v1.DeleteEntryResponse\x12J\n" +
 	"\vListCARoots\x12\x1c.tier0.v1.ListCARootsRequest\x1a\x1d.tier0.v1.ListCARootsResponse\x12P\n" +
 	"\rPrepareCARoot\x12\x1e.tier0.v1.PrepareCARootRequest\x1a\x1f.tier0.v1.PrepareCARootResponse\x12S\n" +
-	"\x0eActivateCARoot\x12\x1f.tier0.v1.ActivateCARootRequest\x1a .tier0.v1.ActivateCARootResponse2\xf1\x01\n" +
+	"\x0eActivateCARoot\x12\x1f.tier0.v1.ActivateCARootRequest\x1a .tier0.v1.ActivateCARootResponse\x12A\n" +
+	"\bTaintKey\x12\x19.tier0.v1.TaintKeyRequest\x1a\x1a.tier0.v1.TaintKeyResponse2\xf1\x01\n" +
 	"\x05Audit\x12J\n" +
 	"\vListRecords\x12\x1c.tier0.v1.ListRecordsRequest\x1a\x1d.tier0.v1.ListRecordsResponse\x12J\n" +
 	"\vVerifyChain\x12\x1c.tier0.v1.VerifyChainRequest\x1a\x1d.tier0.v1.VerifyChainResponse\x12P\n" +
@@ -2687,7 +2894,7 @@ func file_tier0_v1_tier0_proto_rawDescGZIP() []byte {
 	return file_tier0_v1_tier0_proto_rawDescData
 }
 
-var file_tier0_v1_tier0_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_tier0_v1_tier0_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_tier0_v1_tier0_proto_goTypes = []any{
 	(*AttestJoinTokenRequest)(nil),        // 0: tier0.v1.AttestJoinTokenRequest
 	(*AttestJoinTokenResponse)(nil),       // 1: tier0.v1.AttestJoinTokenResponse
@@ -2716,20 +2923,23 @@ var file_tier0_v1_tier0_proto_goTypes = []any{
 	(*DeleteEntryRequest)(nil),            // 24: tier0.v1.DeleteEntryRequest
 	(*DeleteEntryResponse)(nil),           // 25: tier0.v1.DeleteEntryResponse
 	(*CARoot)(nil),                        // 26: tier0.v1.CARoot
-	(*ListCARootsRequest)(nil),            // 27: tier0.v1.ListCARootsRequest
-	(*ListCARootsResponse)(nil),           // 28: tier0.v1.ListCARootsResponse
-	(*PrepareCARootRequest)(nil),          // 29: tier0.v1.PrepareCARootRequest
-	(*PrepareCARootResponse)(nil),         // 30: tier0.v1.PrepareCARootResponse
-	(*ActivateCARootRequest)(nil),         // 31: tier0.v1.ActivateCARootRequest
-	(*ActivateCARootResponse)(nil),        // 32: tier0.v1.ActivateCARootResponse
-	(*ListRecordsRequest)(nil),            // 33: tier0.v1.ListRecordsRequest
-	(*IssuanceRecord)(nil),                // 34: tier0.v1.IssuanceRecord
-	(*ListRecordsResponse)(nil),           // 35: tier0.v1.ListRecordsResponse
-	(*VerifyChainRequest)(nil),            // 36: tier0.v1.VerifyChainRequest
-	(*VerifyChainResponse)(nil),           // 37: tier0.v1.VerifyChainResponse
-	(*ListDecisionsRequest)(nil),          // 38: tier0.v1.ListDecisionsRequest
-	(*AuthzDecision)(nil),                 // 39: tier0.v1.AuthzDecision
-	(*ListDecisionsResponse)(nil),         // 40: tier0.v1.ListDecisionsResponse
+	(*CARootNode)(nil),                    // 27: tier0.v1.CARootNode
+	(*ListCARootsRequest)(nil),            // 28: tier0.v1.ListCARootsRequest
+	(*ListCARootsResponse)(nil),           // 29: tier0.v1.ListCARootsResponse
+	(*PrepareCARootRequest)(nil),          // 30: tier0.v1.PrepareCARootRequest
+	(*PrepareCARootResponse)(nil),         // 31: tier0.v1.PrepareCARootResponse
+	(*ActivateCARootRequest)(nil),         // 32: tier0.v1.ActivateCARootRequest
+	(*ActivateCARootResponse)(nil),        // 33: tier0.v1.ActivateCARootResponse
+	(*TaintKeyRequest)(nil),               // 34: tier0.v1.TaintKeyRequest
+	(*TaintKeyResponse)(nil),              // 35: tier0.v1.TaintKeyResponse
+	(*ListRecordsRequest)(nil),            // 36: tier0.v1.ListRecordsRequest
+	(*IssuanceRecord)(nil),                // 37: tier0.v1.IssuanceRecord
+	(*ListRecordsResponse)(nil),           // 38: tier0.v1.ListRecordsResponse
+	(*VerifyChainRequest)(nil),            // 39: tier0.v1.VerifyChainRequest
+	(*VerifyChainResponse)(nil),           // 40: tier0.v1.VerifyChainResponse
+	(*ListDecisionsRequest)(nil),          // 41: tier0.v1.ListDecisionsRequest
+	(*AuthzDecision)(nil),                 // 42: tier0.v1.AuthzDecision
+	(*ListDecisionsResponse)(nil),         // 43: tier0.v1.ListDecisionsResponse
 }
 var file_tier0_v1_tier0_proto_depIdxs = []int32{
 	6,  // 0: tier0.v1.MintX509SVIDsRequest.items:type_name -> tier0.v1.MintItem
@@ -2740,48 +2950,51 @@ var file_tier0_v1_tier0_proto_depIdxs = []int32{
 	5,  // 5: tier0.v1.GetBundleResponse.federated:type_name -> tier0.v1.FederatedBundle
 	17, // 6: tier0.v1.CreateEntryResponse.entry:type_name -> tier0.v1.Entry
 	17, // 7: tier0.v1.ListEntriesResponse.entries:type_name -> tier0.v1.Entry
-	26, // 8: tier0.v1.ListCARootsResponse.roots:type_name -> tier0.v1.CARoot
-	26, // 9: tier0.v1.PrepareCARootResponse.root:type_name -> tier0.v1.CARoot
-	26, // 10: tier0.v1.ActivateCARootResponse.root:type_name -> tier0.v1.CARoot
-	34, // 11: tier0.v1.ListRecordsResponse.records:type_name -> tier0.v1.IssuanceRecord
-	39, // 12: tier0.v1.ListDecisionsResponse.decisions:type_name -> tier0.v1.AuthzDecision
-	0,  // 13: tier0.v1.Bootstrap.AttestJoinToken:input_type -> tier0.v1.AttestJoinTokenRequest
-	7,  // 14: tier0.v1.Agent.MintX509SVIDs:input_type -> tier0.v1.MintX509SVIDsRequest
-	11, // 15: tier0.v1.Agent.RenewAgent:input_type -> tier0.v1.RenewAgentRequest
-	13, // 16: tier0.v1.Agent.ListAuthorizedEntries:input_type -> tier0.v1.ListAuthorizedEntriesRequest
-	15, // 17: tier0.v1.Agent.GetBundle:input_type -> tier0.v1.GetBundleRequest
-	2,  // 18: tier0.v1.Agent.MintJWTSVID:input_type -> tier0.v1.MintJWTSVIDRequest
-	18, // 19: tier0.v1.Admin.CreateJoinToken:input_type -> tier0.v1.CreateJoinTokenRequest
-	20, // 20: tier0.v1.Admin.CreateEntry:input_type -> tier0.v1.CreateEntryRequest
-	22, // 21: tier0.v1.Admin.ListEntries:input_type -> tier0.v1.ListEntriesRequest
-	24, // 22: tier0.v1.Admin.DeleteEntry:input_type -> tier0.v1.DeleteEntryRequest
-	27, // 23: tier0.v1.Admin.ListCARoots:input_type -> tier0.v1.ListCARootsRequest
-	29, // 24: tier0.v1.Admin.PrepareCARoot:input_type -> tier0.v1.PrepareCARootRequest
-	31, // 25: tier0.v1.Admin.ActivateCARoot:input_type -> tier0.v1.ActivateCARootRequest
-	33, // 26: tier0.v1.Audit.ListRecords:input_type -> tier0.v1.ListRecordsRequest
-	36, // 27: tier0.v1.Audit.VerifyChain:input_type -> tier0.v1.VerifyChainRequest
-	38, // 28: tier0.v1.Audit.ListDecisions:input_type -> tier0.v1.ListDecisionsRequest
-	1,  // 29: tier0.v1.Bootstrap.AttestJoinToken:output_type -> tier0.v1.AttestJoinTokenResponse
-	10, // 30: tier0.v1.Agent.MintX509SVIDs:output_type -> tier0.v1.MintX509SVIDsResponse
-	12, // 31: tier0.v1.Agent.RenewAgent:output_type -> tier0.v1.RenewAgentResponse
-	14, // 32: tier0.v1.Agent.ListAuthorizedEntries:output_type -> tier0.v1.ListAuthorizedEntriesResponse
-	16, // 33: tier0.v1.Agent.GetBundle:output_type -> tier0.v1.GetBundleResponse
-	3,  // 34: tier0.v1.Agent.MintJWTSVID:output_type -> tier0.v1.MintJWTSVIDResponse
-	19, // 35: tier0.v1.Admin.CreateJoinToken:output_type -> tier0.v1.CreateJoinTokenResponse
-	21, // 36: tier0.v1.Admin.CreateEntry:output_type -> tier0.v1.CreateEntryResponse
-	23, // 37: tier0.v1.Admin.ListEntries:output_type -> tier0.v1.ListEntriesResponse
-	25, // 38: tier0.v1.Admin.DeleteEntry:output_type -> tier0.v1.DeleteEntryResponse
-	28, // 39: tier0.v1.Admin.ListCARoots:output_type -> tier0.v1.ListCARootsResponse
-	30, // 40: tier0.v1.Admin.PrepareCARoot:output_type -> tier0.v1.PrepareCARootResponse
-	32, // 41: tier0.v1.Admin.ActivateCARoot:output_type -> tier0.v1.ActivateCARootResponse
-	35, // 42: tier0.v1.Audit.ListRecords:output_type -> tier0.v1.ListRecordsResponse
-	37, // 43: tier0.v1.Audit.VerifyChain:output_type -> tier0.v1.VerifyChainResponse
-	40, // 44: tier0.v1.Audit.ListDecisions:output_type -> tier0.v1.ListDecisionsResponse
-	29, // [29:45] is the sub-list for method output_type
-	13, // [13:29] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	27, // 8: tier0.v1.CARoot.nodes:type_name -> tier0.v1.CARootNode
+	26, // 9: tier0.v1.ListCARootsResponse.roots:type_name -> tier0.v1.CARoot
+	26, // 10: tier0.v1.PrepareCARootResponse.root:type_name -> tier0.v1.CARoot
+	26, // 11: tier0.v1.ActivateCARootResponse.root:type_name -> tier0.v1.CARoot
+	37, // 12: tier0.v1.ListRecordsResponse.records:type_name -> tier0.v1.IssuanceRecord
+	42, // 13: tier0.v1.ListDecisionsResponse.decisions:type_name -> tier0.v1.AuthzDecision
+	0,  // 14: tier0.v1.Bootstrap.AttestJoinToken:input_type -> tier0.v1.AttestJoinTokenRequest
+	7,  // 15: tier0.v1.Agent.MintX509SVIDs:input_type -> tier0.v1.MintX509SVIDsRequest
+	11, // 16: tier0.v1.Agent.RenewAgent:input_type -> tier0.v1.RenewAgentRequest
+	13, // 17: tier0.v1.Agent.ListAuthorizedEntries:input_type -> tier0.v1.ListAuthorizedEntriesRequest
+	15, // 18: tier0.v1.Agent.GetBundle:input_type -> tier0.v1.GetBundleRequest
+	2,  // 19: tier0.v1.Agent.MintJWTSVID:input_type -> tier0.v1.MintJWTSVIDRequest
+	18, // 20: tier0.v1.Admin.CreateJoinToken:input_type -> tier0.v1.CreateJoinTokenRequest
+	20, // 21: tier0.v1.Admin.CreateEntry:input_type -> tier0.v1.CreateEntryRequest
+	22, // 22: tier0.v1.Admin.ListEntries:input_type -> tier0.v1.ListEntriesRequest
+	24, // 23: tier0.v1.Admin.DeleteEntry:input_type -> tier0.v1.DeleteEntryRequest
+	28, // 24: tier0.v1.Admin.ListCARoots:input_type -> tier0.v1.ListCARootsRequest
+	30, // 25: tier0.v1.Admin.PrepareCARoot:input_type -> tier0.v1.PrepareCARootRequest
+	32, // 26: tier0.v1.Admin.ActivateCARoot:input_type -> tier0.v1.ActivateCARootRequest
+	34, // 27: tier0.v1.Admin.TaintKey:input_type -> tier0.v1.TaintKeyRequest
+	36, // 28: tier0.v1.Audit.ListRecords:input_type -> tier0.v1.ListRecordsRequest
+	39, // 29: tier0.v1.Audit.VerifyChain:input_type -> tier0.v1.VerifyChainRequest
+	41, // 30: tier0.v1.Audit.ListDecisions:input_type -> tier0.v1.ListDecisionsRequest
+	1,  // 31: tier0.v1.Bootstrap.AttestJoinToken:output_type -> tier0.v1.AttestJoinTokenResponse
+	10, // 32: tier0.v1.Agent.MintX509SVIDs:output_type -> tier0.v1.MintX509SVIDsResponse
+	12, // 33: tier0.v1.Agent.RenewAgent:output_type -> tier0.v1.RenewAgentResponse
+	14, // 34: tier0.v1.Agent.ListAuthorizedEntries:output_type -> tier0.v1.ListAuthorizedEntriesResponse
+	16, // 35: tier0.v1.Agent.GetBundle:output_type -> tier0.v1.GetBundleResponse
+	3,  // 36: tier0.v1.Agent.MintJWTSVID:output_type -> tier0.v1.MintJWTSVIDResponse
+	19, // 37: tier0.v1.Admin.CreateJoinToken:output_type -> tier0.v1.CreateJoinTokenResponse
+	21, // 38: tier0.v1.Admin.CreateEntry:output_type -> tier0.v1.CreateEntryResponse
+	23, // 39: tier0.v1.Admin.ListEntries:output_type -> tier0.v1.ListEntriesResponse
+	25, // 40: tier0.v1.Admin.DeleteEntry:output_type -> tier0.v1.DeleteEntryResponse
+	29, // 41: tier0.v1.Admin.ListCARoots:output_type -> tier0.v1.ListCARootsResponse
+	31, // 42: tier0.v1.Admin.PrepareCARoot:output_type -> tier0.v1.PrepareCARootResponse
+	33, // 43: tier0.v1.Admin.ActivateCARoot:output_type -> tier0.v1.ActivateCARootResponse
+	35, // 44: tier0.v1.Admin.TaintKey:output_type -> tier0.v1.TaintKeyResponse
+	38, // 45: tier0.v1.Audit.ListRecords:output_type -> tier0.v1.ListRecordsResponse
+	40, // 46: tier0.v1.Audit.VerifyChain:output_type -> tier0.v1.VerifyChainResponse
+	43, // 47: tier0.v1.Audit.ListDecisions:output_type -> tier0.v1.ListDecisionsResponse
+	31, // [31:48] is the sub-list for method output_type
+	14, // [14:31] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_tier0_v1_tier0_proto_init() }
@@ -2795,7 +3008,7 @@ func file_tier0_v1_tier0_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tier0_v1_tier0_proto_rawDesc), len(file_tier0_v1_tier0_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -398,6 +398,7 @@ const (
 	Admin_ListCARoots_FullMethodName     = "/tier0.v1.Admin/ListCARoots"
 	Admin_PrepareCARoot_FullMethodName   = "/tier0.v1.Admin/PrepareCARoot"
 	Admin_ActivateCARoot_FullMethodName  = "/tier0.v1.Admin/ActivateCARoot"
+	Admin_TaintKey_FullMethodName        = "/tier0.v1.Admin/TaintKey"
 )
 
 // AdminClient is the client API for Admin service.
@@ -414,6 +415,8 @@ type AdminClient interface {
 	ListCARoots(ctx context.Context, in *ListCARootsRequest, opts ...grpc.CallOption) (*ListCARootsResponse, error)
 	PrepareCARoot(ctx context.Context, in *PrepareCARootRequest, opts ...grpc.CallOption) (*PrepareCARootResponse, error)
 	ActivateCARoot(ctx context.Context, in *ActivateCARootRequest, opts ...grpc.CallOption) (*ActivateCARootResponse, error)
+	// Taints a replaced CA root or a JWT signing key (`tier0 ca taint`).
+	TaintKey(ctx context.Context, in *TaintKeyRequest, opts ...grpc.CallOption) (*TaintKeyResponse, error)
 }
 
 type adminClient struct {
@@ -494,6 +497,16 @@ func (c *adminClient) ActivateCARoot(ctx context.Context, in *ActivateCARootRequ
 	return out, nil
 }
 
+func (c *adminClient) TaintKey(ctx context.Context, in *TaintKeyRequest, opts ...grpc.CallOption) (*TaintKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TaintKeyResponse)
+	err := c.cc.Invoke(ctx, Admin_TaintKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -508,6 +521,8 @@ type AdminServer interface {
 	ListCARoots(context.Context, *ListCARootsRequest) (*ListCARootsResponse, error)
 	PrepareCARoot(context.Context, *PrepareCARootRequest) (*PrepareCARootResponse, error)
 	ActivateCARoot(context.Context, *ActivateCARootRequest) (*ActivateCARootResponse, error)
+	// Taints a replaced CA root or a JWT signing key (`tier0 ca taint`).
+	TaintKey(context.Context, *TaintKeyRequest) (*TaintKeyResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -538,6 +553,9 @@ func (UnimplementedAdminServer) PrepareCARoot(context.Context, *PrepareCARootReq
 }
 func (UnimplementedAdminServer) ActivateCARoot(context.Context, *ActivateCARootRequest) (*ActivateCARootResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ActivateCARoot not implemented")
+}
+func (UnimplementedAdminServer) TaintKey(context.Context, *TaintKeyRequest) (*TaintKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TaintKey not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -686,6 +704,24 @@ func _Admin_ActivateCARoot_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_TaintKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TaintKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).TaintKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_TaintKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).TaintKey(ctx, req.(*TaintKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -720,6 +756,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ActivateCARoot",
 			Handler:    _Admin_ActivateCARoot_Handler,
+		},
+		{
+			MethodName: "TaintKey",
+			Handler:    _Admin_TaintKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
