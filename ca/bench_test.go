@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/tier0-ca/tier0/ca/record"
@@ -79,5 +80,41 @@ func BenchmarkCreateCertificateBaseline(b *testing.B) {
 		if _, err := x509.CreateCertificate(rand.Reader, tmpl, st.iss.Cert, pub, st.iss.Signer); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// mintAllocBudget is the allocation budget of one SVID minted in a batch of
+// 32 (nop journal): 203 measured when it was set (Go 1.26.8), plus ~10%.
+const mintAllocBudget = 225
+
+// BenchmarkMintAllocGuard is a regression guard, not a timing: it fails
+// when minting one SVID allocates more than mintAllocBudget objects
+// (counted, so independent of machine load). CI runs it in short mode:
+//
+//	go test -short -run '^$' -bench MintAllocGuard -benchtime 20x ./ca/
+func BenchmarkMintAllocGuard(b *testing.B) {
+	const n = 32
+	e := newEnv(b, func(c *Config) { c.Journal = nopJournal{}; c.Logger = discardLogger })
+	reqs := make([]Request, n)
+	for i := range reqs {
+		reqs[i] = Request{CSR: makeCSR(b, newP256(b), []string{testWLID.String()})}
+	}
+	ctx := context.Background()
+	if _, err := e.ca.MintBatch(ctx, testAgent, reqs); err != nil { // warm up (lazy init)
+		b.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for b.Loop() {
+		res, err := e.ca.MintBatch(ctx, testAgent, reqs)
+		if err != nil || res[0].Err != nil {
+			b.Fatal(err, res[0].Err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	per := float64(after.Mallocs-before.Mallocs) / float64(b.N*n)
+	b.ReportMetric(per, "allocs/svid")
+	if per > mintAllocBudget {
+		b.Fatalf("minting allocates %.1f objects per SVID, budget %d: find the new allocation (go test -bench MintBatch -memprofile)", per, mintAllocBudget)
 	}
 }

@@ -52,11 +52,7 @@ func TestFastSignMatchesCreateCertificate(t *testing.T) {
 						if err != nil {
 							t.Fatal(err)
 						}
-						spki, err := x509.MarshalPKIXPublicKey(pub)
-						if err != nil {
-							t.Fatal(err)
-						}
-						got, err := svidTBS(tmpl, st.iss.Cert.RawSubject, spki)
+						got, err := svidTBS(tmpl, st.iss.Cert.RawSubject, pub)
 						if err != nil {
 							t.Fatal(err)
 						}
