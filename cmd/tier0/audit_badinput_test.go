@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -29,12 +30,15 @@ func TestAuditStoreStartErrors(t *testing.T) {
 	}
 
 	db := filepath.Join(t.TempDir(), "records.db")
-	if out, err := runBin("tier0", "storage", "migrate", "--store", "sqlite:"+db); err != nil || !strings.Contains(out, "schema at version 5 (this binary: 5)") {
+	out, err := runBin("tier0", "storage", "migrate", "--store", "sqlite:"+db)
+	m := regexp.MustCompile(`schema at version (\d+) \(this binary: (\d+)\)`).FindStringSubmatch(out)
+	if err != nil || m == nil || m[1] != m[2] {
 		t.Fatalf("storage migrate: %v %s", err, out)
 	}
+	known := m[2]
 	execSQLite(t, db, "INSERT INTO schema_version (version, name, applied_at) VALUES (99, '0099_future.sql', 0)")
 	_, err = runBin("tier0", "server", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--store", "sqlite:"+db)
-	if err == nil || !strings.Contains(err.Error(), "refusing to start") || !strings.Contains(err.Error(), "database schema version 99 is newer than this binary knows (5)") {
+	if err == nil || !strings.Contains(err.Error(), "refusing to start") || !strings.Contains(err.Error(), "database schema version 99 is newer than this binary knows ("+known+")") {
 		t.Fatalf("newer schema: %v", err)
 	}
 	if _, err := runBin("tier0", "storage", "migrate", "--store", "sqlite:"+db); err == nil || !strings.Contains(err.Error(), "newer than this binary") {

@@ -82,8 +82,9 @@ func postgresBackend(t *testing.T) auditBackend {
 	b.copyTo = func(t *testing.T, _ string) (string, func(t *testing.T, q string)) {
 		_, s := storagetest.PostgresSchema(t)
 		for _, tbl := range []string{"schema_version", "issuance_records", "audit_checkpoints", "authz_decisions", "store_lineage"} {
-			execIn(s)(t, fmt.Sprintf("CREATE TABLE %s.%s (LIKE %s.%s INCLUDING ALL); INSERT INTO %s.%s SELECT * FROM %s.%s",
-				s, tbl, schema, tbl, s, tbl, schema, tbl))
+			cols := pgCopyColumns(t, withSchema(schema), schema, tbl)
+			execIn(s)(t, fmt.Sprintf("CREATE TABLE %s.%s (LIKE %s.%s INCLUDING ALL); INSERT INTO %s.%s (%s) SELECT %s FROM %s.%s",
+				s, tbl, schema, tbl, s, tbl, cols, cols, schema, tbl))
 		}
 		return withSchema(s), execIn(s)
 	}
@@ -322,4 +323,26 @@ func storeFacts(t *testing.T, b auditBackend, last uint64) (cps []uint64, jwtSeq
 		t.Fatalf("no JWT-SVID record among %d: %v", last, err)
 	}
 	return cps, jwtSeq
+}
+
+// pgCopyColumns lists the columns of schema.tbl a copy can write: every
+// column but the generated ones (Postgres computes those itself).
+func pgCopyColumns(t *testing.T, dsn, schema, tbl string) string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT column_name FROM information_schema.columns
+		WHERE table_schema = $1 AND table_name = $2 AND is_generated = 'NEVER' ORDER BY ordinal_position`, schema, tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(names) == 0 {
+		t.Fatalf("columns of %s.%s: %v %v", schema, tbl, names, err)
+	}
+	return strings.Join(names, ", ")
 }
