@@ -58,11 +58,13 @@ func (n *Node) RunExporter(ctx context.Context, sink Sink) error {
 	n.idemSink.Store(&sink)
 	backoff := exportBackoffMin
 	var failingSince time.Time // zero while the sink works
+	var paused pausedExport    // this node's journal cannot be written (export_pause.go)
 	for {
 		if err := n.waitLeadership(ctx); err != nil {
 			return err
 		}
 		err := n.exportTerm(ctx, sink, func() {
+			paused.resumed(n)
 			backoff = exportBackoffMin
 			if !failingSince.IsZero() {
 				n.log.Info("ha: record store reachable again: export resumed", "delayed_for", time.Since(failingSince).Round(time.Millisecond))
@@ -73,6 +75,13 @@ func (n *Node) RunExporter(ctx context.Context, sink Sink) error {
 			return ctx.Err()
 		}
 		if err == nil || errors.Is(err, errLostLeadership) {
+			continue
+		}
+		if paused.pause(n, err) {
+			if err := sleepCtx(ctx, backoff); err != nil {
+				return err
+			}
+			backoff = min(2*backoff, exportBackoffMax)
 			continue
 		}
 		if errors.Is(err, ErrStoreMismatch) {
