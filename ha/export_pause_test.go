@@ -51,4 +51,3 @@ func TestExporterWaitsOutJournalFault(t *testing.T) {
 		t.Errorf("exported seq %d on a diverged node", got)
 	}
 }
-
