@@ -28,7 +28,10 @@ type issued struct {
 	replayed bool   // rec was committed before, for the same request
 }
 
-// resolveTTL maps 0 to the default and checks the bounds.
+// resolveTTL maps 0 to the default and checks the bounds [MinTTL,
+// MaxTTL] (a request outside them is bad input). A default from a grant
+// (the entry's TTL) is also a ceiling: a longer request within the bounds
+// is clamped to it (DESIGN.md "TTL"), for X509- and JWT-SVIDs alike.
 func (c *CA) resolveTTL(ttl, def time.Duration) (time.Duration, error) {
 	if ttl == 0 {
 		ttl = def
@@ -38,6 +41,9 @@ func (c *CA) resolveTTL(ttl, def time.Duration) (time.Duration, error) {
 	}
 	if ttl < c.cfg.MinTTL || ttl > c.cfg.MaxTTL {
 		return 0, fmt.Errorf("ca: ttl %s outside bounds [%s, %s]: %w", ttl, c.cfg.MinTTL, c.cfg.MaxTTL, ErrInvalidTTL)
+	}
+	if def > 0 && ttl > def {
+		ttl = def
 	}
 	return ttl, nil
 }
