@@ -71,6 +71,11 @@ proto:
 clean:
 	rm -rf $(BIN)
 
+## bench-guard: allocation regression guard (counts, not timings: load-independent; CI runs it)
+.PHONY: bench-guard
+bench-guard:
+	$(GO) test -short -count=1 -run '^$$' -bench MintAllocGuard -benchtime 20x ./ca/
+
 ## bench-compare: tier0 vs SPIRE v1.13.3 agent path (BatchNewX509SVID) and MintX509SVID at c=1/8/32 x batch 1/10/100, plus the bare limit, alternating (builds SPIRE once; see docs/BENCHMARKS.md)
 .PHONY: bench-compare loadtest-smoke
 bench-compare:
