@@ -70,6 +70,10 @@ func TestRoles(t *testing.T) {
 	}
 	call := map[string]func(c *client.Client) error{
 		"agent": func(c *client.Client) error {
+			_, err := c.Agent().ListAuthorizedEntries(ctx, &tier0v1.ListAuthorizedEntriesRequest{})
+			return err
+		},
+		"bundle": func(c *client.Client) error { // a single method open to operators too (tier0 bundle show)
 			_, err := c.Agent().GetBundle(ctx, &tier0v1.GetBundleRequest{})
 			return err
 		},
@@ -83,9 +87,9 @@ func TestRoles(t *testing.T) {
 		},
 	}
 	allowed := map[string]map[string]bool{
-		"agent":    {"agent": true},
-		"admin":    {"admin": true, "audit": true},
-		"auditor":  {"audit": true},
+		"agent":    {"agent": true, "bundle": true},
+		"admin":    {"admin": true, "audit": true, "bundle": true},
+		"auditor":  {"audit": true, "bundle": true},
 		"node":     {},
 		"workload": {},
 	}

@@ -46,12 +46,17 @@ var methodRoles = map[string][]roles.Role{
 	"/tier0.v1.Cluster/":    {roles.Admin, roles.Node}, // nodes: ClusterJoin for themselves only (cluster.go)
 	"/tier0.v1.AgentAdmin/": {roles.Admin},
 	"/tier0.v1.Operator/":   {roles.Admin, roles.Auditor}, // named ones only (agentadmin.go)
+	// Single methods (they win over their service's entry).
+	"/tier0.v1.Agent/GetBundle": {roles.Agent, roles.Admin, roles.Auditor}, // `tier0 bundle show`
 }
 
 func rolesFor(method string) (allowed []roles.Role, open bool, known bool) {
 	i := strings.LastIndexByte(method, '/')
 	if i < 0 {
 		return nil, false, false
+	}
+	if allowed, known = methodRoles[method]; known {
+		return allowed, allowed == nil, known
 	}
 	allowed, known = methodRoles[method[:i+1]]
 	return allowed, known && allowed == nil, known

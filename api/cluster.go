@@ -55,6 +55,11 @@ func (c *clusterService) ClusterStatus(ctx context.Context, _ *tier0v1.ClusterSt
 			resp.LeaderAddress = m.Address
 		}
 	}
+	if m, ok := n.(interface {
+		MemberStatuses(context.Context) []*tier0v1.MemberStatus
+	}); ok {
+		resp.MemberStatus = m.MemberStatuses(ctx)
+	}
 	return resp, nil
 }
 

@@ -241,6 +241,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		_ = closeWAL()
 		return nil, fmt.Errorf("ha: start raft: %w", err)
 	}
+	if err := removedFrom(r, cfg.NodeID, cfg.DataDir); exists && err != nil {
+		_ = r.Shutdown().Error()
+		_ = closeWAL()
+		return nil, err
+	}
 	n.fsm.running.Store(true) // later Restores are installs, not the startup load
 	n.raft = r
 	if cfg.Bootstrap && !exists {

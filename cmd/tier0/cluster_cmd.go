@@ -1,10 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"fmt"
-	"text/tabwriter"
-
 	"github.com/spf13/cobra"
 
 	"github.com/tier0-ca/tier0/api/client"
@@ -18,7 +14,7 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 	var format string
 	status := &cobra.Command{
 		Use:   "status [-o table|json]",
-		Short: "Members, leader, term, commit/applied index, journal seq and export lag (as the answering node sees them)",
+		Short: "Every member as it sees itself (API and raft address, suffrage, state, last contact, applied/commit index, lag, health, version); exits 1 without a leader or with an unhealthy voter",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withOperator(cmd, g, "admin", func(c *client.Client) error {
@@ -26,25 +22,7 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return cliErr(err)
 				}
-				w := cmd.OutOrStdout()
-				if format == outJSON {
-					b, _ := json.MarshalIndent(st, "", "  ")
-					_, err := fmt.Fprintln(w, string(b))
-					return err
-				}
-				fmt.Fprintf(w, "node %s (%s), leader %s, term %d\n", st.GetNodeId(), st.GetState(), st.GetLeaderId(), st.GetTerm())
-				fmt.Fprintf(w, "commit index %d, applied index %d, last index %d\n", st.GetCommitIndex(), st.GetAppliedIndex(), st.GetLastIndex())
-				fmt.Fprintf(w, "journal seq %d, exported seq %d, export lag %d\n\n", st.GetJournalSeq(), st.GetExportedSeq(), st.GetExportLag())
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tRAFT ADDRESS\tSUFFRAGE\tLEADER")
-				for _, m := range st.GetMembers() {
-					l := ""
-					if m.GetLeader() {
-						l = "*"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.GetId(), m.GetRaftAddress(), m.GetSuffrage(), l)
-				}
-				return tw.Flush()
+				return printClusterStatus(cmd.OutOrStdout(), st, format)
 			})
 		},
 	}

@@ -85,10 +85,10 @@ func newRootCmd(g *globalFlags) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.dataDir, "data-dir", defaultDataDir(), "data directory (env TIER0_DATA_DIR; TIER0_DATA is deprecated)")
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(newServerCmd(g))
+	root.AddCommand(newServerCmd(g), newHealthcheckCmd(g))
 	// The CLI verbs talk to a server; the server has no use for these.
 	verbs := []*cobra.Command{newTokenCmd(g), newEntryCmd(g), newAuditCmd(g), newStorageCmd(g), newCACmd(g), newSignerCmd(), newFederationCmd(g), newClusterCmd(g),
-		newBackupCmd(g), newDeprecatedRestoreCmd(g), newDrillCmd(g), newAgentCmd(g)}
+		newBackupCmd(g), newDeprecatedRestoreCmd(g), newDrillCmd(g), newAgentCmd(g), newBundleCmd(g)}
 	for _, c := range verbs {
 		g.registerClientFlags(c.PersistentFlags())
 		root.AddCommand(c)

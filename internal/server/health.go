@@ -35,6 +35,7 @@ const (
 func (s *Server) readiness() []Check {
 	return []Check{
 		{Name: "raft", Check: s.raftReady},
+		{Name: "membership", Check: s.membershipReady},
 		{Name: "raft log", Check: s.logReady},
 		{Name: "ca root", Check: s.rootReady},
 		{Name: "record store", Check: s.storeReady},
@@ -100,31 +101,25 @@ func (s *Server) started() error {
 	return nil
 }
 
-// healthMux serves /healthz and /livez (the process is up), /readyz (every readiness
-// check holds: "ok: leader ID", else 503 with each failing check) and
-// /metrics.
+// healthMux serves /livez (the process is up), /readyz (every readiness
+// check holds: 200 "ok: leader ID", else 503 with each failing check),
+// /healthz (Vault-like codes, healthz.go) and /metrics.
 func (s *Server) healthMux(reg *prometheus.Registry) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("/healthz", s.healthz)
 	// /livez: the process is alive (Kubernetes liveness), from the first
 	// second and whatever the cluster's state: never tied to quorum.
 	mux.HandleFunc("/livez", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		var failed []string
-		for _, c := range s.readiness() {
-			if err := c.Check(); err != nil {
-				failed = append(failed, fmt.Sprintf("%s: %v", c.Name, err))
-			}
-		}
-		if len(failed) > 0 {
+		if failed := s.notReady(); len(failed) > 0 {
 			http.Error(w, "not ready: "+strings.Join(failed, "; "), http.StatusServiceUnavailable)
 			return
 		}
-		_, _ = fmt.Fprintf(w, "ok: leader %s\n", s.node.Load().Status().Leader)
+		n := s.node.Load()
+		w.Header().Set("Tier0-Role", role(n))
+		_, _ = fmt.Fprintf(w, "ok: leader %s\n", n.Status().Leader)
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tier0-ca/tier0/api"
 	"github.com/tier0-ca/tier0/api/client"
+	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
 	"github.com/tier0-ca/tier0/internal/atomicfile"
@@ -66,6 +67,7 @@ func (r *run) start() error {
 		return err
 	}
 	r.apiAddr, r.httpAddr = r.lis.Addr().String(), r.hlis.Addr().String()
+	s.addrs.Store(&[2]string{r.apiAddr, r.httpAddr})
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -161,6 +163,7 @@ func (r *run) startRaft() error {
 	s.node.Store(node)
 	if cl := r.cluster; cl != nil {
 		peer, lis := cl.peerServer(node), cl.trans.PeerListener()
+		tier0v1.RegisterClusterMemberPeerServer(peer, memberPeer{s: s})
 		r.peers.Go("cluster peer service", func(ctx context.Context) error {
 			return serveUntil(ctx, func() error { return peer.Serve(lis) }, func() { gracefulStop(peer, 5*time.Second) })
 		})
@@ -329,7 +332,7 @@ func (r *run) startAPI() error {
 	r.loops.Go("federation fetcher", func(ctx context.Context) error { fed.Run(ctx); return nil })
 	srv, err := api.New(api.Config{
 		TrustDomain: cfg.TrustDomain, Issuer: r.ca, State: r.node, Records: r.store, Audit: r.store, Checkpoints: r.node,
-		SVID: r.nodeSVID, CA: r.keys, JWT: r.ca, Trust: r.node, Federation: r.node, Federator: fed, Cluster: r.node,
+		SVID: r.nodeSVID, CA: r.keys, JWT: r.ca, Trust: r.node, Federation: r.node, Federator: fed, Cluster: r.clusterView(),
 		Backup: &backupSource{node: r.node, nodeID: cfg.NodeID, dir: cfg.DataDir}, Decisions: r.decisions,
 		Logger: s.log, Registerer: s.reg, AgentTTL: cfg.AgentTTL,
 		MaxInFlight: cfg.MaxInFlight, MaxQueue: cfg.MaxQueue, MaxBatch: cfg.MaxBatch,

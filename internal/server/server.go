@@ -38,6 +38,7 @@ type Server struct {
 	keys  atomic.Pointer[keys.Manager]  // set once the CA keys are open (health)
 	audit atomic.Pointer[keys.AuditKey] // set once the audit key is open (metrics)
 	phase atomic.Pointer[string]        // the "startup" readiness check
+	addrs atomic.Pointer[[2]string]     // the API and HTTP addresses, once bound (members.go)
 	ran   atomic.Bool
 	hooks hooks
 }

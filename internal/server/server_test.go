@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -388,15 +389,38 @@ func TestHTTPFirst(t *testing.T) {
 	if _, err := serverinfo.Read(n.s.cfg.DataDir); err == nil {
 		t.Fatal("server.json written before the node is ready")
 	}
-	resp, err := http.Get("http://" + n.httpAddr() + "/healthz")
+	resp, err := http.Get("http://" + n.httpAddr() + "/livez")
 	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("/healthz while starting: %v %v", resp, err)
+		t.Fatalf("/livez while starting: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	if code, body := httpGet(t, n.httpAddr(), "/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "record store") {
+		t.Fatalf("/healthz while starting: %d %q", code, body)
+	}
 	close(hold)
 	n.waitReady()
 	if code, body := n.readyz(); code != http.StatusOK || body != "ok: leader node1\n" {
 		t.Fatalf("/readyz when ready: %d %q", code, body)
+	}
+	if code, body := httpGet(t, n.httpAddr(), "/healthz"); code != http.StatusOK || body != "ok: leader\n" {
+		t.Fatalf("/healthz when ready: %d %q", code, body)
+	}
+	code, body := httpGet(t, n.httpAddr(), "/healthz?verbose")
+	var v struct {
+		Role         string   `json:"role"`
+		Healthy      bool     `json:"healthy"`
+		NotReady     []string `json:"not_ready"`
+		Signer       string   `json:"signer"`
+		AppliedIndex uint64   `json:"applied_index"`
+		LastContact  int64    `json:"last_contact_ms"`
+		DiskFree     uint64   `json:"disk_free_bytes"`
+		APIAddress   string   `json:"api_address"`
+	}
+	if err := json.Unmarshal([]byte(body), &v); err != nil || code != http.StatusOK {
+		t.Fatalf("/healthz?verbose: %d %q: %v", code, body, err)
+	}
+	if v.Role != "leader" || !v.Healthy || len(v.NotReady) != 0 || v.Signer != "ok" || v.AppliedIndex == 0 || v.LastContact != 0 || v.DiskFree == 0 || v.APIAddress == "" {
+		t.Fatalf("/healthz?verbose: %s", body)
 	}
 	if info := n.info(); info.HTTP != n.httpAddr() {
 		t.Fatalf("server.json names %s, want %s", info.HTTP, n.httpAddr())
@@ -586,4 +610,16 @@ func metricsText(t *testing.T, n *node) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// httpGet returns the code and body of GET http://addr+path.
+func httpGet(t *testing.T, addr, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

@@ -148,6 +148,7 @@ type ClusterStatusResponse struct {
 	ExportLag     uint64                 `protobuf:"varint,10,opt,name=export_lag,json=exportLag,proto3" json:"export_lag,omitempty"` // records committed but not yet in the record store
 	Members       []*ClusterMember       `protobuf:"bytes,11,rep,name=members,proto3" json:"members,omitempty"`
 	LeaderAddress string                 `protobuf:"bytes,12,opt,name=leader_address,json=leaderAddress,proto3" json:"leader_address,omitempty"` // raft address
+	MemberStatus  []*MemberStatus        `protobuf:"bytes,13,rep,name=member_status,json=memberStatus,proto3" json:"member_status,omitempty"`    // every member's own view, asked over the peer port
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -264,6 +265,13 @@ func (x *ClusterStatusResponse) GetLeaderAddress() string {
 		return x.LeaderAddress
 	}
 	return ""
+}
+
+func (x *ClusterStatusResponse) GetMemberStatus() []*MemberStatus {
+	if x != nil {
+		return x.MemberStatus
+	}
+	return nil
 }
 
 type ClusterJoinRequest struct {
@@ -691,13 +699,13 @@ var File_tier0_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_tier0_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x16tier0/v1/cluster.proto\x12\btier0.v1\"v\n" +
+	"\x16tier0/v1/cluster.proto\x12\btier0.v1\x1a\x16tier0/v1/members.proto\"v\n" +
 	"\rClusterMember\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1a\n" +
 	"\bsuffrage\x18\x03 \x01(\tR\bsuffrage\x12\x16\n" +
 	"\x06leader\x18\x04 \x01(\bR\x06leader\"\x16\n" +
-	"\x14ClusterStatusRequest\"\x9b\x03\n" +
+	"\x14ClusterStatusRequest\"\xd8\x03\n" +
 	"\x15ClusterStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -714,7 +722,8 @@ const file_tier0_v1_cluster_proto_rawDesc = "" +
 	"export_lag\x18\n" +
 	" \x01(\x04R\texportLag\x121\n" +
 	"\amembers\x18\v \x03(\v2\x17.tier0.v1.ClusterMemberR\amembers\x12%\n" +
-	"\x0eleader_address\x18\f \x01(\tR\rleaderAddress\"P\n" +
+	"\x0eleader_address\x18\f \x01(\tR\rleaderAddress\x12;\n" +
+	"\rmember_status\x18\r \x03(\v2\x16.tier0.v1.MemberStatusR\fmemberStatus\"P\n" +
 	"\x12ClusterJoinRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\"\x15\n" +
@@ -770,25 +779,27 @@ var file_tier0_v1_cluster_proto_goTypes = []any{
 	(*ForwardRequest)(nil),             // 9: tier0.v1.ForwardRequest
 	(*ForwardResponse)(nil),            // 10: tier0.v1.ForwardResponse
 	(*ForwardError)(nil),               // 11: tier0.v1.ForwardError
+	(*MemberStatus)(nil),               // 12: tier0.v1.MemberStatus
 }
 var file_tier0_v1_cluster_proto_depIdxs = []int32{
 	0,  // 0: tier0.v1.ClusterStatusResponse.members:type_name -> tier0.v1.ClusterMember
-	11, // 1: tier0.v1.ForwardResponse.error:type_name -> tier0.v1.ForwardError
-	1,  // 2: tier0.v1.Cluster.ClusterStatus:input_type -> tier0.v1.ClusterStatusRequest
-	3,  // 3: tier0.v1.Cluster.ClusterJoin:input_type -> tier0.v1.ClusterJoinRequest
-	5,  // 4: tier0.v1.Cluster.ClusterRemove:input_type -> tier0.v1.ClusterRemoveRequest
-	7,  // 5: tier0.v1.Cluster.TransferLeadership:input_type -> tier0.v1.TransferLeadershipRequest
-	9,  // 6: tier0.v1.ClusterPeer.Forward:input_type -> tier0.v1.ForwardRequest
-	2,  // 7: tier0.v1.Cluster.ClusterStatus:output_type -> tier0.v1.ClusterStatusResponse
-	4,  // 8: tier0.v1.Cluster.ClusterJoin:output_type -> tier0.v1.ClusterJoinResponse
-	6,  // 9: tier0.v1.Cluster.ClusterRemove:output_type -> tier0.v1.ClusterRemoveResponse
-	8,  // 10: tier0.v1.Cluster.TransferLeadership:output_type -> tier0.v1.TransferLeadershipResponse
-	10, // 11: tier0.v1.ClusterPeer.Forward:output_type -> tier0.v1.ForwardResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	12, // 1: tier0.v1.ClusterStatusResponse.member_status:type_name -> tier0.v1.MemberStatus
+	11, // 2: tier0.v1.ForwardResponse.error:type_name -> tier0.v1.ForwardError
+	1,  // 3: tier0.v1.Cluster.ClusterStatus:input_type -> tier0.v1.ClusterStatusRequest
+	3,  // 4: tier0.v1.Cluster.ClusterJoin:input_type -> tier0.v1.ClusterJoinRequest
+	5,  // 5: tier0.v1.Cluster.ClusterRemove:input_type -> tier0.v1.ClusterRemoveRequest
+	7,  // 6: tier0.v1.Cluster.TransferLeadership:input_type -> tier0.v1.TransferLeadershipRequest
+	9,  // 7: tier0.v1.ClusterPeer.Forward:input_type -> tier0.v1.ForwardRequest
+	2,  // 8: tier0.v1.Cluster.ClusterStatus:output_type -> tier0.v1.ClusterStatusResponse
+	4,  // 9: tier0.v1.Cluster.ClusterJoin:output_type -> tier0.v1.ClusterJoinResponse
+	6,  // 10: tier0.v1.Cluster.ClusterRemove:output_type -> tier0.v1.ClusterRemoveResponse
+	8,  // 11: tier0.v1.Cluster.TransferLeadership:output_type -> tier0.v1.TransferLeadershipResponse
+	10, // 12: tier0.v1.ClusterPeer.Forward:output_type -> tier0.v1.ForwardResponse
+	8,  // [8:13] is the sub-list for method output_type
+	3,  // [3:8] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_tier0_v1_cluster_proto_init() }
@@ -796,6 +807,7 @@ func file_tier0_v1_cluster_proto_init() {
 	if File_tier0_v1_cluster_proto != nil {
 		return
 	}
+	file_tier0_v1_members_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
