@@ -255,6 +255,9 @@ func (n *Node) commitBatch(batch []*commitReq, fwd bool) {
 		sealed, err = n.forwardCommit(raws, wires)
 	} else {
 		sealed, err = n.proposeRecords(raws, wires)
+		if err != nil && notProposed(err) {
+			sealed, err = n.reroute(raws, wires, err) // transfer.go
+		}
 	}
 	if err != nil {
 		fail(err)
@@ -285,7 +288,7 @@ func (n *Node) proposeRecords(raws []json.RawMessage, wires []wireRecord) ([]*re
 	}
 	term, err := n.recordsTerm()
 	if err != nil {
-		return nil, err
+		return nil, notProposedError{err} // transfer.go
 	}
 	now := n.cfg.Clock()
 	expect := &recordsExpect{Term: term}
@@ -302,7 +305,7 @@ func (n *Node) proposeRecords(raws []json.RawMessage, wires []wireRecord) ([]*re
 	}
 	n.m.batchRecords.Observe(float64(len(raws)))
 	n.m.journalEntries.Inc()
-	resp, err := n.applyLocal(context.Background(), "commit", data)
+	resp, err := n.proposeEntry(data, recs) // transfer.go
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ type metrics struct {
 	journalEntries  prometheus.Counter
 	forwards        prometheus.Counter
 	forwardErrors   prometheus.Counter
+	reroutes        prometheus.Counter // transfer.go
 	snapsInstalled  prometheus.Counter
 	logFirstIndex   prometheus.Gauge
 	logLastIndex    prometheus.Gauge
@@ -71,6 +72,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tier0_forward_errors_total",
 			Help: "Forwarded writes that failed (the caller got Unavailable).",
 		}),
+		reroutes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tier0_commit_reroutes_total",
+			Help: "Record batches sent on to a new leader because leadership moved before they were proposed.",
+		}),
 		snapsInstalled: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tier0_raft_snapshots_installed_total",
 			Help: "Snapshots installed into the running FSM: sent by the leader to a follower behind its log (InstallSnapshot), or a backup restore; not the local snapshot loaded at startup.",
@@ -113,6 +118,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.journalEntries = register(reg, m.journalEntries)
 	m.forwards = register(reg, m.forwards)
 	m.forwardErrors = register(reg, m.forwardErrors)
+	m.reroutes = register(reg, m.reroutes)
 	m.snapsInstalled = register(reg, m.snapsInstalled)
 	m.logFirstIndex = register(reg, m.logFirstIndex)
 	m.logLastIndex = register(reg, m.logLastIndex)
