@@ -185,6 +185,7 @@ func (c *cache) sync(ctx context.Context) error {
 	} else if changed {
 		c.notify()
 	}
+	c.followTaints(ctx)
 	resp, err := cl.Agent().ListAuthorizedEntries(ctx, &tier0v1.ListAuthorizedEntriesRequest{})
 	if err != nil {
 		return fmt.Errorf("list authorized entries: %w", err)

@@ -91,7 +91,7 @@ func (e *env) fetch(ctx context.Context, out string, ttl time.Duration, batch in
 	if _, err := e.syncBundle(ctx, c, a); err != nil {
 		e.logger().WarnContext(ctx, "bundle refresh failed; going on with the bundle on disk", "err", describe(err))
 	}
-	if !e.now().Before(a.halfLife()) {
+	if !e.now().Before(a.halfLife()) || a.taintedChain(a.current().Certificates) {
 		svid, err := e.renew(ctx, a)
 		if err != nil {
 			return err

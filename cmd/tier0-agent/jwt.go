@@ -69,6 +69,9 @@ func (w *workloadAPI) jwtFor(ctx context.Context, id string, aud []string) (stri
 	w.jwts.mu.Lock()
 	t, ok := w.jwts.tokens[key]
 	w.jwts.mu.Unlock()
+	if ok && w.a.taintedJWT(t.token) {
+		ok = false // signed by a tainted key: never served again
+	}
 	if ok && now.Before(t.issued.Add(t.until.Sub(t.issued)/2)) {
 		return t.token, nil
 	}

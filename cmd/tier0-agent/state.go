@@ -38,6 +38,7 @@ type agent struct {
 	svid   *client.RotatingSVID
 	fed    federation        // roots of federated trust domains
 	jwt    *jwtbundle.Bundle // JWT-SVID keys of td, from GetBundle
+	taint  taints            // tainted keys, from GetBundle (taint.go)
 }
 
 func agentDir(dataDir string) string { return filepath.Join(dataDir, "agent") }
@@ -168,6 +169,9 @@ func (e *env) refreshBundle(ctx context.Context, c *client.Client, a *agent) (bo
 	changed, err := a.setTrust(resp)
 	if err != nil {
 		return false, err
+	}
+	if a.setTaints(resp) {
+		changed = true
 	}
 	if b.Equal(a.bundle) {
 		return changed, nil

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
@@ -72,7 +73,8 @@ func verifyAgainstAgentBundle(t *testing.T, srv *proc, agentDir, out, id string)
 // TestAgentFetchFollowsRootRotation: an agent that only runs `tier0-agent
 // fetch` picks up a prepared root on its next fetch (bundle.pem gains it,
 // written atomically), and after the switch it still talks to the node,
-// whose own SVID now chains to the new root, and its new SVIDs verify
+// whose own SVID now chains to the new root (renewed at the switch), and
+// its new SVIDs verify
 // against its bundle.pem (go-spiffe and openssl).
 func TestAgentFetchFollowsRootRotation(t *testing.T) {
 	data := t.TempDir()
@@ -91,11 +93,9 @@ func TestAgentFetchFollowsRootRotation(t *testing.T) {
 	}
 
 	must(srv.cli("ca", "activate", newRoot, "--force"))
-	// A restart makes the node serve with an SVID under the new root at
-	// once (otherwise it switches at its SVID's half life).
-	srv.stop()
-	srv.start()
-	must(runBin("tier0-agent", "fetch", "--data-dir", agentDir, "--out", out, "--server", srv.addr()))
+	// The node renews its own serving SVID under the new root at once.
+	pollUntil(t, 30*time.Second, func() bool { return servingRoot(t, srv.addr()) == newRoot })
+	must(runBin("tier0-agent", "fetch", "--data-dir", agentDir, "--out", out))
 	if got := rootIDOf(verifyAgainstAgentBundle(t, srv, agentDir, out, webID).Certificates); got != newRoot {
 		t.Fatalf("SVID after the switch descends from %s, want the new root %s", got, newRoot)
 	}

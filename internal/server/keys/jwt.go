@@ -15,6 +15,7 @@ import (
 type JWTState interface {
 	PublishJWTKey(ctx context.Context, k ha.JWTKey) error
 	PruneJWTKeys(ctx context.Context) (int, error)
+	CAState() ha.CAState // taints (jwt_taint.go)
 }
 
 // JWTSetter is the CA's active JWT signing key (implemented by *ca.CA).
@@ -84,15 +85,20 @@ func (j *JWTKeys) Run(ctx context.Context) error {
 		if next != nil {
 			at = born.Add(j.Lifetime * 5 / 6)
 		}
-		t := time.NewTimer(max(0, time.Until(at)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		switch j.wait(ctx, at, cur.ID) {
+		case waitStopped:
 			return nil
-		case <-t.C:
+		case waitTainted:
+			if k, ok := j.replaceTainted(ctx, cur.ID); ok {
+				cur, next = k, nil
+			}
+			continue
 		}
 		if _, err := j.State.PruneJWTKeys(ctx); err != nil && ctx.Err() == nil {
 			j.Logger.WarnContext(ctx, "prune jwt keys", "err", err)
+		}
+		if next != nil && j.tainted(next.ID) {
+			next = nil // never activate a tainted key: publish another
 		}
 		if next == nil {
 			k, err := j.publish(ctx)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/ha"
 )
 
 // activeJWT records the CA's active JWT key.
@@ -55,6 +56,35 @@ func TestJWTRotation(t *testing.T) {
 	ids := active.list()
 	if ids[1] == ids[0] || (ids[1] != next[0].ID && ids[1] != next[1].ID) {
 		t.Fatalf("activated %v, published %+v", ids, next)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestJWTTaint: a tainted signing key is replaced at once (a new key is
+// published and signs), long before its half life.
+func TestJWTTaint(t *testing.T) {
+	node := startNode(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	active := &activeJWT{}
+	j := &JWTKeys{State: node, CA: active, NodeID: "n1", Lifetime: time.Hour, Logger: slog.New(slog.DiscardHandler)}
+	if err := j.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- j.Run(ctx) }()
+	first := active.list()[0]
+	if err := node.TaintCAKey(ctx, ha.TaintJWT, first); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the tainted key to be replaced", func() bool { return len(active.list()) == 2 })
+	ids := active.list()
+	published := node.TrustState().JWTKeys
+	if ids[1] == first || len(published) != 2 || (published[0].ID != ids[1] && published[1].ID != ids[1]) {
+		t.Fatalf("after the taint: active %v, published %+v", ids, published)
 	}
 	cancel()
 	if err := <-done; err != nil {
