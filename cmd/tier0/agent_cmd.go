@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -72,7 +73,7 @@ func newAgentCmd(g *globalFlags) *cobra.Command {
 			})
 		},
 	}
-	outputFlag(list.Flags(), &output, "output: table or json (one JSON array)", outTable, outJSON)
+	outputFlag(list.Flags(), &output, "output: table, json (one JSON array) or csv", outTable, outJSON, outCSV)
 	outputFlag(show.Flags(), &output, "output: table or json", outTable, outJSON)
 	cmd.AddCommand(list, show,
 		agentStateCmd(g, &kind, "evict", "Refuse the agent's current credential at once on every node (its next renewal and every mint answer PermissionDenied); a new join token re-attests it"),
@@ -146,6 +147,16 @@ func printAgents(w io.Writer, format string, as []*tier0v1.AgentInfo) error {
 		}
 		return json.NewEncoder(w).Encode(out)
 	}
+	if format == outCSV {
+		cw := csv.NewWriter(w)
+		_ = cw.Write([]string{"spiffe_id", "kind", "state", "generation", "serial", "expires_at", "renewed_at", "renewed_node", "selectors"})
+		for _, a := range as {
+			_ = cw.Write([]string{a.GetSpiffeId(), kindName(a.GetKind()), a.GetState(), fmt.Sprint(a.GetGeneration()), a.GetSerial(),
+				unixRFC3339(a.GetNotAfter()), unixRFC3339(a.GetRenewedAt()), a.GetRenewedNode(), strings.Join(a.GetSelectors(), " ")})
+		}
+		cw.Flush()
+		return cw.Error()
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SPIFFE ID\tSTATE\tATTESTATION\tSERIAL\tEXPIRES\tLAST RENEWAL\tNODE\tSELECTORS")
 	for _, a := range as {
@@ -186,7 +197,7 @@ func newTokenListCmd(g *globalFlags) *cobra.Command {
 			})
 		},
 	}
-	outputFlag(cmd.Flags(), &output, "output: table or json", outTable, outJSON)
+	outputFlag(cmd.Flags(), &output, "output: table, json (one JSON array) or csv", outTable, outJSON, outCSV)
 	return cmd
 }
 
@@ -222,6 +233,15 @@ func printTokens(w io.Writer, format string, ts []*tier0v1.TokenInfo) error {
 				"used": t.GetUsed(), "creator": t.GetCreator(), "created_at": unixRFC3339(t.GetCreatedAt())})
 		}
 		return json.NewEncoder(w).Encode(out)
+	}
+	if format == outCSV {
+		cw := csv.NewWriter(w)
+		_ = cw.Write([]string{"hash_prefix", "subject", "expires_at", "used", "creator", "created_at"})
+		for _, t := range ts {
+			_ = cw.Write([]string{t.GetHashPrefix(), t.GetSubject(), unixRFC3339(t.GetExpiresAt()), fmt.Sprint(t.GetUsed()), t.GetCreator(), unixRFC3339(t.GetCreatedAt())})
+		}
+		cw.Flush()
+		return cw.Error()
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HASH PREFIX\tSUBJECT\tEXPIRES\tUSED\tCREATOR")

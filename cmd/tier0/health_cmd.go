@@ -22,15 +22,15 @@ import (
 // --verbose, /healthz?verbose) and exits 0 only when it can issue: for
 // scripts, systemd and exec probes (after spire-server healthcheck).
 func newHealthcheckCmd(g *globalFlags) *cobra.Command {
-	var addr string
+	var addr, output string
 	var verbose bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "healthcheck [--http HOST:PORT] [--verbose]",
+		Use:   "healthcheck [--http HOST:PORT] [-o text|json]",
 		Short: "Exit 0 when the node can issue now (its /readyz), else 1 with the reason",
 		Long: "Asks the node's health endpoint (--http, default: the address in DATA/server.json) over plain HTTP.\n" +
 			"Exit 0: ready (leader, or follower with a leader, healthy signer and journal). Exit 1: not ready or not answering.\n" +
-			"--verbose prints the node's status as JSON (/healthz?verbose: role, leader, last contact, indexes, signer, export lag, disk).",
+			"-o json (or --verbose) prints the node's status as JSON (/healthz?verbose: role, leader, last contact, indexes, signer, export lag, disk).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if addr == "" {
@@ -40,6 +40,7 @@ func newHealthcheckCmd(g *globalFlags) *cobra.Command {
 				}
 				addr = info.HTTP
 			}
+			verbose := verbose || output == outJSON
 			path := "/readyz"
 			if verbose {
 				path = "/healthz?verbose&standbyok"
@@ -63,7 +64,8 @@ func newHealthcheckCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&addr, "http", "", "the node's health address (default: DATA/server.json's)")
-	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print the node's status as JSON")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print the node's status as JSON (-o json)")
+	outputFlag(cmd.Flags(), &output, "text (the /readyz answer) or json (the node's status)", outText, outJSON)
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for the answer")
 	return cmd
 }
