@@ -42,8 +42,14 @@ func (a *adminService) CreateJoinToken(ctx context.Context, req *tier0v1.CreateJ
 func (a *adminService) CreateEntry(ctx context.Context, req *tier0v1.CreateEntryRequest) (*tier0v1.CreateEntryResponse, error) {
 	const method = "CreateEntry"
 	s := a.s
-	if _, err := roles.AgentID(s.cfg.TrustDomain, req.GetAgent()); err != nil {
-		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: agent name: %v", errBadInput, err))
+	nodeSels, err := nodeSelectors(req)
+	if err != nil {
+		return nil, s.toStatus(ctx, method, err)
+	}
+	if nodeSels == nil {
+		if _, err := roles.AgentID(s.cfg.TrustDomain, req.GetAgent()); err != nil {
+			return nil, s.toStatus(ctx, method, fmt.Errorf("%w: agent name: %v", errBadInput, err))
+		}
 	}
 	id, err := ca.ParseID(req.GetSpiffeId())
 	if err != nil {
@@ -74,12 +80,12 @@ func (a *adminService) CreateEntry(ctx context.Context, req *tier0v1.CreateEntry
 	e, err := s.cfg.State.CreateEntry(ctx, ha.Entry{
 		ID: hex.EncodeToString(raw[:]), Agent: req.GetAgent(), SPIFFEID: id.String(), TTL: ttl,
 		CreatedAt: s.cfg.Clock().UTC().Truncate(time.Second), Selectors: selectors,
-		FederatesWith: nonEmpty(federates),
+		FederatesWith: nonEmpty(federates), NodeSelectors: nodeSels,
 	})
 	if err != nil {
 		return nil, s.toStatus(ctx, method, err)
 	}
-	s.log.InfoContext(ctx, "entry created", "entry", e.ID, "agent", e.Agent, "spiffe_id", e.SPIFFEID, "selectors", e.Selectors, "federates_with", e.FederatesWith, "by", callerFrom(ctx).id.String())
+	s.log.InfoContext(ctx, "entry created", "entry", e.ID, "agent", e.Agent, "spiffe_id", e.SPIFFEID, "selectors", e.Selectors, "node_selectors", e.NodeSelectors, "federates_with", e.FederatesWith, "by", callerFrom(ctx).id.String())
 	return &tier0v1.CreateEntryResponse{Entry: entryToPB(e)}, nil
 }
 
@@ -105,7 +111,7 @@ func (a *adminService) DeleteEntry(ctx context.Context, req *tier0v1.DeleteEntry
 }
 
 func entryToPB(e ha.Entry) *tier0v1.Entry {
-	return &tier0v1.Entry{Id: e.ID, Agent: e.Agent, SpiffeId: e.SPIFFEID, TtlSeconds: int64(e.TTL / time.Second), CreatedAt: e.CreatedAt.Unix(), Selectors: e.Selectors, FederatesWith: e.FederatesWith}
+	return &tier0v1.Entry{Id: e.ID, Agent: e.Agent, SpiffeId: e.SPIFFEID, TtlSeconds: int64(e.TTL / time.Second), CreatedAt: e.CreatedAt.Unix(), Selectors: e.Selectors, FederatesWith: e.FederatesWith, NodeSelectors: e.NodeSelectors}
 }
 
 // nonEmpty is s, or nil when empty (an entry without federation is stored

@@ -77,9 +77,14 @@ type Config struct {
 	Federator   *Federator        // may be nil: ListFederations shows no fetch errors
 	Backup      BackupSource      // may be nil: the Backup service answers Unavailable (backup.go)
 	Cluster     ClusterNode       // may be nil: the Cluster service answers Unavailable
-	Decisions   DecisionRecorder  // may be nil: refused credentials are only logged (agentadmin.go)
-	Logger      *slog.Logger      // default slog.Default()
-	Registerer  prometheus.Registerer
+	Decisions   DecisionRecorder  // may be nil: refused credentials and node attestations are only logged (agentadmin.go, nodeattest.go)
+	// Node attestation (nodeattest.go): the enabled attestors and where
+	// the outcome is recorded. With no attestors AttestAgent refuses
+	// every attestor (PermissionDenied).
+	NodeAttestors NodeAttestors
+	Attestations  AttestationRecorder
+	Logger        *slog.Logger // default slog.Default()
+	Registerer    prometheus.Registerer
 
 	AgentTTL        time.Duration // agent SVID lifetime, default 1h
 	DefaultEntryTTL time.Duration // entry TTL when none is given, default 30m

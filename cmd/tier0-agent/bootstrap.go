@@ -15,11 +15,18 @@ import (
 
 func newBootstrapCmd(e *env) *cobra.Command {
 	var bundlePath, token, tdName string
+	var att attestFlags
 	cmd := &cobra.Command{
-		Use:   "bootstrap --server ADDR[,ADDR...] --bundle FILE --token TOKEN",
-		Short: "exchange a one-time join token for the agent SVID",
+		Use:   "bootstrap --server ADDR[,ADDR...] --bundle FILE (--token TOKEN | --attestor NAME ...)",
+		Short: "obtain the agent SVID with a one-time join token or by node attestation",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if att.attestor != "" {
+				if token != "" {
+					return errors.New("--token and --attestor exclude each other")
+				}
+				return e.attestBootstrap(cmd.Context(), &att, bundlePath, tdName)
+			}
 			return e.bootstrap(cmd.Context(), token, bundlePath, tdName)
 		},
 	}
@@ -27,6 +34,7 @@ func newBootstrapCmd(e *env) *cobra.Command {
 	f.StringVar(&bundlePath, "bundle", "", "PEM file with the tier0 root certificates")
 	f.StringVar(&token, "token", "", "one-time join token (or env "+tokenEnv+")")
 	f.StringVar(&tdName, "trust-domain", "", "trust domain (default: the SPIFFE ID of the bundle's root)")
+	att.register(f)
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -69,13 +70,16 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "entry", Short: "Registration entries: which agent may get which SPIFFE ID"}
 	var agent, id string
 	var ttl time.Duration
-	var selectors, federates []string
+	var selectors, federates, nodeSelectors []string
 	var createOut, listOut, delOut string
 	create := &cobra.Command{
-		Use:   "create --agent NAME --spiffe-id ID [--ttl 15m..60m] [--selector unix:uid:N ...] [--federates-with TD ...] [-o text|json]",
-		Short: "Grant a SPIFFE ID to an agent",
+		Use:   "create (--agent NAME | --node-selector S ...) --spiffe-id ID [--ttl 15m..60m] [--selector unix:uid:N ...] [--federates-with TD ...] [-o text|json]",
+		Short: "Grant a SPIFFE ID to an agent, or to every agent attested with a set of node selectors",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (agent == "") == (len(nodeSelectors) == 0) {
+				return errors.New("give exactly one of --agent and --node-selector")
+			}
 			for _, s := range selectors {
 				if _, err := ca.ParseSelector(s); err != nil {
 					return fmt.Errorf("--selector: %w", err)
@@ -86,7 +90,7 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			return withOperator(cmd, g, "admin", func(c *client.Client) error {
-				resp, err := c.Admin().CreateEntry(cmd.Context(), &tier0v1.CreateEntryRequest{Agent: agent, SpiffeId: id, TtlSeconds: int64(ttl / time.Second), Selectors: selectors, FederatesWith: federates})
+				resp, err := c.Admin().CreateEntry(cmd.Context(), &tier0v1.CreateEntryRequest{Agent: agent, SpiffeId: id, TtlSeconds: int64(ttl / time.Second), Selectors: selectors, FederatesWith: federates, NodeSelectors: nodeSelectors})
 				if err != nil {
 					return cliErr(err)
 				}
@@ -102,7 +106,7 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 	create.Flags().StringArrayVar(&selectors, "selector", nil, "workload selector, repeatable, all must match: unix:uid:N, unix:gid:N, unix:path:/abs/path, k8s:ns:NS, k8s:sa:SA, k8s:pod-label:K:V, k8s:container-name:C ... (docs/FROM-SPIRE.md; none: for `tier0-agent fetch` only)")
 	create.Flags().StringArrayVar(&federates, "federates-with", nil, "federated trust domain whose bundle this entry's workloads receive besides ours, repeatable (SPIRE's federatesWith; none: only our bundle)")
 	outputFlag(create.Flags(), &createOut, "text (one line) or json (the entry)", outText, outJSON)
-	_ = create.MarkFlagRequired("agent")
+	create.Flags().StringArrayVar(&nodeSelectors, "node-selector", nil, "instead of --agent: node selector, repeatable; the entry applies to every agent whose node attestation yielded all of them (SPIRE's node alias), e.g. k8s_psat:cluster:prod")
 	_ = create.MarkFlagRequired("spiffe-id")
 	list := &cobra.Command{
 		Use:   "list [--agent NAME] [-o table|json|csv]",
@@ -146,6 +150,9 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 // one-line description ("" when it has none).
 func entryExtras(e *tier0v1.Entry) string {
 	s := ""
+	if len(e.GetNodeSelectors()) > 0 {
+		s += ", node selectors " + strings.Join(e.GetNodeSelectors(), ",")
+	}
 	if len(e.GetSelectors()) > 0 {
 		s += ", selectors " + strings.Join(e.GetSelectors(), ",")
 	}
@@ -165,7 +172,14 @@ func entryJSON(e *tier0v1.Entry) map[string]any {
 		fed = []string{}
 	}
 	return map[string]any{"id": e.GetId(), "agent": e.GetAgent(), "spiffe_id": e.GetSpiffeId(), "ttl": (time.Duration(e.GetTtlSeconds()) * time.Second).String(),
-		"selectors": sel, "federates_with": fed}
+		"selectors": sel, "federates_with": fed, "node_selectors": nonNil(e.GetNodeSelectors())}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // printEntries prints a table, one JSON array (-o json) or CSV.
@@ -190,7 +204,11 @@ func printEntries(w io.Writer, format string, entries []*tier0v1.Entry) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tAGENT\tSPIFFE ID\tTTL\tSELECTORS\tFEDERATES WITH")
 	for _, e := range entries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.GetId(), e.GetAgent(), e.GetSpiffeId(), time.Duration(e.GetTtlSeconds())*time.Second,
+		agent := e.GetAgent()
+		if ns := e.GetNodeSelectors(); len(ns) > 0 {
+			agent = "node:" + strings.Join(ns, "+")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.GetId(), agent, e.GetSpiffeId(), time.Duration(e.GetTtlSeconds())*time.Second,
 			strings.Join(e.GetSelectors(), ","), strings.Join(e.GetFederatesWith(), ","))
 	}
 	return tw.Flush()

@@ -19,6 +19,7 @@ type serverFlags struct {
 	trustDomain   string
 	decisions     string
 	onJournalFull string
+	attestors     map[string]*string // --attestor-NAME (attestor_flags.go)
 }
 
 func newServerCmd(g *globalFlags) *cobra.Command {
@@ -52,6 +53,7 @@ func (f *serverFlags) config(g *globalFlags) (server.Config, error) {
 		return cfg, fmt.Errorf("--trust-domain: %w", err)
 	}
 	cfg.TrustDomain, cfg.DataDir, cfg.Logger = td, g.dataDir, g.logger()
+	cfg.NodeAttestors = attestorSections(f.attestors)
 	if cfg.Audit.Decisions, err = decisions.ParsePolicy(f.decisions); err != nil {
 		return cfg, err
 	}
@@ -129,4 +131,5 @@ func (f *serverFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&c.OIDC.Issuer, "oidc-issuer", "", "public https URL of the OIDC discovery provider; JWT-SVIDs carry it as iss (set the same on every node)")
 	fl.StringVar(&c.OIDC.CertFile, "oidc-cert", "", "PEM certificate chain (Web PKI) the OIDC discovery provider presents")
 	fl.StringVar(&c.OIDC.KeyFile, "oidc-key", "", "PEM private key of --oidc-cert")
+	f.attestors = registerAttestorFlags(fl)
 }

@@ -30,7 +30,15 @@ type entry struct {
 	values []string // one for a scalar, one per element for a list
 	list   bool
 	file   string // {file: PATH}: the value is read from PATH when applied
+	// section is a YAML mapping (not {file: PATH}) as YAML text: the value
+	// of a flag marked with SectionAnnotation.
+	section string
 }
+
+// SectionAnnotation marks a flag whose value is a YAML mapping: in the
+// config file its key may hold a mapping (a section), which the flag
+// receives as YAML text. Other flags refuse a mapping.
+const SectionAnnotation = "flagconfig_section"
 
 // loadFile reads the file named by the FileFlag flag or, if it was not
 // given, by its environment variable; nil when there is none.
@@ -64,6 +72,11 @@ func (o *Options) loadFile(fs *pflag.FlagSet) (*file, error) {
 	c, err := parseFile(path, raw)
 	if err != nil {
 		return nil, err
+	}
+	for k, e := range c.keys { // a mapping is only for section flags
+		if fl := fs.Lookup(k); e.section != "" && (fl == nil || fl.Annotations[SectionAnnotation] == nil) {
+			return nil, fmt.Errorf("flagconfig: %s:%d: key %q: want a value, a list of values or {file: PATH}", path, e.line, k)
+		}
 	}
 	c.source = src
 	return c, nil
@@ -146,7 +159,14 @@ func parseValue(v *yaml.Node) (entry, error) {
 	case yaml.MappingNode:
 		if len(v.Content) != 2 || v.Content[0].Value != "file" || v.Content[1].Kind != yaml.ScalarNode ||
 			v.Content[1].Tag == "!!null" || v.Content[1].Value == "" {
-			return entry{}, errors.New("want a value, a list of values or {file: PATH}")
+			// A section: allowed only for a flag marked with
+			// SectionAnnotation (checked in set), which gets the
+			// mapping as YAML text.
+			b, err := yaml.Marshal(v)
+			if err != nil {
+				return entry{}, err
+			}
+			return entry{section: string(b)}, nil
 		}
 		return entry{file: v.Content[1].Value}, nil
 	case yaml.SequenceNode:
@@ -174,6 +194,9 @@ func (c *file) set(fs *pflag.FlagSet, f *pflag.Flag, src *Source, errs *[]error)
 	fail := func(err error) bool {
 		*errs = append(*errs, fmt.Errorf("flagconfig: %s: %w", src.Where, err))
 		return true
+	}
+	if e.section != "" { // loadFile checked the flag takes one
+		e.values = []string{e.section}
 	}
 	if e.file != "" {
 		v, err := readValueFile(e.file)

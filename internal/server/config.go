@@ -45,6 +45,10 @@ type Config struct {
 	OIDC               OIDCDiscovery  // OIDC discovery provider (oidc.go); Addr "": off
 	FederationWebRoots string         // PEM file of roots for https_web federation endpoints; "": the system's
 
+	// NodeAttestors enables node attestors (internal/nodeattest): attestor
+	// name -> its YAML section (`--attestor-NAME`).
+	NodeAttestors map[string]string
+
 	Keys    keys.Settings
 	Audit   Audit
 	Cluster Cluster

@@ -18,6 +18,7 @@ import (
 	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/ha"
 	"github.com/tier0-ca/tier0/internal/atomicfile"
+	"github.com/tier0-ca/tier0/internal/nodeattest"
 	"github.com/tier0-ca/tier0/internal/roles"
 	"github.com/tier0-ca/tier0/internal/server/authz"
 	"github.com/tier0-ca/tier0/internal/server/decisions"
@@ -330,7 +331,15 @@ func (r *run) startAPI() error {
 		return err
 	}
 	r.loops.Go("federation fetcher", func(ctx context.Context) error { fed.Run(ctx); return nil })
+	attestors, err := nodeattest.New(nodeattest.Config{TrustDomain: cfg.TrustDomain, Sections: cfg.NodeAttestors})
+	if err != nil {
+		return err
+	}
+	if en := attestors.Enabled(); len(en) > 0 {
+		s.log.Info("node attestors enabled", "attestors", en)
+	}
 	srv, err := api.New(api.Config{
+		NodeAttestors: attestors, Attestations: r.node,
 		TrustDomain: cfg.TrustDomain, Issuer: r.ca, State: r.node, Records: r.store, Audit: r.store, Checkpoints: r.node,
 		SVID: r.nodeSVID, CA: r.keys, JWT: r.ca, Trust: r.node, Federation: r.node, Federator: fed, Cluster: r.clusterView(),
 		Backup: &backupSource{node: r.node, nodeID: cfg.NodeID, dir: cfg.DataDir}, Decisions: r.decisions,

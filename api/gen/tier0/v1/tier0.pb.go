@@ -27,6 +27,186 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type AttestAgentRequest struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Params            *AttestAgentParams     `protobuf:"bytes,1,opt,name=params,proto3" json:"params,omitempty"`                                                // first message only
+	ChallengeResponse []byte                 `protobuf:"bytes,2,opt,name=challenge_response,json=challengeResponse,proto3" json:"challenge_response,omitempty"` // later messages: the answer to a challenge
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *AttestAgentRequest) Reset() {
+	*x = AttestAgentRequest{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttestAgentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttestAgentRequest) ProtoMessage() {}
+
+func (x *AttestAgentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttestAgentRequest.ProtoReflect.Descriptor instead.
+func (*AttestAgentRequest) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AttestAgentRequest) GetParams() *AttestAgentParams {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *AttestAgentRequest) GetChallengeResponse() []byte {
+	if x != nil {
+		return x.ChallengeResponse
+	}
+	return nil
+}
+
+type AttestAgentParams struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Attestor      string                 `protobuf:"bytes,1,opt,name=attestor,proto3" json:"attestor,omitempty"` // x509pop, k8s_psat, gcp_iit or aws_iid
+	Evidence      []byte                 `protobuf:"bytes,2,opt,name=evidence,proto3" json:"evidence,omitempty"` // the attestor's evidence (docs/FROM-SPIRE.md)
+	Csr           []byte                 `protobuf:"bytes,3,opt,name=csr,proto3" json:"csr,omitempty"`           // DER PKCS#10; URI SAN may be empty (the server sets the agent ID)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttestAgentParams) Reset() {
+	*x = AttestAgentParams{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttestAgentParams) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttestAgentParams) ProtoMessage() {}
+
+func (x *AttestAgentParams) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttestAgentParams.ProtoReflect.Descriptor instead.
+func (*AttestAgentParams) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AttestAgentParams) GetAttestor() string {
+	if x != nil {
+		return x.Attestor
+	}
+	return ""
+}
+
+func (x *AttestAgentParams) GetEvidence() []byte {
+	if x != nil {
+		return x.Evidence
+	}
+	return nil
+}
+
+func (x *AttestAgentParams) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type AttestAgentResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Challenge     []byte                 `protobuf:"bytes,1,opt,name=challenge,proto3" json:"challenge,omitempty"` // set: answer with challenge_response
+	Chain         [][]byte               `protobuf:"bytes,2,rep,name=chain,proto3" json:"chain,omitempty"`         // the agent SVID, leaf first, DER (last message)
+	SpiffeId      string                 `protobuf:"bytes,3,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	Selectors     []string               `protobuf:"bytes,4,rep,name=selectors,proto3" json:"selectors,omitempty"` // the agent's attested selectors
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttestAgentResponse) Reset() {
+	*x = AttestAgentResponse{}
+	mi := &file_tier0_v1_tier0_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttestAgentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttestAgentResponse) ProtoMessage() {}
+
+func (x *AttestAgentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tier0_v1_tier0_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttestAgentResponse.ProtoReflect.Descriptor instead.
+func (*AttestAgentResponse) Descriptor() ([]byte, []int) {
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AttestAgentResponse) GetChallenge() []byte {
+	if x != nil {
+		return x.Challenge
+	}
+	return nil
+}
+
+func (x *AttestAgentResponse) GetChain() [][]byte {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+func (x *AttestAgentResponse) GetSpiffeId() string {
+	if x != nil {
+		return x.SpiffeId
+	}
+	return ""
+}
+
+func (x *AttestAgentResponse) GetSelectors() []string {
+	if x != nil {
+		return x.Selectors
+	}
+	return nil
+}
+
 type AttestJoinTokenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
@@ -37,7 +217,7 @@ type AttestJoinTokenRequest struct {
 
 func (x *AttestJoinTokenRequest) Reset() {
 	*x = AttestJoinTokenRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[0]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -49,7 +229,7 @@ func (x *AttestJoinTokenRequest) String() string {
 func (*AttestJoinTokenRequest) ProtoMessage() {}
 
 func (x *AttestJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[0]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -62,7 +242,7 @@ func (x *AttestJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*AttestJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{0}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AttestJoinTokenRequest) GetToken() string {
@@ -89,7 +269,7 @@ type AttestJoinTokenResponse struct {
 
 func (x *AttestJoinTokenResponse) Reset() {
 	*x = AttestJoinTokenResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[1]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -101,7 +281,7 @@ func (x *AttestJoinTokenResponse) String() string {
 func (*AttestJoinTokenResponse) ProtoMessage() {}
 
 func (x *AttestJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[1]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -114,7 +294,7 @@ func (x *AttestJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttestJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*AttestJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{1}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AttestJoinTokenResponse) GetChain() [][]byte {
@@ -142,7 +322,7 @@ type MintJWTSVIDRequest struct {
 
 func (x *MintJWTSVIDRequest) Reset() {
 	*x = MintJWTSVIDRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[2]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -154,7 +334,7 @@ func (x *MintJWTSVIDRequest) String() string {
 func (*MintJWTSVIDRequest) ProtoMessage() {}
 
 func (x *MintJWTSVIDRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[2]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -167,7 +347,7 @@ func (x *MintJWTSVIDRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintJWTSVIDRequest.ProtoReflect.Descriptor instead.
 func (*MintJWTSVIDRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{2}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MintJWTSVIDRequest) GetSpiffeId() string {
@@ -201,7 +381,7 @@ type MintJWTSVIDResponse struct {
 
 func (x *MintJWTSVIDResponse) Reset() {
 	*x = MintJWTSVIDResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[3]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -213,7 +393,7 @@ func (x *MintJWTSVIDResponse) String() string {
 func (*MintJWTSVIDResponse) ProtoMessage() {}
 
 func (x *MintJWTSVIDResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[3]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -226,7 +406,7 @@ func (x *MintJWTSVIDResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintJWTSVIDResponse.ProtoReflect.Descriptor instead.
 func (*MintJWTSVIDResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{3}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *MintJWTSVIDResponse) GetToken() string {
@@ -255,7 +435,7 @@ type JWTAuthority struct {
 
 func (x *JWTAuthority) Reset() {
 	*x = JWTAuthority{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[4]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -267,7 +447,7 @@ func (x *JWTAuthority) String() string {
 func (*JWTAuthority) ProtoMessage() {}
 
 func (x *JWTAuthority) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[4]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -280,7 +460,7 @@ func (x *JWTAuthority) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTAuthority.ProtoReflect.Descriptor instead.
 func (*JWTAuthority) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{4}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JWTAuthority) GetKeyId() string {
@@ -315,7 +495,7 @@ type FederatedBundle struct {
 
 func (x *FederatedBundle) Reset() {
 	*x = FederatedBundle{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[5]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +507,7 @@ func (x *FederatedBundle) String() string {
 func (*FederatedBundle) ProtoMessage() {}
 
 func (x *FederatedBundle) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[5]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +520,7 @@ func (x *FederatedBundle) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FederatedBundle.ProtoReflect.Descriptor instead.
 func (*FederatedBundle) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{5}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FederatedBundle) GetTrustDomain() string {
@@ -372,7 +552,7 @@ type MintItem struct {
 
 func (x *MintItem) Reset() {
 	*x = MintItem{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[6]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -384,7 +564,7 @@ func (x *MintItem) String() string {
 func (*MintItem) ProtoMessage() {}
 
 func (x *MintItem) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[6]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -397,7 +577,7 @@ func (x *MintItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintItem.ProtoReflect.Descriptor instead.
 func (*MintItem) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{6}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MintItem) GetCsr() []byte {
@@ -437,7 +617,7 @@ type MintX509SVIDsRequest struct {
 
 func (x *MintX509SVIDsRequest) Reset() {
 	*x = MintX509SVIDsRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[7]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -449,7 +629,7 @@ func (x *MintX509SVIDsRequest) String() string {
 func (*MintX509SVIDsRequest) ProtoMessage() {}
 
 func (x *MintX509SVIDsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[7]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -462,7 +642,7 @@ func (x *MintX509SVIDsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDsRequest.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDsRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{7}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MintX509SVIDsRequest) GetItems() []*MintItem {
@@ -482,7 +662,7 @@ type Status struct {
 
 func (x *Status) Reset() {
 	*x = Status{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[8]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -494,7 +674,7 @@ func (x *Status) String() string {
 func (*Status) ProtoMessage() {}
 
 func (x *Status) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[8]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -507,7 +687,7 @@ func (x *Status) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Status.ProtoReflect.Descriptor instead.
 func (*Status) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{8}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Status) GetCode() int32 {
@@ -535,7 +715,7 @@ type MintResult struct {
 
 func (x *MintResult) Reset() {
 	*x = MintResult{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[9]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -547,7 +727,7 @@ func (x *MintResult) String() string {
 func (*MintResult) ProtoMessage() {}
 
 func (x *MintResult) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[9]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -560,7 +740,7 @@ func (x *MintResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintResult.ProtoReflect.Descriptor instead.
 func (*MintResult) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{9}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MintResult) GetChain() [][]byte {
@@ -593,7 +773,7 @@ type MintX509SVIDsResponse struct {
 
 func (x *MintX509SVIDsResponse) Reset() {
 	*x = MintX509SVIDsResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[10]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +785,7 @@ func (x *MintX509SVIDsResponse) String() string {
 func (*MintX509SVIDsResponse) ProtoMessage() {}
 
 func (x *MintX509SVIDsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[10]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +798,7 @@ func (x *MintX509SVIDsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintX509SVIDsResponse.ProtoReflect.Descriptor instead.
 func (*MintX509SVIDsResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{10}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MintX509SVIDsResponse) GetResults() []*MintResult {
@@ -637,7 +817,7 @@ type RenewAgentRequest struct {
 
 func (x *RenewAgentRequest) Reset() {
 	*x = RenewAgentRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[11]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +829,7 @@ func (x *RenewAgentRequest) String() string {
 func (*RenewAgentRequest) ProtoMessage() {}
 
 func (x *RenewAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[11]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +842,7 @@ func (x *RenewAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewAgentRequest.ProtoReflect.Descriptor instead.
 func (*RenewAgentRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{11}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RenewAgentRequest) GetCsr() []byte {
@@ -681,7 +861,7 @@ type RenewAgentResponse struct {
 
 func (x *RenewAgentResponse) Reset() {
 	*x = RenewAgentResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[12]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +873,7 @@ func (x *RenewAgentResponse) String() string {
 func (*RenewAgentResponse) ProtoMessage() {}
 
 func (x *RenewAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[12]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +886,7 @@ func (x *RenewAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewAgentResponse.ProtoReflect.Descriptor instead.
 func (*RenewAgentResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{12}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RenewAgentResponse) GetChain() [][]byte {
@@ -724,7 +904,7 @@ type ListAuthorizedEntriesRequest struct {
 
 func (x *ListAuthorizedEntriesRequest) Reset() {
 	*x = ListAuthorizedEntriesRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[13]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +916,7 @@ func (x *ListAuthorizedEntriesRequest) String() string {
 func (*ListAuthorizedEntriesRequest) ProtoMessage() {}
 
 func (x *ListAuthorizedEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[13]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +929,7 @@ func (x *ListAuthorizedEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthorizedEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListAuthorizedEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{13}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{16}
 }
 
 type ListAuthorizedEntriesResponse struct {
@@ -761,7 +941,7 @@ type ListAuthorizedEntriesResponse struct {
 
 func (x *ListAuthorizedEntriesResponse) Reset() {
 	*x = ListAuthorizedEntriesResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[14]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +953,7 @@ func (x *ListAuthorizedEntriesResponse) String() string {
 func (*ListAuthorizedEntriesResponse) ProtoMessage() {}
 
 func (x *ListAuthorizedEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[14]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +966,7 @@ func (x *ListAuthorizedEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuthorizedEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListAuthorizedEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{14}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListAuthorizedEntriesResponse) GetEntries() []*Entry {
@@ -804,7 +984,7 @@ type GetBundleRequest struct {
 
 func (x *GetBundleRequest) Reset() {
 	*x = GetBundleRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[15]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +996,7 @@ func (x *GetBundleRequest) String() string {
 func (*GetBundleRequest) ProtoMessage() {}
 
 func (x *GetBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[15]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +1009,7 @@ func (x *GetBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBundleRequest.ProtoReflect.Descriptor instead.
 func (*GetBundleRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{15}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{18}
 }
 
 type GetBundleResponse struct {
@@ -851,7 +1031,7 @@ type GetBundleResponse struct {
 
 func (x *GetBundleResponse) Reset() {
 	*x = GetBundleResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[16]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1043,7 @@ func (x *GetBundleResponse) String() string {
 func (*GetBundleResponse) ProtoMessage() {}
 
 func (x *GetBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[16]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1056,7 @@ func (x *GetBundleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBundleResponse.ProtoReflect.Descriptor instead.
 func (*GetBundleResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{16}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetBundleResponse) GetX509Authorities() [][]byte {
@@ -951,13 +1131,17 @@ type Entry struct {
 	// workload with this entry receives from the Workload API and SDS besides
 	// our own (SPIRE's federatesWith). None: only our own bundle.
 	FederatesWith []string `protobuf:"bytes,7,rep,name=federates_with,json=federatesWith,proto3" json:"federates_with,omitempty"`
+	// A node-selector entry (SPIRE's node alias) has no agent: it applies
+	// to every agent whose node-attested selectors include all of these
+	// (e.g. k8s_psat:cluster:prod).
+	NodeSelectors []string `protobuf:"bytes,8,rep,name=node_selectors,json=nodeSelectors,proto3" json:"node_selectors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Entry) Reset() {
 	*x = Entry{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[17]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1153,7 @@ func (x *Entry) String() string {
 func (*Entry) ProtoMessage() {}
 
 func (x *Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[17]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1166,7 @@ func (x *Entry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entry.ProtoReflect.Descriptor instead.
 func (*Entry) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{17}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Entry) GetId() string {
@@ -1034,6 +1218,13 @@ func (x *Entry) GetFederatesWith() []string {
 	return nil
 }
 
+func (x *Entry) GetNodeSelectors() []string {
+	if x != nil {
+		return x.NodeSelectors
+	}
+	return nil
+}
+
 type CreateJoinTokenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Agent         string                 `protobuf:"bytes,1,opt,name=agent,proto3" json:"agent,omitempty"`
@@ -1045,7 +1236,7 @@ type CreateJoinTokenRequest struct {
 
 func (x *CreateJoinTokenRequest) Reset() {
 	*x = CreateJoinTokenRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[18]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1248,7 @@ func (x *CreateJoinTokenRequest) String() string {
 func (*CreateJoinTokenRequest) ProtoMessage() {}
 
 func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[18]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1261,7 @@ func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{18}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CreateJoinTokenRequest) GetAgent() string {
@@ -1104,7 +1295,7 @@ type CreateJoinTokenResponse struct {
 
 func (x *CreateJoinTokenResponse) Reset() {
 	*x = CreateJoinTokenResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[19]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1307,7 @@ func (x *CreateJoinTokenResponse) String() string {
 func (*CreateJoinTokenResponse) ProtoMessage() {}
 
 func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[19]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1320,7 @@ func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{19}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateJoinTokenResponse) GetToken() string {
@@ -1153,13 +1344,14 @@ type CreateEntryRequest struct {
 	TtlSeconds    int64                  `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`         // 0 = server default
 	Selectors     []string               `protobuf:"bytes,4,rep,name=selectors,proto3" json:"selectors,omitempty"`                              // see Entry.selectors
 	FederatesWith []string               `protobuf:"bytes,5,rep,name=federates_with,json=federatesWith,proto3" json:"federates_with,omitempty"` // see Entry.federates_with
+	NodeSelectors []string               `protobuf:"bytes,6,rep,name=node_selectors,json=nodeSelectors,proto3" json:"node_selectors,omitempty"` // instead of agent: see Entry.node_selectors
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateEntryRequest) Reset() {
 	*x = CreateEntryRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[20]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1363,7 @@ func (x *CreateEntryRequest) String() string {
 func (*CreateEntryRequest) ProtoMessage() {}
 
 func (x *CreateEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[20]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1376,7 @@ func (x *CreateEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEntryRequest.ProtoReflect.Descriptor instead.
 func (*CreateEntryRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{20}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateEntryRequest) GetAgent() string {
@@ -1222,6 +1414,13 @@ func (x *CreateEntryRequest) GetFederatesWith() []string {
 	return nil
 }
 
+func (x *CreateEntryRequest) GetNodeSelectors() []string {
+	if x != nil {
+		return x.NodeSelectors
+	}
+	return nil
+}
+
 type CreateEntryResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Entry         *Entry                 `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
@@ -1231,7 +1430,7 @@ type CreateEntryResponse struct {
 
 func (x *CreateEntryResponse) Reset() {
 	*x = CreateEntryResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[21]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1442,7 @@ func (x *CreateEntryResponse) String() string {
 func (*CreateEntryResponse) ProtoMessage() {}
 
 func (x *CreateEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[21]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1455,7 @@ func (x *CreateEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEntryResponse.ProtoReflect.Descriptor instead.
 func (*CreateEntryResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{21}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CreateEntryResponse) GetEntry() *Entry {
@@ -1275,7 +1474,7 @@ type ListEntriesRequest struct {
 
 func (x *ListEntriesRequest) Reset() {
 	*x = ListEntriesRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[22]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1486,7 @@ func (x *ListEntriesRequest) String() string {
 func (*ListEntriesRequest) ProtoMessage() {}
 
 func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[22]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1499,7 @@ func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesRequest.ProtoReflect.Descriptor instead.
 func (*ListEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{22}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListEntriesRequest) GetAgent() string {
@@ -1319,7 +1518,7 @@ type ListEntriesResponse struct {
 
 func (x *ListEntriesResponse) Reset() {
 	*x = ListEntriesResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[23]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1530,7 @@ func (x *ListEntriesResponse) String() string {
 func (*ListEntriesResponse) ProtoMessage() {}
 
 func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[23]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1543,7 @@ func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEntriesResponse.ProtoReflect.Descriptor instead.
 func (*ListEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{23}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListEntriesResponse) GetEntries() []*Entry {
@@ -1363,7 +1562,7 @@ type DeleteEntryRequest struct {
 
 func (x *DeleteEntryRequest) Reset() {
 	*x = DeleteEntryRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[24]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1375,7 +1574,7 @@ func (x *DeleteEntryRequest) String() string {
 func (*DeleteEntryRequest) ProtoMessage() {}
 
 func (x *DeleteEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[24]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1388,7 +1587,7 @@ func (x *DeleteEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntryRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEntryRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{24}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DeleteEntryRequest) GetId() string {
@@ -1406,7 +1605,7 @@ type DeleteEntryResponse struct {
 
 func (x *DeleteEntryResponse) Reset() {
 	*x = DeleteEntryResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[25]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1617,7 @@ func (x *DeleteEntryResponse) String() string {
 func (*DeleteEntryResponse) ProtoMessage() {}
 
 func (x *DeleteEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[25]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1630,7 @@ func (x *DeleteEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEntryResponse.ProtoReflect.Descriptor instead.
 func (*DeleteEntryResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{25}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{28}
 }
 
 type CARoot struct {
@@ -1452,7 +1651,7 @@ type CARoot struct {
 
 func (x *CARoot) Reset() {
 	*x = CARoot{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[26]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1663,7 @@ func (x *CARoot) String() string {
 func (*CARoot) ProtoMessage() {}
 
 func (x *CARoot) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[26]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1676,7 @@ func (x *CARoot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CARoot.ProtoReflect.Descriptor instead.
 func (*CARoot) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{26}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CARoot) GetId() string {
@@ -1560,7 +1759,7 @@ type CARootNode struct {
 
 func (x *CARootNode) Reset() {
 	*x = CARootNode{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[27]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1771,7 @@ func (x *CARootNode) String() string {
 func (*CARootNode) ProtoMessage() {}
 
 func (x *CARootNode) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[27]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1784,7 @@ func (x *CARootNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CARootNode.ProtoReflect.Descriptor instead.
 func (*CARootNode) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{27}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CARootNode) GetNode() string {
@@ -1610,7 +1809,7 @@ type ListCARootsRequest struct {
 
 func (x *ListCARootsRequest) Reset() {
 	*x = ListCARootsRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[28]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1821,7 @@ func (x *ListCARootsRequest) String() string {
 func (*ListCARootsRequest) ProtoMessage() {}
 
 func (x *ListCARootsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[28]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1834,7 @@ func (x *ListCARootsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCARootsRequest.ProtoReflect.Descriptor instead.
 func (*ListCARootsRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{28}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{31}
 }
 
 type ListCARootsResponse struct {
@@ -1648,7 +1847,7 @@ type ListCARootsResponse struct {
 
 func (x *ListCARootsResponse) Reset() {
 	*x = ListCARootsResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[29]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1859,7 @@ func (x *ListCARootsResponse) String() string {
 func (*ListCARootsResponse) ProtoMessage() {}
 
 func (x *ListCARootsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[29]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1872,7 @@ func (x *ListCARootsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCARootsResponse.ProtoReflect.Descriptor instead.
 func (*ListCARootsResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{29}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListCARootsResponse) GetRoots() []*CARoot {
@@ -1700,7 +1899,7 @@ type PrepareCARootRequest struct {
 
 func (x *PrepareCARootRequest) Reset() {
 	*x = PrepareCARootRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[30]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +1911,7 @@ func (x *PrepareCARootRequest) String() string {
 func (*PrepareCARootRequest) ProtoMessage() {}
 
 func (x *PrepareCARootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[30]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +1924,7 @@ func (x *PrepareCARootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareCARootRequest.ProtoReflect.Descriptor instead.
 func (*PrepareCARootRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{30}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PrepareCARootRequest) GetSignerUri() string {
@@ -1751,7 +1950,7 @@ type PrepareCARootResponse struct {
 
 func (x *PrepareCARootResponse) Reset() {
 	*x = PrepareCARootResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[31]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1763,7 +1962,7 @@ func (x *PrepareCARootResponse) String() string {
 func (*PrepareCARootResponse) ProtoMessage() {}
 
 func (x *PrepareCARootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[31]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1776,7 +1975,7 @@ func (x *PrepareCARootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PrepareCARootResponse.ProtoReflect.Descriptor instead.
 func (*PrepareCARootResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{31}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PrepareCARootResponse) GetRoot() *CARoot {
@@ -1796,7 +1995,7 @@ type ActivateCARootRequest struct {
 
 func (x *ActivateCARootRequest) Reset() {
 	*x = ActivateCARootRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[32]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +2007,7 @@ func (x *ActivateCARootRequest) String() string {
 func (*ActivateCARootRequest) ProtoMessage() {}
 
 func (x *ActivateCARootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[32]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +2020,7 @@ func (x *ActivateCARootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateCARootRequest.ProtoReflect.Descriptor instead.
 func (*ActivateCARootRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{32}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ActivateCARootRequest) GetId() string {
@@ -1848,7 +2047,7 @@ type ActivateCARootResponse struct {
 
 func (x *ActivateCARootResponse) Reset() {
 	*x = ActivateCARootResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[33]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1860,7 +2059,7 @@ func (x *ActivateCARootResponse) String() string {
 func (*ActivateCARootResponse) ProtoMessage() {}
 
 func (x *ActivateCARootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[33]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1873,7 +2072,7 @@ func (x *ActivateCARootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActivateCARootResponse.ProtoReflect.Descriptor instead.
 func (*ActivateCARootResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{33}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ActivateCARootResponse) GetRoot() *CARoot {
@@ -1900,7 +2099,7 @@ type TaintKeyRequest struct {
 
 func (x *TaintKeyRequest) Reset() {
 	*x = TaintKeyRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[34]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1912,7 +2111,7 @@ func (x *TaintKeyRequest) String() string {
 func (*TaintKeyRequest) ProtoMessage() {}
 
 func (x *TaintKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[34]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1925,7 +2124,7 @@ func (x *TaintKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaintKeyRequest.ProtoReflect.Descriptor instead.
 func (*TaintKeyRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{34}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TaintKeyRequest) GetKind() string {
@@ -1950,7 +2149,7 @@ type TaintKeyResponse struct {
 
 func (x *TaintKeyResponse) Reset() {
 	*x = TaintKeyResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[35]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2161,7 @@ func (x *TaintKeyResponse) String() string {
 func (*TaintKeyResponse) ProtoMessage() {}
 
 func (x *TaintKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[35]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2174,7 @@ func (x *TaintKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaintKeyResponse.ProtoReflect.Descriptor instead.
 func (*TaintKeyResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{35}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{38}
 }
 
 type ListRecordsRequest struct {
@@ -1994,7 +2193,7 @@ type ListRecordsRequest struct {
 
 func (x *ListRecordsRequest) Reset() {
 	*x = ListRecordsRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[36]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2205,7 @@ func (x *ListRecordsRequest) String() string {
 func (*ListRecordsRequest) ProtoMessage() {}
 
 func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[36]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2218,7 @@ func (x *ListRecordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsRequest.ProtoReflect.Descriptor instead.
 func (*ListRecordsRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{36}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListRecordsRequest) GetSpiffeId() string {
@@ -2099,7 +2298,7 @@ type IssuanceRecord struct {
 
 func (x *IssuanceRecord) Reset() {
 	*x = IssuanceRecord{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[37]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2111,7 +2310,7 @@ func (x *IssuanceRecord) String() string {
 func (*IssuanceRecord) ProtoMessage() {}
 
 func (x *IssuanceRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[37]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2124,7 +2323,7 @@ func (x *IssuanceRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssuanceRecord.ProtoReflect.Descriptor instead.
 func (*IssuanceRecord) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{37}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *IssuanceRecord) GetSeq() uint64 {
@@ -2227,7 +2426,7 @@ type ListRecordsResponse struct {
 
 func (x *ListRecordsResponse) Reset() {
 	*x = ListRecordsResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[38]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2239,7 +2438,7 @@ func (x *ListRecordsResponse) String() string {
 func (*ListRecordsResponse) ProtoMessage() {}
 
 func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[38]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2252,7 +2451,7 @@ func (x *ListRecordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRecordsResponse.ProtoReflect.Descriptor instead.
 func (*ListRecordsResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{38}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListRecordsResponse) GetRecords() []*IssuanceRecord {
@@ -2272,7 +2471,7 @@ type VerifyChainRequest struct {
 
 func (x *VerifyChainRequest) Reset() {
 	*x = VerifyChainRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[39]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +2483,7 @@ func (x *VerifyChainRequest) String() string {
 func (*VerifyChainRequest) ProtoMessage() {}
 
 func (x *VerifyChainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[39]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +2496,7 @@ func (x *VerifyChainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyChainRequest.ProtoReflect.Descriptor instead.
 func (*VerifyChainRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{39}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *VerifyChainRequest) GetFromSeq() uint64 {
@@ -2333,7 +2532,7 @@ type VerifyChainResponse struct {
 
 func (x *VerifyChainResponse) Reset() {
 	*x = VerifyChainResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[40]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2544,7 @@ func (x *VerifyChainResponse) String() string {
 func (*VerifyChainResponse) ProtoMessage() {}
 
 func (x *VerifyChainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[40]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +2557,7 @@ func (x *VerifyChainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyChainResponse.ProtoReflect.Descriptor instead.
 func (*VerifyChainResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{40}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *VerifyChainResponse) GetOk() bool {
@@ -2452,7 +2651,7 @@ type ListDecisionsRequest struct {
 
 func (x *ListDecisionsRequest) Reset() {
 	*x = ListDecisionsRequest{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[41]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2464,7 +2663,7 @@ func (x *ListDecisionsRequest) String() string {
 func (*ListDecisionsRequest) ProtoMessage() {}
 
 func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[41]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2477,7 +2676,7 @@ func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{41}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListDecisionsRequest) GetCaller() string {
@@ -2537,7 +2736,7 @@ type AuthzDecision struct {
 
 func (x *AuthzDecision) Reset() {
 	*x = AuthzDecision{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[42]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2549,7 +2748,7 @@ func (x *AuthzDecision) String() string {
 func (*AuthzDecision) ProtoMessage() {}
 
 func (x *AuthzDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[42]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2562,7 +2761,7 @@ func (x *AuthzDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthzDecision.ProtoReflect.Descriptor instead.
 func (*AuthzDecision) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{42}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AuthzDecision) GetId() int64 {
@@ -2623,7 +2822,7 @@ type ListDecisionsResponse struct {
 
 func (x *ListDecisionsResponse) Reset() {
 	*x = ListDecisionsResponse{}
-	mi := &file_tier0_v1_tier0_proto_msgTypes[43]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2635,7 +2834,7 @@ func (x *ListDecisionsResponse) String() string {
 func (*ListDecisionsResponse) ProtoMessage() {}
 
 func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tier0_v1_tier0_proto_msgTypes[43]
+	mi := &file_tier0_v1_tier0_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2648,7 +2847,7 @@ func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDecisionsResponse) Descriptor() ([]byte, []int) {
-	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{43}
+	return file_tier0_v1_tier0_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ListDecisionsResponse) GetDecisions() []*AuthzDecision {
@@ -2662,7 +2861,19 @@ var File_tier0_v1_tier0_proto protoreflect.FileDescriptor
 
 const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\n" +
-	"\x14tier0/v1/tier0.proto\x12\btier0.v1\"@\n" +
+	"\x14tier0/v1/tier0.proto\x12\btier0.v1\"x\n" +
+	"\x12AttestAgentRequest\x123\n" +
+	"\x06params\x18\x01 \x01(\v2\x1b.tier0.v1.AttestAgentParamsR\x06params\x12-\n" +
+	"\x12challenge_response\x18\x02 \x01(\fR\x11challengeResponse\"]\n" +
+	"\x11AttestAgentParams\x12\x1a\n" +
+	"\battestor\x18\x01 \x01(\tR\battestor\x12\x1a\n" +
+	"\bevidence\x18\x02 \x01(\fR\bevidence\x12\x10\n" +
+	"\x03csr\x18\x03 \x01(\fR\x03csr\"\x84\x01\n" +
+	"\x13AttestAgentResponse\x12\x1c\n" +
+	"\tchallenge\x18\x01 \x01(\fR\tchallenge\x12\x14\n" +
+	"\x05chain\x18\x02 \x03(\fR\x05chain\x12\x1b\n" +
+	"\tspiffe_id\x18\x03 \x01(\tR\bspiffeId\x12\x1c\n" +
+	"\tselectors\x18\x04 \x03(\tR\tselectors\"@\n" +
 	"\x16AttestJoinTokenRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x10\n" +
 	"\x03csr\x18\x02 \x01(\fR\x03csr\"L\n" +
@@ -2721,7 +2932,7 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\tfederated\x18\x05 \x03(\v2\x19.tier0.v1.FederatedBundleR\tfederated\x12%\n" +
 	"\x0etrust_sequence\x18\x06 \x01(\x04R\rtrustSequence\x128\n" +
 	"\x18tainted_x509_authorities\x18\a \x03(\fR\x16taintedX509Authorities\x12-\n" +
-	"\x13tainted_jwt_key_ids\x18\b \x03(\tR\x10taintedJwtKeyIds\"\xcf\x01\n" +
+	"\x13tainted_jwt_key_ids\x18\b \x03(\tR\x10taintedJwtKeyIds\"\xf6\x01\n" +
 	"\x05Entry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05agent\x18\x02 \x01(\tR\x05agent\x12\x1b\n" +
@@ -2731,7 +2942,8 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x05 \x01(\x03R\tcreatedAt\x12\x1c\n" +
 	"\tselectors\x18\x06 \x03(\tR\tselectors\x12%\n" +
-	"\x0efederates_with\x18\a \x03(\tR\rfederatesWith\"c\n" +
+	"\x0efederates_with\x18\a \x03(\tR\rfederatesWith\x12%\n" +
+	"\x0enode_selectors\x18\b \x03(\tR\rnodeSelectors\"c\n" +
 	"\x16CreateJoinTokenRequest\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
@@ -2740,14 +2952,15 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\x17CreateJoinTokenResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1d\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\x03R\texpiresAt\"\xad\x01\n" +
+	"expires_at\x18\x02 \x01(\x03R\texpiresAt\"\xd4\x01\n" +
 	"\x12CreateEntryRequest\x12\x14\n" +
 	"\x05agent\x18\x01 \x01(\tR\x05agent\x12\x1b\n" +
 	"\tspiffe_id\x18\x02 \x01(\tR\bspiffeId\x12\x1f\n" +
 	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
 	"ttlSeconds\x12\x1c\n" +
 	"\tselectors\x18\x04 \x03(\tR\tselectors\x12%\n" +
-	"\x0efederates_with\x18\x05 \x03(\tR\rfederatesWith\"<\n" +
+	"\x0efederates_with\x18\x05 \x03(\tR\rfederatesWith\x12%\n" +
+	"\x0enode_selectors\x18\x06 \x03(\tR\rnodeSelectors\"<\n" +
 	"\x13CreateEntryResponse\x12%\n" +
 	"\x05entry\x18\x01 \x01(\v2\x0f.tier0.v1.EntryR\x05entry\"*\n" +
 	"\x12ListEntriesRequest\x12\x14\n" +
@@ -2858,9 +3071,10 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\aallowed\x18\x06 \x01(\bR\aallowed\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\"N\n" +
 	"\x15ListDecisionsResponse\x125\n" +
-	"\tdecisions\x18\x01 \x03(\v2\x17.tier0.v1.AuthzDecisionR\tdecisions2c\n" +
+	"\tdecisions\x18\x01 \x03(\v2\x17.tier0.v1.AuthzDecisionR\tdecisions2\xb3\x01\n" +
 	"\tBootstrap\x12V\n" +
-	"\x0fAttestJoinToken\x12 .tier0.v1.AttestJoinTokenRequest\x1a!.tier0.v1.AttestJoinTokenResponse2\x9e\x03\n" +
+	"\x0fAttestJoinToken\x12 .tier0.v1.AttestJoinTokenRequest\x1a!.tier0.v1.AttestJoinTokenResponse\x12N\n" +
+	"\vAttestAgent\x12\x1c.tier0.v1.AttestAgentRequest\x1a\x1d.tier0.v1.AttestAgentResponse(\x010\x012\x9e\x03\n" +
 	"\x05Agent\x12P\n" +
 	"\rMintX509SVIDs\x12\x1e.tier0.v1.MintX509SVIDsRequest\x1a\x1f.tier0.v1.MintX509SVIDsResponse\x12G\n" +
 	"\n" +
@@ -2894,107 +3108,113 @@ func file_tier0_v1_tier0_proto_rawDescGZIP() []byte {
 	return file_tier0_v1_tier0_proto_rawDescData
 }
 
-var file_tier0_v1_tier0_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_tier0_v1_tier0_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_tier0_v1_tier0_proto_goTypes = []any{
-	(*AttestJoinTokenRequest)(nil),        // 0: tier0.v1.AttestJoinTokenRequest
-	(*AttestJoinTokenResponse)(nil),       // 1: tier0.v1.AttestJoinTokenResponse
-	(*MintJWTSVIDRequest)(nil),            // 2: tier0.v1.MintJWTSVIDRequest
-	(*MintJWTSVIDResponse)(nil),           // 3: tier0.v1.MintJWTSVIDResponse
-	(*JWTAuthority)(nil),                  // 4: tier0.v1.JWTAuthority
-	(*FederatedBundle)(nil),               // 5: tier0.v1.FederatedBundle
-	(*MintItem)(nil),                      // 6: tier0.v1.MintItem
-	(*MintX509SVIDsRequest)(nil),          // 7: tier0.v1.MintX509SVIDsRequest
-	(*Status)(nil),                        // 8: tier0.v1.Status
-	(*MintResult)(nil),                    // 9: tier0.v1.MintResult
-	(*MintX509SVIDsResponse)(nil),         // 10: tier0.v1.MintX509SVIDsResponse
-	(*RenewAgentRequest)(nil),             // 11: tier0.v1.RenewAgentRequest
-	(*RenewAgentResponse)(nil),            // 12: tier0.v1.RenewAgentResponse
-	(*ListAuthorizedEntriesRequest)(nil),  // 13: tier0.v1.ListAuthorizedEntriesRequest
-	(*ListAuthorizedEntriesResponse)(nil), // 14: tier0.v1.ListAuthorizedEntriesResponse
-	(*GetBundleRequest)(nil),              // 15: tier0.v1.GetBundleRequest
-	(*GetBundleResponse)(nil),             // 16: tier0.v1.GetBundleResponse
-	(*Entry)(nil),                         // 17: tier0.v1.Entry
-	(*CreateJoinTokenRequest)(nil),        // 18: tier0.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil),       // 19: tier0.v1.CreateJoinTokenResponse
-	(*CreateEntryRequest)(nil),            // 20: tier0.v1.CreateEntryRequest
-	(*CreateEntryResponse)(nil),           // 21: tier0.v1.CreateEntryResponse
-	(*ListEntriesRequest)(nil),            // 22: tier0.v1.ListEntriesRequest
-	(*ListEntriesResponse)(nil),           // 23: tier0.v1.ListEntriesResponse
-	(*DeleteEntryRequest)(nil),            // 24: tier0.v1.DeleteEntryRequest
-	(*DeleteEntryResponse)(nil),           // 25: tier0.v1.DeleteEntryResponse
-	(*CARoot)(nil),                        // 26: tier0.v1.CARoot
-	(*CARootNode)(nil),                    // 27: tier0.v1.CARootNode
-	(*ListCARootsRequest)(nil),            // 28: tier0.v1.ListCARootsRequest
-	(*ListCARootsResponse)(nil),           // 29: tier0.v1.ListCARootsResponse
-	(*PrepareCARootRequest)(nil),          // 30: tier0.v1.PrepareCARootRequest
-	(*PrepareCARootResponse)(nil),         // 31: tier0.v1.PrepareCARootResponse
-	(*ActivateCARootRequest)(nil),         // 32: tier0.v1.ActivateCARootRequest
-	(*ActivateCARootResponse)(nil),        // 33: tier0.v1.ActivateCARootResponse
-	(*TaintKeyRequest)(nil),               // 34: tier0.v1.TaintKeyRequest
-	(*TaintKeyResponse)(nil),              // 35: tier0.v1.TaintKeyResponse
-	(*ListRecordsRequest)(nil),            // 36: tier0.v1.ListRecordsRequest
-	(*IssuanceRecord)(nil),                // 37: tier0.v1.IssuanceRecord
-	(*ListRecordsResponse)(nil),           // 38: tier0.v1.ListRecordsResponse
-	(*VerifyChainRequest)(nil),            // 39: tier0.v1.VerifyChainRequest
-	(*VerifyChainResponse)(nil),           // 40: tier0.v1.VerifyChainResponse
-	(*ListDecisionsRequest)(nil),          // 41: tier0.v1.ListDecisionsRequest
-	(*AuthzDecision)(nil),                 // 42: tier0.v1.AuthzDecision
-	(*ListDecisionsResponse)(nil),         // 43: tier0.v1.ListDecisionsResponse
+	(*AttestAgentRequest)(nil),            // 0: tier0.v1.AttestAgentRequest
+	(*AttestAgentParams)(nil),             // 1: tier0.v1.AttestAgentParams
+	(*AttestAgentResponse)(nil),           // 2: tier0.v1.AttestAgentResponse
+	(*AttestJoinTokenRequest)(nil),        // 3: tier0.v1.AttestJoinTokenRequest
+	(*AttestJoinTokenResponse)(nil),       // 4: tier0.v1.AttestJoinTokenResponse
+	(*MintJWTSVIDRequest)(nil),            // 5: tier0.v1.MintJWTSVIDRequest
+	(*MintJWTSVIDResponse)(nil),           // 6: tier0.v1.MintJWTSVIDResponse
+	(*JWTAuthority)(nil),                  // 7: tier0.v1.JWTAuthority
+	(*FederatedBundle)(nil),               // 8: tier0.v1.FederatedBundle
+	(*MintItem)(nil),                      // 9: tier0.v1.MintItem
+	(*MintX509SVIDsRequest)(nil),          // 10: tier0.v1.MintX509SVIDsRequest
+	(*Status)(nil),                        // 11: tier0.v1.Status
+	(*MintResult)(nil),                    // 12: tier0.v1.MintResult
+	(*MintX509SVIDsResponse)(nil),         // 13: tier0.v1.MintX509SVIDsResponse
+	(*RenewAgentRequest)(nil),             // 14: tier0.v1.RenewAgentRequest
+	(*RenewAgentResponse)(nil),            // 15: tier0.v1.RenewAgentResponse
+	(*ListAuthorizedEntriesRequest)(nil),  // 16: tier0.v1.ListAuthorizedEntriesRequest
+	(*ListAuthorizedEntriesResponse)(nil), // 17: tier0.v1.ListAuthorizedEntriesResponse
+	(*GetBundleRequest)(nil),              // 18: tier0.v1.GetBundleRequest
+	(*GetBundleResponse)(nil),             // 19: tier0.v1.GetBundleResponse
+	(*Entry)(nil),                         // 20: tier0.v1.Entry
+	(*CreateJoinTokenRequest)(nil),        // 21: tier0.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),       // 22: tier0.v1.CreateJoinTokenResponse
+	(*CreateEntryRequest)(nil),            // 23: tier0.v1.CreateEntryRequest
+	(*CreateEntryResponse)(nil),           // 24: tier0.v1.CreateEntryResponse
+	(*ListEntriesRequest)(nil),            // 25: tier0.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),           // 26: tier0.v1.ListEntriesResponse
+	(*DeleteEntryRequest)(nil),            // 27: tier0.v1.DeleteEntryRequest
+	(*DeleteEntryResponse)(nil),           // 28: tier0.v1.DeleteEntryResponse
+	(*CARoot)(nil),                        // 29: tier0.v1.CARoot
+	(*CARootNode)(nil),                    // 30: tier0.v1.CARootNode
+	(*ListCARootsRequest)(nil),            // 31: tier0.v1.ListCARootsRequest
+	(*ListCARootsResponse)(nil),           // 32: tier0.v1.ListCARootsResponse
+	(*PrepareCARootRequest)(nil),          // 33: tier0.v1.PrepareCARootRequest
+	(*PrepareCARootResponse)(nil),         // 34: tier0.v1.PrepareCARootResponse
+	(*ActivateCARootRequest)(nil),         // 35: tier0.v1.ActivateCARootRequest
+	(*ActivateCARootResponse)(nil),        // 36: tier0.v1.ActivateCARootResponse
+	(*TaintKeyRequest)(nil),               // 37: tier0.v1.TaintKeyRequest
+	(*TaintKeyResponse)(nil),              // 38: tier0.v1.TaintKeyResponse
+	(*ListRecordsRequest)(nil),            // 39: tier0.v1.ListRecordsRequest
+	(*IssuanceRecord)(nil),                // 40: tier0.v1.IssuanceRecord
+	(*ListRecordsResponse)(nil),           // 41: tier0.v1.ListRecordsResponse
+	(*VerifyChainRequest)(nil),            // 42: tier0.v1.VerifyChainRequest
+	(*VerifyChainResponse)(nil),           // 43: tier0.v1.VerifyChainResponse
+	(*ListDecisionsRequest)(nil),          // 44: tier0.v1.ListDecisionsRequest
+	(*AuthzDecision)(nil),                 // 45: tier0.v1.AuthzDecision
+	(*ListDecisionsResponse)(nil),         // 46: tier0.v1.ListDecisionsResponse
 }
 var file_tier0_v1_tier0_proto_depIdxs = []int32{
-	6,  // 0: tier0.v1.MintX509SVIDsRequest.items:type_name -> tier0.v1.MintItem
-	8,  // 1: tier0.v1.MintResult.error:type_name -> tier0.v1.Status
-	9,  // 2: tier0.v1.MintX509SVIDsResponse.results:type_name -> tier0.v1.MintResult
-	17, // 3: tier0.v1.ListAuthorizedEntriesResponse.entries:type_name -> tier0.v1.Entry
-	4,  // 4: tier0.v1.GetBundleResponse.jwt_authorities:type_name -> tier0.v1.JWTAuthority
-	5,  // 5: tier0.v1.GetBundleResponse.federated:type_name -> tier0.v1.FederatedBundle
-	17, // 6: tier0.v1.CreateEntryResponse.entry:type_name -> tier0.v1.Entry
-	17, // 7: tier0.v1.ListEntriesResponse.entries:type_name -> tier0.v1.Entry
-	27, // 8: tier0.v1.CARoot.nodes:type_name -> tier0.v1.CARootNode
-	26, // 9: tier0.v1.ListCARootsResponse.roots:type_name -> tier0.v1.CARoot
-	26, // 10: tier0.v1.PrepareCARootResponse.root:type_name -> tier0.v1.CARoot
-	26, // 11: tier0.v1.ActivateCARootResponse.root:type_name -> tier0.v1.CARoot
-	37, // 12: tier0.v1.ListRecordsResponse.records:type_name -> tier0.v1.IssuanceRecord
-	42, // 13: tier0.v1.ListDecisionsResponse.decisions:type_name -> tier0.v1.AuthzDecision
-	0,  // 14: tier0.v1.Bootstrap.AttestJoinToken:input_type -> tier0.v1.AttestJoinTokenRequest
-	7,  // 15: tier0.v1.Agent.MintX509SVIDs:input_type -> tier0.v1.MintX509SVIDsRequest
-	11, // 16: tier0.v1.Agent.RenewAgent:input_type -> tier0.v1.RenewAgentRequest
-	13, // 17: tier0.v1.Agent.ListAuthorizedEntries:input_type -> tier0.v1.ListAuthorizedEntriesRequest
-	15, // 18: tier0.v1.Agent.GetBundle:input_type -> tier0.v1.GetBundleRequest
-	2,  // 19: tier0.v1.Agent.MintJWTSVID:input_type -> tier0.v1.MintJWTSVIDRequest
-	18, // 20: tier0.v1.Admin.CreateJoinToken:input_type -> tier0.v1.CreateJoinTokenRequest
-	20, // 21: tier0.v1.Admin.CreateEntry:input_type -> tier0.v1.CreateEntryRequest
-	22, // 22: tier0.v1.Admin.ListEntries:input_type -> tier0.v1.ListEntriesRequest
-	24, // 23: tier0.v1.Admin.DeleteEntry:input_type -> tier0.v1.DeleteEntryRequest
-	28, // 24: tier0.v1.Admin.ListCARoots:input_type -> tier0.v1.ListCARootsRequest
-	30, // 25: tier0.v1.Admin.PrepareCARoot:input_type -> tier0.v1.PrepareCARootRequest
-	32, // 26: tier0.v1.Admin.ActivateCARoot:input_type -> tier0.v1.ActivateCARootRequest
-	34, // 27: tier0.v1.Admin.TaintKey:input_type -> tier0.v1.TaintKeyRequest
-	36, // 28: tier0.v1.Audit.ListRecords:input_type -> tier0.v1.ListRecordsRequest
-	39, // 29: tier0.v1.Audit.VerifyChain:input_type -> tier0.v1.VerifyChainRequest
-	41, // 30: tier0.v1.Audit.ListDecisions:input_type -> tier0.v1.ListDecisionsRequest
-	1,  // 31: tier0.v1.Bootstrap.AttestJoinToken:output_type -> tier0.v1.AttestJoinTokenResponse
-	10, // 32: tier0.v1.Agent.MintX509SVIDs:output_type -> tier0.v1.MintX509SVIDsResponse
-	12, // 33: tier0.v1.Agent.RenewAgent:output_type -> tier0.v1.RenewAgentResponse
-	14, // 34: tier0.v1.Agent.ListAuthorizedEntries:output_type -> tier0.v1.ListAuthorizedEntriesResponse
-	16, // 35: tier0.v1.Agent.GetBundle:output_type -> tier0.v1.GetBundleResponse
-	3,  // 36: tier0.v1.Agent.MintJWTSVID:output_type -> tier0.v1.MintJWTSVIDResponse
-	19, // 37: tier0.v1.Admin.CreateJoinToken:output_type -> tier0.v1.CreateJoinTokenResponse
-	21, // 38: tier0.v1.Admin.CreateEntry:output_type -> tier0.v1.CreateEntryResponse
-	23, // 39: tier0.v1.Admin.ListEntries:output_type -> tier0.v1.ListEntriesResponse
-	25, // 40: tier0.v1.Admin.DeleteEntry:output_type -> tier0.v1.DeleteEntryResponse
-	29, // 41: tier0.v1.Admin.ListCARoots:output_type -> tier0.v1.ListCARootsResponse
-	31, // 42: tier0.v1.Admin.PrepareCARoot:output_type -> tier0.v1.PrepareCARootResponse
-	33, // 43: tier0.v1.Admin.ActivateCARoot:output_type -> tier0.v1.ActivateCARootResponse
-	35, // 44: tier0.v1.Admin.TaintKey:output_type -> tier0.v1.TaintKeyResponse
-	38, // 45: tier0.v1.Audit.ListRecords:output_type -> tier0.v1.ListRecordsResponse
-	40, // 46: tier0.v1.Audit.VerifyChain:output_type -> tier0.v1.VerifyChainResponse
-	43, // 47: tier0.v1.Audit.ListDecisions:output_type -> tier0.v1.ListDecisionsResponse
-	31, // [31:48] is the sub-list for method output_type
-	14, // [14:31] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	1,  // 0: tier0.v1.AttestAgentRequest.params:type_name -> tier0.v1.AttestAgentParams
+	9,  // 1: tier0.v1.MintX509SVIDsRequest.items:type_name -> tier0.v1.MintItem
+	11, // 2: tier0.v1.MintResult.error:type_name -> tier0.v1.Status
+	12, // 3: tier0.v1.MintX509SVIDsResponse.results:type_name -> tier0.v1.MintResult
+	20, // 4: tier0.v1.ListAuthorizedEntriesResponse.entries:type_name -> tier0.v1.Entry
+	7,  // 5: tier0.v1.GetBundleResponse.jwt_authorities:type_name -> tier0.v1.JWTAuthority
+	8,  // 6: tier0.v1.GetBundleResponse.federated:type_name -> tier0.v1.FederatedBundle
+	20, // 7: tier0.v1.CreateEntryResponse.entry:type_name -> tier0.v1.Entry
+	20, // 8: tier0.v1.ListEntriesResponse.entries:type_name -> tier0.v1.Entry
+	30, // 9: tier0.v1.CARoot.nodes:type_name -> tier0.v1.CARootNode
+	29, // 10: tier0.v1.ListCARootsResponse.roots:type_name -> tier0.v1.CARoot
+	29, // 11: tier0.v1.PrepareCARootResponse.root:type_name -> tier0.v1.CARoot
+	29, // 12: tier0.v1.ActivateCARootResponse.root:type_name -> tier0.v1.CARoot
+	40, // 13: tier0.v1.ListRecordsResponse.records:type_name -> tier0.v1.IssuanceRecord
+	45, // 14: tier0.v1.ListDecisionsResponse.decisions:type_name -> tier0.v1.AuthzDecision
+	3,  // 15: tier0.v1.Bootstrap.AttestJoinToken:input_type -> tier0.v1.AttestJoinTokenRequest
+	0,  // 16: tier0.v1.Bootstrap.AttestAgent:input_type -> tier0.v1.AttestAgentRequest
+	10, // 17: tier0.v1.Agent.MintX509SVIDs:input_type -> tier0.v1.MintX509SVIDsRequest
+	14, // 18: tier0.v1.Agent.RenewAgent:input_type -> tier0.v1.RenewAgentRequest
+	16, // 19: tier0.v1.Agent.ListAuthorizedEntries:input_type -> tier0.v1.ListAuthorizedEntriesRequest
+	18, // 20: tier0.v1.Agent.GetBundle:input_type -> tier0.v1.GetBundleRequest
+	5,  // 21: tier0.v1.Agent.MintJWTSVID:input_type -> tier0.v1.MintJWTSVIDRequest
+	21, // 22: tier0.v1.Admin.CreateJoinToken:input_type -> tier0.v1.CreateJoinTokenRequest
+	23, // 23: tier0.v1.Admin.CreateEntry:input_type -> tier0.v1.CreateEntryRequest
+	25, // 24: tier0.v1.Admin.ListEntries:input_type -> tier0.v1.ListEntriesRequest
+	27, // 25: tier0.v1.Admin.DeleteEntry:input_type -> tier0.v1.DeleteEntryRequest
+	31, // 26: tier0.v1.Admin.ListCARoots:input_type -> tier0.v1.ListCARootsRequest
+	33, // 27: tier0.v1.Admin.PrepareCARoot:input_type -> tier0.v1.PrepareCARootRequest
+	35, // 28: tier0.v1.Admin.ActivateCARoot:input_type -> tier0.v1.ActivateCARootRequest
+	37, // 29: tier0.v1.Admin.TaintKey:input_type -> tier0.v1.TaintKeyRequest
+	39, // 30: tier0.v1.Audit.ListRecords:input_type -> tier0.v1.ListRecordsRequest
+	42, // 31: tier0.v1.Audit.VerifyChain:input_type -> tier0.v1.VerifyChainRequest
+	44, // 32: tier0.v1.Audit.ListDecisions:input_type -> tier0.v1.ListDecisionsRequest
+	4,  // 33: tier0.v1.Bootstrap.AttestJoinToken:output_type -> tier0.v1.AttestJoinTokenResponse
+	2,  // 34: tier0.v1.Bootstrap.AttestAgent:output_type -> tier0.v1.AttestAgentResponse
+	13, // 35: tier0.v1.Agent.MintX509SVIDs:output_type -> tier0.v1.MintX509SVIDsResponse
+	15, // 36: tier0.v1.Agent.RenewAgent:output_type -> tier0.v1.RenewAgentResponse
+	17, // 37: tier0.v1.Agent.ListAuthorizedEntries:output_type -> tier0.v1.ListAuthorizedEntriesResponse
+	19, // 38: tier0.v1.Agent.GetBundle:output_type -> tier0.v1.GetBundleResponse
+	6,  // 39: tier0.v1.Agent.MintJWTSVID:output_type -> tier0.v1.MintJWTSVIDResponse
+	22, // 40: tier0.v1.Admin.CreateJoinToken:output_type -> tier0.v1.CreateJoinTokenResponse
+	24, // 41: tier0.v1.Admin.CreateEntry:output_type -> tier0.v1.CreateEntryResponse
+	26, // 42: tier0.v1.Admin.ListEntries:output_type -> tier0.v1.ListEntriesResponse
+	28, // 43: tier0.v1.Admin.DeleteEntry:output_type -> tier0.v1.DeleteEntryResponse
+	32, // 44: tier0.v1.Admin.ListCARoots:output_type -> tier0.v1.ListCARootsResponse
+	34, // 45: tier0.v1.Admin.PrepareCARoot:output_type -> tier0.v1.PrepareCARootResponse
+	36, // 46: tier0.v1.Admin.ActivateCARoot:output_type -> tier0.v1.ActivateCARootResponse
+	38, // 47: tier0.v1.Admin.TaintKey:output_type -> tier0.v1.TaintKeyResponse
+	41, // 48: tier0.v1.Audit.ListRecords:output_type -> tier0.v1.ListRecordsResponse
+	43, // 49: tier0.v1.Audit.VerifyChain:output_type -> tier0.v1.VerifyChainResponse
+	46, // 50: tier0.v1.Audit.ListDecisions:output_type -> tier0.v1.ListDecisionsResponse
+	33, // [33:51] is the sub-list for method output_type
+	15, // [15:33] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_tier0_v1_tier0_proto_init() }
@@ -3008,7 +3228,7 @@ func file_tier0_v1_tier0_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tier0_v1_tier0_proto_rawDesc), len(file_tier0_v1_tier0_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

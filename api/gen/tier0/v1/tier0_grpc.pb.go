@@ -26,6 +26,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Bootstrap_AttestJoinToken_FullMethodName = "/tier0.v1.Bootstrap/AttestJoinToken"
+	Bootstrap_AttestAgent_FullMethodName     = "/tier0.v1.Bootstrap/AttestAgent"
 )
 
 // BootstrapClient is the client API for Bootstrap service.
@@ -34,6 +35,10 @@ const (
 type BootstrapClient interface {
 	// Exchanges a one-time join token for an agent SVID.
 	AttestJoinToken(ctx context.Context, in *AttestJoinTokenRequest, opts ...grpc.CallOption) (*AttestJoinTokenResponse, error)
+	// Node attestation (x509pop, k8s_psat, gcp_iit, aws_iid): the agent
+	// sends its params; the server may answer with a challenge (x509pop),
+	// which the agent answers; the last response carries the agent SVID.
+	AttestAgent(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AttestAgentRequest, AttestAgentResponse], error)
 }
 
 type bootstrapClient struct {
@@ -54,12 +59,29 @@ func (c *bootstrapClient) AttestJoinToken(ctx context.Context, in *AttestJoinTok
 	return out, nil
 }
 
+func (c *bootstrapClient) AttestAgent(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AttestAgentRequest, AttestAgentResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Bootstrap_ServiceDesc.Streams[0], Bootstrap_AttestAgent_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AttestAgentRequest, AttestAgentResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Bootstrap_AttestAgentClient = grpc.BidiStreamingClient[AttestAgentRequest, AttestAgentResponse]
+
 // BootstrapServer is the server API for Bootstrap service.
 // All implementations must embed UnimplementedBootstrapServer
 // for forward compatibility.
 type BootstrapServer interface {
 	// Exchanges a one-time join token for an agent SVID.
 	AttestJoinToken(context.Context, *AttestJoinTokenRequest) (*AttestJoinTokenResponse, error)
+	// Node attestation (x509pop, k8s_psat, gcp_iit, aws_iid): the agent
+	// sends its params; the server may answer with a challenge (x509pop),
+	// which the agent answers; the last response carries the agent SVID.
+	AttestAgent(grpc.BidiStreamingServer[AttestAgentRequest, AttestAgentResponse]) error
 	mustEmbedUnimplementedBootstrapServer()
 }
 
@@ -72,6 +94,9 @@ type UnimplementedBootstrapServer struct{}
 
 func (UnimplementedBootstrapServer) AttestJoinToken(context.Context, *AttestJoinTokenRequest) (*AttestJoinTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AttestJoinToken not implemented")
+}
+func (UnimplementedBootstrapServer) AttestAgent(grpc.BidiStreamingServer[AttestAgentRequest, AttestAgentResponse]) error {
+	return status.Error(codes.Unimplemented, "method AttestAgent not implemented")
 }
 func (UnimplementedBootstrapServer) mustEmbedUnimplementedBootstrapServer() {}
 func (UnimplementedBootstrapServer) testEmbeddedByValue()                   {}
@@ -112,6 +137,13 @@ func _Bootstrap_AttestJoinToken_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Bootstrap_AttestAgent_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(BootstrapServer).AttestAgent(&grpc.GenericServerStream[AttestAgentRequest, AttestAgentResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Bootstrap_AttestAgentServer = grpc.BidiStreamingServer[AttestAgentRequest, AttestAgentResponse]
+
 // Bootstrap_ServiceDesc is the grpc.ServiceDesc for Bootstrap service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -124,7 +156,14 @@ var Bootstrap_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Bootstrap_AttestJoinToken_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "AttestAgent",
+			Handler:       _Bootstrap_AttestAgent_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "tier0/v1/tier0.proto",
 }
 
