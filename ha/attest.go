@@ -176,6 +176,17 @@ func (s *state) nodeEntriesFor(agent string) []Entry {
 	return out
 }
 
+// nodeEntryFor returns a node-selector entry granting spiffeID that
+// applies to agent (the authorization fast path's fallback).
+func (s *state) nodeEntryFor(agent, spiffeID string) (Entry, bool) {
+	for _, e := range s.nodeEntriesFor(agent) {
+		if e.SPIFFEID == spiffeID {
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
+
 // selectorsInclude reports whether every selector of want is in have
 // (sorted).
 func selectorsInclude(have, want []string) bool {

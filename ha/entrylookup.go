@@ -10,7 +10,8 @@ import (
 // without copying the agent's entries: a binary search of the index,
 // which is sorted by SPIFFEID and replaced, never changed in place, on
 // writes. It is the authorization fast path (one lookup per SVID);
-// EntriesFor copies all of them.
+// EntriesFor copies all of them. On a miss it looks through the
+// node-selector entries that apply to agent (attest.go).
 func (n *Node) EntryFor(agent, spiffeID string) (Entry, bool) {
 	var (
 		e  Entry
@@ -21,7 +22,9 @@ func (n *Node) EntryFor(agent, spiffeID string) (Entry, bool) {
 		i, found := slices.BinarySearchFunc(es, spiffeID, func(e Entry, id string) int { return strings.Compare(e.SPIFFEID, id) })
 		if found {
 			e, ok = es[i], true
+			return
 		}
+		e, ok = s.nodeEntryFor(agent, spiffeID) // attest.go
 	})
 	return e, ok
 }
