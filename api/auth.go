@@ -168,5 +168,7 @@ func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerI
 		s.log.InfoContext(ctx, "request refused", "method", info.FullMethod, "err", err)
 		return nil, err
 	}
-	return handler(actx, req)
+	resp, err := handler(actx, req)
+	s.logOperatorCall(actx, info.FullMethod, err) // agentadmin.go
+	return resp, err
 }

@@ -63,6 +63,7 @@ func Dial(ctx context.Context, o Options, role string) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	svid = renewIfDue(ctx, td, info.Servers, bundle, dir, svid) // a named operator's (login.go)
 	return client.New(ctx, client.Config{Addrs: info.Servers, TrustDomain: td, Bundle: bundle, SVID: client.NewRotatingSVID(svid)})
 }
 
