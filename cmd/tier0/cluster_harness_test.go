@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"io"
 	"net/http"
@@ -176,7 +177,12 @@ func startIssuing(t *testing.T, cl *client.Client, bundle *x509bundle.Bundle, id
 func (is *issuer) mintOnce(ctx context.Context, cl *client.Client, csr []byte) {
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	resp, err := cl.Agent().MintX509SVIDs(cctx, &tier0v1.MintX509SVIDsRequest{Items: []*tier0v1.MintItem{{Csr: csr}, {Csr: csr}}})
+	// An idempotency key per item: the client's retries of this call
+	// (Unavailable, failover) get what an earlier attempt committed.
+	keys := [2][]byte{make([]byte, 16), make([]byte, 16)}
+	_, _ = rand.Read(keys[0])
+	_, _ = rand.Read(keys[1])
+	resp, err := cl.Agent().MintX509SVIDs(cctx, &tier0v1.MintX509SVIDsRequest{Items: []*tier0v1.MintItem{{Csr: csr, IdempotencyKey: keys[0]}, {Csr: csr, IdempotencyKey: keys[1]}}})
 	if err != nil {
 		if ctx.Err() == nil {
 			is.fail(status.Code(err))

@@ -2,6 +2,7 @@ package drill
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -68,7 +69,11 @@ func mintProbe(ctx context.Context, c *client.Client, td spiffeid.TrustDomain, b
 	if err != nil {
 		return "", err
 	}
-	resp, err := c.Agent().MintX509SVIDs(ctx, &tier0v1.MintX509SVIDsRequest{Items: []*tier0v1.MintItem{{Csr: csr}}})
+	idem := make([]byte, 16) // the client's retries of this call resend it: one SVID per probe
+	if _, err := rand.Read(idem); err != nil {
+		return "", err
+	}
+	resp, err := c.Agent().MintX509SVIDs(ctx, &tier0v1.MintX509SVIDsRequest{Items: []*tier0v1.MintItem{{Csr: csr, IdempotencyKey: idem}}})
 	if err != nil {
 		return "", operator.Err(err)
 	}
