@@ -26,6 +26,7 @@ import (
 const (
 	waitPoll     = 100 * time.Millisecond
 	waitLogEvery = 30 * time.Second
+	removedEvery = 5 * time.Second
 )
 
 // waitUntil polls cond until it returns true (nil), an error (returned) or
@@ -86,7 +87,24 @@ func readTokenFile(path string) (string, error) {
 // and this node holds the replicated CA root (a restarting member: it must
 // see the root before the key manager looks at it, which would otherwise
 // create one).
-func waitLeaderAndRoot(ctx context.Context, node *ha.Node, log *slog.Logger, phase func(string), needRoot bool) error {
+func waitLeaderAndRoot(ctx context.Context, node *ha.Node, log *slog.Logger, phase func(string), needRoot bool, removed func(context.Context) error) error {
+	// A member removed while it was down does not know it: every
+	// removedEvery it asks the others (clusterView.removedByPeers).
+	nextAsk := time.Now().Add(removedEvery)
+	cond := func(check func() (bool, error)) func() (bool, error) {
+		return func() (bool, error) {
+			if ok, err := check(); ok || err != nil {
+				return ok, err
+			}
+			if time.Now().After(nextAsk) {
+				nextAsk = time.Now().Add(removedEvery)
+				if err := removed(ctx); err != nil {
+					return false, err
+				}
+			}
+			return false, nil
+		}
+	}
 	detail := func() []any {
 		st := node.Status()
 		var members []string
@@ -97,14 +115,14 @@ func waitLeaderAndRoot(ctx context.Context, node *ha.Node, log *slog.Logger, pha
 			"members", strings.Join(members, ","), "hint", "the other members must be started too: a leader needs a majority of the voters"}
 	}
 	if needRoot {
-		if err := waitUntil(ctx, log, phase, "raft: waiting for the CA root from the cluster", func() (bool, error) {
+		if err := waitUntil(ctx, log, phase, "raft: waiting for the CA root from the cluster", cond(func() (bool, error) {
 			_, ok := node.CAState().Active()
 			return ok, nil
-		}, detail); err != nil {
+		}), detail); err != nil {
 			return err
 		}
 	}
-	return waitUntil(ctx, log, phase, "raft: waiting for a leader", func() (bool, error) {
+	return waitUntil(ctx, log, phase, "raft: waiting for a leader", cond(func() (bool, error) {
 		wctx, cancel := context.WithTimeout(ctx, waitPoll)
 		defer cancel()
 		err := node.WaitLeader(wctx)
@@ -117,5 +135,5 @@ func waitLeaderAndRoot(ctx context.Context, node *ha.Node, log *slog.Logger, pha
 			return false, nil
 		}
 		return false, fmt.Errorf("raft: no leader: %w", err)
-	}, detail)
+	}), detail)
 }

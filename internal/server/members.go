@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ha"
@@ -62,6 +66,7 @@ func (s *Server) memberStatus() *tier0v1.MemberStatus {
 		m.ExportLag = st.Journal.Seq - st.Journal.ExportedSeq
 		m.Journal, m.RecordStore = okOr(n.Health()), okOr(n.ExportHealth())
 		for _, sv := range st.Servers {
+			m.Members = append(m.Members, sv.ID)
 			if sv.ID == s.cfg.NodeID {
 				m.RaftAddress, m.Suffrage = sv.Address, sv.Suffrage
 			}
@@ -150,7 +155,7 @@ func (v clusterView) ask(ctx context.Context, addr string) *tier0v1.MemberStatus
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("no answer within %v", memberAskTimeout)
 		}
-		return &tier0v1.MemberStatus{Error: "unreachable: " + err.Error(), LastContactMs: -1}
+		return &tier0v1.MemberStatus{Error: "unreachable: " + status.Convert(err).Message(), LastContactMs: -1}
 	}
 	conn, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()), // TLS (node SVIDs) is inside dial
@@ -159,7 +164,7 @@ func (v clusterView) ask(ctx context.Context, addr string) *tier0v1.MemberStatus
 		return fail(err)
 	}
 	defer conn.Close()
-	m, err := tier0v1.NewClusterMemberPeerClient(conn).GetMemberStatus(ctx, &tier0v1.MemberStatusRequest{}, grpc.WaitForReady(true))
+	m, err := tier0v1.NewClusterMemberPeerClient(conn).GetMemberStatus(ctx, &tier0v1.MemberStatusRequest{})
 	if err != nil {
 		return fail(err)
 	}
@@ -180,6 +185,28 @@ func (r *run) clusterView() clusterView {
 func (s *Server) membershipReady() error {
 	if n := s.node.Load(); n != nil {
 		return n.Removed()
+	}
+	return nil
+}
+
+// removedByPeers asks the members this node knows: one that has a leader
+// and no longer lists this node in its raft configuration means it was
+// removed while it was down (its own log never got the removal). Errors
+// wrap ha.ErrRemoved; nil when no member says so (or none answers).
+func (v clusterView) removedByPeers(ctx context.Context) error {
+	self := v.s.cfg.NodeID
+	for _, sv := range v.Status().Servers {
+		if sv.ID == self {
+			continue
+		}
+		m := v.ask(ctx, sv.Address)
+		if m.GetError() != "" || m.GetLeaderId() == "" || len(m.GetMembers()) == 0 || slices.Contains(m.GetMembers(), self) {
+			continue
+		}
+		return fmt.Errorf("%w while it was down: member %s (leader %s) no longer lists it: its raft configuration lists %s, not %s; to bring it back as a new member: stop it, delete %s and %s, "+
+			"create a node token on a member (`tier0 token create --node %s`) and start it with --join and --join-token",
+			ha.ErrRemoved, m.GetNodeId(), m.GetLeaderId(), strings.Join(m.GetMembers(), ", "), self,
+			filepath.Join(v.s.cfg.DataDir, "raft"), joinedMarker(v.s.cfg.DataDir), self)
 	}
 	return nil
 }

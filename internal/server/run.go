@@ -173,7 +173,7 @@ func (r *run) startRaft() error {
 		}
 		// The other members may be starting too, in any order: wait for
 		// them without limit (coldstart.go).
-		if err := waitLeaderAndRoot(r.ctx, node, s.log, r.step, !cl.firstBoot); err != nil {
+		if err := waitLeaderAndRoot(r.ctx, node, s.log, r.step, !cl.firstBoot, r.clusterView().removedByPeers); err != nil {
 			return err
 		}
 	} else {

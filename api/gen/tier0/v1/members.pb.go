@@ -86,7 +86,8 @@ type MemberStatus struct {
 	DiskFreeBytes  uint64                 `protobuf:"varint,20,opt,name=disk_free_bytes,json=diskFreeBytes,proto3" json:"disk_free_bytes,omitempty"` // in the data dir's file system
 	DiskTotalBytes uint64                 `protobuf:"varint,21,opt,name=disk_total_bytes,json=diskTotalBytes,proto3" json:"disk_total_bytes,omitempty"`
 	Version        string                 `protobuf:"bytes,22,opt,name=version,proto3" json:"version,omitempty"`
-	Error          string                 `protobuf:"bytes,23,opt,name=error,proto3" json:"error,omitempty"` // the member could not be asked (set by the answering node)
+	Error          string                 `protobuf:"bytes,23,opt,name=error,proto3" json:"error,omitempty"`     // the member could not be asked (set by the answering node)
+	Members        []string               `protobuf:"bytes,24,rep,name=members,proto3" json:"members,omitempty"` // node IDs in this member's raft configuration
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -282,12 +283,19 @@ func (x *MemberStatus) GetError() string {
 	return ""
 }
 
+func (x *MemberStatus) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
 var File_tier0_v1_members_proto protoreflect.FileDescriptor
 
 const file_tier0_v1_members_proto_rawDesc = "" +
 	"\n" +
 	"\x16tier0/v1/members.proto\x12\btier0.v1\"\x15\n" +
-	"\x13MemberStatusRequest\"\xbf\x05\n" +
+	"\x13MemberStatusRequest\"\xd9\x05\n" +
 	"\fMemberStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1f\n" +
 	"\vapi_address\x18\x02 \x01(\tR\n" +
@@ -315,7 +323,8 @@ const file_tier0_v1_members_proto_rawDesc = "" +
 	"\x0fdisk_free_bytes\x18\x14 \x01(\x04R\rdiskFreeBytes\x12(\n" +
 	"\x10disk_total_bytes\x18\x15 \x01(\x04R\x0ediskTotalBytes\x12\x18\n" +
 	"\aversion\x18\x16 \x01(\tR\aversion\x12\x14\n" +
-	"\x05error\x18\x17 \x01(\tR\x05error2]\n" +
+	"\x05error\x18\x17 \x01(\tR\x05error\x12\x18\n" +
+	"\amembers\x18\x18 \x03(\tR\amembers2]\n" +
 	"\x11ClusterMemberPeer\x12H\n" +
 	"\x0fGetMemberStatus\x12\x1d.tier0.v1.MemberStatusRequest\x1a\x16.tier0.v1.MemberStatusB4Z2github.com/tier0-ca/tier0/api/gen/tier0/v1;tier0v1b\x06proto3"
 
