@@ -61,7 +61,8 @@ func (a *auditService) VerifyChain(ctx context.Context, req *tier0v1.VerifyChain
 	if s.cfg.Checkpoints != nil {
 		newest = s.cfg.Checkpoints.NewestExportedCheckpoint()
 	}
-	res, err := storage.VerifyAudit(ctx, s.cfg.Audit, req.GetFromSeq(), req.GetToSeq(), roots)
+	res, err := storage.VerifyAuditWith(ctx, s.cfg.Audit, storage.AuditOptions{From: req.GetFromSeq(), To: req.GetToSeq(),
+		Roots: roots, Certs: storage.NewCertChecker(roots, nil)})
 	if err != nil {
 		if errors.Is(err, storage.ErrBadFilter) {
 			return nil, s.toStatus(ctx, method, err)
@@ -69,6 +70,9 @@ func (a *auditService) VerifyChain(ctx context.Context, req *tier0v1.VerifyChain
 		return nil, s.toStatus(ctx, method, fmt.Errorf("api: verify: %w", err))
 	}
 	res.RequireCheckpoint(newest, req.GetToSeq() == 0)
+	if err := s.compareJournal(ctx, &res); err != nil { // auditjournal.go
+		return nil, s.toStatus(ctx, method, fmt.Errorf("api: verify: %w", err))
+	}
 	s.log.InfoContext(ctx, "audit verify", "by", callerFrom(ctx).id.String(), "from", res.From, "to", res.To,
 		"ok", res.OK(), "first_bad", res.FirstBad, "problem", res.Problem)
 	return VerifyResultToPB(res), nil

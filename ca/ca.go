@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -75,8 +76,12 @@ type Config struct {
 	// iss is absent unless configured). Every node must set the same.
 	JWTIssuer string
 	MaxBatch  int // default 256
-	Clock     func() time.Time
-	Logger    *slog.Logger // default slog.Default()
+	// RecordIssuers: the first batch each intermediate signs also commits
+	// the intermediate's own record (issuerrecord.go), so that the log
+	// chains every SVID to the bundle. The server sets it.
+	RecordIssuers bool
+	Clock         func() time.Time
+	Logger        *slog.Logger // default slog.Default()
 }
 
 // CA issues X.509-SVIDs. It is safe for concurrent use.
@@ -87,6 +92,9 @@ type CA struct {
 	lines  *ratelog.Logger // per-item failure lines (loglines.go)
 	jwt    jwtKeys         // JWT-SVID signing key (jwt.go)
 	signed atomic.Uint64   // SVIDs signed on the in-memory fast path (fastsign.go)
+	// recorded: hex SubjectKeyId of an intermediate -> *atomic.Int32,
+	// whether its record is in the journal (issuerrecord.go)
+	recorded sync.Map
 }
 
 // issuerState is an Issuer with everything the hot path needs precomputed.

@@ -77,7 +77,7 @@ func (c *CA) MintBatch(ctx context.Context, caller spiffeid.ID, reqs []Request) 
 	if len(recs) == 0 {
 		return results, nil
 	}
-	if err := c.commitKeyed(ctx, recs, keys); err != nil {
+	if err := c.commitFrom(ctx, st, recs, keys); err != nil { // issuerrecord.go
 		for i := range results {
 			if pending[i] != nil {
 				results[i] = Result{Err: err}
@@ -154,7 +154,7 @@ func (c *CA) mintForExt(ctx context.Context, caller, id spiffeid.ID, csrDER []by
 		c.denied(ctx, caller, id, err)
 		return Result{}, err
 	}
-	if err := c.commit(ctx, []*record.Record{iss.rec}); err != nil {
+	if err := c.commitFrom(ctx, st, []*record.Record{iss.rec}, nil); err != nil {
 		return Result{}, err
 	}
 	c.log.LogAttrs(ctx, slog.LevelDebug, "ca: svid allowed (internal)",

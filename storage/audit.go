@@ -104,6 +104,21 @@ type AuditResult struct {
 // stored record (records removed at the end). It errors only when reading
 // fails or the range is malformed.
 func VerifyAudit(ctx context.Context, s AuditReader, from, to uint64, roots []*x509.Certificate) (AuditResult, error) {
+	return VerifyAuditWith(ctx, s, AuditOptions{From: from, To: to, Roots: roots})
+}
+
+// AuditOptions configures VerifyAuditWith.
+type AuditOptions struct {
+	From, To uint64              // records to verify (0: from the first / to the last)
+	Roots    []*x509.Certificate // the trust bundle
+	// Certs, when set, also checks every record's certificate against its
+	// columns and the bundle (ProblemCertMismatch, ProblemCertChain).
+	Certs *CertChecker
+}
+
+// VerifyAuditWith is VerifyAudit with options (see AuditOptions).
+func VerifyAuditWith(ctx context.Context, s AuditReader, o AuditOptions) (AuditResult, error) {
+	from, to, roots := o.From, o.To, o.Roots
 	if from == 0 {
 		from = 1
 	}
@@ -178,9 +193,15 @@ func VerifyAudit(ctx context.Context, s AuditReader, from, to uint64, roots []*x
 		return res, nil
 	}
 	stored := map[uint64][]byte{}
+	var certBad *problem
 	hook := &hookStore{Ranger: s, fn: func(r *record.Record) {
 		if _, ok := valid[r.Seq]; ok {
 			stored[r.Seq] = r.Hash
+		}
+		if o.Certs != nil && certBad == nil && r.Seq >= from {
+			if kind, detail := o.Certs.Check(r); kind != "" {
+				certBad = &problem{r.Seq, kind, detail}
+			}
 		}
 	}}
 	vr, err := verifyFrom(ctx, hook, start, to, prev)
@@ -190,6 +211,14 @@ func VerifyAudit(ctx context.Context, s AuditReader, from, to uint64, roots []*x
 	res.VerifyResult = vr
 	if !vr.OK() {
 		bad = append(bad, problem{vr.FirstBad, vr.Problem, chainDetail(vr)})
+	}
+	if certBad != nil {
+		bad = append(bad, *certBad)
+	}
+	if o.Certs != nil {
+		if seq, kind, detail := o.Certs.Finish(start == 1 || (res.Base > 0 && start == res.Base+1)); kind != "" {
+			bad = append(bad, problem{seq, kind, detail})
+		}
 	}
 	bad = append(bad, brokenLinks(cps, valid, start, to)...)
 	through := start + vr.Checked - 1 // last record verified by the chain

@@ -185,6 +185,7 @@ func newAuditVerifyCmd(g *globalFlags) *cobra.Command {
 	var from, to uint64
 	var dsn, output string
 	var bundles []string
+	var allowTail bool
 	cmd := &cobra.Command{
 		Use:   "verify [--from SEQ] [--to SEQ] [--store DSN --bundle FILE]",
 		Short: "Recompute the hash chain and check every signed checkpoint; name the first bad seq",
@@ -192,7 +193,13 @@ func newAuditVerifyCmd(g *globalFlags) *cobra.Command {
 checkpoint against the trust bundle. Online (default) the server verifies its store;
 with --store and --bundle it runs offline, with no server, against the database directly.
 It exits non-zero and names the first bad seq and the problem: modified, missing,
-inserted, reordered, broken link, forged checkpoint or checkpoint mismatch.`,
+inserted, reordered, broken link, forged checkpoint, checkpoint mismatch, missing
+checkpoint, certificate mismatch (cert_der disagrees with the serial, SPIFFE ID,
+validity, issuer key ID or public key columns), certificate not chaining to the
+bundle, or (online) not in journal: a stored record the journal never issued, such
+as a correctly chained forged tail. Records newer than the newest signed checkpoint
+are covered by the hash chain only: verify reports them as unverified and exits
+non-zero unless --allow-unverified-tail.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if to != 0 && to < from {
@@ -223,6 +230,9 @@ inserted, reordered, broken link, forged checkpoint or checkpoint mismatch.`,
 			if !res.GetOk() {
 				return fmt.Errorf("audit verify FAILED: seq %d: %s", res.GetFirstBadSeq(), res.GetProblem())
 			}
+			if lo, hi := unverifiedTail(res); hi != 0 && !allowTail {
+				return fmt.Errorf("audit verify: records %d..%d are newer than the newest signed checkpoint (hash chain only): unverified; wait for the next checkpoint or pass --allow-unverified-tail", lo, hi)
+			}
 			return nil
 		},
 	}
@@ -231,6 +241,7 @@ inserted, reordered, broken link, forged checkpoint or checkpoint mismatch.`,
 	fl.Uint64Var(&to, "to", 0, "last seq to verify (0: the last stored)")
 	fl.StringVar(&dsn, "store", "", "offline: record store DSN (postgres://... or sqlite:PATH)")
 	fl.StringArrayVar(&bundles, "bundle", nil, "offline: trust bundle PEM file (repeatable: keep bundles of retired roots for old checkpoints)")
+	fl.BoolVar(&allowTail, "allow-unverified-tail", false, "exit 0 even when records newer than the newest signed checkpoint (verified by the hash chain only) remain")
 	outputFlag(fl, &output, "output: table or json", outTable, outJSON)
 	return cmd
 }
@@ -249,7 +260,7 @@ func verifyOffline(ctx context.Context, dsn string, bundles []string, from, to u
 		return nil, err
 	}
 	defer store.Close()
-	res, err := storage.VerifyAudit(ctx, store, from, to, roots)
+	res, err := storage.VerifyAuditWith(ctx, store, storage.AuditOptions{From: from, To: to, Roots: roots, Certs: storage.NewCertChecker(roots, nil)})
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
@@ -283,13 +294,24 @@ func loadPEMCerts(path string) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
+// unverifiedTail returns the records of an intact verify that no signed
+// checkpoint covers (0, 0: none).
+func unverifiedTail(r *tier0v1.VerifyChainResponse) (lo, hi uint64) {
+	if !r.GetOk() || r.GetToSeq() <= r.GetLastCheckpointSeq() || r.GetToSeq() < r.GetFromSeq() || r.GetChecked() == 0 {
+		return 0, 0
+	}
+	return max(r.GetLastCheckpointSeq()+1, r.GetFromSeq()), r.GetToSeq()
+}
+
 func printVerify(w io.Writer, format string, r *tier0v1.VerifyChainResponse, took time.Duration) {
 	if format == outJSON {
+		lo, hi := unverifiedTail(r)
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"ok": r.GetOk(), "from": r.GetFromSeq(), "to": r.GetToSeq(), "checked": r.GetChecked(),
 			"first_bad_seq": r.GetFirstBadSeq(), "problem": r.GetProblem(), "detail": r.GetDetail(),
 			"anchor_seq": r.GetAnchorSeq(), "checkpoints": r.GetCheckpoints(), "last_checkpoint_seq": r.GetLastCheckpointSeq(),
 			"head": hex.EncodeToString(r.GetHead()), "seconds": took.Seconds(),
+			"unverified_from": lo, "unverified_to": hi,
 		})
 		return
 	}
@@ -299,8 +321,8 @@ func printVerify(w io.Writer, format string, r *tier0v1.VerifyChainResponse, too
 		if r.GetAnchorSeq() != 0 {
 			fmt.Fprintf(w, "chain verified from the signed checkpoint at seq %d\n", r.GetAnchorSeq())
 		}
-		if r.GetLastCheckpointSeq() < r.GetToSeq() {
-			fmt.Fprintf(w, "records %d..%d are not yet covered by a checkpoint (chain only)\n", r.GetLastCheckpointSeq()+1, r.GetToSeq())
+		if lo, hi := unverifiedTail(r); hi != 0 {
+			fmt.Fprintf(w, "UNVERIFIED: records %d..%d are newer than the newest signed checkpoint (hash chain only)\n", lo, hi)
 		}
 		fmt.Fprintf(w, "head: %x\n", r.GetHead())
 		return

@@ -154,7 +154,7 @@ func TestAuditVerifyNewestCheckpointDeleted(t *testing.T) {
 	n := issueMix(t, ag, "spiffe://example.org/audit", 30)
 	var v verifyOut
 	pollUntil(t, 30*time.Second, func() bool {
-		out, err := srv.cli("audit", "verify", "-o", "json")
+		out, err := srv.cli("audit", "verify", "--allow-unverified-tail", "-o", "json")
 		if err != nil {
 			return false
 		}
@@ -166,7 +166,7 @@ func TestAuditVerifyNewestCheckpointDeleted(t *testing.T) {
 	// has it, so for a moment it may still name the one before.
 	var got verifyOut
 	pollUntil(t, 20*time.Second, func() bool {
-		out, err := srv.cli("audit", "verify", "-o", "json")
+		out, err := srv.cli("audit", "verify", "--allow-unverified-tail", "-o", "json")
 		got = parseVerify(t, out)
 		return err != nil && !got.OK
 	})
@@ -177,7 +177,7 @@ func TestAuditVerifyNewestCheckpointDeleted(t *testing.T) {
 	// checkpoint) is reported as records missing after the new end.
 	cut := v.LastCP - 5
 	b.exec(t, fmt.Sprintf("DELETE FROM issuance_records WHERE seq > %d", cut))
-	out, err := srv.cli("audit", "verify", "-o", "json")
+	out, err := srv.cli("audit", "verify", "--allow-unverified-tail", "-o", "json")
 	got = parseVerify(t, out)
 	if err == nil || got.OK || got.FirstBad != cut+1 || got.Problem != "missing" {
 		t.Fatalf("online verify after cutting the store at %d: %v %+v", cut, err, got)
@@ -206,7 +206,7 @@ func TestAuditVerifyTamperCLI(t *testing.T) {
 			var v verifyOut
 			deadline := time.Now().Add(30 * time.Second)
 			for {
-				out, err := srv.cli("audit", "verify", "-o", "json")
+				out, err := srv.cli("audit", "verify", "--allow-unverified-tail", "-o", "json")
 				if err == nil {
 					v = parseVerify(t, out)
 					if v.OK && v.To >= uint64(n) && v.LastCP == v.To {
@@ -225,7 +225,7 @@ func TestAuditVerifyTamperCLI(t *testing.T) {
 			srv.stop()
 
 			bundle := filepath.Join(data, "bundle.pem")
-			out, err := runBin("tier0", "audit", "verify", "--store", b.dsn, "--bundle", bundle, "-o", "json")
+			out, err := runBin("tier0", "audit", "verify", "--allow-unverified-tail", "--store", b.dsn, "--bundle", bundle, "-o", "json")
 			if err != nil || !parseVerify(t, out).OK {
 				t.Fatalf("offline verify of the intact store: %v\n%s", err, out)
 			}
@@ -263,7 +263,7 @@ func TestAuditVerifyTamperCLI(t *testing.T) {
 				if err != nil || !strings.Contains(out, "pruned") {
 					t.Fatalf("prune: %v %s", err, out)
 				}
-				out, err = runBin("tier0", "audit", "verify", "--store", dsn, "--bundle", bundle, "-o", "json")
+				out, err = runBin("tier0", "audit", "verify", "--allow-unverified-tail", "--store", dsn, "--bundle", bundle, "-o", "json")
 				var v struct {
 					OK     bool   `json:"ok"`
 					Anchor uint64 `json:"anchor_seq"`
@@ -279,7 +279,7 @@ func TestAuditVerifyTamperCLI(t *testing.T) {
 					for _, q := range tc.sql {
 						exec(t, q)
 					}
-					out, err := runBin("tier0", "audit", "verify", "--store", dsn, "--bundle", bundle, "-o", "json")
+					out, err := runBin("tier0", "audit", "verify", "--allow-unverified-tail", "--store", dsn, "--bundle", bundle, "-o", "json")
 					if err == nil {
 						t.Fatalf("verify succeeded on a tampered store:\n%s", out)
 					}

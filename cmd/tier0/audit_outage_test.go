@@ -145,7 +145,7 @@ func TestAuditPostgresOutage(t *testing.T) {
 	}
 	// Audit queries during the outage: Unavailable (retryable, the store's
 	// fault is named), never Internal.
-	for _, args := range [][]string{{"audit", "list", "--limit", "5"}, {"audit", "decisions"}, {"audit", "verify"}} {
+	for _, args := range [][]string{{"audit", "list", "--limit", "5"}, {"audit", "decisions"}, {"audit", "verify", "--allow-unverified-tail"}} {
 		out, err := srv.cli(args...)
 		if err == nil || !strings.Contains(err.Error(), "Unavailable") || !strings.Contains(err.Error(), "record store unavailable") {
 			t.Errorf("%v while Postgres is stopped: %v (output %q), want Unavailable naming the store", args, err, out)
@@ -215,7 +215,7 @@ func TestAuditPostgresOutage(t *testing.T) {
 	if m.failures != 0 {
 		t.Errorf("%d mint calls failed with keep-issuing (last: %v)", m.failures, m.lastErr)
 	}
-	out, err := srv.cli("audit", "verify", "-o", "json")
+	out, err := srv.cli("audit", "verify", "--allow-unverified-tail", "-o", "json")
 	if err != nil || !parseVerify(t, out).OK {
 		t.Fatalf("verify after the outage: %v\n%s", err, out)
 	}

@@ -19,9 +19,10 @@ import (
 
 // AuditKey is a test CA root and an audit key certified by it.
 type AuditKey struct {
-	Root   *x509.Certificate
-	Signer *ecdsa.PrivateKey
-	Cert   *x509.Certificate
+	Root    *x509.Certificate
+	RootKey *ecdsa.PrivateKey // signs the root's SVIDs (CertChain)
+	Signer  *ecdsa.PrivateKey
+	Cert    *x509.Certificate
 }
 
 // NewAuditKey makes a root for example.org and an audit key certificate.
@@ -45,7 +46,7 @@ func NewAuditKey(t testing.TB) *AuditKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &AuditKey{Root: root, Signer: ak, Cert: cert}
+	return &AuditKey{Root: root, RootKey: rk, Signer: ak, Cert: cert}
 }
 
 // Roots returns the bundle that verifies k's checkpoints.
@@ -103,6 +104,9 @@ func RunAudit(t *testing.T, open func(t *testing.T) (storage.AuditStore, Tampere
 	t.Run("Prune", func(t *testing.T) { testPrune(t, open) })
 	t.Run("Tamper", func(t *testing.T) { runAuditTamper(t, open) })
 	t.Run("LineageBase", func(t *testing.T) { testAuditLineageBase(t, open) })
+	t.Run("CertTamper", func(t *testing.T) { runCertTamper(t, open) })
+	t.Run("JournalTail", func(t *testing.T) { runJournalTail(t, open) })
+	t.Run("Intermediates", func(t *testing.T) { runIntermediates(t, open) })
 }
 
 func testCheckpoints(t *testing.T, open func(t *testing.T) (storage.AuditStore, Tamperer)) {

@@ -1,0 +1,67 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"sync/atomic"
+
+	"github.com/tier0-ca/tier0/ca/record"
+)
+
+// Whether an issuer's own certificate is in the journal (issuerState.recorded).
+const (
+	issuerUnrecorded int32 = iota
+	issuerRecording
+	issuerRecorded
+)
+
+// commitFrom commits recs, the certificates st signed. The first batch a
+// delegated intermediate signs carries, before them, a record of the
+// intermediate itself (its full DER, issued by the root), so that the log
+// links every SVID's issuer_key_id to a root of the bundle: a verifier
+// checks the chain with the bundle alone (storage.CertChecker). A root
+// (self-signed, in the bundle) is not recorded. One batch at a time
+// carries the intermediate; batches that run meanwhile commit without it
+// (the verifier accepts an issuer recorded later in the log), and a
+// failed batch leaves it for the next.
+func (c *CA) commitFrom(ctx context.Context, st *issuerState, recs []*record.Record, keys []uint64) error {
+	cert := st.iss.Cert
+	if !c.cfg.RecordIssuers || bytes.Equal(cert.RawIssuer, cert.RawSubject) {
+		return c.commitKeyed(ctx, recs, keys)
+	}
+	v, _ := c.recorded.LoadOrStore(st.skiHex, new(atomic.Int32))
+	flag := v.(*atomic.Int32)
+	if flag.Load() == issuerRecorded || !flag.CompareAndSwap(issuerUnrecorded, issuerRecording) {
+		return c.commitKeyed(ctx, recs, keys)
+	}
+	batch := append([]*record.Record{IssuerRecord(cert, c.cfg.NodeID)}, recs...)
+	if keys != nil {
+		keys = append([]uint64{0}, keys...) // the intermediate's record has no idempotency key
+	}
+	if err := c.commitKeyed(ctx, batch, keys); err != nil {
+		flag.Store(issuerUnrecorded)
+		return err
+	}
+	flag.Store(issuerRecorded)
+	return nil
+}
+
+// IssuerRecord returns the journal record of a CA certificate the CA
+// issued to itself (an intermediate): SPIFFEID is its URI SAN (the trust
+// domain), IssuerKeyID its AuthorityKeyId (the root's SubjectKeyId).
+func IssuerRecord(cert *x509.Certificate, nodeID string) *record.Record {
+	spki := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+	var id string
+	if len(cert.URIs) == 1 {
+		id = cert.URIs[0].String()
+	}
+	return &record.Record{
+		Serial: cert.SerialNumber.Text(16), SPIFFEID: id,
+		NotBefore: record.Truncate(cert.NotBefore), NotAfter: record.Truncate(cert.NotAfter),
+		IssuerKeyID: hex.EncodeToString(cert.AuthorityKeyId), PublicKeySHA256: hex.EncodeToString(spki[:]),
+		NodeID: nodeID, CertDER: bytes.Clone(cert.Raw),
+	}
+}
