@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/tier0-ca/tier0/api/client"
@@ -90,6 +91,11 @@ func TestAgentFetchFollowsRootRotation(t *testing.T) {
 	must(runBin("tier0-agent", "fetch", "--data-dir", agentDir, "--out", out))
 	if got := agentBundleRoots(t, srv, agentDir); !got[oldRoot] || !got[newRoot] || len(got) != 2 {
 		t.Fatalf("agent bundle after a fetch with root %s prepared: %v, want the old %s and the prepared %s", newRoot, got, oldRoot, newRoot)
+	}
+	// The SPIFFE bundle beside it has both roots and the JWT keys.
+	sb, err := spiffebundle.Load(srv.td(), filepath.Join(agentDir, "agent", "bundle.spiffe.json"))
+	if err != nil || len(sb.X509Authorities()) != 2 || len(sb.JWTAuthorities()) == 0 {
+		t.Fatalf("agent bundle.spiffe.json: %v, %v", sb, err)
 	}
 
 	must(srv.cli("ca", "activate", newRoot, "--force"))
