@@ -21,8 +21,10 @@ import (
 // (IMDS /latest/dynamic/instance-identity/document and .../rsa2048),
 // verified against AWS's public certificate for the document's region.
 // AWS publishes one certificate per region (EC2 User Guide, "Verify the
-// instance identity document using the PKCS7 signature"); the operator
-// puts them in PEM files (deploy/aws-iid/README.md).
+// instance identity document", the RSA-2048 certificates); the operator
+// puts them in PEM files (README "Node attestation"). tier0 does not ship
+// them: they could not be obtained from their source while this was
+// written, and a copy nobody checked is worse than none.
 //
 // Config:
 //
