@@ -97,6 +97,12 @@ attestor-aws-iid:
 	_, otherKey := hostCA.Host(t, "web-2", nil, now.Add(-time.Hour), now.Add(time.Hour))
 	refused("key that is not the certificate's", "proof of possession", x509Args(file("web1b.pem", attesttest.CertPEM(cert)), file("other.key", attesttest.KeyPEM(t, otherKey)))...)
 
+	// x509pop may attest again (a fresh nonce each time), unless the agent is banned.
+	web1 := x509Args(file("web1c.pem", attesttest.CertPEM(cert)), file("web1c.key", attesttest.KeyPEM(t, key)))
+	ok("spiffe://example.org/tier0/agent/host-web-1", web1...)
+	must(srv.cli("agent", "ban", "host-web-1"))
+	refused("banned agent", "banned", web1...)
+
 	// k8s_psat.
 	psat := func(name string, is *attesttest.Issuer, cluster, podUID, node string, exp time.Time) []string {
 		tok := is.Sign(t, aud, now.Add(-time.Minute), exp, attesttest.PSATClaims("tier0", "tier0-agent", "agent-"+podUID, podUID, node, "uid-"+node))
@@ -181,8 +187,8 @@ attestor-aws-iid:
 			allowed++
 		}
 	}
-	if allowed != 6 {
-		t.Fatalf("%d allowed attestation rows, want 6:\n%s", allowed, raw)
+	if allowed != 7 {
+		t.Fatalf("%d allowed attestation rows, want 7:\n%s", allowed, raw)
 	}
 }
 
