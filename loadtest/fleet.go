@@ -2,7 +2,7 @@ package loadtest
 
 import (
 	"context"
-	"crypto"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"sync"
@@ -39,11 +39,13 @@ type Agent struct {
 	EntryIDs  []string // the registration entries made for it
 }
 
-// Workload is one SVID an agent keeps fresh.
+// Workload is one SVID an agent keeps fresh: its CSR (made once, sent at
+// every renewal) and the DER SubjectPublicKeyInfo of its key, against
+// which returned certificates are checked. The private key is not kept.
 type Workload struct {
-	ID  spiffeid.ID
-	CSR []byte
-	Key crypto.Signer
+	ID   spiffeid.ID
+	CSR  []byte
+	SPKI []byte
 }
 
 // FleetConfig says what to build.
@@ -135,7 +137,14 @@ func newAgent(ctx context.Context, admin *client.Client, f *Fleet, cfg FleetConf
 		if err != nil {
 			return nil, err
 		}
-		a.Workloads[j] = &Workload{ID: id, CSR: csr, Key: key}
+		spki, err := x509.MarshalPKIXPublicKey(key.Public())
+		if err != nil {
+			return nil, err
+		}
+		// The private key is dropped here: a Go P-256 key with its
+		// precomputation is kilobytes, the SPKI 91 bytes (a million
+		// workloads would otherwise need several GiB in the load tester).
+		a.Workloads[j] = &Workload{ID: id, CSR: csr, SPKI: spki}
 	}
 	svid, err := client.Bootstrap(ctx, cfg.Addrs, f.TrustDomain, f.Bundle, tok.GetToken())
 	if err != nil {

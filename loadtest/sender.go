@@ -161,11 +161,7 @@ func verifySVID(w *Workload, chain [][]byte, bundle *x509bundle.Bundle) error {
 	if err != nil {
 		return fmt.Errorf("%s: leaf key: %w", w.ID, err)
 	}
-	want, err := x509.MarshalPKIXPublicKey(w.Key.Public())
-	if err != nil {
-		return fmt.Errorf("%s: workload key: %w", w.ID, err)
-	}
-	if !bytes.Equal(got, want) {
+	if !bytes.Equal(got, w.SPKI) {
 		return fmt.Errorf("%s: leaf key differs from the CSR key", w.ID)
 	}
 	return nil
