@@ -41,7 +41,7 @@ func TestDeployConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The join tokens the pods read ({file: /etc/tier0/join/POD}), here.
+	// The join tokens the pods read (join-token-file: /etc/tier0/join/POD), here.
 	tmp := t.TempDir()
 	joinDir := filepath.Join(tmp, "join")
 	if err := os.Mkdir(joinDir, 0o700); err != nil {
