@@ -6,6 +6,8 @@ import (
 	"log/slog"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/tier0-ca/tier0/signer"
 )
 
 // Per-item failure lines go through a rate limiter (internal/ratelog):
@@ -17,7 +19,13 @@ import (
 // denied logs a refused or failed item.
 func (c *CA) denied(ctx context.Context, caller, id spiffeid.ID, err error) {
 	level := slog.LevelInfo
-	if errors.Is(err, ErrIssuer) {
+	switch {
+	case errors.Is(err, signer.ErrUnavailable):
+		// The signer's breaker logs the outage once per state change and
+		// the api answers Unavailable with a retry hint: a known, handled
+		// state, not an error of ours per item.
+		level = slog.LevelWarn
+	case errors.Is(err, ErrIssuer):
 		level = slog.LevelError // our fault, not the caller's
 	}
 	c.lines.Log(ctx, level, "svid denied", errClass(err), "ca: svid denied",
