@@ -121,7 +121,7 @@ type JWTResult struct {
 // expiry capped at the key's. The issuance record (serial = jti, issuer =
 // "jwt:" + kid, public key hash = SHA-256 of the token) is committed before
 // the token is returned.
-func (c *CA) MintJWT(ctx context.Context, caller spiffeid.ID, req JWTRequest) (JWTResult, error) {
+func (c *CA) MintJWT(ctx context.Context, caller spiffeid.ID, req JWTRequest) (_ JWTResult, retErr error) {
 	if err := ValidateWorkloadID(c.cfg.TrustDomain, req.ID); err != nil {
 		return JWTResult{}, err
 	}
@@ -137,6 +137,11 @@ func (c *CA) MintJWT(ctx context.Context, caller spiffeid.ID, req JWTRequest) (J
 		}
 		return JWTResult{}, fmt.Errorf("ca: authorize %s for %s: %w", caller, req.ID, err)
 	}
+	defer func() {
+		if retErr != nil {
+			c.issueFailed(caller, req.ID, grant, retErr)
+		}
+	}()
 	ttl, err := c.resolveTTL(req.TTL, grant.TTL)
 	if err != nil {
 		return JWTResult{}, err

@@ -80,6 +80,7 @@ func (c *CA) MintBatch(ctx context.Context, caller spiffeid.ID, reqs []Request) 
 	if err := c.commitFrom(ctx, st, recs, keys); err != nil { // issuerrecord.go
 		for i := range results {
 			if pending[i] != nil {
+				c.issueFailed(caller, results[i].ID, pending[i].grant, err)
 				results[i] = Result{Err: err}
 			}
 		}
@@ -114,6 +115,7 @@ func (c *CA) mintRequest(ctx context.Context, st *issuerState, now time.Time, ca
 	}
 	ttl, err := c.resolveTTL(req.TTL, grant.TTL)
 	if err != nil {
+		c.issueFailed(caller, id, grant, err)
 		return nil, id, err
 	}
 	key, pubHex := idemKeyFor(caller, id, csr.PublicKey, req.IdemKey)
@@ -122,9 +124,10 @@ func (c *CA) mintRequest(ctx context.Context, st *issuerState, now time.Time, ca
 	}
 	iss, err := c.issue(st, now, caller, id, csr.PublicKey, ttl)
 	if err != nil {
+		c.issueFailed(caller, id, grant, err)
 		return nil, id, err
 	}
-	iss.idem = key
+	iss.idem, iss.grant = key, grant
 	if c.log.Enabled(ctx, slog.LevelDebug) {
 		c.log.LogAttrs(ctx, slog.LevelDebug, "ca: svid allowed",
 			slog.String("caller", caller.String()), slog.String("spiffe_id", id.String()),

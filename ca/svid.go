@@ -26,6 +26,7 @@ type issued struct {
 	rec      *record.Record
 	idem     uint64 // idempotency key hash (idem.go), 0: none
 	replayed bool   // rec was committed before, for the same request
+	grant    Grant  // what authorized it (zero for MintFor)
 }
 
 // resolveTTL maps 0 to the default and checks the bounds [MinTTL,

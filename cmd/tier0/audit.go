@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/tier0-ca/tier0/api"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/internal/server"
+	"github.com/tier0-ca/tier0/internal/server/decisions"
 	"github.com/tier0-ca/tier0/storage"
 	"github.com/tier0-ca/tier0/storage/serial"
 )
@@ -390,13 +392,21 @@ func newAuditDecisionsCmd(g *globalFlags) *cobra.Command {
 
 func printDecisions(w io.Writer, format string, ds []*tier0v1.AuthzDecision) error {
 	ts := func(us int64) string { return time.UnixMicro(us).UTC().Format(time.RFC3339Nano) }
-	verdict := func(ok bool) string { return map[bool]string{true: "allow", false: "deny"}[ok] }
+	verdict := func(d *tier0v1.AuthzDecision) string {
+		switch {
+		case d.GetAllowed():
+			return "allow"
+		case strings.HasPrefix(d.GetReason(), decisions.FailedPrefix):
+			return "fail" // allowed, then not issued (signer, journal)
+		}
+		return "deny"
+	}
 	switch format {
 	case outJSON:
 		enc := json.NewEncoder(w)
 		for _, d := range ds {
 			if err := enc.Encode(map[string]any{"id": d.GetId(), "at": ts(d.GetAt()), "node_id": d.GetNodeId(), "caller": d.GetCaller(),
-				"requested": d.GetRequested(), "decision": verdict(d.GetAllowed()), "reason": d.GetReason()}); err != nil {
+				"requested": d.GetRequested(), "decision": verdict(d), "reason": d.GetReason()}); err != nil {
 				return err
 			}
 		}
@@ -405,7 +415,7 @@ func printDecisions(w io.Writer, format string, ds []*tier0v1.AuthzDecision) err
 		cw := csv.NewWriter(w)
 		_ = cw.Write([]string{"id", "at", "node_id", "caller", "requested", "decision", "reason"})
 		for _, d := range ds {
-			_ = cw.Write([]string{fmt.Sprint(d.GetId()), ts(d.GetAt()), d.GetNodeId(), d.GetCaller(), d.GetRequested(), verdict(d.GetAllowed()), d.GetReason()})
+			_ = cw.Write([]string{fmt.Sprint(d.GetId()), ts(d.GetAt()), d.GetNodeId(), d.GetCaller(), d.GetRequested(), verdict(d), d.GetReason()})
 		}
 		cw.Flush()
 		return cw.Error()
@@ -413,7 +423,7 @@ func printDecisions(w io.Writer, format string, ds []*tier0v1.AuthzDecision) err
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "AT\tDECISION\tCALLER\tREQUESTED\tREASON")
 	for _, d := range ds {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ts(d.GetAt()), verdict(d.GetAllowed()), d.GetCaller(), d.GetRequested(), d.GetReason())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ts(d.GetAt()), verdict(d), d.GetCaller(), d.GetRequested(), d.GetReason())
 	}
 	return tw.Flush()
 }

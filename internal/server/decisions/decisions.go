@@ -102,8 +102,9 @@ type Log struct {
 	recorded, dropped prometheus.Counter
 	wake              chan struct{}
 
-	mu      sync.Mutex
-	pending []storage.Decision
+	mu       sync.Mutex
+	pending  []storage.Decision
+	inFlight int // pending[:inFlight] is being written by Flush (read-only)
 }
 
 // New fills defaults, validates the policy and registers the metrics.
@@ -141,16 +142,8 @@ func (d *Log) Wrap(next ca.Authorizer) ca.Authorizer {
 	if d.cfg.Policy.Mode == Off {
 		return next
 	}
-	return authorizerFunc(func(agent, id spiffeid.ID) (ca.Grant, error) {
-		g, err := next.Authorize(agent, id)
-		d.add(agent, id, g, err)
-		return g, err
-	})
+	return &recorder{d: d, next: next}
 }
-
-type authorizerFunc func(agent, id spiffeid.ID) (ca.Grant, error)
-
-func (f authorizerFunc) Authorize(agent, id spiffeid.ID) (ca.Grant, error) { return f(agent, id) }
 
 func (d *Log) add(agent, id spiffeid.ID, g ca.Grant, err error) {
 	allowed := err == nil
@@ -230,6 +223,7 @@ func (d *Log) Flush(ctx context.Context, store Store) error {
 		d.mu.Lock()
 		n := min(len(d.pending), maxBatch)
 		batch := d.pending[:n:n]
+		d.inFlight = n
 		d.mu.Unlock()
 		if n == 0 {
 			return nil
@@ -238,11 +232,15 @@ func (d *Log) Flush(ctx context.Context, store Store) error {
 		err := store.AppendDecisions(wctx, batch)
 		cancel()
 		if err != nil {
+			d.mu.Lock()
+			d.inFlight = 0
+			d.mu.Unlock()
 			return fmt.Errorf("decisions: %w", err)
 		}
 		d.recorded.Add(float64(n))
 		d.mu.Lock()
 		d.pending = append([]storage.Decision(nil), d.pending[n:]...)
+		d.inFlight = 0
 		d.mu.Unlock()
 	}
 }

@@ -215,3 +215,56 @@ func TestPolicies(t *testing.T) {
 		}
 	}
 }
+
+// TestIssueFailureIsRecordedAsFailure: a request allowed and then not
+// issued (the CA key could not sign) is recorded as a failure, not an
+// allow, under every policy but off; once its allow was written, a
+// failure row is added.
+func TestIssueFailureIsRecordedAsFailure(t *testing.T) {
+	signerDown := fmt.Errorf("ca: sign svid: kms: arn:aws:kms:eu-west-1:123456789012:key/x: throttled: %w", ca.ErrIssuer)
+	for _, mode := range []string{"all", "deny", "sample:0.5"} {
+		p, err := ParsePolicy(mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := openStore(t)
+		d, _ := newLog(t, Config{Policy: p})
+		a := d.Wrap(grantWeb{})
+		fr, ok := a.(ca.FailureRecorder)
+		if !ok {
+			t.Fatalf("%s: the wrapped authorizer does not record failures", mode)
+		}
+		g, err := a.Authorize(web, webID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr.IssueFailed(web, webID, g, signerDown)
+		if err := d.Flush(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+		ds, err := s.QueryDecisions(context.Background(), storage.DecisionFilter{})
+		if err != nil || len(ds) != 1 {
+			t.Fatalf("%s: %d decisions (%v), want exactly the failure: %+v", mode, len(ds), err, ds)
+		}
+		want := FailedPrefix + "allowed by entry e1 but not issued: issuer error"
+		if ds[0].Allowed || ds[0].Reason != want {
+			t.Fatalf("%s: recorded %+v, want a failure %q", mode, ds[0], want)
+		}
+	}
+	// An allow already written gets a failure row after it.
+	s := openStore(t)
+	d, _ := newLog(t, Config{})
+	a := d.Wrap(grantWeb{})
+	g, _ := a.Authorize(web, webID)
+	if err := d.Flush(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	a.(ca.FailureRecorder).IssueFailed(web, webID, g, signerDown)
+	if err := d.Flush(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := s.QueryDecisions(context.Background(), storage.DecisionFilter{})
+	if err != nil || len(ds) != 2 || ds[0].Allowed || !strings.HasPrefix(ds[0].Reason, FailedPrefix) || !ds[1].Allowed {
+		t.Fatalf("after a written allow: %+v, %v", ds, err)
+	}
+}
