@@ -16,7 +16,9 @@ type failureAuthz struct {
 	failed []error
 }
 
-func (a *failureAuthz) IssueFailed(_, _ spiffeid.ID, _ Grant, err error) { a.failed = append(a.failed, err) }
+func (a *failureAuthz) IssueFailed(_, _ spiffeid.ID, _ Grant, err error) {
+	a.failed = append(a.failed, err)
+}
 
 // TestAllowedButNotIssuedIsReported: the Authorizer hears of an allowed
 // request that failed (journal, TTL), and not of issued or denied ones.
