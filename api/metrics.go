@@ -14,6 +14,8 @@ type metrics struct {
 	overloaded prometheus.Counter
 	queue      prometheus.Gauge
 
+	attestations *prometheus.CounterVec // node attestations by attestor and outcome (nodeattest.go)
+
 	connRefused prometheus.Counter // over MaxPendingPerSource
 	pending     prometheus.Gauge   // accepted, TLS handshake not done
 }
@@ -50,9 +52,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tier0_api_handshakes_pending", Help: "API connections accepted whose TLS handshake has not ended.",
 		}),
+		attestations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tier0_node_attestations_total",
+			Help: "Node attestations (AttestAgent) by attestor and outcome: allowed, denied (PermissionDenied), invalid (InvalidArgument), unavailable, error.",
+		}, []string{"attestor", "outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.issued, m.itemErrors, m.denied, m.errors, m.latency, m.overloaded, m.queue, m.connRefused, m.pending)
+		reg.MustRegister(m.issued, m.itemErrors, m.denied, m.errors, m.latency, m.overloaded, m.queue, m.connRefused, m.pending, m.attestations)
 	}
 	// The series the alert rules use exist from the start with zero values
 	// (deploy/prometheus), so rates and ratios work before the first event.

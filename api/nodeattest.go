@@ -62,8 +62,13 @@ func (b *bootstrapService) AttestAgent(stream tier0v1.Bootstrap_AttestAgentServe
 		from = pr.Addr.String()
 	}
 	caller := "attestor:" + name + " from " + from
+	label := "other" // attestor label: only known names, so callers cannot mint series
+	if isAttestor(name) {
+		label = name
+	}
 	deny := func(requested string, err error) error {
 		st := attestStatus(err)
+		s.metrics.attestations.WithLabelValues(label, outcome(st.Code())).Inc()
 		if st.Code() == codes.Internal {
 			err = s.toStatus(ctx, method, err) // logged with the detail, "internal error" out
 			st, _ = status.FromError(err)
@@ -130,11 +135,24 @@ func (b *bootstrapService) AttestAgent(stream tier0v1.Bootstrap_AttestAgentServe
 		return s.toStatus(ctx, method, err)
 	}
 	s.metrics.issued.WithLabelValues("agent").Inc()
+	s.metrics.attestations.WithLabelValues(label, "allowed").Inc()
 	if s.cfg.Decisions != nil {
 		s.cfg.Decisions.Record(caller, id.String(), true, name+": "+res.Detail+"; selectors "+strings.Join(res.Selectors, ","))
 	}
 	s.log.InfoContext(ctx, "agent attested", "attestor", name, "agent", id.String(), "selectors", res.Selectors, "serial", out.Record.Serial)
 	return stream.Send(&tier0v1.AttestAgentResponse{Chain: out.Chain, SpiffeId: id.String(), Selectors: res.Selectors})
+}
+
+func outcome(c codes.Code) string {
+	switch c {
+	case codes.PermissionDenied:
+		return "denied"
+	case codes.InvalidArgument:
+		return "invalid"
+	case codes.Unavailable:
+		return "unavailable"
+	}
+	return "error"
 }
 
 // attestStatus maps an attestation failure to its status: refused

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,6 +187,18 @@ attestor-aws-iid:
 		}
 		if c, _ := r["caller"].(string); strings.HasPrefix(c, "attestor:") && r["decision"] == "allow" {
 			allowed++
+		}
+	}
+	// The outcome counters (one allowed aws_iid, three denied).
+	resp, err := http.Get("http://" + srv.info.HTTP + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`tier0_node_attestations_total{attestor="aws_iid",outcome="allowed"} 1`, `tier0_node_attestations_total{attestor="aws_iid",outcome="denied"} 3`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
 		}
 	}
 	if allowed != 7 {
