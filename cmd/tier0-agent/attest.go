@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tier0-ca/tier0/api/client"
+	"github.com/tier0-ca/tier0/cmd/tier0-agent/internal/cloudmeta"
 	"github.com/tier0-ca/tier0/internal/nodeattest"
 )
 
@@ -30,6 +31,8 @@ type attestFlags struct {
 	gcpToken     string
 	awsDoc       string
 	awsPKCS7     string
+	gcpMetadata  string
+	awsIMDS      string
 }
 
 func (a *attestFlags) register(f *pflag.FlagSet) {
@@ -39,14 +42,16 @@ func (a *attestFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&a.x509Key, "x509pop-key", "", "x509pop: PEM private key of --x509pop-cert (signs the server's challenge)")
 	f.StringVar(&a.k8sCluster, "k8s-psat-cluster", "", "k8s_psat: the cluster's name as the server configures it")
 	f.StringVar(&a.k8sToken, "k8s-psat-token-file", "/var/run/secrets/tokens/tier0-agent", "k8s_psat: projected service-account token (audience spiffe://TD)")
-	f.StringVar(&a.gcpToken, "gcp-iit-token-file", "", "gcp_iit: instance identity token (metadata server, audience spiffe://TD, format=full)")
-	f.StringVar(&a.awsDoc, "aws-iid-document-file", "", "aws_iid: instance identity document (IMDS .../instance-identity/document)")
-	f.StringVar(&a.awsPKCS7, "aws-iid-pkcs7-file", "", "aws_iid: its PKCS#7 signature, base64 (IMDS .../instance-identity/rsa2048)")
+	f.StringVar(&a.gcpToken, "gcp-iit-token-file", "", "gcp_iit: instance identity token (audience spiffe://TD, format=full); default: fetched from --gcp-metadata-url")
+	f.StringVar(&a.gcpMetadata, "gcp-metadata-url", cloudmeta.GCEMetadataURL, "gcp_iit: the GCE metadata server")
+	f.StringVar(&a.awsDoc, "aws-iid-document-file", "", "aws_iid: instance identity document; default: fetched from --aws-imds-url (IMDSv2)")
+	f.StringVar(&a.awsPKCS7, "aws-iid-pkcs7-file", "", "aws_iid: its PKCS#7 signature, base64 (IMDS .../instance-identity/rsa2048); with --aws-iid-document-file")
+	f.StringVar(&a.awsIMDS, "aws-imds-url", cloudmeta.AWSIMDSURL, "aws_iid: the EC2 instance metadata service")
 }
 
 // evidence builds the evidence and the challenge responder for the
 // trust domain td.
-func (a *attestFlags) evidence(td string) ([]byte, client.ChallengeResponder, error) {
+func (a *attestFlags) evidence(ctx context.Context, td string) ([]byte, client.ChallengeResponder, error) {
 	var respond client.ChallengeResponder
 	if a.attestor == nodeattest.X509PoP {
 		if a.x509Key == "" {
@@ -107,9 +112,21 @@ func (a *attestFlags) evidence(td string) ([]byte, client.ChallengeResponder, er
 		b, err := json.Marshal(nodeattest.K8sPSATEvidence{Cluster: a.k8sCluster, Token: tok})
 		return b, nil, err
 	case nodeattest.GCPIIT:
+		if a.gcpToken == "" {
+			tok, err := cloudmeta.GCEIdentityToken(ctx, a.gcpMetadata, "spiffe://"+td)
+			return []byte(tok), nil, err
+		}
 		tok, err := read("gcp-iit-token-file", a.gcpToken)
 		return []byte(tok), nil, err
 	case nodeattest.AWSIID:
+		if a.awsDoc == "" && a.awsPKCS7 == "" {
+			doc, sig, err := cloudmeta.AWSIdentity(ctx, a.awsIMDS)
+			if err != nil {
+				return nil, nil, err
+			}
+			b, err := json.Marshal(nodeattest.AWSIIDEvidence{Document: doc, PKCS7: sig})
+			return b, nil, err
+		}
 		doc, err := read("aws-iid-document-file", a.awsDoc)
 		if err != nil {
 			return nil, nil, err
@@ -165,7 +182,7 @@ func (e *env) attestBootstrap(ctx context.Context, a *attestFlags, bundlePath, t
 	if err != nil {
 		return err
 	}
-	ev, respond, err := a.evidence(td.Name())
+	ev, respond, err := a.evidence(ctx, td.Name())
 	if err != nil {
 		return err
 	}

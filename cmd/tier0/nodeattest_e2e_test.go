@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,6 +134,18 @@ attestor-aws-iid:
 	refused("expired instance token", "expired", gce("gce-old.tok", "proj-a", "103", google, now.Add(-5*time.Minute))...)
 	refused("mis-signed instance token", "signature", gce("gce-bad.tok", "proj-a", "104", attesttest.NewIssuer(t, "https://accounts.google.com", "g1"), now.Add(time.Hour))...)
 
+	// The agent fetches the token from the metadata server itself (a test
+	// server standing in for GCE's, which cannot run here).
+	meta := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Metadata-Flavor") != "Google" || r.URL.Query().Get("audience") != aud {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		_, _ = io.WriteString(w, google.Sign(t, aud, now.Add(-time.Minute), now.Add(time.Hour), attesttest.GCEClaims("proj-a", "europe-west1-b", "105", "vm-105")))
+	}))
+	defer meta.Close()
+	ok("spiffe://example.org/tier0/agent/gcp_iit.proj-a.105", "--attestor", "gcp_iit", "--gcp-metadata-url", meta.URL)
+
 	// aws_iid.
 	iid := func(name, account, instance string, signer *attesttest.CA) []string {
 		doc := attesttest.AWSDocument(account, "us-east-1", instance)
@@ -201,8 +214,8 @@ attestor-aws-iid:
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-	if allowed != 7 {
-		t.Fatalf("%d allowed attestation rows, want 7:\n%s", allowed, raw)
+	if allowed != 8 {
+		t.Fatalf("%d allowed attestation rows, want 8:\n%s", allowed, raw)
 	}
 }
 
