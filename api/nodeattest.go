@@ -50,6 +50,9 @@ func (b *bootstrapService) AttestAgent(stream tier0v1.Bootstrap_AttestAgentServe
 	defer cancel()
 	req, err := stream.Recv()
 	if err != nil {
+		if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+			return err // the request was read and refused (e.g. a field over its limit)
+		}
 		return status.Error(codes.Canceled, "api: attest agent: no request")
 	}
 	p := req.GetParams()
