@@ -175,12 +175,14 @@ func TestAuditPostgresOutage(t *testing.T) {
 	if !strings.Contains(fc.log.String(), "JOURNAL FULL") {
 		t.Error("no JOURNAL FULL log line")
 	}
+	waitHealth(t, fc, fc.info.HTTP, "/readyz", http.StatusServiceUnavailable, "journal full: more than 8 issued records wait")
 
 	startPG()
 	waitUntil(t, "200 SVIDs after the outage", 60*time.Second, func() bool { return m.count() >= before+500 })
 	cancel()
 	wg.Wait()
 	waitUntil(t, "fail-closed server issuing again", 60*time.Second, func() bool { return fcMint() == "" })
+	waitHealth(t, fc, fc.info.HTTP, "/readyz", http.StatusOK, "ok: leader")
 
 	// Exactly once: the store catches up to the journal, with every serial once.
 	seq := srv.metric(t, "tier0_journal_seq")

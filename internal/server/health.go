@@ -40,6 +40,7 @@ func (s *Server) readiness() []Check {
 		{Name: "ca root", Check: s.rootReady},
 		{Name: "record store", Check: s.storeReady},
 		{Name: "signer", Check: s.signerReady},
+		{Name: "journal", Check: s.journalReady},
 		{Name: "startup", Check: s.started},
 	}
 }

@@ -210,3 +210,11 @@ func (v clusterView) removedByPeers(ctx context.Context) error {
 	}
 	return nil
 }
+
+// journalReady fails while a fail-closed journal is full (mints refused).
+func (s *Server) journalReady() error {
+	if j := s.jrnl.Load(); j != nil {
+		return j.Ready()
+	}
+	return nil
+}

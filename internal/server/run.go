@@ -224,6 +224,7 @@ func (r *run) startCA() error {
 	if err != nil {
 		return err
 	}
+	s.jrnl.Store(r.journal)
 	r.ca, err = ca.New(ca.Config{
 		TrustDomain: cfg.TrustDomain, Issuer: first, NodeID: cfg.NodeID, MinCappedTTL: cfg.Keys.MinCappedTTL(),
 		Authorizer: r.decisions.Wrap(authz.New(cfg.TrustDomain, r.node)), Journal: r.journal, Logger: s.log, MaxBatch: cfg.MaxBatch,

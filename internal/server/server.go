@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/tier0-ca/tier0/ha"
+	"github.com/tier0-ca/tier0/internal/server/journal"
 	"github.com/tier0-ca/tier0/internal/server/keys"
 	"github.com/tier0-ca/tier0/storage"
 )
@@ -34,11 +35,12 @@ type Server struct {
 	cfg   Config
 	log   *slog.Logger
 	reg   *prometheus.Registry
-	node  atomic.Pointer[ha.Node]       // set once raft has started (health, metrics)
-	keys  atomic.Pointer[keys.Manager]  // set once the CA keys are open (health)
-	audit atomic.Pointer[keys.AuditKey] // set once the audit key is open (metrics)
-	phase atomic.Pointer[string]        // the "startup" readiness check
-	addrs atomic.Pointer[[2]string]     // the API and HTTP addresses, once bound (members.go)
+	node  atomic.Pointer[ha.Node]         // set once raft has started (health, metrics)
+	keys  atomic.Pointer[keys.Manager]    // set once the CA keys are open (health)
+	audit atomic.Pointer[keys.AuditKey]   // set once the audit key is open (metrics)
+	phase atomic.Pointer[string]          // the "startup" readiness check
+	addrs atomic.Pointer[[2]string]       // the API and HTTP addresses, once bound (members.go)
+	jrnl  atomic.Pointer[journal.Bounded] // set once the journal is open (health)
 	ran   atomic.Bool
 	hooks hooks
 }

@@ -57,6 +57,9 @@ func TestFailClosed(t *testing.T) {
 	if seq := node.JournalStatus().Seq; seq != 3 {
 		t.Fatalf("journal at seq %d after a refused commit, want 3", seq)
 	}
+	if err := b.Ready(); !errors.Is(err, ErrFull) {
+		t.Fatalf("Ready while full: %v", err)
+	}
 	if !strings.Contains(logs.String(), "JOURNAL FULL") || !strings.Contains(logs.String(), "mint refused (Unavailable)") {
 		t.Fatalf("log: %s", logs)
 	}
