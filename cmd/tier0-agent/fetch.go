@@ -50,7 +50,7 @@ func newFetchCmd(e *env) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&out, "out", "", "output directory")
-	f.DurationVar(&ttl, "ttl", 0, "SVID lifetime, within [15m, 60m] (default: each entry's TTL)")
+	f.DurationVar(&ttl, "ttl", 0, "SVID lifetime, within [15m, 60m] (default: each entry's TTL; never more than the entry's TTL: clamped)")
 	f.IntVar(&batch, "batch", 0, "items per MintX509SVIDs call (0 = all in one call)")
 	f.StringVar(&token, "token", "", "join token: bootstrap first if this agent has no SVID yet (or env "+tokenEnv+")")
 	f.StringVar(&bundlePath, "bundle", "", "with --token: PEM file with the tier0 root certificates")

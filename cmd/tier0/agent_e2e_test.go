@@ -76,8 +76,11 @@ func TestAgentEvictBanE2E(t *testing.T) {
 		return strings.Contains(dec, "RenewAgent: ha: web1 was evicted") && strings.Contains(dec, "MintX509SVIDs: ha: web1 was evicted")
 	})
 
-	// Re-attest with a new token; then a second token supersedes it.
-	must(bootstrap(agentDir, token()))
+	// Re-attest with a new token, through a follower (the attestation is
+	// forwarded to the leader); then a second token supersedes it.
+	follower := c.apis[(c.leader()+1)%len(c.apis)]
+	must(runBin("tier0-agent", "bootstrap", "--server", follower, "--bundle", bundlePath, "--token", token(), "--data-dir", agentDir))
+	must(runBin("tier0-agent", "bootstrap", "--server", servers, "--bundle", bundlePath, "--token", token(), "--data-dir", agentDir))
 	works(agentDir)
 	oldDir := t.TempDir()
 	copyAgent(t, agentDir, oldDir)
@@ -97,7 +100,7 @@ func TestAgentEvictBanE2E(t *testing.T) {
 	must(bootstrap(agentDir, tok))
 	works(agentDir)
 	must(0, json.Unmarshal([]byte(must(p.cli("agent", "list", "-o", "json"))), &agents))
-	if agents[0]["generation"] != float64(4) || agents[0]["state"] != "active" || !strings.Contains(agents[0]["state_by"].(string), "/tier0/admin") {
+	if agents[0]["generation"] != float64(5) || agents[0]["state"] != "active" || !strings.Contains(agents[0]["state_by"].(string), "/tier0/admin") {
 		t.Fatalf("after unban and attest: %v", agents)
 	}
 }

@@ -1,11 +1,20 @@
 package main
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tier0-ca/tier0/api/client"
+	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/internal/operator"
 )
 
 // TestNamedOperatorsE2E: an admin enrols a named operator and a named
@@ -53,6 +62,36 @@ func TestNamedOperatorsE2E(t *testing.T) {
 		out, err := runBin("tier0", "audit", "verify", "-o", "json", "--data-dir", bob)
 		return err == nil && parseVerify(t, out).OK && parseVerify(t, out).To >= 10
 	})
+	// bob renews his credential (what the CLI does at half life): same
+	// attestation, a new serial that the registry records.
+	svid, err := client.LoadSVIDFiles(filepath.Join(bob, "auditor", client.SVIDFile), filepath.Join(bob, "auditor", client.KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.New(t.Context(), client.Config{Addrs: []string{srv.addr()}, TrustDomain: srv.td(), Bundle: srv.bundle(), SVID: client.NewRotatingSVID(svid)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	resp, err := tier0v1.NewOperatorClient(cl).RenewOperator(t.Context(), &tier0v1.RenewAgentRequest{Csr: csrFor(t, p256(t), nil, nil, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := must(x509.ParseCertificate(resp.GetChain()[0]))
+	if gen, ok, err := ca.AttestationGeneration(leaf); err != nil || !ok || gen != 1 {
+		t.Fatalf("renewed operator SVID: generation %d %v %v", gen, ok, err)
+	}
+	pollUntil(t, 10*time.Second, func() bool {
+		return strings.Contains(must(srv.cli("agent", "show", "--kind", "auditor", "bob")), leaf.SerialNumber.Text(16))
+	})
+	adm, err := operator.Dial(t.Context(), operator.Options{DataDir: srv.dataDir}, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	if _, err := tier0v1.NewOperatorClient(adm).RenewOperator(t.Context(), &tier0v1.RenewAgentRequest{Csr: csrFor(t, p256(t), nil, nil, nil)}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("the bootstrap admin renewed through RenewOperator: %v", err)
+	}
 	if _, err := runBin("tier0", "entry", "list", "--data-dir", bob, "--credential", filepath.Join(bob, "auditor")); err == nil {
 		t.Fatal("an auditor listed entries through the Admin service")
 	}
