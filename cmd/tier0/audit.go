@@ -31,7 +31,8 @@ import (
 func newAuditCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Compliance: query and verify issuance records and authorization decisions"}
 	cmd.AddCommand(newAuditListCmd(g, "list"), newAuditShowCmd(g), newAuditListCmd(g, "export"),
-		newAuditVerifyCmd(g), newAuditDecisionsCmd(g), newAuditCheckSerialsCmd(g))
+		newAuditVerifyCmd(g), newAuditDecisionsCmd(g), newAuditCheckSerialsCmd(g),
+		newAuditProveCmd(), newAuditVerifyProofCmd())
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/tier0-ca/tier0/internal/tlog"
 	"net"
 	"net/http"
 	"os"
@@ -259,6 +260,9 @@ func (r *run) startAudit() error {
 		return node.RunCheckpointer(ctx, ha.CheckpointConfig{Signer: ak.Signer(), CertDER: ak.CertDER,
 			Every: cfg.Audit.CheckpointEvery, Interval: cfg.Audit.CheckpointInterval, Registerer: s.reg})
 	})
+	if ts, ok := store.(tlog.SignerStore); ok { // treesigner.go
+		r.loops.Go("tree-signer", func(ctx context.Context) error { return runTreeSigner(ctx, r, ts, ak) })
+	}
 	r.loops.Go("exporter", func(ctx context.Context) error {
 		err := node.RunExporter(ctx, store)
 		if errors.Is(err, ha.ErrStoreMismatch) {

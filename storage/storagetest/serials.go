@@ -94,12 +94,14 @@ func testSerials(t *testing.T, s storage.Store) {
 	}
 }
 
-// Migration0006Undo is the SQL that turns a store at schema 6 back into
-// one at schema 5 (the indexes and generated columns migration 0006 adds
-// dropped, its schema_version row deleted): TestSerialMigration writes
+// Migration0006Undo is the SQL that turns a store at the current schema
+// back into one at schema 5 (the tables of later migrations and the
+// indexes and generated columns migration 0006 adds dropped, their
+// schema_version rows deleted): TestSerialMigration writes
 // records, undoes 0006 and reopens the store, so that the migration runs
 // over existing rows.
 var Migration0006Undo = []string{
+	"DROP TABLE IF EXISTS tree_checkpoints", // 0007
 	"DROP INDEX issuance_records_serial_hex",
 	"DROP INDEX issuance_records_kind_seq",
 	"ALTER TABLE issuance_records DROP COLUMN serial_hex",
