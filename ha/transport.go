@@ -29,8 +29,9 @@ const handshakeTimeout = 10 * time.Second
 
 // TLSConfig configures the mTLS stream layer.
 type TLSConfig struct {
-	BindAddr    string // listen address (host:port; port 0 picks one)
-	Advertise   string // address other nodes dial; default the bound address
+	BindAddr    string       // listen address (host:port; port 0 picks one)
+	Listener    net.Listener // already bound (BindAddr is then unused); the transport owns it
+	Advertise   string       // address other nodes dial; default the bound address
 	TrustDomain spiffeid.TrustDomain
 	SVID        x509svid.Source   // this node's SVID (rotating)
 	Bundle      x509bundle.Source // roots peers' SVIDs must chain to
@@ -61,9 +62,12 @@ func NewTLSTransport(cfg TLSConfig) (*TLSTransport, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	ln, err := net.Listen("tcp", cfg.BindAddr)
-	if err != nil {
-		return nil, fmt.Errorf("ha: tls transport: listen: %w", err)
+	ln := cfg.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.BindAddr); err != nil {
+			return nil, fmt.Errorf("ha: tls transport: listen: %w", err)
+		}
 	}
 	adv := cfg.Advertise
 	if adv == "" {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -53,7 +54,7 @@ func nodeCredDir(dir string) string { return filepath.Join(dir, "node") }
 func joinedMarker(dir string) string { return filepath.Join(dir, "node", "joined") }
 
 // newClusterNode loads or obtains the node SVID and opens the transport.
-func newClusterNode(ctx context.Context, td spiffeid.TrustDomain, dir, nodeID string, cfg Cluster, log *slog.Logger, phase func(string)) (*clusterNode, error) {
+func newClusterNode(ctx context.Context, td spiffeid.TrustDomain, dir, nodeID string, cfg Cluster, lis net.Listener, log *slog.Logger, phase func(string)) (*clusterNode, error) {
 	c := &clusterNode{td: td, dir: dir, nodeID: nodeID, cfg: cfg, log: log, svid: client.NewRotatingSVID(nil)}
 	c.firstBoot = len(cfg.Join) == 0 && !hasRaftState(dir)
 	_, statErr := os.Stat(joinedMarker(dir))
@@ -74,7 +75,7 @@ func newClusterNode(ctx context.Context, td spiffeid.TrustDomain, dir, nodeID st
 		}
 	}
 	t, err := ha.NewTLSTransport(ha.TLSConfig{
-		BindAddr: cfg.RaftAddr, Advertise: cfg.Advertise, TrustDomain: td,
+		BindAddr: cfg.RaftAddr, Listener: lis, Advertise: cfg.Advertise, TrustDomain: td,
 		SVID: c.svid, Bundle: bundleFunc(c.bundle), Logger: log,
 	})
 	if err != nil {

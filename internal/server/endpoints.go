@@ -25,6 +25,13 @@ func (r *run) listen() error {
 	if r.hlis, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
 		return fmt.Errorf("listen http: %w", err)
 	}
+	// The raft port too, before anything is written (a joining node would
+	// otherwise spend its one-time token first).
+	if cfg.Cluster.Enabled() {
+		if r.rlis, err = net.Listen("tcp", cfg.Cluster.RaftAddr); err != nil {
+			return fmt.Errorf("listen raft: %w", err)
+		}
+	}
 	if be := cfg.BundleEndpoint; be.CertFile != "" || be.KeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(be.CertFile, be.KeyFile)
 		if err != nil {
@@ -61,7 +68,7 @@ func (r *run) listen() error {
 // closeListeners closes the listeners no server took over (after a failed
 // start).
 func (r *run) closeListeners() {
-	for _, l := range []*net.Listener{&r.lis, &r.hlis, &r.blis, &r.plis, &r.olis} {
+	for _, l := range []*net.Listener{&r.lis, &r.hlis, &r.blis, &r.plis, &r.olis, &r.rlis} {
 		if *l != nil {
 			_ = (*l).Close()
 		}

@@ -41,6 +41,7 @@ type run struct {
 
 	lis, hlis, blis, plis net.Listener // bound, not yet served
 	olis                  net.Listener // the OIDC discovery provider (oidc.go)
+	rlis                  net.Listener // cluster mode: raft, until the transport takes it
 	apiAddr, httpAddr     string
 	bundleCert            *tls.Certificate
 	oidcCert              *tls.Certificate
@@ -147,10 +148,12 @@ func (r *run) startRaft() error {
 	hcfg := ha.Config{NodeID: cfg.NodeID, DataDir: cfg.DataDir, Bootstrap: true, Registerer: s.reg, Logger: s.log, ExportCheck: true,
 		WALSegmentSize: cfg.RaftWALSegmentMB << 20}
 	if cfg.Cluster.Enabled() {
-		cl, err := newClusterNode(r.ctx, cfg.TrustDomain, cfg.DataDir, cfg.NodeID, cfg.Cluster, s.log, r.step)
+		rlis := r.rlis
+		cl, err := newClusterNode(r.ctx, cfg.TrustDomain, cfg.DataDir, cfg.NodeID, cfg.Cluster, rlis, s.log, r.step)
 		if err != nil {
 			return err
 		}
+		r.rlis = nil // the transport's now
 		r.cluster = cl
 		cl.haConfig(&hcfg)
 	}

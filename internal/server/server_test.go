@@ -466,18 +466,30 @@ func TestPortClashLeavesNoDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	cfg := testConfig(t)
-	cfg.HTTPListen = busy.Addr().String()
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = s.Run(context.Background())
-	if err == nil || !strings.HasPrefix(err.Error(), "listen http: ") {
-		t.Fatalf("Run = %v", err)
-	}
-	if _, err := os.Stat(cfg.DataDir); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("data dir after a port clash: %v", err)
+	for _, tc := range []struct {
+		name string
+		set  func(*Config)
+		want string
+	}{
+		{"http", func(c *Config) { c.HTTPListen = busy.Addr().String() }, "listen http: "},
+		// A joining node: the clash is found before it spends its token.
+		{"raft", func(c *Config) {
+			c.Cluster.RaftAddr, c.Cluster.Join, c.Cluster.JoinToken = busy.Addr().String(), []string{"127.0.0.1:1"}, "token"
+		}, "listen raft: "},
+	} {
+		cfg := testConfig(t)
+		tc.set(&cfg)
+		s, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.Run(context.Background())
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Fatalf("%s: Run = %v", tc.name, err)
+		}
+		if _, err := os.Stat(cfg.DataDir); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s: data dir after a port clash: %v", tc.name, err)
+		}
 	}
 }
 
