@@ -35,6 +35,8 @@ func FuzzFSMApply(f *testing.F) {
 		{cmdCheckpoint, map[string]any{"op": "exported", "seq": 3}},
 		{cmdLineage, lineageCmd{Lineage: record.Lineage{ClusterID: "c", ID: "l", BaseHash: record.Genesis, CreatedAt: now}}},
 		{cmdLineage, lineageCmd{Lineage: record.Lineage{ClusterID: "c", ID: "l", BaseSeq: 1, BaseHash: make([]byte, 32), Parent: "p", CreatedAt: now}}},
+		{cmdRecordAttestation, recordAttestationCmd{Attestation: Attestation{Agent: "a", Attestor: "k8s_psat", Selectors: []string{"k8s_psat:cluster:prod"}, Keys: []ReplayKey{{Key: "k8s_psat:pod_uid:prod:1"}, {Key: "t", Until: now}}}, Now: now}},
+		{cmdCreateNodeEntry, createNodeEntryCmd{Entry: Entry{ID: "e3", SPIFFEID: "spiffe://example.org/fleet", NodeSelectors: []string{"k8s_psat:cluster:prod"}}}},
 		{0x7f, map[string]any{}},
 		{0xff, map[string]any{}},
 	}
