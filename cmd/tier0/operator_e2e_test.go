@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,6 +94,25 @@ func TestNamedOperatorsE2E(t *testing.T) {
 	if _, err := tier0v1.NewOperatorClient(adm).RenewOperator(t.Context(), &tier0v1.RenewAgentRequest{Csr: csrFor(t, p256(t), nil, nil, nil)}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("the bootstrap admin renewed through RenewOperator: %v", err)
 	}
+	// The CLI renews a named credential past half its lifetime (here: a
+	// clock 40 minutes ahead of a 1 h credential) and rewrites its files.
+	before := must(os.ReadFile(filepath.Join(bob, "auditor", client.SVIDFile)))
+	ahead, err := operator.Dial(t.Context(), operator.Options{DataDir: bob, Now: func() time.Time { return time.Now().Add(40 * time.Minute) }}, "auditor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead.Close()
+	after, err := client.LoadSVIDFiles(filepath.Join(bob, "auditor", client.SVIDFile), filepath.Join(bob, "auditor", client.KeyFile))
+	if err != nil || bytes.Equal(before, must(os.ReadFile(filepath.Join(bob, "auditor", client.SVIDFile)))) || after.ID.String() != "spiffe://example.org/tier0/auditor/bob" {
+		t.Fatalf("the CLI did not renew a credential past half life: %v", err)
+	}
+	if gen, ok, _ := ca.AttestationGeneration(after.Certificates[0]); !ok || gen != 1 {
+		t.Fatalf("renewed by the CLI: generation %d %v", gen, ok)
+	}
+	pollUntil(t, 30*time.Second, func() bool { // with the renewed credential (new records wait for a checkpoint)
+		_, err := runBin("tier0", "audit", "verify", "--data-dir", bob)
+		return err == nil
+	})
 	if _, err := runBin("tier0", "entry", "list", "--data-dir", bob, "--credential", filepath.Join(bob, "auditor")); err == nil {
 		t.Fatal("an auditor listed entries through the Admin service")
 	}

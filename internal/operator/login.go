@@ -121,13 +121,12 @@ func bundleTrustDomain(name, path string) (spiffeid.TrustDomain, error) {
 // lifetime (RenewOperator) and returns the one to use. A failed renewal of
 // a credential that is still valid is not an error: the call goes on with
 // it and the next command tries again.
-func renewIfDue(ctx context.Context, td spiffeid.TrustDomain, servers []string, bundle *x509bundle.Bundle, dir string, svid *x509svid.SVID) *x509svid.SVID {
+func renewIfDue(ctx context.Context, td spiffeid.TrustDomain, servers []string, bundle *x509bundle.Bundle, dir string, svid *x509svid.SVID, now time.Time) *x509svid.SVID {
 	role, name, _ := roles.Parse(td, svid.ID)
 	if (role != roles.Admin && role != roles.Auditor) || name == "" {
 		return svid
 	}
 	leaf := svid.Certificates[0]
-	now := time.Now()
 	if now.Before(leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore)/2)) || !now.Before(leaf.NotAfter) {
 		return svid
 	}

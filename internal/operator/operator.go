@@ -27,6 +27,9 @@ type Options struct {
 	Servers     []string // API addresses; default: server.json's
 	TrustDomain string   // default: server.json's
 	CredDir     string   // svid.pem and key.pem; default DATA/<role>
+	// Now is the clock that decides whether a named operator's credential
+	// is due for renewal (login.go); default time.Now.
+	Now func() time.Time
 }
 
 // Dial connects with the credential of role ("admin" or "auditor").
@@ -63,7 +66,11 @@ func Dial(ctx context.Context, o Options, role string) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	svid = renewIfDue(ctx, td, info.Servers, bundle, dir, svid) // a named operator's (login.go)
+	now := time.Now
+	if o.Now != nil {
+		now = o.Now
+	}
+	svid = renewIfDue(ctx, td, info.Servers, bundle, dir, svid, now()) // a named operator's (login.go)
 	return client.New(ctx, client.Config{Addrs: info.Servers, TrustDomain: td, Bundle: bundle, SVID: client.NewRotatingSVID(svid)})
 }
 
