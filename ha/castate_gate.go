@@ -141,17 +141,22 @@ func GateActivation(c CAState, id string, voters []string, now time.Time, window
 			missing = append(missing, v+" (not tested yet)")
 		}
 	}
+	var problems []string
 	if len(missing) > 0 {
-		return "", fmt.Errorf("ha: activate ca root %s: not every voter can sign with its key: %s; each node must be able to open the key URI (a DEV-ONLY soft key made by `tier0 ca prepare` without --signer exists on one node only); fix the key or remove the node from the cluster: %w",
-			id, strings.Join(missing, "; "), ErrPrecondition)
+		problems = append(problems, fmt.Sprintf("not every voter can sign with its key: %s; each node must be able to open the key URI (a DEV-ONLY soft key made by `tier0 ca prepare` without --signer exists on one node only); fix the key or remove the node from the cluster",
+			strings.Join(missing, "; ")))
 	}
 	published := now.Sub(r.PreparedAt)
-	if published >= window {
-		return "", nil
+	early := published < window
+	if early && !force {
+		problems = append(problems, fmt.Sprintf("published %s ago, less than the publish window %s: agents may not have it in their bundle yet (they fetch it at every sync); retry after %s, or pass --force",
+			published.Round(time.Second), window, r.PreparedAt.Add(window).UTC().Format(time.RFC3339)))
 	}
-	if !force {
-		return "", fmt.Errorf("ha: activate ca root %s: published %s ago, less than the publish window %s: agents may not have it in their bundle yet (they fetch it at every sync); retry after %s, or pass --force: %w",
-			id, published.Round(time.Second), window, r.PreparedAt.Add(window).UTC().Format(time.RFC3339), ErrPrecondition)
+	if len(problems) > 0 {
+		return "", fmt.Errorf("ha: activate ca root %s: %s: %w", id, strings.Join(problems, "; and "), ErrPrecondition)
+	}
+	if !early {
+		return "", nil
 	}
 	return fmt.Sprintf("root %s was published only %s ago, less than the publish window %s: agents that have not synced since may reject SVIDs issued under it and, once the nodes serve under it, fail to connect until given the new bundle.pem",
 		id, published.Round(time.Second), window), nil

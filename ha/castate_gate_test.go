@@ -43,6 +43,9 @@ func TestCAActivationGate(t *testing.T) {
 	if _, err := gate(true); !errors.Is(err, ErrPrecondition) || !strings.Contains(err.Error(), "n1 (no report yet); n2 (no report yet)") {
 		t.Fatalf("gate with no reports: %v", err)
 	}
+	if _, err := gate(false); !errors.Is(err, ErrPrecondition) || !strings.Contains(err.Error(), "not every voter") || !strings.Contains(err.Error(), "; and published 0s ago") {
+		t.Fatalf("gate with no reports, inside the window: want both reasons, got %v", err)
+	}
 	must(n.ReportCAKeys(ctx, NodeCAKeys{Node: "n1", Issuing: "a", Ready: []string{"b", "a"}, At: clock.Now()}))
 	must(n.ReportCAKeys(ctx, NodeCAKeys{Node: "n2", Issuing: "a", Ready: []string{"a"}, Errors: map[string]string{"b": "open: no such file"}, At: clock.Now()}))
 	if _, err := gate(true); !errors.Is(err, ErrPrecondition) || !strings.Contains(err.Error(), "n2 (open: no such file)") || strings.Contains(err.Error(), "n1") {

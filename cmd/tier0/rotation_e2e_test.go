@@ -98,7 +98,9 @@ func TestAgentFetchFollowsRootRotation(t *testing.T) {
 		t.Fatalf("agent bundle.spiffe.json: %v, %v", sb, err)
 	}
 
-	must(srv.cli("ca", "activate", newRoot, "--force"))
+	// --force skips the publish window, not the node's key report (made
+	// within a second of the prepare).
+	pollUntil(t, 20*time.Second, func() bool { _, err := srv.cli("ca", "activate", newRoot, "--force"); return err == nil })
 	// The node renews its own serving SVID under the new root at once.
 	pollUntil(t, 30*time.Second, func() bool { return servingRoot(t, srv.addr()) == newRoot })
 	must(runBin("tier0-agent", "fetch", "--data-dir", agentDir, "--out", out))

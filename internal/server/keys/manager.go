@@ -305,6 +305,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer t.Stop()
 	probe := time.NewTicker(m.cfg.RootProbe)
 	defer probe.Stop()
+	reported := make(chan struct{})
+	go func() { defer close(reported); m.reportLoop(ctx) }() // readiness.go
 	for {
 		m.reconcile(ctx)
 		select {
@@ -312,6 +314,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.mu.Lock()
 			m.stopRotationLocked()
 			m.mu.Unlock()
+			<-reported
 			return nil
 		case <-m.kick:
 		case <-t.C:
@@ -408,7 +411,6 @@ func (m *Manager) reconcile(ctx context.Context) {
 		m.bundleSeq = b.Sequence
 		onBundle(b)
 	}
-	m.reportKeys(ctx)
 }
 
 // rootID names a root by its SubjectKeyId (hex, 16 digits).

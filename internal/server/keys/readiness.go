@@ -12,20 +12,24 @@ import (
 	"github.com/tier0-ca/tier0/signer"
 )
 
-// Key readiness (ha/castate_gate.go): at every reconcile this node checks
-// that it can sign with the key of every prepared or active root (open,
-// matching public key, a test signature), and reports the result and the
-// root it issues from through the log whenever the report changes.
+// Key readiness (ha/castate_gate.go): every second, on its own goroutine
+// (a slow HSM/KMS must not delay the root switch in reconcile), this node
+// checks that it can sign with the key of every prepared or active root
+// (open, matching public key, a test signature; a prepared root's key
+// again every minute, a failed one every 10 s), and reports the result and
+// the root it issues from through the log whenever the report changes.
 // `tier0 ca activate` needs every voter's report; `tier0 ca list` shows
 // them.
 
 const (
 	recheckFailedEvery = 10 * time.Second // a key this node could not use is tried again this often
+	recheckReadyEvery  = time.Minute      // and a prepared root's key it could use
+	reportEvery        = time.Second
 	reportRetryEvery   = 5 * time.Second  // a report that could not be written is retried this often
 	reportTimeout      = 10 * time.Second
 )
 
-// reporter is the manager's readiness state (only reconcile uses it).
+// reporter is the manager's readiness state (only reportLoop uses it).
 type reporter struct {
 	checks   map[string]keyCheck // by root ID
 	failedAt time.Time           // last failed report
@@ -35,6 +39,20 @@ type reporter struct {
 type keyCheck struct {
 	err string // "" = can sign
 	at  time.Time
+}
+
+// reportLoop runs reportKeys every reportEvery until ctx ends.
+func (m *Manager) reportLoop(ctx context.Context) {
+	t := time.NewTicker(reportEvery)
+	defer t.Stop()
+	for {
+		m.reportKeys(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // checkKey opens the root's key and test-signs with it.
@@ -80,13 +98,14 @@ func (m *Manager) reportKeys(ctx context.Context) {
 			continue
 		}
 		c, ok := m.rep.checks[r.ID]
-		if !ok || (c.err != "" && now.Sub(c.at) >= recheckFailedEvery) {
+		if !ok || (c.err != "" && now.Sub(c.at) >= recheckFailedEvery) || (r.State == ha.RootPrepared && now.Sub(c.at) >= recheckReadyEvery) {
+			prev := c.err
 			c = keyCheck{err: m.checkKey(ctx, r), at: now}
 			if ctx.Err() != nil {
 				return
 			}
 			m.rep.checks[r.ID] = c
-			if c.err != "" {
+			if c.err != "" && c.err != prev { // once per distinct reason
 				m.log.Warn("keys: this node cannot sign with the key of a CA root; `tier0 ca activate` refuses it until every voter can", "root", r.ID, "state", r.State, "err", c.err)
 			}
 		}
