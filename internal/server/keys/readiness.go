@@ -25,7 +25,7 @@ const (
 	recheckFailedEvery = 10 * time.Second // a key this node could not use is tried again this often
 	recheckReadyEvery  = time.Minute      // and a prepared root's key it could use
 	reportEvery        = time.Second
-	reportRetryEvery   = 5 * time.Second  // a report that could not be written is retried this often
+	reportRetryEvery   = 5 * time.Second // a report that could not be written is retried this often
 	reportTimeout      = 10 * time.Second
 )
 
