@@ -71,6 +71,21 @@ proto:
 clean:
 	rm -rf $(BIN)
 
+## bench-storm: the million-SVID storm (STORM_AGENTS x STORM_WORKLOADS) against one fresh node on its defaults; prints time, failures, server VmHWM and record count
+STORM_AGENTS    ?= 1000
+STORM_WORKLOADS ?= 1000
+.PHONY: bench-storm
+bench-storm:
+	$(GO) build -o $(BIN)/ ./cmd/tier0 ./cmd/tier0-loadtest
+	@set -e; d=$$(mktemp -d); trap 'kill $$pid 2>/dev/null; rm -rf $$d' EXIT; \
+	env -u TIER0_CONFIG $(BIN)/tier0 server --data-dir $$d/data --listen 127.0.0.1:0 --http 127.0.0.1:0 --log-level warn >$$d/server.log 2>&1 & pid=$$!; \
+	for i in $$(seq 1 120); do http=$$(sed -n 's/.*"http": *"\([^"]*\)".*/\1/p' $$d/data/server.json 2>/dev/null || true); \
+	  [ -n "$$http" ] && curl -sf http://$$http/readyz >/dev/null && break; sleep 1; done; \
+	/usr/bin/env time -v $(BIN)/tier0-loadtest storm --data-dir $$d/data --agents $(STORM_AGENTS) --workloads $(STORM_WORKLOADS) \
+	  --duration 30m --deadline 20m --keep --out $(BIN)/bench-storm 2>&1 | grep -E '^storm:|refused|Maximum resident|Elapsed'; \
+	echo "server peak RSS: $$(grep VmHWM /proc/$$pid/status)"; \
+	curl -s http://$$http/metrics | grep -E '^tier0_journal_seq |^tier0_exported_records_total'
+
 ## bench-guard: allocation regression guard (counts, not timings: load-independent; CI runs it)
 .PHONY: bench-guard
 bench-guard:
