@@ -90,6 +90,7 @@ type CA struct {
 	log    *slog.Logger
 	issuer atomic.Pointer[issuerState]
 	lines  *ratelog.Logger // per-item failure lines (loglines.go)
+	claims keyClaims       // idempotency keys being minted (idem.go)
 	jwt    jwtKeys         // JWT-SVID signing key (jwt.go)
 	signed atomic.Uint64   // SVIDs signed on the in-memory fast path (fastsign.go)
 	// recorded: hex SubjectKeyId of an intermediate -> *atomic.Int32,

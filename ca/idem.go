@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -126,4 +127,84 @@ func anyKey(keys []uint64) bool {
 // commit commits recs plainly (no idempotency keys).
 func (c *CA) commit(ctx context.Context, recs []*record.Record) error {
 	return c.logCommit(ctx, recs, c.cfg.Journal.Commit(ctx, recs))
+}
+
+// keyClaims are the idempotency keys whose SVID a MintBatch call is
+// minting and committing. A retry that arrives while the attempt it
+// repeats is still committing (its client gave up early) waits for that
+// commit's outcome instead of missing the index and minting a second SVID.
+type keyClaims struct {
+	mu      sync.Mutex
+	m       map[uint64]*keyClaim
+	waiting int // calls waiting for another's claim (tests)
+}
+
+type keyClaim struct {
+	owner *byte
+	done  chan struct{}
+}
+
+// replayOrClaim returns the SVID committed for this request (nil when
+// none), after waiting for any other call minting the same key; when it
+// returns nil, nil and key is set, owner holds the key until releaseKey.
+func (c *CA) replayOrClaim(ctx context.Context, st *issuerState, now time.Time, caller, id spiffeid.ID, key uint64, pubHex string, owner *byte) (*issued, error) {
+	if key == 0 {
+		return nil, nil
+	}
+	if err := c.claimKey(ctx, key, owner); err != nil {
+		return nil, fmt.Errorf("ca: waiting for an earlier attempt of this request: %w", err)
+	}
+	if iss := c.replay(ctx, st, now, caller, id, key, pubHex); iss != nil {
+		c.releaseKey(key, owner)
+		return iss, nil
+	}
+	return nil, nil
+}
+
+// claimKey waits until no other call holds key, then holds it for owner
+// (a key owner already holds, twice in one batch, is not waited for).
+func (c *CA) claimKey(ctx context.Context, key uint64, owner *byte) error {
+	for {
+		c.claims.mu.Lock()
+		cl := c.claims.m[key]
+		if cl == nil {
+			if c.claims.m == nil {
+				c.claims.m = map[uint64]*keyClaim{}
+			}
+			c.claims.m[key] = &keyClaim{owner: owner, done: make(chan struct{})}
+			c.claims.mu.Unlock()
+			return nil
+		}
+		if cl.owner == owner {
+			c.claims.mu.Unlock()
+			return nil
+		}
+		c.claims.waiting++
+		c.claims.mu.Unlock()
+		var err error
+		select {
+		case <-cl.done:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		c.claims.mu.Lock()
+		c.claims.waiting--
+		c.claims.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// releaseKey ends owner's hold on key (no-op if it holds none).
+func (c *CA) releaseKey(key uint64, owner *byte) {
+	if key == 0 {
+		return
+	}
+	c.claims.mu.Lock()
+	defer c.claims.mu.Unlock()
+	if cl := c.claims.m[key]; cl != nil && cl.owner == owner {
+		delete(c.claims.m, key)
+		close(cl.done)
+	}
 }

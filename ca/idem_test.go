@@ -115,3 +115,67 @@ func TestIdemHashBindsEveryField(t *testing.T) {
 		}
 	}
 }
+
+// blockingJournal holds each CommitKeyed until release is closed.
+type blockingJournal struct {
+	*idemJournal
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (j *blockingJournal) CommitKeyed(ctx context.Context, recs []*record.Record, keys []uint64) error {
+	j.entered <- struct{}{}
+	<-j.release
+	return j.idemJournal.CommitKeyed(ctx, recs, keys)
+}
+
+// TestRetryDuringCommitWaitsAndReplays: a retry that arrives while the
+// first attempt is still committing waits for it and gets its SVID.
+func TestRetryDuringCommitWaitsAndReplays(t *testing.T) {
+	var j *blockingJournal
+	e := newEnv(t, func(c *Config) {
+		j = &blockingJournal{idemJournal: &idemJournal{fakeJournal: c.Journal.(*fakeJournal), byKey: map[uint64]*record.Record{}},
+			entered: make(chan struct{}, 2), release: make(chan struct{})}
+		c.Journal = j
+	})
+	req := []Request{{CSR: makeCSR(t, newP256(t), []string{testWLID.String()}), IdemKey: []byte("0123456789abcdef")}}
+	first := make(chan []Result, 1)
+	go func() {
+		res, _ := e.ca.MintBatch(context.Background(), testAgent, req)
+		first <- res
+	}()
+	<-j.entered // the first attempt is committing
+	second := make(chan []Result, 1)
+	go func() {
+		res, _ := e.ca.MintBatch(context.Background(), testAgent, req)
+		second <- res
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for { // until the retry waits for the first attempt (polling)
+		if time.Now().After(deadline) {
+			t.Fatal("the retry did not wait for the first attempt")
+		}
+		e.ca.claims.mu.Lock()
+		w := e.ca.claims.waiting
+		e.ca.claims.mu.Unlock()
+		if w == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(j.release)
+	a, b := <-first, <-second
+	if a[0].Err != nil || b[0].Err != nil || a[0].Record.Serial != b[0].Record.Serial || !b[0].Replayed {
+		t.Fatalf("first %+v, retry %+v: want the retry to replay the first's SVID", a[0], b[0])
+	}
+	if n := len(j.records()); n != 1 {
+		t.Fatalf("%d records, want 1", n)
+	}
+	// A key twice in one batch does not wait for itself.
+	two := []Request{req[0], req[0]}
+	two[0].IdemKey, two[1].IdemKey = []byte("fedcba9876543210"), []byte("fedcba9876543210")
+	go func() { <-j.entered; <-j.entered }()
+	if res, err := e.ca.MintBatch(context.Background(), testAgent, two); err != nil || res[0].Err != nil || res[1].Err != nil {
+		t.Fatalf("same key twice in a batch: %v %v", res, err)
+	}
+}

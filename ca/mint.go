@@ -55,11 +55,19 @@ func (c *CA) MintBatch(ctx context.Context, caller spiffeid.ID, reqs []Request) 
 	pending := make([]*issued, len(reqs))
 	recs := make([]*record.Record, 0, len(reqs))
 	keys := make([]uint64, 0, len(reqs))
+	owner := new(byte) // this call's claims on idempotency keys (idem.go)
+	defer func() {
+		for _, p := range pending {
+			if p != nil && p.idem != 0 {
+				c.releaseKey(p.idem, owner)
+			}
+		}
+	}()
 	for i, req := range reqs {
 		if i > 0 && ctx.Err() != nil {
 			return nil, fmt.Errorf("ca: mint batch: %w", ctx.Err())
 		}
-		iss, id, err := c.mintRequest(ctx, st, now, caller, req)
+		iss, id, err := c.mintRequest(ctx, st, now, caller, req, owner)
 		if err != nil {
 			c.denied(ctx, caller, id, err)
 			results[i] = Result{Err: err}
@@ -95,7 +103,7 @@ func (c *CA) MintBatch(ctx context.Context, caller spiffeid.ID, reqs []Request) 
 }
 
 // mintRequest handles one MintBatch item up to (not including) the commit.
-func (c *CA) mintRequest(ctx context.Context, st *issuerState, now time.Time, caller spiffeid.ID, req Request) (*issued, spiffeid.ID, error) {
+func (c *CA) mintRequest(ctx context.Context, st *issuerState, now time.Time, caller spiffeid.ID, req Request, owner *byte) (*issued, spiffeid.ID, error) {
 	csr, id, err := ParseCSR(req.CSR, c.cfg.TrustDomain, c.cfg.MaxCSRBytes)
 	if err != nil {
 		return nil, id, err
@@ -119,11 +127,12 @@ func (c *CA) mintRequest(ctx context.Context, st *issuerState, now time.Time, ca
 		return nil, id, err
 	}
 	key, pubHex := idemKeyFor(caller, id, csr.PublicKey, req.IdemKey)
-	if iss := c.replay(ctx, st, now, caller, id, key, pubHex); iss != nil {
-		return iss, id, nil
+	if iss, err := c.replayOrClaim(ctx, st, now, caller, id, key, pubHex, owner); iss != nil || err != nil {
+		return iss, id, err
 	}
 	iss, err := c.issue(st, now, caller, id, csr.PublicKey, ttl)
 	if err != nil {
+		c.releaseKey(key, owner)
 		c.issueFailed(caller, id, grant, err)
 		return nil, id, err
 	}
