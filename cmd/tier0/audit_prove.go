@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -17,7 +18,7 @@ import (
 // newAuditProveCmd: an inclusion proof for one certificate, or a
 // consistency proof between two tree checkpoints, from the record store.
 func newAuditProveCmd() *cobra.Command {
-	var dsn, serialArg, out string
+	var dsn, serialArg, out, output string
 	var from, to int64
 	cmd := &cobra.Command{
 		Use:   "prove --store DSN (--serial S | --from N [--to M]) [--out FILE]",
@@ -85,13 +86,14 @@ directly (--store); proofs through a server are not available yet.`,
 	fl.Int64Var(&from, "from", 0, "consistency: the older tree size (a stored tree checkpoint)")
 	fl.Int64Var(&to, "to", 0, "consistency: the newer tree size (0: the newest tree checkpoint)")
 	fl.StringVar(&out, "out", "", "write the proof to FILE (default stdout)")
+	outputFlag(fl, &output, "json (the proof file; the only format)", outJSON)
 	return cmd
 }
 
 // newAuditVerifyProofCmd checks a proof file with only the bundle.
 func newAuditVerifyProofCmd() *cobra.Command {
 	var bundles []string
-	var certFile string
+	var certFile, output string
 	cmd := &cobra.Command{
 		Use:   "verify-proof FILE --bundle bundle.pem [--cert svid.pem]",
 		Short: "Check a proof from 'tier0 audit prove' with only the trust bundle",
@@ -131,17 +133,22 @@ func newAuditVerifyProofCmd() *cobra.Command {
 						return fmt.Errorf("proof verifies, but for another certificate than %s (record %d, serial %s)", certFile, p.Record.Seq, p.Record.Serial)
 					}
 				}
-				fmt.Fprintf(w, "OK: record %d (serial %s, %s) is leaf %d of the log %s of size %d, root %x\n",
-					p.Record.Seq, canonicalSerial(p.Record.Serial), p.Record.SPIFFEID, p.Index, c.Origin, c.Size, c.Root[:])
-				return nil
+				return printJSONOr(w, output, map[string]any{"ok": true, "kind": p.Kind, "seq": p.Record.Seq, "serial": canonicalSerial(p.Record.Serial),
+					"spiffe_id": p.Record.SPIFFEID, "leaf": p.Index, "origin": c.Origin, "size": c.Size, "root": fmt.Sprintf("%x", c.Root[:])}, func(w io.Writer) {
+					fmt.Fprintf(w, "OK: record %d (serial %s, %s) is leaf %d of the log %s of size %d, root %x\n",
+						p.Record.Seq, canonicalSerial(p.Record.Serial), p.Record.SPIFFEID, p.Index, c.Origin, c.Size, c.Root[:])
+				})
 			}
 			old, _ := tlog.ParseCheckpoint(tlog.NoteText([]byte(p.OldCheckpoint)))
-			fmt.Fprintf(w, "OK: the tree of size %d (root %x) extends the tree of size %d (root %x) of the log %s\n",
-				c.Size, c.Root[:], old.Size, old.Root[:], c.Origin)
-			return nil
+			return printJSONOr(w, output, map[string]any{"ok": true, "kind": p.Kind, "origin": c.Origin, "size": c.Size, "root": fmt.Sprintf("%x", c.Root[:]),
+				"old_size": old.Size, "old_root": fmt.Sprintf("%x", old.Root[:])}, func(w io.Writer) {
+				fmt.Fprintf(w, "OK: the tree of size %d (root %x) extends the tree of size %d (root %x) of the log %s\n",
+					c.Size, c.Root[:], old.Size, old.Root[:], c.Origin)
+			})
 		},
 	}
 	cmd.Flags().StringArrayVar(&bundles, "bundle", nil, "trust bundle PEM file (repeatable)")
 	cmd.Flags().StringVar(&certFile, "cert", "", "inclusion: also check that the proved record is this certificate (PEM)")
+	outputFlag(cmd.Flags(), &output, "text or json", outText, outJSON)
 	return cmd
 }
