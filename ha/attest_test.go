@@ -124,3 +124,33 @@ func TestNodeEntries(t *testing.T) {
 		t.Fatalf("old-type create kept node selectors: %+v", r)
 	}
 }
+
+// TestAttestationReplayAcrossNodes: evidence used through one node is
+// refused through every other (the follower forwards the write and gets
+// the leader's ErrReplayed intact), and a node-selector entry applies on
+// every node once the attestation has replicated.
+func TestAttestationReplayAcrossNodes(t *testing.T) {
+	nodes, _, _, _ := startTLSCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := Attestation{Agent: "prod1", Attestor: "k8s_psat", Selectors: []string{"k8s_psat:cluster:prod"}, Keys: []ReplayKey{{Key: "k8s_psat:pod_uid:prod:1"}}}
+	if err := nodes[1].RecordAttestation(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*Node{nodes[0], nodes[2], nodes[1]} {
+		if err := n.RecordAttestation(ctx, a); !errors.Is(err, ErrReplayed) {
+			t.Fatalf("replay through %s: err = %v", n.cfg.NodeID, err)
+		}
+	}
+	if _, err := nodes[2].CreateEntry(ctx, Entry{SPIFFEID: "spiffe://example.org/fleet", NodeSelectors: []string{"k8s_psat:cluster:prod"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "replication", func() bool {
+		for _, n := range nodes {
+			if e := n.EntriesFor("prod1"); len(e) != 1 || e[0].SPIFFEID != "spiffe://example.org/fleet" {
+				return false
+			}
+		}
+		return true
+	})
+}
