@@ -395,9 +395,14 @@ func (m *Manager) reconcile(ctx context.Context) {
 
 	st := m.cfg.State
 	if act, ok := st.CAState().Active(); ok && act.ID != activeID {
-		m.log.Info("keys: CA root activated", "root", act.ID, "previous", activeID)
 		if _, err := m.useRoot(ctx, act); err != nil {
-			m.log.Error("keys: switch to the active root failed; still issuing from the previous one", "root", act.ID, "err", err)
+			if msg := act.ID + ": " + err.Error(); msg != m.rep.switchErr { // once per reason, not every second
+				m.rep.switchErr = msg
+				m.log.Error("keys: switch to the active root failed; still issuing from the previous one (retrying every second; `tier0 ca list` shows this node's state)", "root", act.ID, "err", err)
+			}
+		} else {
+			m.rep.switchErr = ""
+			m.log.Info("keys: CA root activated", "root", act.ID, "previous", activeID)
 		}
 	}
 	if st.IsLeader() {

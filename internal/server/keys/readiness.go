@@ -29,11 +29,13 @@ const (
 	reportTimeout      = 10 * time.Second
 )
 
-// reporter is the manager's readiness state (only reportLoop uses it).
+// reporter is the manager's readiness state (only reportLoop uses it,
+// except switchErr: only reconcile).
 type reporter struct {
-	checks   map[string]keyCheck // by root ID
-	failedAt time.Time           // last failed report
-	lastErr  string
+	switchErr string              // the last failed root switch, logged once
+	checks    map[string]keyCheck // by root ID
+	failedAt  time.Time           // last failed report
+	lastErr   string
 }
 
 type keyCheck struct {
