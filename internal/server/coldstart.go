@@ -38,7 +38,7 @@ func waitUntil(ctx context.Context, log *slog.Logger, phase func(string), what s
 	}
 	phase(what)
 	start := time.Now()
-	log.Info("cluster: waiting: "+what, detail()...)
+	log.Info("cluster: "+what, detail()...)
 	t := time.NewTicker(waitPoll)
 	defer t.Stop()
 	next := start.Add(waitLogEvery)
@@ -50,13 +50,13 @@ func waitUntil(ctx context.Context, log *slog.Logger, phase func(string), what s
 		}
 		if ok, err := cond(); ok || err != nil {
 			if err == nil {
-				log.Info("cluster: done waiting: "+what, "waited", time.Since(start).Round(time.Millisecond))
+				log.Info("cluster: "+what+": done", "waited", time.Since(start).Round(time.Millisecond))
 			}
 			return err
 		}
 		if now := time.Now(); now.After(next) {
 			next = now.Add(waitLogEvery)
-			log.Warn("cluster: still waiting: "+what, append([]any{"waited", now.Sub(start).Round(time.Second)}, detail()...)...)
+			log.Warn("cluster: "+what+" (still)", append([]any{"waited", now.Sub(start).Round(time.Second)}, detail()...)...)
 		}
 	}
 }
