@@ -11,13 +11,13 @@ import (
 
 // k8s_psat: a Kubernetes projected service-account token of the agent's
 // pod, verified offline against the cluster's OIDC issuer JWKS (the
-// apiserver's /openid/v1/jwks). TokenReview is not used.
+// apiserver's /openid/v1/jwks), or by the API server (token_review).
 //
 // Config:
 //
 //	clusters:
 //	  prod:
-//	    jwks_file: /etc/tier0/prod-jwks.json   # or jwks_url: https://...
+//	    jwks_file: /etc/tier0/prod-jwks.json   # or jwks_url: https://..., or token_review: {url, ca_file, token_file}
 //	    issuer: https://kubernetes.default.svc.cluster.local   # optional: iss must match
 //	    service_account_allow_list: [tier0:tier0-agent]       # NAMESPACE:NAME, required
 //	allow_reattestation: false   # true: a pod may attest again (else its UID is used once)
@@ -33,10 +33,11 @@ type k8sPSATConfig struct {
 }
 
 type k8sCluster struct {
-	JWKSFile        string   `yaml:"jwks_file"`
-	JWKSURL         string   `yaml:"jwks_url"`
-	Issuer          string   `yaml:"issuer"`
-	ServiceAccounts []string `yaml:"service_account_allow_list"`
+	TokenReview     *tokenReviewConfig `yaml:"token_review"` // instead of jwks_*: ask the API server (tokenreview.go)
+	JWKSFile        string             `yaml:"jwks_file"`
+	JWKSURL         string             `yaml:"jwks_url"`
+	Issuer          string             `yaml:"issuer"`
+	ServiceAccounts []string           `yaml:"service_account_allow_list"`
 }
 
 type k8sPSAT struct {
@@ -44,6 +45,7 @@ type k8sPSAT struct {
 	audience string
 	clock    func() time.Time
 	keys     map[string]*jwks
+	reviews  map[string]*tokenReviewer
 	name     nameTemplate
 }
 
@@ -74,7 +76,7 @@ type k8sClaims struct {
 }
 
 func newK8sPSAT(cfg Config, text string) (Attestor, error) {
-	a := &k8sPSAT{audience: cfg.TrustDomain.IDString(), clock: cfg.Clock, keys: map[string]*jwks{}}
+	a := &k8sPSAT{audience: cfg.TrustDomain.IDString(), clock: cfg.Clock, keys: map[string]*jwks{}, reviews: map[string]*tokenReviewer{}}
 	if err := decodeSection(text, &a.cfg); err != nil {
 		return nil, err
 	}
@@ -89,6 +91,17 @@ func newK8sPSAT(cfg Config, text string) (Attestor, error) {
 			if ns, n, ok := strings.Cut(sa, ":"); !ok || ns == "" || n == "" {
 				return nil, fmt.Errorf("config: cluster %q: service account %q: want NAMESPACE:NAME", name, sa)
 			}
+		}
+		if c.TokenReview != nil {
+			if c.JWKSFile != "" || c.JWKSURL != "" {
+				return nil, fmt.Errorf("config: cluster %q: token_review or jwks_*, not both", name)
+			}
+			r, err := newTokenReviewer(*c.TokenReview)
+			if err != nil {
+				return nil, fmt.Errorf("cluster %q: %w", name, err)
+			}
+			a.reviews[name] = r
+			continue
 		}
 		k, err := newJWKS(c.JWKSFile, c.JWKSURL, cfg.Clock)
 		if err != nil {
@@ -113,15 +126,23 @@ func (a *k8sPSAT) Attest(ctx context.Context, evidence []byte, _ ChallengeFunc) 
 	if ev.Cluster == "" || ev.Token == "" {
 		return Result{}, bad("k8s_psat: cluster and token are required")
 	}
-	keys, ok := a.keys[ev.Cluster]
+	cl, ok := a.cfg.Clusters[ev.Cluster]
 	if !ok {
 		return Result{}, denied("k8s_psat: cluster %q is not configured", ev.Cluster)
 	}
-	cl := a.cfg.Clusters[ev.Cluster]
 	var k k8sClaims
-	c, err := verifyJWT(ctx, keys, ev.Token, cl.Issuer, a.audience, a.clock(), &k)
-	if err != nil {
-		return Result{}, fmt.Errorf("k8s_psat: cluster %q: %w", ev.Cluster, err)
+	var exp time.Time
+	if rv := a.reviews[ev.Cluster]; rv != nil {
+		var err error
+		if k, exp, err = rv.review(ctx, ev.Token, a.audience); err != nil {
+			return Result{}, fmt.Errorf("k8s_psat: cluster %q: %w", ev.Cluster, err)
+		}
+	} else {
+		c, err := verifyJWT(ctx, a.keys[ev.Cluster], ev.Token, cl.Issuer, a.audience, a.clock(), &k)
+		if err != nil {
+			return Result{}, fmt.Errorf("k8s_psat: cluster %q: %w", ev.Cluster, err)
+		}
+		exp = c.Expiry.Time()
 	}
 	kc := k.K8s
 	if kc.Namespace == "" || kc.ServiceAccount.Name == "" || kc.Pod.UID == "" || kc.Node.Name == "" {
@@ -146,7 +167,7 @@ func (a *k8sPSAT) Attest(ctx context.Context, evidence []byte, _ ChallengeFunc) 
 	if kc.Node.UID != "" {
 		sels = append(sels, p+"agent_node_uid:"+kc.Node.UID)
 	}
-	replay := []ReplayKey{{Key: hashKey(K8sPSAT, []byte(ev.Token)), Until: c.Expiry.Time().Add(time.Minute)}}
+	replay := []ReplayKey{{Key: hashKey(K8sPSAT, []byte(ev.Token)), Until: exp.Add(time.Minute)}}
 	if !a.cfg.AllowReattestation {
 		replay = append(replay, ReplayKey{Key: "k8s_psat:pod_uid:" + ev.Cluster + ":" + kc.Pod.UID})
 	}
