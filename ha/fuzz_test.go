@@ -37,6 +37,13 @@ func FuzzFSMApply(f *testing.F) {
 		{cmdLineage, lineageCmd{Lineage: record.Lineage{ClusterID: "c", ID: "l", BaseSeq: 1, BaseHash: make([]byte, 32), Parent: "p", CreatedAt: now}}},
 		{cmdRecordAttestation, recordAttestationCmd{Attestation: Attestation{Agent: "a", Attestor: "k8s_psat", Selectors: []string{"k8s_psat:cluster:prod"}, Keys: []ReplayKey{{Key: "k8s_psat:pod_uid:prod:1"}, {Key: "t", Until: now}}}, Now: now}},
 		{cmdCreateNodeEntry, createNodeEntryCmd{Entry: Entry{ID: "e3", SPIFFEID: "spiffe://example.org/fleet", NodeSelectors: []string{"k8s_psat:cluster:prod"}}}},
+		{cmdCreateTokenBy, createTokenByCmd{createTokenCmd: createTokenCmd{Hash: tokenHash("t"), Agent: "a", ExpiresAt: now.Add(time.Hour), Now: now}, Creator: "spiffe://example.org/tier0/admin"}},
+		{cmdAttest, attestCmd{Hash: tokenHash("t"), Now: now, Node: "n1"}},
+		{cmdAttest, attestCmd{Subject: "a", Selectors: []string{"k8s_psat:cluster:prod"}, Now: now, Node: "n1"}},
+		{cmdAgentRenewed, agentRenewedCmd{Subject: "a", Generation: 1, Serial: "ab", NotAfter: now.Add(time.Hour), Now: now, Node: "n1"}},
+		{cmdAgentState, agentStateCmd{Subject: "a", Op: "ban", By: "x", Now: now}},
+		{cmdAgentState, agentStateCmd{Subject: "a", Op: "unban", By: "x", Now: now}},
+		{cmdRevokeToken, revokeTokenCmd{Hash: tokenHash("t"), By: "x", Now: now}},
 		{0x7f, map[string]any{}},
 		{0xff, map[string]any{}},
 	}
