@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -91,7 +92,8 @@ func TestLocalCluster(t *testing.T) {
 			t.Fatalf("status: %v\n%s", err, out)
 		}
 		for i := 1; i <= 3; i++ {
-			if !strings.Contains(out, fmt.Sprintf("node%d  127.0.0.1:%d", i, base+20+i)) {
+			// One row per member: its ID, API address, then raft address.
+			if !regexp.MustCompile(fmt.Sprintf(`(?m)^node%d\s+127\.0\.0\.1:\d+\s+127\.0\.0\.1:%d\s+Voter\s`, i, base+20+i)).MatchString(out) {
 				t.Errorf("status lacks node%d on raft port %d:\n%s", i, base+20+i, out)
 			}
 		}
