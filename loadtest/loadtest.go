@@ -212,6 +212,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	evCtx, cancelEvents := context.WithCancel(ctx)
 	defer cancelEvents()
 	evs := startEvents(evCtx, rec.start, cfg.Events)
+	bundleDone := make(chan struct{})
+	go func() { defer close(bundleDone); cfg.Fleet.followBundle(evCtx) }() // bundle.go
+	defer func() { cancelEvents(); <-bundleDone }()
 	stopProgress := startProgress(cfg.Progress, cfg.ProgressTTY, cfg.Scenario, rec, total)
 	var rampRes *RampResult
 	switch cfg.Scenario {
