@@ -70,39 +70,60 @@ func fieldLimit(fd protoreflect.FieldDescriptor) int {
 	return DefaultFieldBytes
 }
 
-// checkFields returns an error wrapping errBadInput for the first string
-// field of m (at any depth) over its limit.
-func checkFields(m protoreflect.Message, path string) error {
-	var err error
+// fieldTooLong is a string field over its limit. Its name is assembled
+// only when one is found (segments innermost first): checking a valid
+// request builds no strings (it runs on every call and every batch item).
+type fieldTooLong struct {
+	segments []string
+	n, limit int
+}
+
+func (f *fieldTooLong) err() error {
+	name := make([]string, len(f.segments))
+	for i, s := range f.segments {
+		name[len(name)-1-i] = s
+	}
+	return fmt.Errorf("%w: %s is %d bytes, above the limit of %d bytes", errBadInput, strings.Join(name, "."), f.n, f.limit)
+}
+
+// checkFields returns the first string field of m (at any depth) over its
+// limit, or nil.
+func checkFields(m protoreflect.Message) *fieldTooLong {
+	var bad *fieldTooLong
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		name := path + string(fd.Name())
 		switch {
 		case fd.IsMap(): // none in the API today; bounded like lists if added
 			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
-				err = checkValue(fd.MapValue(), mv, name+"["+k.String()+"]")
-				return err == nil
+				if bad = checkValue(fd.MapValue(), mv); bad != nil {
+					bad.segments = append(bad.segments, string(fd.Name())+"["+k.String()+"]")
+				}
+				return bad == nil
 			})
 		case fd.IsList():
 			l := v.List()
-			for i := 0; i < l.Len() && err == nil; i++ {
-				err = checkValue(fd, l.Get(i), fmt.Sprintf("%s[%d]", name, i))
+			for i := 0; i < l.Len() && bad == nil; i++ {
+				if bad = checkValue(fd, l.Get(i)); bad != nil {
+					bad.segments = append(bad.segments, fmt.Sprintf("%s[%d]", fd.Name(), i))
+				}
 			}
 		default:
-			err = checkValue(fd, v, name)
+			if bad = checkValue(fd, v); bad != nil {
+				bad.segments = append(bad.segments, string(fd.Name()))
+			}
 		}
-		return err == nil
+		return bad == nil
 	})
-	return err
+	return bad
 }
 
-func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, name string) error {
+func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value) *fieldTooLong {
 	switch fd.Kind() {
 	case protoreflect.StringKind:
 		if n, limit := len(v.String()), fieldLimit(fd); n > limit {
-			return fmt.Errorf("%w: %s is %d bytes, above the limit of %d bytes", errBadInput, name, n, limit)
+			return &fieldTooLong{n: n, limit: limit}
 		}
 	case protoreflect.MessageKind, protoreflect.GroupKind:
-		return checkFields(v.Message(), name+".")
+		return checkFields(v.Message())
 	}
 	return nil
 }
@@ -110,7 +131,9 @@ func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, name stri
 // checkRequest bounds the string fields of a request message.
 func checkRequest(req any) error {
 	if m, ok := req.(proto.Message); ok {
-		return checkFields(m.ProtoReflect(), "")
+		if bad := checkFields(m.ProtoReflect()); bad != nil {
+			return bad.err()
+		}
 	}
 	return nil
 }
