@@ -42,6 +42,7 @@ type recordFlags struct {
 	since, until string
 	agent        string
 	output       string
+	verifiable   verifiableFlags // export only (audit_export.go)
 }
 
 func (f *recordFlags) register(cmd *cobra.Command, defLimit uint32) {
@@ -85,6 +86,9 @@ func newAuditListCmd(g *globalFlags, verb string) *cobra.Command {
 		Short: "List issued SVIDs, newest first",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.verifiable.on { // audit_export.go
+				return f.verifiable.run(cmd)
+			}
 			if err := f.build(g, time.Now()); err != nil {
 				return err
 			}
@@ -131,8 +135,9 @@ func newAuditListCmd(g *globalFlags, verb string) *cobra.Command {
 	}
 	def := uint32(100)
 	if verb == "export" {
-		cmd.Short = "Export every matching record (all pages), newest first"
+		cmd.Short = "Export every matching record (all pages), newest first; --verifiable: the self-contained verifiable export"
 		def = 0
+		f.verifiable.register(cmd)
 	}
 	f.register(cmd, def)
 	return cmd
@@ -189,6 +194,7 @@ func newAuditVerifyCmd(g *globalFlags) *cobra.Command {
 	var dsn, output string
 	var bundles []string
 	var allowTail bool
+	var exportFile string
 	cmd := &cobra.Command{
 		Use:   "verify [--from SEQ] [--to SEQ] [--store DSN --bundle FILE]",
 		Short: "Recompute the hash chain and check every signed checkpoint; name the first bad seq",
@@ -210,7 +216,13 @@ non-zero unless --allow-unverified-tail.`,
 			}
 			var res *tier0v1.VerifyChainResponse
 			start := time.Now()
-			if dsn != "" || len(bundles) > 0 {
+			if exportFile != "" { // audit_export.go
+				r, err := verifyExportFile(cmd, exportFile, bundles)
+				if err != nil {
+					return err
+				}
+				res = r
+			} else if dsn != "" || len(bundles) > 0 {
 				if dsn == "" || len(bundles) == 0 {
 					return errors.New("offline verify needs both --store DSN and --bundle FILE")
 				}
@@ -244,6 +256,7 @@ non-zero unless --allow-unverified-tail.`,
 	fl.Uint64Var(&to, "to", 0, "last seq to verify (0: the last stored)")
 	fl.StringVar(&dsn, "store", "", "offline: record store DSN (postgres://... or sqlite:PATH)")
 	fl.StringArrayVar(&bundles, "bundle", nil, "offline: trust bundle PEM file (repeatable: keep bundles of retired roots for old checkpoints)")
+	fl.StringVar(&exportFile, "export", "", "verify a verifiable export FILE ('audit export --verifiable') with --bundle: no server, no database")
 	fl.BoolVar(&allowTail, "allow-unverified-tail", false, "exit 0 even when records newer than the newest signed checkpoint (verified by the hash chain only) remain")
 	outputFlag(fl, &output, "output: table or json", outTable, outJSON)
 	return cmd

@@ -80,6 +80,22 @@ func TestAuditProveCLI(t *testing.T) {
 	must(runBin("tier0", "audit", "prove", "--store", b.dsn, "--from", fmt.Sprint(first), "--out", cons))
 	srv.stop()
 
+	// The verifiable export, verified in the empty directory with the
+	// bundle alone (the records of the trailing tail are newer than the
+	// newest checkpoint: allowed here).
+	exp := filepath.Join(empty, "export.jsonl")
+	must(runBin("tier0", "audit", "export", "--verifiable", "--store", b.dsn, "--bundle", bundle, "--out", exp))
+	if out, err := runBin("tier0", "audit", "verify", "--export", exp, "--bundle", bundle, "--allow-unverified-tail", "-o", "json"); err != nil || !parseVerify(t, out).OK {
+		t.Fatalf("verify --export: %v\n%s", err, out)
+	}
+	edited := strings.Replace(string(mustRead(t, exp)), "spiffe://example.org/prove", "spiffe://example.org/evil", 1)
+	if err := os.WriteFile(exp, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runBin("tier0", "audit", "verify", "--export", exp, "--bundle", bundle, "--allow-unverified-tail", "-o", "json"); err == nil || parseVerify(t, out).Problem != "modified" {
+		t.Fatalf("verify --export of an edited export: %v\n%s", err, out)
+	}
+
 	out, err := runBin("tier0", "audit", "verify-proof", incl, "--bundle", bundle)
 	if err != nil || !strings.Contains(out, fmt.Sprintf("OK: record %d (serial %s", target.seq, openssl)) {
 		t.Fatalf("verify-proof inclusion: %v\n%s", err, out)
@@ -94,9 +110,9 @@ func TestAuditProveCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Record.SPIFFEID = "spiffe://example.org/evil"
-	edited, _ := json.Marshal(p)
+	editedProof, _ := json.Marshal(p)
 	bad := filepath.Join(empty, "bad.json")
-	if err := os.WriteFile(bad, edited, 0o600); err != nil {
+	if err := os.WriteFile(bad, editedProof, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := runBin("tier0", "audit", "verify-proof", bad, "--bundle", bundle); err == nil || !strings.Contains(err.Error(), "proof does NOT verify") {
