@@ -2,9 +2,9 @@ package auditexport
 
 import (
 	"bytes"
-	"encoding/base64"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"path/filepath"
 	"strings"
