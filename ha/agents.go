@@ -156,7 +156,7 @@ type createTokenByCmd struct {
 
 // nodeTokenPrefix is api.NodeTokenPrefix: node tokens attest cluster
 // nodes, which are not in the registry.
-const nodeTokenPrefix = "tier0-node/"
+const nodeTokenPrefix = "tier0-node/" //nolint:gosec // a name prefix, not a credential
 
 func init() {
 	handlers[cmdAttest] = plain((*fsm).applyAttest)
