@@ -87,6 +87,12 @@ func TestAgentFetchFollowsRootRotation(t *testing.T) {
 	must(runBin("tier0-agent", "fetch", "--data-dir", agentDir, "--out", out))
 	oldRoot := rootIDOf(verifyAgainstAgentBundle(t, srv, agentDir, out, webID).Certificates)
 
+	if _, err := srv.cli("ca", "taint", "nope"); err == nil || !strings.Contains(err.Error(), "NotFound") {
+		t.Fatalf("taint an unknown root: %v", err)
+	}
+	if _, err := srv.cli("ca", "taint", "--jwt", ""); err == nil || !strings.Contains(err.Error(), "InvalidArgument") {
+		t.Fatalf("taint an empty jwt key id: %v", err)
+	}
 	newRoot := strings.TrimSpace(must(srv.cli("ca", "prepare")))
 	must(runBin("tier0-agent", "fetch", "--data-dir", agentDir, "--out", out))
 	if got := agentBundleRoots(t, srv, agentDir); !got[oldRoot] || !got[newRoot] || len(got) != 2 {
