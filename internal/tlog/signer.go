@@ -56,6 +56,7 @@ func RunSigner(ctx context.Context, cfg SignerConfig) error {
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
 	var tree *Tree
+	var lastErr string
 	for {
 		select {
 		case <-ctx.Done():
@@ -70,9 +71,14 @@ func RunSigner(ctx context.Context, cfg SignerConfig) error {
 			tree = &Tree{}
 		}
 		if err := SignRound(ctx, cfg, tree); err != nil {
-			cfg.Logger.Warn("tlog: tree checkpoint not signed; retrying from the start next round", "error", err.Error())
+			if err.Error() != lastErr { // once per distinct failure (a pruned store fails every round)
+				cfg.Logger.Warn("tlog: tree checkpoint not signed; retrying from the start every round", "error", err.Error())
+			}
+			lastErr = err.Error()
 			tree = nil
+			continue
 		}
+		lastErr = ""
 	}
 }
 

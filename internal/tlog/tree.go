@@ -32,7 +32,6 @@ type Tree struct {
 	hashes []Hash
 	size   int64
 	head   []byte // chain hash of the last leaf's record
-	serial map[string]int64
 }
 
 // ErrTree is wrapped by tree errors.
@@ -84,17 +83,7 @@ func (t *Tree) Append(r *record.Record) error {
 		return err
 	}
 	t.head = r.Hash
-	if t.serial == nil {
-		t.serial = map[string]int64{}
-	}
-	t.serial[r.Serial] = t.size - 1
 	return nil
-}
-
-// Index returns the leaf index of the record with this serial (as stored).
-func (t *Tree) Index(serial string) (int64, bool) {
-	i, ok := t.serial[serial]
-	return i, ok
 }
 
 // Root returns the root hash of the first n leaves (n <= Size()).
