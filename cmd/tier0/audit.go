@@ -195,6 +195,7 @@ func newAuditVerifyCmd(g *globalFlags) *cobra.Command {
 	var bundles []string
 	var allowTail bool
 	var exportFile string
+	var wf witnessFlags
 	cmd := &cobra.Command{
 		Use:   "verify [--from SEQ] [--to SEQ] [--store DSN --bundle FILE]",
 		Short: "Recompute the hash chain and check every signed checkpoint; name the first bad seq",
@@ -217,7 +218,7 @@ non-zero unless --allow-unverified-tail.`,
 			var res *tier0v1.VerifyChainResponse
 			start := time.Now()
 			if exportFile != "" { // audit_export.go
-				r, err := verifyExportFile(cmd, exportFile, bundles)
+				r, err := verifyExportFile(cmd, exportFile, bundles, wf)
 				if err != nil {
 					return err
 				}
@@ -256,6 +257,7 @@ non-zero unless --allow-unverified-tail.`,
 	fl.Uint64Var(&to, "to", 0, "last seq to verify (0: the last stored)")
 	fl.StringVar(&dsn, "store", "", "offline: record store DSN (postgres://... or sqlite:PATH)")
 	fl.StringArrayVar(&bundles, "bundle", nil, "offline: trust bundle PEM file (repeatable: keep bundles of retired roots for old checkpoints)")
+	wf.register(fl)
 	fl.StringVar(&exportFile, "export", "", "verify a verifiable export FILE ('audit export --verifiable') with --bundle: no server, no database")
 	fl.BoolVar(&allowTail, "allow-unverified-tail", false, "exit 0 even when records newer than the newest signed checkpoint (verified by the hash chain only) remain")
 	outputFlag(fl, &output, "output: table or json", outTable, outJSON)

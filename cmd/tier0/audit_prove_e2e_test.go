@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"math/big"
 	"os"
@@ -88,6 +89,32 @@ func TestAuditProveCLI(t *testing.T) {
 	if out, err := runBin("tier0", "audit", "verify", "--export", exp, "--bundle", bundle, "--allow-unverified-tail", "-o", "json"); err != nil || !parseVerify(t, out).OK {
 		t.Fatalf("verify --export: %v\n%s", err, out)
 	}
+	// A witness cosigns the newest tree checkpoint; verify --export
+	// requires its cosignature.
+	wdir := filepath.Join(empty, "witness")
+	auditPEM := filepath.Join(empty, "audit.pem")
+	tcs := trees()
+	if err := os.WriteFile(auditPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tcs[len(tcs)-1].CertDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runBin("tier0", "witness", "--log-key", auditPEM, "--name", "w1.example", "--state", wdir, "--store", b.dsn, "--bundle", bundle, "-o", "json")
+	var wout struct {
+		Size int64  `json:"size"`
+		Key  string `json:"witness_key"`
+	}
+	if err != nil || json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &wout) != nil || wout.Size == 0 {
+		t.Fatalf("tier0 witness: %v\n%s", err, out)
+	}
+	cosigned := filepath.Join(wdir, "cosigned.note")
+	if out, err := runBin("tier0", "audit", "verify", "--export", exp, "--bundle", bundle, "--allow-unverified-tail",
+		"--witness", "w1.example="+wout.Key, "--cosigned", cosigned); err != nil {
+		t.Fatalf("verify --export --witness: %v\n%s", err, out)
+	}
+	if out, err := runBin("tier0", "audit", "verify", "--export", exp, "--bundle", bundle, "--allow-unverified-tail",
+		"--witness", "w1.example="+wout.Key, "--witness", "w2.example="+strings.Repeat("ab", 32), "--cosigned", cosigned); err == nil ||
+		!strings.Contains(err.Error(), "no tree checkpoint is cosigned by 2 of the 2 witnesses") {
+		t.Fatalf("verify --export with a witness that did not cosign: %v\n%s", err, out)
+	}
 	edited := strings.Replace(string(mustRead(t, exp)), "spiffe://example.org/prove", "spiffe://example.org/evil", 1)
 	if err := os.WriteFile(exp, []byte(edited), 0o600); err != nil {
 		t.Fatal(err)
@@ -96,7 +123,7 @@ func TestAuditProveCLI(t *testing.T) {
 		t.Fatalf("verify --export of an edited export: %v\n%s", err, out)
 	}
 
-	out, err := runBin("tier0", "audit", "verify-proof", incl, "--bundle", bundle)
+	out, err = runBin("tier0", "audit", "verify-proof", incl, "--bundle", bundle)
 	if err != nil || !strings.Contains(out, fmt.Sprintf("OK: record %d (serial %s", target.seq, openssl)) {
 		t.Fatalf("verify-proof inclusion: %v\n%s", err, out)
 	}

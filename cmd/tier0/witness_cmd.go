@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -31,8 +32,8 @@ cosigned last (a consistency proof; a different tree of the same size is a split
 smaller one a rollback: both are refused with exit 1), adds its C2SP tlog-cosignature/v1
 (Ed25519 key DIR/witness.key, created on first use, public key printed) and writes the
 cosigned note to DIR/cosigned.note. Run it from cron or a loop. It reads the log's record
-store (--store); fetching through a server is not available yet, and 'audit verify
---witness' does not check cosignatures yet.`,
+store (--store); fetching through a server is not available yet. An auditor requires
+cosignatures with 'tier0 audit verify --export FILE --witness NAME=KEY --cosigned NOTE'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if logKey == "" || name == "" || state == "" || dsn == "" || len(bundles) == 0 {
@@ -74,7 +75,7 @@ store (--store); fetching through a server is not available yet, and 'audit veri
 			c, _ := tlog.ParseCheckpoint(tlog.NoteText(note))
 			if output == outJSON {
 				return printJSON(cmd.OutOrStdout(), map[string]any{"origin": c.Origin, "size": c.Size, "root": c.Root,
-					"witness": name, "witness_key": []byte(pub), "note": string(note)})
+					"witness": name, "witness_key": hex.EncodeToString(pub), "note": string(note)})
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "cosigned %s size %d as %s (key %x)\n", c.Origin, c.Size, name, []byte(pub))
 			_, err = cmd.OutOrStdout().Write(note)
