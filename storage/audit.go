@@ -107,6 +107,10 @@ func VerifyAudit(ctx context.Context, s AuditReader, from, to uint64, roots []*x
 	return VerifyAuditWith(ctx, s, AuditOptions{From: from, To: to, Roots: roots})
 }
 
+// certBatch is how many records VerifyAuditWith hands the certificate
+// checker at once.
+const certBatch = 512
+
 // AuditOptions configures VerifyAuditWith.
 type AuditOptions struct {
 	From, To uint64              // records to verify (0: from the first / to the last)
@@ -194,13 +198,21 @@ func VerifyAuditWith(ctx context.Context, s AuditReader, o AuditOptions) (AuditR
 	}
 	stored := map[uint64][]byte{}
 	var certBad *problem
+	var batch []*record.Record // certificates to check, on every core (certcheck.go)
+	checkBatch := func() {
+		if seq, kind, detail := o.Certs.CheckBatch(batch); kind != "" && certBad == nil {
+			certBad = &problem{seq, kind, detail}
+		}
+		batch = batch[:0]
+	}
 	hook := &hookStore{Ranger: s, fn: func(r *record.Record) {
 		if _, ok := valid[r.Seq]; ok {
 			stored[r.Seq] = r.Hash
 		}
 		if o.Certs != nil && certBad == nil && r.Seq >= from {
-			if kind, detail := o.Certs.Check(r); kind != "" {
-				certBad = &problem{r.Seq, kind, detail}
+			batch = append(batch, r)
+			if len(batch) == certBatch {
+				checkBatch()
 			}
 		}
 	}}
@@ -211,6 +223,9 @@ func VerifyAuditWith(ctx context.Context, s AuditReader, o AuditOptions) (AuditR
 	res.VerifyResult = vr
 	if !vr.OK() {
 		bad = append(bad, problem{vr.FirstBad, vr.Problem, chainDetail(vr)})
+	}
+	if len(batch) > 0 && certBad == nil {
+		checkBatch()
 	}
 	if certBad != nil {
 		bad = append(bad, *certBad)

@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/tier0-ca/tier0/ca/record"
@@ -70,16 +72,67 @@ func NewCertChecker(roots, intermediates []*x509.Certificate) *CertChecker {
 }
 
 // Check returns the problem with r's certificate ("" when none) and a
-// sentence naming the field.
+// sentence naming the field. Records must be checked in log order.
 func (c *CertChecker) Check(r *record.Record) (problem, detail string) {
-	mismatch := func(format string, args ...any) (string, string) {
-		return ProblemCertMismatch, fmt.Sprintf("record %d: ", r.Seq) + fmt.Sprintf(format, args...)
+	cert, p, d := columns(r)
+	if p != "" || cert == nil {
+		return p, d
+	}
+	return c.chain(r, cert, false)
+}
+
+// CheckBatch checks records in log order, the stateless part (parsing,
+// columns, the signature of an issuer already known) on every core, and
+// returns the first problem (seq 0: none).
+func (c *CertChecker) CheckBatch(recs []*record.Record) (seq uint64, problem, detail string) {
+	type result struct {
+		cert            *x509.Certificate
+		problem, detail string
+		signed          bool
+	}
+	res := make([]result, len(recs))
+	workers := min(runtime.GOMAXPROCS(0), len(recs))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(recs); i += workers {
+				r := recs[i]
+				cert, p, d := columns(r)
+				res[i] = result{cert: cert, problem: p, detail: d}
+				if p != "" || cert == nil {
+					continue
+				}
+				if iss := c.issuers[r.IssuerKeyID]; iss != nil { // read-only while the workers run
+					sp, sd := signedBy(r.Seq, cert, iss)
+					res[i].problem, res[i].detail, res[i].signed = sp, sd, sp == ""
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, r := range recs {
+		x := res[i]
+		if x.problem == "" && x.cert != nil {
+			x.problem, x.detail = c.chain(r, x.cert, x.signed)
+		}
+		if x.problem != "" {
+			return r.Seq, x.problem, x.detail
+		}
+	}
+	return 0, "", ""
+}
+
+// columns parses r's certificate and compares it with the columns; cert
+// is nil for a JWT-SVID record.
+func columns(r *record.Record) (cert *x509.Certificate, problem, detail string) {
+	mismatch := func(format string, args ...any) (*x509.Certificate, string, string) {
+		return nil, ProblemCertMismatch, fmt.Sprintf("record %d: ", r.Seq) + fmt.Sprintf(format, args...)
 	}
 	if KindOf(r.IssuerKeyID) == KindJWT {
 		if len(r.CertDER) != 0 {
 			return mismatch("a JWT-SVID record (issuer %s) carries a certificate", r.IssuerKeyID)
 		}
-		return "", ""
+		return nil, "", ""
 	}
 	if len(r.CertDER) == 0 {
 		return mismatch("an X.509 record has no certificate")
@@ -104,6 +157,13 @@ func (c *CertChecker) Check(r *record.Record) (problem, detail string) {
 	if spki := sha256.Sum256(cert.RawSubjectPublicKeyInfo); hex.EncodeToString(spki[:]) != r.PublicKeySHA256 {
 		return mismatch("public_key_sha256 column %s, certificate key %x", r.PublicKeySHA256, spki)
 	}
+	return cert, "", ""
+}
+
+// chain checks cert's issuer (signed: its signature already verified
+// against the issuer now known), learns a recorded intermediate, or holds
+// the record until its issuer is recorded (Finish).
+func (c *CertChecker) chain(r *record.Record, cert *x509.Certificate, signed bool) (problem, detail string) {
 	iss := c.issuers[r.IssuerKeyID]
 	if iss == nil {
 		if len(c.pending) >= maxPending {
@@ -112,8 +172,10 @@ func (c *CertChecker) Check(r *record.Record) (problem, detail string) {
 		c.pending = append(c.pending, pendingCert{r.Seq, cert})
 		return "", ""
 	}
-	if p, d := signedBy(r.Seq, cert, iss); p != "" {
-		return p, d
+	if !signed {
+		if p, d := signedBy(r.Seq, cert, iss); p != "" {
+			return p, d
+		}
 	}
 	if cert.IsCA && cert.BasicConstraintsValid && c.rootKeys[r.IssuerKeyID] {
 		c.issuers[hex.EncodeToString(cert.SubjectKeyId)] = cert // an intermediate the CA recorded
