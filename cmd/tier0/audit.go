@@ -464,13 +464,18 @@ func parseTimeFlag(name, s string, now time.Time) (time.Time, error) {
 
 func recordMap(r *tier0v1.IssuanceRecord) map[string]any {
 	ts := func(us int64) string { return time.UnixMicro(us).UTC().Format(time.RFC3339Nano) }
-	return map[string]any{
+	m := map[string]any{
 		"seq": r.GetSeq(), "serial": r.GetSerial(), "spiffe_id": r.GetSpiffeId(), "agent_id": r.GetAgentId(),
 		"not_before": ts(r.GetNotBefore()), "not_after": ts(r.GetNotAfter()), "issuer_key_id": r.GetIssuerKeyId(),
 		"public_key_sha256": r.GetPublicKeySha256(), "node_id": r.GetNodeId(), "committed_at": ts(r.GetCommittedAt()),
 		"hash": hex.EncodeToString(r.GetHash()), "jwt": len(r.GetCertDer()) == 0,
 		"kind": storage.KindOf(r.GetIssuerKeyId()), "serial_hex": canonicalSerial(r.GetSerial()),
+		"jti": "", "jwt_kid": "", "jwt_token_sha256": "",
 	}
+	if m["kind"] == storage.KindJWT { // a JWT-SVID record: serial is the jti, the key is the signing key
+		m["jti"], m["jwt_kid"], m["jwt_token_sha256"] = r.GetSerial(), strings.TrimPrefix(r.GetIssuerKeyId(), "jwt:"), r.GetPublicKeySha256()
+	}
+	return m
 }
 
 // canonicalSerial is the serial as openssl prints it (storage/serial), or
@@ -500,7 +505,7 @@ func newRecordPrinter(w io.Writer, format string) *recordPrinter {
 	case outCSV:
 		p.cw = csv.NewWriter(w)
 		p.err = p.cw.Write([]string{"seq", "serial", "spiffe_id", "agent_id", "not_before", "not_after", "issuer_key_id", "node_id", "committed_at", "hash",
-			"kind", "serial_hex", "public_key_sha256"})
+			"kind", "serial_hex", "public_key_sha256", "jti", "jwt_kid", "jwt_token_sha256"})
 	default:
 		p.tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(p.tw, "SEQ\tSERIAL\tSPIFFE ID\tAGENT\tNOT AFTER\tNODE\tKIND")
@@ -520,7 +525,7 @@ func (p *recordPrinter) print(recs []*tier0v1.IssuanceRecord) {
 		case p.cw != nil:
 			p.err = p.cw.Write([]string{fmt.Sprint(m["seq"]), r.GetSerial(), r.GetSpiffeId(), r.GetAgentId(), m["not_before"].(string),
 				m["not_after"].(string), r.GetIssuerKeyId(), r.GetNodeId(), m["committed_at"].(string), m["hash"].(string),
-				m["kind"].(string), m["serial_hex"].(string), r.GetPublicKeySha256()})
+				m["kind"].(string), m["serial_hex"].(string), r.GetPublicKeySha256(), m["jti"].(string), m["jwt_kid"].(string), m["jwt_token_sha256"].(string)})
 		default:
 			fmt.Fprintf(p.tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetSeq(), r.GetSerial(), r.GetSpiffeId(), r.GetAgentId(), m["not_after"], r.GetNodeId(), m["kind"])
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -34,6 +35,26 @@ func TestAuditVerifyForgedTailCLI(t *testing.T) {
 		v = parseVerify(t, out)
 		return v.OK && v.To >= uint64(n) && v.LastCP == v.To
 	})
+	// JSON lines carry the kind, the canonical serial and, for JWT-SVIDs,
+	// the jti, the signing key and the token's hash.
+	var jwts int
+	for _, line := range strings.Split(strings.TrimSpace(must(srv.cli("audit", "list", "-o", "json", "--spiffe-id", "spiffe://example.org/tail"))), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["kind"] == "jwt" {
+			jwts++
+			if m["jti"] != m["serial"] || m["jwt_kid"] == "" || m["jwt_token_sha256"] != m["public_key_sha256"] {
+				t.Fatalf("JWT-SVID record: %v", m)
+			}
+		} else if m["kind"] != "x509" || m["jti"] != "" || m["serial_hex"] == "" {
+			t.Fatalf("X.509 record: %v", m)
+		}
+	}
+	if jwts == 0 {
+		t.Fatal("no JWT-SVID record listed")
+	}
 	ctx := context.Background()
 	st, err := storage.Open(ctx, b.dsn)
 	if err != nil {
