@@ -146,6 +146,12 @@ func (a *auditService) ListRecords(ctx context.Context, req *tier0v1.ListRecords
 	if f.Until, err = unixArg("until", req.GetUntil()); err != nil {
 		return nil, s.toStatus(ctx, method, err)
 	}
+	if f.CommittedSince, err = unixArg("committed_since", req.GetCommittedSince()); err != nil {
+		return nil, s.toStatus(ctx, method, err)
+	}
+	if f.CommittedUntil, err = unixArg("committed_until", req.GetCommittedUntil()); err != nil {
+		return nil, s.toStatus(ctx, method, err)
+	}
 	recs, err := s.cfg.Records.Query(ctx, f)
 	if err != nil {
 		if errors.Is(err, storage.ErrBadFilter) {

@@ -38,11 +38,12 @@ func newAuditCmd(g *globalFlags) *cobra.Command {
 
 // recordFlags are the record filters shared by list and export.
 type recordFlags struct {
-	req          tier0v1.ListRecordsRequest
-	since, until string
-	agent        string
-	output       string
-	verifiable   verifiableFlags // export only (audit_export.go)
+	req                            tier0v1.ListRecordsRequest
+	since, until                   string
+	committedSince, committedUntil string
+	agent                          string
+	output                         string
+	verifiable                     verifiableFlags // export only (audit_export.go)
 }
 
 func (f *recordFlags) register(cmd *cobra.Command, defLimit uint32) {
@@ -53,6 +54,8 @@ func (f *recordFlags) register(cmd *cobra.Command, defLimit uint32) {
 	fl.StringVar(&f.req.IssuerKeyId, "issuer", "", "only SVIDs signed by this issuer (hex SubjectKeyId)")
 	fl.StringVar(&f.since, "since", "", "only SVIDs with NotBefore at or after this time (RFC 3339) or this long ago (e.g. 24h)")
 	fl.StringVar(&f.until, "until", "", "only SVIDs with NotBefore before this time (RFC 3339) or this long ago")
+	fl.StringVar(&f.committedSince, "committed-since", "", "only records committed at or after this time (RFC 3339) or this long ago (--since filters on the backdated NotBefore)")
+	fl.StringVar(&f.committedUntil, "committed-until", "", "only records committed before this time (RFC 3339) or this long ago")
 	fl.Uint32Var(&f.req.Limit, "limit", defLimit, "at most this many records (list: max 10000; export: 0 = all)")
 	outputFlag(fl, &f.output, "output: table, json (JSON lines) or csv", outTable, outJSON, outCSV)
 }
@@ -66,7 +69,8 @@ func (f *recordFlags) build(g *globalFlags, now time.Time) error {
 		name string
 		in   string
 		out  *int64
-	}{{"since", f.since, &f.req.Since}, {"until", f.until, &f.req.Until}} {
+	}{{"since", f.since, &f.req.Since}, {"until", f.until, &f.req.Until},
+		{"committed-since", f.committedSince, &f.req.CommittedSince}, {"committed-until", f.committedUntil, &f.req.CommittedUntil}} {
 		if x.in == "" {
 			continue
 		}

@@ -220,6 +220,8 @@ func testQuery(t *testing.T, s storage.Store) {
 		{"until exclusive", storage.Filter{Until: until}, span(59, 1)},
 		{"since until", storage.Filter{Since: since, Until: until}, span(59, 30)},
 		{"since == until", storage.Filter{Since: since, Until: since}, nil},
+		{"committed since/until", storage.Filter{CommittedSince: c[29].CommittedAt, CommittedUntil: c[59].CommittedAt}, span(59, 30)},
+		{"committed since, exact microsecond", storage.Filter{CommittedSince: c[99].CommittedAt}, []uint64{100}},
 		{"since in another zone", storage.Filter{Since: since.In(time.FixedZone("X", 5*3600))}, span(100, 30)},
 		{"huge range", storage.Filter{Since: time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC), Until: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)}, span(100, 1)},
 		{"limit", storage.Filter{Limit: 7}, span(100, 94)},

@@ -68,8 +68,12 @@ type Filter struct {
 	IssuerKeyID string // hex, any case
 	Since       time.Time
 	Until       time.Time
-	Limit       int    // 0 means DefaultLimit; at most MaxLimit
-	BeforeSeq   uint64 // only seq < BeforeSeq (paging newest first); 0: no bound
+	// CommittedSince and CommittedUntil apply to the commit time:
+	// CommittedSince <= committed_at < CommittedUntil.
+	CommittedSince time.Time
+	CommittedUntil time.Time
+	Limit          int    // 0 means DefaultLimit; at most MaxLimit
+	BeforeSeq      uint64 // only seq < BeforeSeq (paging newest first); 0: no bound
 }
 
 // Validate reports a malformed filter as an error wrapping ErrBadFilter.
@@ -100,7 +104,7 @@ func (f Filter) Validate() error {
 	for _, c := range []struct {
 		name string
 		t    time.Time
-	}{{"since", f.Since}, {"until", f.Until}} {
+	}{{"since", f.Since}, {"until", f.Until}, {"committed_since", f.CommittedSince}, {"committed_until", f.CommittedUntil}} {
 		if !c.t.IsZero() && (c.t.Before(minTime) || c.t.After(maxTime)) {
 			return fmt.Errorf("%w: %s %s is outside years 1-9999", ErrBadFilter, c.name, c.t.Format(time.RFC3339))
 		}
@@ -130,6 +134,12 @@ func Normalize(f Filter) (Filter, error) {
 	}
 	if !f.Until.IsZero() {
 		f.Until = f.Until.UTC()
+	}
+	if !f.CommittedSince.IsZero() {
+		f.CommittedSince = f.CommittedSince.UTC()
+	}
+	if !f.CommittedUntil.IsZero() {
+		f.CommittedUntil = f.CommittedUntil.UTC()
 	}
 	return f, nil
 }

@@ -46,6 +46,12 @@ func QuerySQL(f Filter, ph func(int) string, timeArg func(time.Time) any) (strin
 	if !f.Until.IsZero() {
 		add("not_before < ?", timeArg(f.Until))
 	}
+	if !f.CommittedSince.IsZero() {
+		add("committed_at >= ?", timeArg(f.CommittedSince))
+	}
+	if !f.CommittedUntil.IsZero() {
+		add("committed_at < ?", timeArg(f.CommittedUntil))
+	}
 	if f.BeforeSeq != 0 {
 		add("seq < ?", int64(min(f.BeforeSeq, 1<<63-1)))
 	}

@@ -2178,17 +2178,19 @@ func (*TaintKeyResponse) Descriptor() ([]byte, []int) {
 }
 
 type ListRecordsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	SpiffeId      string                 `protobuf:"bytes,1,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
-	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Since         int64                  `protobuf:"varint,3,opt,name=since,proto3" json:"since,omitempty"` // unix seconds, 0 = all
-	Serial        string                 `protobuf:"bytes,4,opt,name=serial,proto3" json:"serial,omitempty"`
-	Limit         uint32                 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`                                 // 0 = server default (1000), capped at 10000
-	Until         int64                  `protobuf:"varint,6,opt,name=until,proto3" json:"until,omitempty"`                                 // unix seconds, 0 = no bound: not_before < until
-	IssuerKeyId   string                 `protobuf:"bytes,7,opt,name=issuer_key_id,json=issuerKeyId,proto3" json:"issuer_key_id,omitempty"` // hex SubjectKeyId of the issuer
-	BeforeSeq     uint64                 `protobuf:"varint,8,opt,name=before_seq,json=beforeSeq,proto3" json:"before_seq,omitempty"`        // only seq < before_seq (paging newest first), 0 = no bound
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	SpiffeId       string                 `protobuf:"bytes,1,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
+	AgentId        string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Since          int64                  `protobuf:"varint,3,opt,name=since,proto3" json:"since,omitempty"` // unix seconds, 0 = all
+	Serial         string                 `protobuf:"bytes,4,opt,name=serial,proto3" json:"serial,omitempty"`
+	Limit          uint32                 `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`                                          // 0 = server default (1000), capped at 10000
+	Until          int64                  `protobuf:"varint,6,opt,name=until,proto3" json:"until,omitempty"`                                          // unix seconds, 0 = no bound: not_before < until
+	IssuerKeyId    string                 `protobuf:"bytes,7,opt,name=issuer_key_id,json=issuerKeyId,proto3" json:"issuer_key_id,omitempty"`          // hex SubjectKeyId of the issuer
+	BeforeSeq      uint64                 `protobuf:"varint,8,opt,name=before_seq,json=beforeSeq,proto3" json:"before_seq,omitempty"`                 // only seq < before_seq (paging newest first), 0 = no bound
+	CommittedSince int64                  `protobuf:"varint,9,opt,name=committed_since,json=committedSince,proto3" json:"committed_since,omitempty"`  // unix seconds, 0 = no bound: committed_at >= committed_since
+	CommittedUntil int64                  `protobuf:"varint,10,opt,name=committed_until,json=committedUntil,proto3" json:"committed_until,omitempty"` // unix seconds, 0 = no bound: committed_at < committed_until
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListRecordsRequest) Reset() {
@@ -2273,6 +2275,20 @@ func (x *ListRecordsRequest) GetIssuerKeyId() string {
 func (x *ListRecordsRequest) GetBeforeSeq() uint64 {
 	if x != nil {
 		return x.BeforeSeq
+	}
+	return 0
+}
+
+func (x *ListRecordsRequest) GetCommittedSince() int64 {
+	if x != nil {
+		return x.CommittedSince
+	}
+	return 0
+}
+
+func (x *ListRecordsRequest) GetCommittedUntil() int64 {
+	if x != nil {
+		return x.CommittedUntil
 	}
 	return 0
 }
@@ -3008,7 +3024,7 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\x0fTaintKeyRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"\x12\n" +
-	"\x10TaintKeyResponse\"\xe9\x01\n" +
+	"\x10TaintKeyResponse\"\xbb\x02\n" +
 	"\x12ListRecordsRequest\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x14\n" +
@@ -3018,7 +3034,10 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\x05until\x18\x06 \x01(\x03R\x05until\x12\"\n" +
 	"\rissuer_key_id\x18\a \x01(\tR\vissuerKeyId\x12\x1d\n" +
 	"\n" +
-	"before_seq\x18\b \x01(\x04R\tbeforeSeq\"\x86\x03\n" +
+	"before_seq\x18\b \x01(\x04R\tbeforeSeq\x12'\n" +
+	"\x0fcommitted_since\x18\t \x01(\x03R\x0ecommittedSince\x12'\n" +
+	"\x0fcommitted_until\x18\n" +
+	" \x01(\x03R\x0ecommittedUntil\"\x86\x03\n" +
 	"\x0eIssuanceRecord\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06serial\x18\x02 \x01(\tR\x06serial\x12\x1b\n" +
