@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/tier0-ca/tier0/internal/backoff"
 )
 
 // pausedExport is the exporter's view of a fault in this node's own
@@ -38,14 +40,6 @@ func (p *pausedExport) resumed(n *Node) {
 	}
 }
 
-// sleepCtx waits d or until ctx ends (its error).
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+// sleepCtx waits d or until ctx ends (its error); export.go's loop names
+// its delay "backoff", hence this name for the shared helper.
+func sleepCtx(ctx context.Context, d time.Duration) error { return backoff.Sleep(ctx, d) }

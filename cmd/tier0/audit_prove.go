@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -39,22 +40,15 @@ directly (--store); proofs through a server are not available yet.`,
 				return errors.New("give either --serial S or --from N [--to M]")
 			}
 			ctx := cmd.Context()
-			st, err := server.OpenStore(ctx, dsn)
+			ts, closeStore, err := openTreeStore(ctx, dsn)
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			ts, ok := st.(interface {
-				tlog.Ranger
-				storage.TreeStore
-			})
-			if !ok {
-				return fmt.Errorf("the store %T keeps no tree checkpoints", st)
-			}
+			defer closeStore()
 			p := tlog.Prover{Store: ts}
 			var proof *tlog.Proof
 			if serialArg != "" {
-				recs, err := st.Query(ctx, storage.Filter{Serial: serialArg, Limit: 1})
+				recs, err := ts.Query(ctx, storage.Filter{Serial: serialArg, Limit: 1})
 				if err != nil {
 					return err
 				}
@@ -151,4 +145,26 @@ func newAuditVerifyProofCmd() *cobra.Command {
 	cmd.Flags().StringVar(&certFile, "cert", "", "inclusion: also check that the proved record is this certificate (PEM)")
 	outputFlag(cmd.Flags(), &output, "text or json", outText, outJSON)
 	return cmd
+}
+
+// treeStore is a record store that keeps tree checkpoints: what proofs and
+// witnesses read.
+type treeStore interface {
+	storage.AuditStore
+	tlog.Ranger
+	storage.TreeStore
+}
+
+// openTreeStore opens the record store at dsn for proofs and witnessing.
+func openTreeStore(ctx context.Context, dsn string) (treeStore, func(), error) {
+	st, err := server.OpenStore(ctx, dsn)
+	if err != nil {
+		return nil, nil, err
+	}
+	ts, ok := st.(treeStore)
+	if !ok {
+		st.Close()
+		return nil, nil, fmt.Errorf("the store %T keeps no tree checkpoints", st)
+	}
+	return ts, func() { st.Close() }, nil
 }

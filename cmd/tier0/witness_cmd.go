@@ -13,10 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tier0-ca/tier0/internal/server"
 	"github.com/tier0-ca/tier0/internal/tlog"
 	"github.com/tier0-ca/tier0/internal/witness"
-	"github.com/tier0-ca/tier0/storage"
 )
 
 // newWitnessCmd: one witness round over a log's record store.
@@ -56,18 +54,11 @@ cosignatures with 'tier0 audit verify --export FILE --witness NAME=KEY --cosigne
 				return err
 			}
 			ctx := cmd.Context()
-			st, err := server.OpenStore(ctx, dsn)
+			ts, closeStore, err := openTreeStore(ctx, dsn)
 			if err != nil {
 				return err
 			}
-			defer st.Close()
-			ts, ok := st.(interface {
-				tlog.Ranger
-				storage.TreeStore
-			})
-			if !ok {
-				return fmt.Errorf("the store %T keeps no tree checkpoints", st)
-			}
+			defer closeStore()
 			note, err := w.Step(ctx, witness.StoreSource{Prover: tlog.Prover{Store: ts}})
 			if err != nil {
 				return err
