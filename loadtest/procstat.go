@@ -36,21 +36,6 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(ut+st) * (time.Second / 100)
 }
 
-// procHWM returns pid's peak resident set size (VmHWM) in bytes.
-func procHWM(pid int) int64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(raw), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
 // scrapeGauge reads one unlabelled sample of metric from a Prometheus text
 // endpoint (http://addr/metrics); ok false if absent or unreachable.
 func scrapeGauge(addr, metric string) (float64, bool) {
