@@ -188,7 +188,7 @@ type chainCheck struct {
 	linked   bool
 	probeSeq uint64
 	n        int
-	last     uint64 // last record seen, to take each once
+	seen     map[uint64]bool // records taken, to take each once
 }
 
 // chainAfter checks that the records after the restore point link to the
@@ -196,21 +196,28 @@ type chainCheck struct {
 // lineage's store, starting after the backup's exported seq), then those
 // still in its journal (from a backup of it).
 func (s *scratchNode) chainAfter(ctx context.Context, m backupfile.Manifest, serial string) (chainCheck, error) {
-	var cc chainCheck
+	cc := chainCheck{seen: map[uint64]bool{}}
 	head, _ := hex.DecodeString(m.Journal.Head)
 	visit := func(r *record.Record) error {
-		if r.Seq <= m.Journal.Seq || r.Seq <= cc.last {
+		if r.Seq <= m.Journal.Seq || cc.seen[r.Seq] {
 			return nil
 		}
 		if r.Seq == m.Journal.Seq+1 {
 			cc.linked = bytes.Equal(r.PrevHash, head)
 		}
 		cc.n++
-		cc.last = r.Seq
+		cc.seen[r.Seq] = true
 		if r.Serial == serial {
 			cc.probeSeq = r.Seq
 		}
 		return nil
+	}
+	// The journal first, the store after: a record the exporter moves to
+	// the store in between is in one of the two either way (the other
+	// order missed it: exported after the store was read, so no longer in
+	// the journal's unexported tail the backup holds).
+	if err := s.journalAfter(ctx, visit); err != nil {
+		return cc, err
 	}
 	store, err := storage.Open(ctx, "sqlite:"+filepath.Join(s.dir, "records.db"))
 	if err != nil {
@@ -221,24 +228,30 @@ func (s *scratchNode) chainAfter(ctx context.Context, m backupfile.Manifest, ser
 	if err != nil {
 		return cc, fmt.Errorf("scratch node store: %w", err)
 	}
+	return cc, nil
+}
+
+// journalAfter walks the records in a fresh backup of the scratch node's
+// journal.
+func (s *scratchNode) journalAfter(ctx context.Context, visit func(*record.Record) error) error {
 	c, err := s.admin(ctx)
 	if err != nil {
-		return cc, err
+		return err
 	}
 	defer c.Close()
 	path := filepath.Join(s.dir, "..", "after.tier0")
 	if _, err := operator.Backup(ctx, c, path, false, nil); err != nil {
-		return cc, fmt.Errorf("backup of the scratch node: %w", err)
+		return fmt.Errorf("backup of the scratch node: %w", err)
 	}
 	b, err := backupfile.Open(path)
 	if err != nil {
-		return cc, err
+		return err
 	}
 	defer b.Close()
 	if _, err = ha.WalkSnapshot(b.Payload(), visit); err != nil {
-		return cc, fmt.Errorf("scratch node journal: %w", err)
+		return fmt.Errorf("scratch node journal: %w", err)
 	}
-	return cc, nil
+	return nil
 }
 
 func randBytes(n int) []byte {
