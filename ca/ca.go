@@ -93,7 +93,7 @@ type CA struct {
 	claims keyClaims       // idempotency keys being minted (idem.go)
 	jwt    jwtKeys         // JWT-SVID signing key (jwt.go)
 	signed atomic.Uint64   // SVIDs signed on the in-memory fast path (fastsign.go)
-	// recorded: hex SubjectKeyId of an intermediate -> *atomic.Int32,
+	// recorded: hex SubjectKeyId of an intermediate -> *issuerLog,
 	// whether its record is in the journal (issuerrecord.go)
 	recorded sync.Map
 }

@@ -6,35 +6,44 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"sync"
 	"sync/atomic"
 
 	"github.com/tier0-ca/tier0/ca/record"
 )
 
-// Whether an issuer's own certificate is in the journal (issuerState.recorded).
-const (
-	issuerUnrecorded int32 = iota
-	issuerRecording
-	issuerRecorded
-)
+// issuerLog tracks whether an intermediate's own certificate is in the
+// journal: mu is held by the batch that carries it, done is set once that
+// batch committed.
+type issuerLog struct {
+	mu   sync.Mutex
+	done atomic.Bool
+}
 
 // commitFrom commits recs, the certificates st signed. The first batch a
 // delegated intermediate signs carries, before them, a record of the
 // intermediate itself (its full DER, issued by the root), so that the log
 // links every SVID's issuer_key_id to a root of the bundle: a verifier
 // checks the chain with the bundle alone (storage.CertChecker). A root
-// (self-signed, in the bundle) is not recorded. One batch at a time
-// carries the intermediate; batches that run meanwhile commit without it
-// (the verifier accepts an issuer recorded later in the log), and a
-// failed batch leaves it for the next.
+// (self-signed, in the bundle) is not recorded. Until that first batch has
+// committed, the batches signed meanwhile wait for it and, if it failed,
+// the next one carries the intermediate: no SVID is committed before the
+// certificate of its issuer (an earlier design let them commit without it,
+// and a failed carrying batch followed by a stop left SVIDs whose issuer
+// was never in the log).
 func (c *CA) commitFrom(ctx context.Context, st *issuerState, recs []*record.Record, keys []uint64) error {
 	cert := st.iss.Cert
 	if !c.cfg.RecordIssuers || bytes.Equal(cert.RawIssuer, cert.RawSubject) {
 		return c.commitKeyed(ctx, recs, keys)
 	}
-	v, _ := c.recorded.LoadOrStore(st.skiHex, new(atomic.Int32))
-	flag := v.(*atomic.Int32)
-	if flag.Load() == issuerRecorded || !flag.CompareAndSwap(issuerUnrecorded, issuerRecording) {
+	v, _ := c.recorded.LoadOrStore(st.skiHex, new(issuerLog))
+	il := v.(*issuerLog)
+	if il.done.Load() {
+		return c.commitKeyed(ctx, recs, keys)
+	}
+	il.mu.Lock()
+	defer il.mu.Unlock()
+	if il.done.Load() {
 		return c.commitKeyed(ctx, recs, keys)
 	}
 	batch := append([]*record.Record{IssuerRecord(cert, c.cfg.NodeID)}, recs...)
@@ -42,10 +51,9 @@ func (c *CA) commitFrom(ctx context.Context, st *issuerState, recs []*record.Rec
 		keys = append([]uint64{0}, keys...) // the intermediate's record has no idempotency key
 	}
 	if err := c.commitKeyed(ctx, batch, keys); err != nil {
-		flag.Store(issuerUnrecorded)
 		return err
 	}
-	flag.Store(issuerRecorded)
+	il.done.Store(true)
 	return nil
 }
 
