@@ -6,7 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"sync"
+	"fmt"
 	"sync/atomic"
 
 	"github.com/tier0-ca/tier0/ca/record"
@@ -16,9 +16,11 @@ import (
 // journal: mu is held by the batch that carries it, done is set once that
 // batch committed.
 type issuerLog struct {
-	mu   sync.Mutex
+	turn chan struct{} // a one-slot lock a waiter can give up on (ctx)
 	done atomic.Bool
 }
+
+func newIssuerLog() *issuerLog { return &issuerLog{turn: make(chan struct{}, 1)} }
 
 // commitFrom commits recs, the certificates st signed. The first batch a
 // delegated intermediate signs carries, before them, a record of the
@@ -36,13 +38,20 @@ func (c *CA) commitFrom(ctx context.Context, st *issuerState, recs []*record.Rec
 	if !c.cfg.RecordIssuers || bytes.Equal(cert.RawIssuer, cert.RawSubject) {
 		return c.commitKeyed(ctx, recs, keys)
 	}
-	v, _ := c.recorded.LoadOrStore(st.skiHex, new(issuerLog))
+	v, ok := c.recorded.Load(st.skiHex)
+	if !ok {
+		v, _ = c.recorded.LoadOrStore(st.skiHex, newIssuerLog())
+	}
 	il := v.(*issuerLog)
 	if il.done.Load() {
 		return c.commitKeyed(ctx, recs, keys)
 	}
-	il.mu.Lock()
-	defer il.mu.Unlock()
+	select {
+	case il.turn <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("ca: waiting for the intermediate's record to commit: %w", ctx.Err())
+	}
+	defer func() { <-il.turn }()
 	if il.done.Load() {
 		return c.commitKeyed(ctx, recs, keys)
 	}
