@@ -1,22 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
-
-	"github.com/tier0-ca/tier0/api/client"
-	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
-	"github.com/tier0-ca/tier0/storage/serial"
+	"github.com/tier0-ca/tier0/internal/operator"
 )
 
 // newAuditCheckSerialsCmd: which of the serials a client received (one hex
@@ -31,7 +21,7 @@ func newAuditCheckSerialsCmd(g *globalFlags) *cobra.Command {
 		Short: "Tell which serials in FILE (one a line, any spelling: hex, 04:a7:.., dec:123) are not in the record store; exit 1 if any",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			serials, err := readSerials(args[0])
+			serials, err := operator.ReadSerials(args[0])
 			if err != nil {
 				return err
 			}
@@ -40,7 +30,7 @@ func newAuditCheckSerialsCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			missing, err := missingSerials(cmd.Context(), c, serials, wait, parallel)
+			missing, err := operator.MissingSerials(cmd.Context(), c, serials, wait, parallel)
 			if err != nil {
 				return err
 			}
@@ -66,80 +56,4 @@ func newAuditCheckSerialsCmd(g *globalFlags) *cobra.Command {
 	fl.IntVar(&parallel, "parallel", 16, "lookups in flight")
 	outputFlag(fl, &output, "text (missing serials, one a line) or json", outText, outJSON)
 	return cmd
-}
-
-// readSerials reads one serial a line in any spelling storage/serial
-// accepts (blank lines and # comments skipped), without duplicates (two
-// spellings of one serial count once), in file order, as written.
-func readSerials(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []string
-	seen := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		s := strings.TrimSpace(sc.Text())
-		if s == "" || strings.HasPrefix(s, "#") {
-			continue
-		}
-		c, err := serial.Canonical(s)
-		if err != nil {
-			return nil, fmt.Errorf("%s:%d: not a hex serial: %w", path, line, err)
-		}
-		if !seen[c] {
-			seen[c] = true
-			out = append(out, s)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no serials", path)
-	}
-	return out, nil
-}
-
-// missingSerials looks every serial up through the Audit API and returns
-// those not found, sorted; with wait > 0 it looks again for the missing
-// ones every second until none is missing or wait has passed.
-func missingSerials(ctx context.Context, c *client.Client, serials []string, wait time.Duration, parallel int) ([]string, error) {
-	deadline := time.Now().Add(wait)
-	todo := serials
-	for {
-		var mu sync.Mutex
-		var missing []string
-		eg, ectx := errgroup.WithContext(ctx)
-		eg.SetLimit(max(parallel, 1))
-		for _, s := range todo {
-			eg.Go(func() error {
-				resp, err := c.Audit().ListRecords(ectx, &tier0v1.ListRecordsRequest{Serial: s, Limit: 1})
-				if err != nil {
-					return cliErr(err)
-				}
-				if len(resp.GetRecords()) == 0 {
-					mu.Lock()
-					missing = append(missing, s)
-					mu.Unlock()
-				}
-				return nil
-			})
-		}
-		if err := eg.Wait(); err != nil {
-			return nil, err
-		}
-		slices.Sort(missing)
-		if len(missing) == 0 || !time.Now().Before(deadline) {
-			return missing, nil
-		}
-		todo = missing
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
 }

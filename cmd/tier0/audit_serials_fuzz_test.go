@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tier0-ca/tier0/internal/operator"
 	"github.com/tier0-ca/tier0/storage/serial"
 )
 
@@ -20,7 +21,7 @@ func FuzzReadSerials(f *testing.F) {
 		if err := os.WriteFile(p, raw, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		got, err := readSerials(p)
+		got, err := operator.ReadSerials(p)
 		if err != nil {
 			return
 		}
