@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"maps"
@@ -20,16 +19,15 @@ import (
 // aws_iid: the EC2 instance identity document and its PKCS#7 signature
 // (IMDS /latest/dynamic/instance-identity/document and .../rsa2048),
 // verified against AWS's public certificate for the document's region.
-// AWS publishes one certificate per region (EC2 User Guide, "Verify the
-// instance identity document", the RSA-2048 certificates); the operator
-// puts them in PEM files (README "Node attestation"). tier0 does not ship
-// them: they could not be obtained from their source while this was
-// written, and a copy nobody checked is worse than none.
+// AWS publishes one certificate per region (EC2 User Guide, "AWS public
+// certificates for instance identity document signatures", the RSA-2048
+// certificates); tier0 ships them (awscerts/, with their source and how
+// to update them) and uses them unless region_certs is set.
 //
 // Config:
 //
-//	region_certs:                       # region -> PEM file; "*" for any region
-//	  us-east-1: /etc/tier0/aws/us-east-1.pem
+//	region_certs:                       # optional: region -> PEM file; "*" for any region.
+//	  us-east-1: /etc/tier0/aws/us-east-1.pem  # Set: replaces the shipped certificates
 //	account_allow_list: ["123456789012"]  # required
 //	region_allow_list: [us-east-1]        # optional: default every region with a certificate
 //	allow_reattestation: false   # true: an instance may attest again (its document never expires: replayable)
@@ -75,7 +73,13 @@ func newAWSIID(cfg Config, text string) (Attestor, error) {
 		return nil, errors.New("config: account_allow_list is required")
 	}
 	if len(a.cfg.RegionCerts) == 0 {
-		return nil, errors.New("config: region_certs is required (AWS's public certificate per region, PEM)")
+		// AWS's published certificates, shipped with tier0
+		// (awscerts/README.md).
+		certs, err := AWSEmbeddedCerts()
+		if err != nil {
+			return nil, err
+		}
+		a.certs = certs
 	}
 	for _, region := range slices.Sorted(maps.Keys(a.cfg.RegionCerts)) {
 		certs, err := loadPEMCerts(a.cfg.RegionCerts[region])
@@ -96,25 +100,11 @@ func loadPEMCerts(path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []*x509.Certificate
-	for rest := raw; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
+	certs, err := parsePEMCerts(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: no certificates", path)
-	}
-	return out, nil
+	return certs, nil
 }
 
 func (*awsIID) Name() string { return AWSIID }
