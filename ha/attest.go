@@ -70,15 +70,25 @@ func (c *recordAttestationCmd) validate() error {
 	return nil
 }
 
+// MaxReplayWindow bounds how long a replay key is kept: RecordAttestation
+// gives a key without an expiry (or a later one) this lifetime, so the
+// used-key set is bounded by the attestations of one window.
+const MaxReplayWindow = 366 * 24 * time.Hour
+
+// replaySweepEvery is the least log time between two sweeps of expired
+// replay keys (each walks the whole set).
+const replaySweepEvery = time.Minute
+
 // attestState is the replicated node attestation state (in the snapshot
 // as "attest"). Node entries are indexed separately in state.nodeEntries.
 type attestState struct {
-	Used   map[string]time.Time        `json:"used,omitempty"`   // replay key -> until (zero: forever)
-	Agents map[string]AgentAttestation `json:"agents,omitempty"` // by agent name
+	Used      map[string]time.Time        `json:"used,omitempty"`   // replay key -> until (zero: forever, only in entries from before MaxReplayWindow)
+	Agents    map[string]AgentAttestation `json:"agents,omitempty"` // by agent name
+	NextSweep time.Time                   `json:"next_sweep,omitzero"`
 }
 
 func (a attestState) clone() attestState {
-	c := attestState{Used: maps.Clone(a.Used), Agents: make(map[string]AgentAttestation, len(a.Agents))}
+	c := attestState{Used: maps.Clone(a.Used), Agents: make(map[string]AgentAttestation, len(a.Agents)), NextSweep: a.NextSweep}
 	for k, v := range a.Agents {
 		v.Selectors = slices.Clone(v.Selectors)
 		c.Agents[k] = v
@@ -86,13 +96,26 @@ func (a attestState) clone() attestState {
 	return c
 }
 
-// purge drops replay keys that expired before now.
-func (a *attestState) purge(now time.Time) {
+// sweep drops the replay keys expired at now, at most every
+// replaySweepEvery. now is the log entry's time (the leader's clock when it
+// proposed), so every node sweeps the same keys at the same entry.
+func (a *attestState) sweep(now time.Time) {
+	if now.Before(a.NextSweep) {
+		return
+	}
 	for k, until := range a.Used {
 		if !until.IsZero() && !now.Before(until) {
 			delete(a.Used, k)
 		}
 	}
+	a.NextSweep = now.Add(replaySweepEvery)
+}
+
+// used reports whether key is used and not expired at now (a key that
+// expired is unused even before a sweep drops it).
+func (a *attestState) used(key string, now time.Time) bool {
+	until, ok := a.Used[key]
+	return ok && (until.IsZero() || now.Before(until))
 }
 
 func (f *fsm) applyRecordAttestation(payload []byte) any {
@@ -103,9 +126,9 @@ func (f *fsm) applyRecordAttestation(payload []byte) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	a := &f.s.attest
-	a.purge(c.Now)
+	a.sweep(c.Now)
 	for _, k := range c.Keys {
-		if _, used := a.Used[k.Key]; used {
+		if a.used(k.Key, c.Now) {
 			return fmt.Errorf("ha: record attestation: %s: %w", k.Key, ErrReplayed)
 		}
 	}
@@ -201,13 +224,20 @@ func selectorsInclude(have, want []string) bool {
 // RecordAttestation stores the outcome of a node attestation: it refuses
 // with ErrReplayed when one of a.Keys was used (and has not expired at the
 // leader's clock), otherwise marks them used and replaces the agent's
-// attested selectors. Selectors are sorted here.
+// attested selectors. Selectors are sorted here. A key without an expiry,
+// or one later than MaxReplayWindow from now, is kept MaxReplayWindow.
 func (n *Node) RecordAttestation(ctx context.Context, a Attestation) error {
 	if a.Agent == "" || a.Attestor == "" {
 		return fmt.Errorf("ha: record attestation: agent and attestor are required: %w", ErrInvalid)
 	}
 	a.Selectors = slices.Compact(slices.Sorted(slices.Values(a.Selectors)))
 	now := n.cfg.Clock().UTC()
+	a.Keys = slices.Clone(a.Keys)
+	for i, k := range a.Keys {
+		if maxUntil := now.Add(MaxReplayWindow); k.Until.IsZero() || k.Until.After(maxUntil) {
+			a.Keys[i].Until = maxUntil
+		}
+	}
 	_, err := n.apply(ctx, "record attestation", cmdRecordAttestation, recordAttestationCmd{Attestation: a, Now: now})
 	return err
 }

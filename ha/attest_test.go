@@ -11,7 +11,7 @@ import (
 )
 
 // TestRecordAttestation: replay keys are used once (until they expire at
-// the leader's clock, or forever); a refused attestation changes nothing;
+// the leader's clock, at most MaxReplayWindow); a refused attestation changes nothing;
 // the agent's selectors are replaced by its last attestation.
 func TestRecordAttestation(t *testing.T) {
 	clock := newTestClock()
@@ -34,13 +34,18 @@ func TestRecordAttestation(t *testing.T) {
 	if _, ok := n.AgentAttestation("host2"); ok {
 		t.Fatal("refused attestation was stored")
 	}
-	// After the token key expired it may be used again; the instance key never.
+	// After the token key expired it may be used again; the instance key
+	// (no expiry given) only after MaxReplayWindow.
 	clock.Add(2 * time.Minute)
 	if err := n.RecordAttestation(ctx, Attestation{Agent: "host2", Attestor: "x", Keys: []ReplayKey{{Key: "x:token:1"}, {Key: "x:instance:2"}}}); err != nil {
 		t.Fatalf("after expiry: %v", err)
 	}
 	if err := n.RecordAttestation(ctx, Attestation{Agent: "host1", Attestor: "x", Keys: []ReplayKey{{Key: "x:instance:1"}}}); !errors.Is(err, ErrReplayed) {
 		t.Fatalf("instance key reused: err = %v", err)
+	}
+	clock.Add(MaxReplayWindow)
+	if err := n.RecordAttestation(ctx, Attestation{Agent: "host1", Attestor: "x", Keys: []ReplayKey{{Key: "x:instance:1"}}}); err != nil {
+		t.Fatalf("instance key after MaxReplayWindow: %v", err)
 	}
 	if err := n.RecordAttestation(ctx, Attestation{Attestor: "x"}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("no agent: err = %v", err)

@@ -31,12 +31,14 @@ import (
 //	account_allow_list: ["123456789012"]  # required
 //	region_allow_list: [us-east-1]        # optional: default every region with a certificate
 //	allow_reattestation: false   # true: an instance may attest again (its document never expires: replayable)
+//	replay_window: 720h          # else an instance attests once per window (default 720h, at most 8760h)
 //	agent_name: "aws_iid.{{.AccountID}}.{{.Region}}.{{.InstanceID}}"
 type awsIIDConfig struct {
 	RegionCerts        map[string]string `yaml:"region_certs"`
 	Accounts           []string          `yaml:"account_allow_list"`
 	Regions            []string          `yaml:"region_allow_list"`
 	AllowReattestation bool              `yaml:"allow_reattestation"`
+	ReplayWindow       time.Duration     `yaml:"replay_window"`
 	AgentName          string            `yaml:"agent_name"`
 }
 
@@ -58,10 +60,11 @@ type awsDocument struct {
 }
 
 type awsIID struct {
-	cfg   awsIIDConfig
-	certs map[string][]*x509.Certificate
-	name  nameTemplate
-	clock func() time.Time
+	cfg    awsIIDConfig
+	certs  map[string][]*x509.Certificate
+	name   nameTemplate
+	clock  func() time.Time
+	window time.Duration
 }
 
 func newAWSIID(cfg Config, text string) (Attestor, error) {
@@ -71,6 +74,10 @@ func newAWSIID(cfg Config, text string) (Attestor, error) {
 	}
 	if len(a.cfg.Accounts) == 0 {
 		return nil, errors.New("config: account_allow_list is required")
+	}
+	var err error
+	if a.window, err = replayWindow(a.cfg.ReplayWindow); err != nil {
+		return nil, err
 	}
 	if len(a.cfg.RegionCerts) == 0 {
 		// AWS's published certificates, shipped with tier0
@@ -88,7 +95,6 @@ func newAWSIID(cfg Config, text string) (Attestor, error) {
 		}
 		a.certs[region] = certs
 	}
-	var err error
 	if a.name, err = parseNameTemplate(a.cfg.AgentName, "aws_iid.{{.AccountID}}.{{.Region}}.{{.InstanceID}}"); err != nil {
 		return nil, err
 	}
@@ -156,7 +162,7 @@ func (a *awsIID) Attest(_ context.Context, evidence []byte, _ ChallengeFunc) (Re
 	}
 	var replay []ReplayKey
 	if !a.cfg.AllowReattestation {
-		replay = []ReplayKey{{Key: "aws_iid:instance:" + d.AccountID + ":" + d.InstanceID}}
+		replay = []ReplayKey{{Key: "aws_iid:instance:" + d.AccountID + ":" + d.InstanceID, Until: a.clock().Add(a.window)}}
 	}
 	return Result{AgentName: name, Selectors: sortedSelectors(sels), Replay: replay,
 		Detail: fmt.Sprintf("account %s, region %s, instance %s", d.AccountID, d.Region, d.InstanceID)}, nil

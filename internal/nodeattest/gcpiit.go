@@ -16,14 +16,16 @@ import (
 //
 //	jwks_url: https://www.googleapis.com/oauth2/v3/certs   # default; or jwks_file
 //	project_allow_list: [my-project]                       # required
-//	allow_reattestation: false   # true: an instance may attest again (else its ID is used once)
+//	allow_reattestation: false   # true: an instance may attest again (else its ID is used once per replay_window)
+//	replay_window: 720h          # default 720h, at most 8760h
 //	agent_name: "gcp_iit.{{.ProjectID}}.{{.InstanceID}}"   # optional template
 type gcpIITConfig struct {
-	JWKSFile           string   `yaml:"jwks_file"`
-	JWKSURL            string   `yaml:"jwks_url"`
-	Projects           []string `yaml:"project_allow_list"`
-	AllowReattestation bool     `yaml:"allow_reattestation"`
-	AgentName          string   `yaml:"agent_name"`
+	JWKSFile           string        `yaml:"jwks_file"`
+	JWKSURL            string        `yaml:"jwks_url"`
+	Projects           []string      `yaml:"project_allow_list"`
+	AllowReattestation bool          `yaml:"allow_reattestation"`
+	ReplayWindow       time.Duration `yaml:"replay_window"`
+	AgentName          string        `yaml:"agent_name"`
 }
 
 // GoogleJWKSURL is where Google publishes the keys that sign instance
@@ -39,6 +41,7 @@ type gcpIIT struct {
 	clock    func() time.Time
 	keys     *jwks
 	name     nameTemplate
+	window   time.Duration
 }
 
 type gcpClaims struct {
@@ -65,6 +68,9 @@ func newGCPIIT(cfg Config, text string) (Attestor, error) {
 		a.cfg.JWKSURL = GoogleJWKSURL
 	}
 	var err error
+	if a.window, err = replayWindow(a.cfg.ReplayWindow); err != nil {
+		return nil, err
+	}
 	if a.keys, err = newJWKS(a.cfg.JWKSFile, a.cfg.JWKSURL, cfg.Clock); err != nil {
 		return nil, err
 	}
@@ -106,7 +112,7 @@ func (a *gcpIIT) Attest(ctx context.Context, evidence []byte, _ ChallengeFunc) (
 	}
 	replay := []ReplayKey{{Key: hashKey(GCPIIT, []byte(raw)), Until: c.Expiry.Time().Add(time.Minute)}}
 	if !a.cfg.AllowReattestation {
-		replay = append(replay, ReplayKey{Key: "gcp_iit:instance:" + ge.ProjectID + ":" + ge.InstanceID})
+		replay = append(replay, ReplayKey{Key: "gcp_iit:instance:" + ge.ProjectID + ":" + ge.InstanceID, Until: a.clock().Add(a.window)})
 	}
 	return Result{AgentName: name, Selectors: sortedSelectors(sels), Replay: replay,
 		Detail: fmt.Sprintf("project %s, zone %s, instance %s", ge.ProjectID, ge.Zone, ge.InstanceID)}, nil

@@ -20,7 +20,8 @@ import (
 //	    jwks_file: /etc/tier0/prod-jwks.json   # or jwks_url: https://..., or token_review: {url, ca_file, token_file}
 //	    issuer: https://kubernetes.default.svc.cluster.local   # optional: iss must match
 //	    service_account_allow_list: [tier0:tier0-agent]       # NAMESPACE:NAME, required
-//	allow_reattestation: false   # true: a pod may attest again (else its UID is used once)
+//	allow_reattestation: false   # true: a pod may attest again (else its UID is used once per replay_window)
+//	replay_window: 720h          # default 720h, at most 8760h
 //	agent_name: "k8s_psat.{{.Cluster}}.{{.NodeUID}}"           # optional template
 //
 // The token's audience must include spiffe://TD (the trust domain). Each
@@ -29,6 +30,7 @@ import (
 type k8sPSATConfig struct {
 	Clusters           map[string]k8sCluster `yaml:"clusters"`
 	AllowReattestation bool                  `yaml:"allow_reattestation"`
+	ReplayWindow       time.Duration         `yaml:"replay_window"`
 	AgentName          string                `yaml:"agent_name"`
 }
 
@@ -47,6 +49,7 @@ type k8sPSAT struct {
 	keys     map[string]*jwks
 	reviews  map[string]*tokenReviewer
 	name     nameTemplate
+	window   time.Duration
 }
 
 // K8sPSATEvidence is the evidence an agent sends: the cluster it runs in
@@ -83,6 +86,10 @@ func newK8sPSAT(cfg Config, text string) (Attestor, error) {
 	if len(a.cfg.Clusters) == 0 {
 		return nil, fmt.Errorf("config: clusters: at least one is required")
 	}
+	var err error
+	if a.window, err = replayWindow(a.cfg.ReplayWindow); err != nil {
+		return nil, err
+	}
 	for name, c := range a.cfg.Clusters {
 		if len(c.ServiceAccounts) == 0 {
 			return nil, fmt.Errorf("config: cluster %q: service_account_allow_list is required", name)
@@ -109,7 +116,6 @@ func newK8sPSAT(cfg Config, text string) (Attestor, error) {
 		}
 		a.keys[name] = k
 	}
-	var err error
 	if a.name, err = parseNameTemplate(a.cfg.AgentName, "k8s_psat.{{.Cluster}}.{{.NodeUID}}"); err != nil {
 		return nil, err
 	}
@@ -169,7 +175,7 @@ func (a *k8sPSAT) Attest(ctx context.Context, evidence []byte, _ ChallengeFunc) 
 	}
 	replay := []ReplayKey{{Key: hashKey(K8sPSAT, []byte(ev.Token)), Until: exp.Add(time.Minute)}}
 	if !a.cfg.AllowReattestation {
-		replay = append(replay, ReplayKey{Key: "k8s_psat:pod_uid:" + ev.Cluster + ":" + kc.Pod.UID})
+		replay = append(replay, ReplayKey{Key: "k8s_psat:pod_uid:" + ev.Cluster + ":" + kc.Pod.UID, Until: a.clock().Add(a.window)})
 	}
 	return Result{AgentName: name, Selectors: sortedSelectors(sels), Replay: replay,
 		Detail: fmt.Sprintf("cluster %s, %s, pod %s, node %s", ev.Cluster, sa, kc.Pod.UID, kc.Node.Name)}, nil

@@ -40,7 +40,7 @@ var (
 )
 
 // ReplayKey names one use of evidence: Key may not be used again until
-// Until (zero: never).
+// Until (the API keeps none longer than ha.MaxReplayWindow).
 type ReplayKey struct {
 	Key   string
 	Until time.Time

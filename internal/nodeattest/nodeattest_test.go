@@ -141,7 +141,7 @@ func TestK8sPSAT(t *testing.T) {
 			t.Fatalf("selectors %v lack %s", res.Selectors, s)
 		}
 	}
-	if res.AgentName != "k8s_psat.prod.node-uid-a" || len(res.Replay) != 2 || res.Replay[1].Key != "k8s_psat:pod_uid:prod:pod-uid-1" || !res.Replay[1].Until.IsZero() {
+	if res.AgentName != "k8s_psat.prod.node-uid-a" || len(res.Replay) != 2 || res.Replay[1].Key != "k8s_psat:pod_uid:prod:pod-uid-1" || !aboutWindow(res.Replay[1].Until, DefaultReplayWindow) {
 		t.Fatalf("result = %+v", res)
 	}
 	cases := []struct{ name, cluster, tok, reason string }{
@@ -168,7 +168,9 @@ func TestGCPIIT(t *testing.T) {
 		!slices.Contains(res.Selectors, "gcp_iit:zone:europe-west1-b") || !slices.Contains(res.Selectors, "gcp_iit:instance-name:vm-1") {
 		t.Fatalf("result = %+v", res)
 	}
-	if !slices.ContainsFunc(res.Replay, func(k ReplayKey) bool { return k.Key == "gcp_iit:instance:proj-a:9876" && k.Until.IsZero() }) {
+	if !slices.ContainsFunc(res.Replay, func(k ReplayKey) bool {
+		return k.Key == "gcp_iit:instance:proj-a:9876" && aboutWindow(k.Until, DefaultReplayWindow)
+	}) {
 		t.Fatalf("replay = %+v", res.Replay)
 	}
 	_, err = f.attest(t, GCPIIT, []byte(f.google.Sign(t, aud, f.now, f.now.Add(time.Hour), attesttest.GCEClaims("proj-b", "z", "1", "vm"))), nil)
@@ -190,7 +192,7 @@ func TestAWSIID(t *testing.T) {
 	}
 	if res.AgentName != "aws_iid.111122223333.us-east-1.i-0abc" || !slices.Contains(res.Selectors, "aws_iid:account:111122223333") ||
 		!slices.Contains(res.Selectors, "aws_iid:region:us-east-1") || !slices.Contains(res.Selectors, "aws_iid:instance-id:i-0abc") ||
-		len(res.Replay) != 1 || res.Replay[0].Key != "aws_iid:instance:111122223333:i-0abc" {
+		len(res.Replay) != 1 || res.Replay[0].Key != "aws_iid:instance:111122223333:i-0abc" || !aboutWindow(res.Replay[0].Until, DefaultReplayWindow) {
 		t.Fatalf("result = %+v", res)
 	}
 	wrong := attesttest.AWSDocument("999999999999", "us-east-1", "i-0abc")
@@ -212,7 +214,7 @@ func TestConfigErrors(t *testing.T) {
 		X509PoP: "ca_bundle: /nonexistent\n",
 		K8sPSAT: "clusters: {}\n",
 		GCPIIT:  "jwks_file: /x\n",
-		AWSIID:  "account_allow_list: [\"1\"]\n",
+		AWSIID:  "region_certs: {us-east-1: /nonexistent}\naccount_allow_list: [\"1\"]\n",
 		"nope":  "a: b\n",
 	} {
 		if _, err := New(Config{TrustDomain: td, Sections: map[string]string{name: text}}); err == nil {
@@ -221,5 +223,37 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := New(Config{TrustDomain: td, Sections: map[string]string{X509PoP: "ca_bundel: x\n"}}); err == nil || !strings.Contains(err.Error(), "ca_bundel") {
 		t.Errorf("unknown key: %v", err)
+	}
+}
+
+// aboutWindow reports whether until is window from now (within a minute).
+func aboutWindow(until time.Time, window time.Duration) bool {
+	d := time.Until(until) - window
+	return d > -time.Minute && d < time.Minute
+}
+
+// TestReplayWindowConfig: replay_window sets how long an instance ID is
+// kept; outside 1m..MaxReplayWindow it is refused at startup.
+func TestReplayWindowConfig(t *testing.T) {
+	f := newFixture(t)
+	dir := t.TempDir()
+	base := "region_certs:\n  us-east-1: " + write(t, dir, "aws.pem", f.awsCA.PEM()) + "\naccount_allow_list: [\"111122223333\"]\n"
+	reg, err := New(Config{TrustDomain: td, Sections: map[string]string{AWSIID: base + "replay_window: 48h\n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := reg.Get(AWSIID)
+	doc := attesttest.AWSDocument("111122223333", "us-east-1", "i-0abc")
+	res, err := a.Attest(context.Background(), mustJSON(t, AWSIIDEvidence{Document: string(doc), PKCS7: attesttest.SignAWS(t, f.awsCA, doc)}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Replay) != 1 || !aboutWindow(res.Replay[0].Until, 48*time.Hour) {
+		t.Fatalf("replay = %+v", res.Replay)
+	}
+	for _, w := range []string{"30s", "9000h", "-1h"} {
+		if _, err := New(Config{TrustDomain: td, Sections: map[string]string{AWSIID: base + "replay_window: " + w + "\n"}}); err == nil || !strings.Contains(err.Error(), "replay_window") {
+			t.Errorf("replay_window %s: err = %v", w, err)
+		}
 	}
 }
