@@ -1,13 +1,8 @@
 package main
 
 import (
-	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +10,8 @@ import (
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/internal/cliout"
+	"github.com/tier0-ca/tier0/internal/operator"
 )
 
 func newTokenCmd(g *globalFlags) *cobra.Command {
@@ -28,29 +25,16 @@ func newTokenCmd(g *globalFlags) *cobra.Command {
 what it created on stderr; with -o json one object with both.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if admin != "" || auditor != "" { // agent_cmd.go
-				return createOperatorToken(cmd, g, admin, auditor, ttl, output)
-			}
 			agent, err := g.agentName(agent)
 			if err != nil {
 				return err
 			}
 			return withOperator(cmd, g, "admin", func(c *client.Client) error {
-				resp, err := c.Admin().CreateJoinToken(cmd.Context(), &tier0v1.CreateJoinTokenRequest{Agent: agent, Node: node, TtlSeconds: int64(ttl / time.Second)})
+				t, err := operator.CreateToken(cmd.Context(), c, operator.TokenRequest{Agent: agent, Node: node, Admin: admin, Auditor: auditor, TTL: ttl})
 				if err != nil {
-					return cliErr(err)
+					return err
 				}
-				exp := time.Unix(resp.GetExpiresAt(), 0).UTC().Format(time.RFC3339)
-				if output == outJSON {
-					return printJSON(cmd.OutOrStdout(), map[string]any{"token": resp.GetToken(), "agent": agent, "node": node, "expires_at": exp})
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), resp.GetToken())
-				who := "agent " + agent
-				if node != "" {
-					who = "cluster node " + node
-				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "created a join token for %s, valid until %s, works once\n", who, exp)
-				return nil
+				return cliout.TokenCreated(cmd.OutOrStdout(), cmd.ErrOrStderr(), output, t)
 			})
 		},
 	}
@@ -94,9 +78,7 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return cliErr(err)
 				}
-				e := resp.GetEntry()
-				return printChange(cmd.OutOrStdout(), createOut, entryJSON(e), "created entry %s: agent %s may get %s for %s%s",
-					e.GetId(), e.GetAgent(), e.GetSpiffeId(), time.Duration(e.GetTtlSeconds())*time.Second, entryExtras(e))
+				return cliout.EntryCreated(cmd.OutOrStdout(), createOut, resp.GetEntry())
 			})
 		},
 	}
@@ -122,7 +104,7 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return cliErr(err)
 				}
-				return printEntries(cmd.OutOrStdout(), listOut, resp.GetEntries())
+				return cliout.Entries(cmd.OutOrStdout(), listOut, resp.GetEntries())
 			})
 		},
 	}
@@ -144,72 +126,4 @@ func newEntryCmd(g *globalFlags) *cobra.Command {
 	outputFlag(del.Flags(), &delOut, "text or json", outText, outJSON)
 	cmd.AddCommand(create, list, del)
 	return cmd
-}
-
-// entryExtras is the selectors and federated trust domains of e for a
-// one-line description ("" when it has none).
-func entryExtras(e *tier0v1.Entry) string {
-	s := ""
-	if len(e.GetNodeSelectors()) > 0 {
-		s += ", node selectors " + strings.Join(e.GetNodeSelectors(), ",")
-	}
-	if len(e.GetSelectors()) > 0 {
-		s += ", selectors " + strings.Join(e.GetSelectors(), ",")
-	}
-	if len(e.GetFederatesWith()) > 0 {
-		s += ", federates with " + strings.Join(e.GetFederatesWith(), ",")
-	}
-	return s
-}
-
-func entryJSON(e *tier0v1.Entry) map[string]any {
-	sel := e.GetSelectors()
-	if sel == nil {
-		sel = []string{}
-	}
-	fed := e.GetFederatesWith()
-	if fed == nil {
-		fed = []string{}
-	}
-	return map[string]any{"id": e.GetId(), "agent": e.GetAgent(), "spiffe_id": e.GetSpiffeId(), "ttl": (time.Duration(e.GetTtlSeconds()) * time.Second).String(),
-		"selectors": sel, "federates_with": fed, "node_selectors": nonNil(e.GetNodeSelectors())}
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
-// printEntries prints a table, one JSON array (-o json) or CSV.
-func printEntries(w io.Writer, format string, entries []*tier0v1.Entry) error {
-	switch format {
-	case outJSON:
-		out := make([]map[string]any, 0, len(entries))
-		for _, e := range entries {
-			out = append(out, entryJSON(e))
-		}
-		return json.NewEncoder(w).Encode(out)
-	case outCSV:
-		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"id", "agent", "spiffe_id", "ttl", "selectors", "federates_with"})
-		for _, e := range entries {
-			_ = cw.Write([]string{e.GetId(), e.GetAgent(), e.GetSpiffeId(), (time.Duration(e.GetTtlSeconds()) * time.Second).String(),
-				strings.Join(e.GetSelectors(), " "), strings.Join(e.GetFederatesWith(), " ")})
-		}
-		cw.Flush()
-		return cw.Error()
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tAGENT\tSPIFFE ID\tTTL\tSELECTORS\tFEDERATES WITH")
-	for _, e := range entries {
-		agent := e.GetAgent()
-		if ns := e.GetNodeSelectors(); len(ns) > 0 {
-			agent = "node:" + strings.Join(ns, "+")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.GetId(), agent, e.GetSpiffeId(), time.Duration(e.GetTtlSeconds())*time.Second,
-			strings.Join(e.GetSelectors(), ","), strings.Join(e.GetFederatesWith(), ","))
-	}
-	return tw.Flush()
 }

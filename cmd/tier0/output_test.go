@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/tier0-ca/tier0/internal/cliout"
 )
 
 // TestOutputFlagEverywhere: every -o/--output of every tier0 command is the
@@ -22,7 +23,7 @@ func TestOutputFlagEverywhere(t *testing.T) {
 				return
 			}
 			n++
-			if _, ok := f.Value.(outputValue); !ok || f.Shorthand != "o" {
+			if _, ok := f.Value.(cliout.Value); !ok || f.Shorthand != "o" {
 				t.Errorf("%s: --output is a %T (-%s), not the shared format flag", c.CommandPath(), f.Value, f.Shorthand)
 			}
 		}
@@ -114,7 +115,7 @@ func TestEveryPrintingCommandHasOutput(t *testing.T) {
 			t.Errorf("%s: no -o/--output", path)
 			return
 		}
-		if v, ok := f.Value.(outputValue); !ok || !slices.Contains(v.allowed, outJSON) {
+		if v, ok := f.Value.(cliout.Value); !ok || !slices.Contains(v.Allowed(), outJSON) {
 			t.Errorf("%s: -o does not offer json", path)
 		}
 	}
