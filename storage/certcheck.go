@@ -123,10 +123,22 @@ func (c *CertChecker) CheckBatch(recs []*record.Record) (seq uint64, problem, de
 }
 
 // columns parses r's certificate and compares it with the columns; cert
-// is nil for a JWT-SVID record.
+// is nil for a JWT-SVID record and an admin event.
 func columns(r *record.Record) (cert *x509.Certificate, problem, detail string) {
 	mismatch := func(format string, args ...any) (*x509.Certificate, string, string) {
 		return nil, ProblemCertMismatch, fmt.Sprintf("record %d: ", r.Seq) + fmt.Sprintf(format, args...)
+	}
+	if r.IsEvent() {
+		// An admin event: no certificate; its validity columns are its
+		// commit time (not hashed, so compared here).
+		if err := record.CheckEvent(r); err != nil {
+			return mismatch("admin event: %v", err)
+		}
+		if !r.NotBefore.Equal(r.CommittedAt) || !r.NotAfter.Equal(r.CommittedAt) {
+			return mismatch("admin event: validity columns %s..%s differ from its commit time %s", r.NotBefore.Format(time.RFC3339Nano),
+				r.NotAfter.Format(time.RFC3339Nano), r.CommittedAt.Format(time.RFC3339Nano))
+		}
+		return nil, "", ""
 	}
 	if KindOf(r.IssuerKeyID) == KindJWT {
 		if len(r.CertDER) != 0 {

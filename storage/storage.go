@@ -64,14 +64,15 @@ type Ranger interface {
 // Filter selects records for Query. Zero fields do not filter; Since and
 // Until apply to NotBefore (Since <= not_before < Until); Serial is any
 // spelling storage/serial accepts, matched in canonical form; IssuerKeyID
-// is hex in any case; Kind is KindX509 or KindJWT; Limit 0 means 1000, at
+// is hex in any case; Kind is KindX509, KindJWT or KindAdmin; Limit 0 means 1000, at
 // most 10000.
 type Filter = core.Filter
 
-// Record kinds: an X.509 certificate or a JWT-SVID.
+// Record kinds: an X.509 certificate, a JWT-SVID or an admin event.
 const (
-	KindX509 = core.KindX509
-	KindJWT  = core.KindJWT
+	KindX509  = core.KindX509
+	KindJWT   = core.KindJWT
+	KindAdmin = core.KindAdmin
 )
 
 // KindOf returns the kind of a record with this issuer_key_id.

@@ -36,8 +36,14 @@ type Record struct {
 	NodeID          string    // node that signed it
 	CommittedAt     time.Time // leader-stamped commit time (set by the journal, not the signer)
 	CertDER         []byte    // the certificate
-	PrevHash        []byte    // Hash of record Seq-1 (32 zero bytes for Seq 1 / genesis)
-	Hash            []byte    // SHA-256(PrevHash || Canonical())
+	// Action and Detail are set only in an admin event record (event.go):
+	// Action names the state change, Detail is its content (a JSON
+	// object). Empty in certificate records, whose encoding they do not
+	// touch.
+	Action   string `json:",omitempty"`
+	Detail   []byte `json:",omitempty"`
+	PrevHash []byte // Hash of record Seq-1 (32 zero bytes for Seq 1 / genesis)
+	Hash     []byte // SHA-256(PrevHash || Canonical())
 }
 
 // Genesis is the PrevHash of the first record.
@@ -47,8 +53,12 @@ var Genesis = make([]byte, HashSize)
 func Truncate(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 // Canonical returns the deterministic encoding of every field except
-// PrevHash and Hash.
+// PrevHash and Hash. An admin event record (IsEvent) has its own encoding
+// (eventCanonical, leading byte EventVersion).
 func (r *Record) Canonical() []byte {
+	if r.IsEvent() {
+		return r.eventCanonical()
+	}
 	var b bytes.Buffer
 	b.Grow(256 + len(r.CertDER))
 	b.WriteByte(Version)

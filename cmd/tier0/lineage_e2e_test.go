@@ -396,12 +396,15 @@ func oldStore(t *testing.T, path string, recs []*record.Record) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Undo every migration after 0004 (lineage 0005, serial columns 0006).
+	// Undo every migration after 0004 (lineage 0005, serial columns 0006,
+	// tree checkpoints 0007, admin events 0008).
 	execSQLite(t, path, "DROP TABLE store_lineage")
 	execSQLite(t, path, "DROP TABLE IF EXISTS tree_checkpoints") // 0007
 	execSQLite(t, path, "DROP INDEX IF EXISTS issuance_records_serial_hex")
 	execSQLite(t, path, "DROP INDEX IF EXISTS issuance_records_kind_seq")
 	execSQLite(t, path, "ALTER TABLE issuance_records DROP COLUMN serial_hex")
 	execSQLite(t, path, "ALTER TABLE issuance_records DROP COLUMN kind")
+	execSQLite(t, path, "ALTER TABLE issuance_records DROP COLUMN event_action") // 0008
+	execSQLite(t, path, "ALTER TABLE issuance_records DROP COLUMN event_detail")
 	execSQLite(t, path, "DELETE FROM schema_version WHERE version >= 5")
 }

@@ -42,7 +42,7 @@ type Store struct {
 }
 
 var columns = []string{"seq", "serial", "spiffe_id", "agent_id", "not_before", "not_after", "issuer_key_id",
-	"public_key_sha256", "node_id", "committed_at", "cert_der", "prev_hash", "hash"}
+	"public_key_sha256", "node_id", "committed_at", "cert_der", "prev_hash", "hash", "event_action", "event_detail"}
 
 // New connects, checks the connection and migrates the schema.
 func New(ctx context.Context, cfg Config) (_ *Store, err error) {
@@ -177,7 +177,7 @@ func copySource(recs []*record.Record) pgx.CopyFromSource {
 		r := recs[i]
 		return []any{int64(r.Seq), r.Serial, r.SPIFFEID, r.AgentID, record.Truncate(r.NotBefore),
 			record.Truncate(r.NotAfter), r.IssuerKeyID, r.PublicKeySHA256, r.NodeID,
-			record.Truncate(r.CommittedAt), core.NonNil(r.CertDER), r.PrevHash, r.Hash}, nil
+			record.Truncate(r.CommittedAt), core.NonNil(r.CertDER), r.PrevHash, r.Hash, r.Action, core.NonNil(r.Detail)}, nil
 	})
 }
 
@@ -284,8 +284,11 @@ func scan(rows pgx.Rows) (*record.Record, error) {
 	var r record.Record
 	var seq int64
 	if err := rows.Scan(&seq, &r.Serial, &r.SPIFFEID, &r.AgentID, &r.NotBefore, &r.NotAfter, &r.IssuerKeyID,
-		&r.PublicKeySHA256, &r.NodeID, &r.CommittedAt, &r.CertDER, &r.PrevHash, &r.Hash); err != nil {
+		&r.PublicKeySHA256, &r.NodeID, &r.CommittedAt, &r.CertDER, &r.PrevHash, &r.Hash, &r.Action, &r.Detail); err != nil {
 		return nil, err
+	}
+	if len(r.Detail) == 0 {
+		r.Detail = nil
 	}
 	r.Seq = uint64(seq)
 	r.NotBefore, r.NotAfter, r.CommittedAt = r.NotBefore.UTC(), r.NotAfter.UTC(), r.CommittedAt.UTC()

@@ -152,3 +152,10 @@ func migrations(t *testing.T) int {
 	}
 	return len(ms)
 }
+
+func TestEvents(t *testing.T) {
+	storagetest.RunEvents(t, func(t *testing.T) (storage.Store, storagetest.Tamperer) {
+		s, dsn, schema := open(t)
+		return s, newTamperer(t, dsn, schema)
+	})
+}

@@ -122,7 +122,7 @@ func (s *Store) Append(ctx context.Context, recs []*record.Record) (err error) {
 		}
 	}
 	if n < len(recs) {
-		st, err := tx.PrepareContext(ctx, "INSERT INTO issuance_records ("+core.Columns+") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)") //nolint:gosec // G202: core.Columns is a constant column list
+		st, err := tx.PrepareContext(ctx, "INSERT INTO issuance_records ("+core.Columns+") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)") //nolint:gosec // G202: core.Columns is a constant column list
 		if err != nil {
 			return fmt.Errorf("sqlite: append: prepare: %w", err)
 		}
@@ -130,7 +130,7 @@ func (s *Store) Append(ctx context.Context, recs []*record.Record) (err error) {
 		for _, r := range recs[n:] {
 			if _, err := st.ExecContext(ctx, int64(r.Seq), r.Serial, r.SPIFFEID, r.AgentID,
 				micros(r.NotBefore), micros(r.NotAfter), r.IssuerKeyID, r.PublicKeySHA256, r.NodeID,
-				micros(r.CommittedAt), core.NonNil(r.CertDER), r.PrevHash, r.Hash); err != nil {
+				micros(r.CommittedAt), core.NonNil(r.CertDER), r.PrevHash, r.Hash, r.Action, core.NonNil(r.Detail)); err != nil {
 				var se *msqlite.Error
 				if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE {
 					return fmt.Errorf("sqlite: append: seq %d: serial %s is already stored at another seq: %w",
@@ -219,8 +219,11 @@ func scan(rows *sql.Rows) (*record.Record, error) {
 	var r record.Record
 	var seq, nb, na, ca int64
 	if err := rows.Scan(&seq, &r.Serial, &r.SPIFFEID, &r.AgentID, &nb, &na, &r.IssuerKeyID,
-		&r.PublicKeySHA256, &r.NodeID, &ca, &r.CertDER, &r.PrevHash, &r.Hash); err != nil {
+		&r.PublicKeySHA256, &r.NodeID, &ca, &r.CertDER, &r.PrevHash, &r.Hash, &r.Action, &r.Detail); err != nil {
 		return nil, err
+	}
+	if len(r.Detail) == 0 {
+		r.Detail = nil
 	}
 	r.Seq = uint64(seq)
 	r.NotBefore, r.NotAfter, r.CommittedAt = fromMicros(nb), fromMicros(na), fromMicros(ca)

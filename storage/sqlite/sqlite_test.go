@@ -177,3 +177,10 @@ func migrations(t *testing.T) int {
 	}
 	return len(ms)
 }
+
+func TestEvents(t *testing.T) {
+	storagetest.RunEvents(t, func(t *testing.T) (storage.Store, storagetest.Tamperer) {
+		p := filepath.Join(t.TempDir(), "records.db")
+		return open(t, p), newTamperer(t, p)
+	})
+}

@@ -95,7 +95,7 @@ func testSerials(t *testing.T, s storage.Store) {
 }
 
 // Migration0006Undo is the SQL that turns a store at the current schema
-// back into one at schema 5 (the tables of later migrations and the
+// back into one at schema 5 (the tables and columns of later migrations and the
 // indexes and generated columns migration 0006 adds dropped, their
 // schema_version rows deleted): TestSerialMigration writes
 // records, undoes 0006 and reopens the store, so that the migration runs
@@ -106,5 +106,7 @@ var Migration0006Undo = []string{
 	"DROP INDEX issuance_records_kind_seq",
 	"ALTER TABLE issuance_records DROP COLUMN serial_hex",
 	"ALTER TABLE issuance_records DROP COLUMN kind",
+	"ALTER TABLE issuance_records DROP COLUMN event_action", // 0008 (kind, which reads it, is gone)
+	"ALTER TABLE issuance_records DROP COLUMN event_detail", // 0008
 	"DELETE FROM schema_version WHERE version >= 6",
 }

@@ -17,14 +17,16 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/tier0-ca/tier0/ca"
+	"github.com/tier0-ca/tier0/ca/record"
 	"github.com/tier0-ca/tier0/internal/redact"
 	"github.com/tier0-ca/tier0/storage/serial"
 )
 
-// Record kinds (the kind column, migration 0006).
+// Record kinds (the kind column, migrations 0006 and 0008).
 const (
-	KindX509 = "x509" // an X.509 certificate
-	KindJWT  = "jwt"  // a JWT-SVID: issuer_key_id "jwt:<kid>", serial its jti
+	KindX509  = record.KindX509  // an X.509 certificate
+	KindJWT   = record.KindJWT   // a JWT-SVID: issuer_key_id "jwt:<kid>", serial its jti
+	KindAdmin = record.KindAdmin // an admin event (event_action set)
 )
 
 // KindOf returns the kind of a record with this issuer_key_id (what the
@@ -64,7 +66,7 @@ type Filter struct {
 	SPIFFEID    string
 	AgentID     string
 	Serial      string // any spelling storage/serial.Parse accepts (hex in any case, leading zeros, colons, dec:); matched canonically
-	Kind        string // "" (all), KindX509 or KindJWT
+	Kind        string // "" (all), KindX509, KindJWT or KindAdmin
 	IssuerKeyID string // hex, any case
 	Since       time.Time
 	Until       time.Time
@@ -95,8 +97,8 @@ func (f Filter) Validate() error {
 			return fmt.Errorf("%w: %w", ErrBadFilter, err)
 		}
 	}
-	if f.Kind != "" && f.Kind != KindX509 && f.Kind != KindJWT {
-		return fmt.Errorf("%w: kind %s is neither %s nor %s", ErrBadFilter, redact.Quote(f.Kind), KindX509, KindJWT)
+	if f.Kind != "" && f.Kind != KindX509 && f.Kind != KindJWT && f.Kind != KindAdmin {
+		return fmt.Errorf("%w: kind %s is not %s, %s or %s", ErrBadFilter, redact.Quote(f.Kind), KindX509, KindJWT, KindAdmin)
 	}
 	if err := checkHex("issuer_key_id", f.IssuerKeyID); err != nil {
 		return err

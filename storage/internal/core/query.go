@@ -8,7 +8,7 @@ import (
 
 // Columns is the column list of issuance_records in record field order.
 const Columns = "seq, serial, spiffe_id, agent_id, not_before, not_after, issuer_key_id, " +
-	"public_key_sha256, node_id, committed_at, cert_der, prev_hash, hash"
+	"public_key_sha256, node_id, committed_at, cert_der, prev_hash, hash, event_action, event_detail"
 
 // Placeholder styles for QuerySQL.
 var (
