@@ -41,6 +41,7 @@ var methodRoles = map[string][]roles.Role{
 	"/tier0.v1.Agent/":      {roles.Agent},
 	"/tier0.v1.Admin/":      {roles.Admin},
 	"/tier0.v1.Audit/":      {roles.Auditor, roles.Admin},
+	"/tier0.v1.AuditLog/":   {roles.Auditor, roles.Admin}, // witnesses cosign with an auditor credential (auditlog.go)
 	"/tier0.v1.Federation/": {roles.Admin},
 	"/tier0.v1.Backup/":     {roles.Admin},
 	"/tier0.v1.Cluster/":    {roles.Admin, roles.Node}, // nodes: ClusterJoin for themselves only (cluster.go)

@@ -19,6 +19,7 @@ import (
 	"github.com/tier0-ca/tier0/ha"
 	"github.com/tier0-ca/tier0/internal/redact"
 	"github.com/tier0-ca/tier0/internal/roles"
+	"github.com/tier0-ca/tier0/internal/tlog"
 	"github.com/tier0-ca/tier0/signer"
 	"github.com/tier0-ca/tier0/storage"
 )
@@ -46,6 +47,8 @@ func codeOf(err error) codes.Code {
 		return codes.AlreadyExists
 	case errors.Is(err, ha.ErrPrecondition):
 		return codes.FailedPrecondition
+	case errors.Is(err, tlog.ErrTree): // the store's records no longer hash to a signed tree root (auditlog.go)
+		return codes.DataLoss
 	case errors.Is(err, ha.ErrNotLeader), errors.Is(err, ha.ErrUnavailable),
 		errors.Is(err, storage.ErrUnavailable): // record store not connected yet (--store-optional)
 		return codes.Unavailable

@@ -69,6 +69,7 @@ type Config struct {
 	Records     Records           // may be nil: Audit answers Unavailable
 	Audit       AuditReader       // may be nil: VerifyChain and ListDecisions answer Unavailable (audit.go)
 	Checkpoints CheckpointTracker // may be nil: VerifyChain cannot tell that the newest checkpoint was deleted
+	TreeLog     TreeLog           // may be nil: the AuditLog service answers Unavailable (auditlog.go)
 	CA          CAManager         // may be nil: the CA root RPCs answer Unavailable
 	SVID        x509svid.Source   // the node's own SVID, presented to clients
 	JWT         JWTIssuer         // may be nil: MintJWTSVID answers Unavailable (jwt.go)
@@ -167,6 +168,7 @@ func New(cfg Config) (*Server, error) {
 	tier0v1.RegisterAgentServer(s.grpc, &agentService{s: s})
 	tier0v1.RegisterAdminServer(s.grpc, &adminService{s: s})
 	tier0v1.RegisterAuditServer(s.grpc, &auditService{s: s})
+	tier0v1.RegisterAuditLogServer(s.grpc, &auditLogService{s: s})
 	tier0v1.RegisterFederationServer(s.grpc, &federationService{s: s})
 	tier0v1.RegisterBackupServer(s.grpc, &backupService{s: s})
 	tier0v1.RegisterClusterServer(s.grpc, &clusterService{s: s})

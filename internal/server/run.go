@@ -348,7 +348,7 @@ func (r *run) startAPI() error {
 	}
 	srv, err := api.New(api.Config{
 		NodeAttestors: attestors, Attestations: r.node,
-		TrustDomain: cfg.TrustDomain, Issuer: r.ca, State: r.node, Records: r.store, Audit: r.store, Checkpoints: r.node,
+		TrustDomain: cfg.TrustDomain, Issuer: r.ca, State: r.node, Records: r.store, Audit: r.store, Checkpoints: r.node, TreeLog: treeLogOf(r.store),
 		SVID: r.nodeSVID, CA: r.keys, JWT: r.ca, Trust: r.node, Federation: r.node, Federator: fed, Cluster: r.clusterView(),
 		Backup: &backupSource{node: r.node, nodeID: cfg.NodeID, dir: cfg.DataDir}, Decisions: r.decisions,
 		Logger: s.log, Registerer: s.reg, AgentTTL: cfg.AgentTTL,
