@@ -187,6 +187,9 @@ func TestTLSTransportRefusesNonNodes(t *testing.T) {
 		{"agent SVID", tlsconfig.MTLSClientConfig(staticSVID{ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "agent", "n1"), time.Hour)}, ca.Bundle, tlsconfig.AuthorizeAny())},
 		{"admin SVID", tlsconfig.MTLSClientConfig(staticSVID{ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "admin"), time.Hour)}, ca.Bundle, tlsconfig.AuthorizeAny())},
 		{"node SVID of another CA", tlsconfig.MTLSClientConfig(staticSVID{other.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", "n2"), time.Hour)}, ca.Bundle, tlsconfig.AuthorizeAny())},
+		// A member that did not renew its node SVID after a long stop
+		// (internal/server re-issues it offline when it can) stays out.
+		{"expired node SVID", tlsconfig.MTLSClientConfig(staticSVID{ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", "n2"), -time.Minute)}, ca.Bundle, tlsconfig.AuthorizeAny())},
 		{"node path with a suffix", tlsconfig.MTLSClientConfig(staticSVID{ca.Issue(t, spiffeid.RequireFromSegments(ca.TD, "tier0", "node", "n2", "x"), time.Hour)}, ca.Bundle, tlsconfig.AuthorizeAny())},
 	}
 	for _, tc := range cases {

@@ -64,7 +64,7 @@ func newClusterNode(ctx context.Context, td spiffeid.TrustDomain, dir, nodeID st
 	}
 	if svid, err := client.LoadSVIDFiles(filepath.Join(nodeCredDir(dir), "svid.pem"), filepath.Join(nodeCredDir(dir), "key.pem")); err == nil {
 		if time.Now().After(svid.Certificates[0].NotAfter) {
-			log.Warn("cluster: the stored node SVID has expired; peers will refuse this node until it rejoins with a new --join-token", "not_after", svid.Certificates[0].NotAfter)
+			log.Warn("cluster: the stored node SVID has expired; re-issuing it from the CA root key once raft is open", "not_after", svid.Certificates[0].NotAfter)
 		} else {
 			c.svid.Set(svid)
 		}

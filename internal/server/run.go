@@ -172,6 +172,11 @@ func (r *run) startRaft() error {
 		r.peers.Go("cluster peer service", func(ctx context.Context) error {
 			return serveUntil(ctx, func() error { return peer.Serve(lis) }, func() { gracefulStop(peer, 5*time.Second) })
 		})
+		// An expired node SVID (a long stop) is re-issued from the CA key
+		// before raft can reach anyone (noderecover.go).
+		if err := cl.renewOffline(r.ctx, node, cfg.Keys.Timeout); err != nil {
+			return err
+		}
 		if err := cl.join(r.ctx); err != nil {
 			return err
 		}
@@ -300,8 +305,11 @@ func (r *run) startCreds() error {
 	if r.cluster != nil { // keep it for restarts
 		r.nodeSVID, nodeDir = r.cluster.svid, nodeCredDir(cfg.DataDir)
 	}
+	if err := r.commitPendingRecords(); err != nil { // noderecover.go
+		return err
+	}
 	for _, c := range []*selfCred{
-		{ca: r.ca, id: nodeID, ttl: time.Hour, dir: nodeDir, set: r.nodeSVID.Set, log: s.log},
+		{ca: r.ca, id: nodeID, ttl: nodeSVIDTTL, dir: nodeDir, set: r.nodeSVID.Set, log: s.log},
 		{ca: r.ca, id: roles.AdminID(cfg.TrustDomain), ttl: time.Hour, dir: r.path("admin"), log: s.log},
 		{ca: r.ca, id: roles.AuditorID(cfg.TrustDomain), ttl: time.Hour, dir: r.path("auditor"), log: s.log},
 	} {
