@@ -2,6 +2,7 @@ package api
 
 import (
 	"container/heap"
+	"container/list"
 	"context"
 	"math"
 	"runtime"
@@ -34,6 +35,16 @@ type admission struct {
 	waiters  waitHeap
 	seq      uint64
 	m        *metrics
+
+	// The queue is bounded in items (SVIDs) as well as calls: what a
+	// queued call holds in memory is its items' CSRs. queuedItems are the
+	// items of the waiters; calls admitted by the gRPC tap (tap.go) and
+	// not yet queued or running are tapped, at most maxTapped.
+	queuedItems   int
+	maxQueueItems int
+	tapped        int
+	maxTapped     int
+	tapList       list.List // of *tapTicket, oldest first
 
 	// ewma of service time per call, for the retry-after hint
 	avg time.Duration
@@ -73,7 +84,17 @@ func newAdmission(maxInFlight, maxQueue int, m *metrics) *admission {
 	if maxQueue <= 0 {
 		maxQueue = 1024
 	}
-	return &admission{slots: maxInFlight, maxItems: 512 * runtime.GOMAXPROCS(0), maxQueue: maxQueue, m: m, avg: 5 * time.Millisecond}
+	maxItems := 512 * runtime.GOMAXPROCS(0)
+	return &admission{slots: maxInFlight, maxItems: maxItems, maxQueue: maxQueue, m: m, avg: 5 * time.Millisecond,
+		maxQueueItems: 4 * maxItems, maxTapped: 4 * maxInFlight}
+}
+
+// queueFullLocked reports whether a call of n items must be refused
+// rather than queued: the queue holds maxQueue calls, or its items and
+// these n would pass maxQueueItems (a call always queues into an empty
+// queue, however big).
+func (a *admission) queueFullLocked(n int) bool {
+	return len(a.waiters) >= a.maxQueue || (len(a.waiters) > 0 && a.queuedItems+n > a.maxQueueItems)
 }
 
 // acquire waits for a slot for a call of one item; see acquireN.
@@ -95,13 +116,18 @@ func (a *admission) acquireN(ctx context.Context, prio int64, n int) (func(), ti
 	}
 	n = max(n, 1)
 	a.mu.Lock()
+	// The call is counted in the queue or in flight from here on, no
+	// longer as tapped (tap.go).
+	if t := tapFrom(ctx); t != nil {
+		a.untapLocked(t)
+	}
 	if len(a.waiters) == 0 && a.fitsLocked(n) {
 		a.calls++
 		a.items += n
 		a.mu.Unlock()
 		return a.releaser(n), 0, nil
 	}
-	if len(a.waiters) >= a.maxQueue {
+	if a.queueFullLocked(n) {
 		hint := a.retryAfterLocked()
 		a.mu.Unlock()
 		a.m.overloaded.Inc()
@@ -110,6 +136,7 @@ func (a *admission) acquireN(ctx context.Context, prio int64, n int) (func(), ti
 	a.seq++
 	w := &waiter{prio: prio, seq: a.seq, items: n, ready: make(chan struct{})}
 	heap.Push(&a.waiters, w)
+	a.queuedItems += n
 	a.m.queue.Set(float64(len(a.waiters)))
 	a.mu.Unlock()
 
@@ -120,6 +147,7 @@ func (a *admission) acquireN(ctx context.Context, prio int64, n int) (func(), ti
 		a.mu.Lock()
 		if w.index >= 0 {
 			heap.Remove(&a.waiters, w.index)
+			a.queuedItems -= n
 			a.m.queue.Set(float64(len(a.waiters)))
 			a.mu.Unlock()
 			return nil, 0, ctx.Err()
@@ -145,6 +173,7 @@ func (a *admission) releaser(n int) func() {
 			// priority order, so a big batch is never overtaken for ever.
 			for len(a.waiters) > 0 && a.fitsLocked(a.waiters[0].items) {
 				w := heap.Pop(&a.waiters).(*waiter)
+				a.queuedItems -= w.items
 				a.calls++
 				a.items += w.items
 				close(w.ready)

@@ -164,7 +164,11 @@ func (a *agentService) MintX509SVIDs(ctx context.Context, req *tier0v1.MintX509S
 	release, hint, err := s.adm.acquireN(ctx, prio, len(items))
 	if err != nil {
 		if hint > 0 {
+			// The hint in the trailer (older clients) and as RetryInfo,
+			// as the tap sends it (tap.go).
 			_ = grpc.SetTrailer(ctx, metadata.Pairs(RetryAfterKey, strconv.FormatInt(hint.Milliseconds(), 10)))
+			s.metrics.errors.WithLabelValues(method, codes.ResourceExhausted.String()).Inc()
+			return nil, overloadedStatus(hint).Err()
 		}
 		return nil, s.toStatus(ctx, method, err)
 	}

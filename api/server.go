@@ -162,6 +162,13 @@ func New(cfg Config) (*Server, error) {
 		grpc.ChainUnaryInterceptor(s.unaryAuth, s.unaryLimits),
 		grpc.ChainStreamInterceptor(s.streamAuth, s.streamLimits),
 		grpc.MaxRecvMsgSize(8<<20),
+		// Refuse mint calls before their message is read when the
+		// admission queue is full (tap.go).
+		grpc.InTapHandle(s.tapMint),
+		// Release each connection's 32 KiB write buffer after a flush:
+		// a storm's thousands of mostly idle agent connections would hold
+		// one each.
+		grpc.SharedWriteBuffer(true),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	tier0v1.RegisterBootstrapServer(s.grpc, &bootstrapService{s: s})

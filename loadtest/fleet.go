@@ -2,9 +2,14 @@ package loadtest
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -32,20 +37,74 @@ type Fleet struct {
 // Agent is one simulated identity agent: its own mTLS connection, made
 // with an agent SVID obtained through a join token.
 type Agent struct {
-	Name      string
-	ID        spiffeid.ID
-	Client    *client.Client
+	Name     string
+	ID       spiffeid.ID
+	Client   *client.Client
+	EntryIDs []string // the registration entries made for it
+	// Workloads holds each workload's CSR made in advance, only when the
+	// fleet was built with PrecomputeCSRs (compare: no CSR work inside the
+	// measured loop). Otherwise CSRs are made when a call is sent (CSR).
 	Workloads []*Workload
-	EntryIDs  []string // the registration entries made for it
+
+	n      int               // workloads
+	prefix string            // workload IDs are prefix + index
+	key    *ecdsa.PrivateKey // the workloads' key when CSRs are made lazily
+	spki   []byte            // key's SubjectPublicKeyInfo
 }
 
-// Workload is one SVID an agent keeps fresh: its CSR (made once, sent at
-// every renewal) and the DER SubjectPublicKeyInfo of its key, against
-// which returned certificates are checked. The private key is not kept.
+// Workload is one SVID an agent keeps fresh: its CSR (when made in
+// advance) and the DER SubjectPublicKeyInfo of its key, against which
+// returned certificates are checked. The private key is not kept.
 type Workload struct {
 	ID   spiffeid.ID
 	CSR  []byte
 	SPKI []byte
+}
+
+// NumWorkloads is the number of the agent's workloads.
+func (a *Agent) NumWorkloads() int { return a.n }
+
+// WorkloadID is the SPIFFE ID of the agent's workload j.
+func (a *Agent) WorkloadID(j int) (spiffeid.ID, error) {
+	id, err := spiffeid.FromString(a.prefix + strconv.Itoa(j))
+	if err != nil {
+		return spiffeid.ID{}, fmt.Errorf("loadtest: workload id: %w", err)
+	}
+	return id, nil
+}
+
+// CSR returns a CSR for workload j: the one made in advance, or a new one
+// signed with the agent's workload key. Lazily made CSRs keep the load
+// tester's memory flat in the fleet size (a CSR and its ID are ~0.5 KB,
+// half a GiB at a million workloads, twice that with Go's heap headroom);
+// they cost one ECDSA signature per SVID sent (tens of µs, against the
+// server's hundreds). The workloads of one agent share one key pair: the
+// server's work per CSR (parse, check the signature, sign) is the same.
+func (a *Agent) CSR(j int) ([]byte, error) {
+	if a.Workloads != nil {
+		return a.Workloads[j].CSR, nil
+	}
+	id, err := a.WorkloadID(j)
+	if err != nil {
+		return nil, err
+	}
+	csr, err := x509.CreateCertificateRequest(crand.Reader, &x509.CertificateRequest{URIs: []*url.URL{id.URL()}}, a.key)
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: csr for %s: %w", id, err)
+	}
+	return csr, nil
+}
+
+// workload is what verifySVID checks workload j's SVID against.
+func (a *Agent) workload(j int) (*Workload, error) {
+	if a.Workloads != nil {
+		return a.Workloads[j], nil
+	}
+	id, err := a.WorkloadID(j)
+	if err != nil {
+		return nil, err
+	}
+	return &Workload{ID: id, SPKI: a.spki}, nil
 }
 
 // FleetConfig says what to build.
@@ -58,6 +117,9 @@ type FleetConfig struct {
 	Workloads  int    // per agent
 	TTLSeconds int64  // entry TTL; 0 = server default
 	RunID      string // distinguishes this fleet's agent names and IDs
+	// PrecomputeCSRs makes every workload's CSR (and key) in NewFleet
+	// instead of when a call is sent (Agent.CSR).
+	PrecomputeCSRs bool
 	// Parallel bounds setup calls in flight. Default 32.
 	Parallel int
 	// Progress, if set, is called as agents become ready.
@@ -122,17 +184,31 @@ func newAgent(ctx context.Context, admin *client.Client, f *Fleet, cfg FleetConf
 	if err != nil {
 		return nil, fmt.Errorf("loadtest: create join token for %s: %w", name, err)
 	}
-	a := &Agent{Name: name, Workloads: make([]*Workload, cfg.Workloads)}
-	for j := range cfg.Workloads {
-		id, err := spiffeid.FromString(fmt.Sprintf("%sa%d/w%d", f.Prefix, i, j))
+	a := &Agent{Name: name, n: cfg.Workloads, prefix: fmt.Sprintf("%sa%d/w", f.Prefix, i)}
+	if cfg.PrecomputeCSRs {
+		a.Workloads = make([]*Workload, cfg.Workloads)
+	} else {
+		a.key, err = ecdsa.GenerateKey(elliptic.P256(), crand.Reader)
 		if err != nil {
-			return nil, fmt.Errorf("loadtest: workload id: %w", err)
+			return nil, fmt.Errorf("loadtest: workload key: %w", err)
+		}
+		if a.spki, err = x509.MarshalPKIXPublicKey(a.key.Public()); err != nil {
+			return nil, err
+		}
+	}
+	for j := range cfg.Workloads {
+		id, err := a.WorkloadID(j)
+		if err != nil {
+			return nil, err
 		}
 		resp, err := admin.Admin().CreateEntry(ctx, &tier0v1.CreateEntryRequest{Agent: name, SpiffeId: id.String(), TtlSeconds: cfg.TTLSeconds})
 		if err != nil {
 			return nil, fmt.Errorf("loadtest: create entry %s: %w", id, err)
 		}
 		a.EntryIDs = append(a.EntryIDs, resp.GetEntry().GetId())
+		if !cfg.PrecomputeCSRs {
+			continue
+		}
 		csr, key, err := client.NewCSR(id)
 		if err != nil {
 			return nil, err
@@ -142,8 +218,7 @@ func newAgent(ctx context.Context, admin *client.Client, f *Fleet, cfg FleetConf
 			return nil, err
 		}
 		// The private key is dropped here: a Go P-256 key with its
-		// precomputation is kilobytes, the SPKI 91 bytes (a million
-		// workloads would otherwise need several GiB in the load tester).
+		// precomputation is kilobytes, the SPKI 91 bytes.
 		a.Workloads[j] = &Workload{ID: id, CSR: csr, SPKI: spki}
 	}
 	svid, err := client.Bootstrap(ctx, cfg.Addrs, f.TrustDomain, f.Bundle, tok.GetToken())
@@ -173,7 +248,7 @@ func (f *Fleet) Size() int {
 	n := 0
 	for _, a := range f.Agents {
 		if a != nil {
-			n += len(a.Workloads)
+			n += a.n
 		}
 	}
 	return n

@@ -140,10 +140,10 @@ func (r *ramp) next(intended time.Time) *call {
 	r.agent = (r.agent + 1) % len(r.fleet.Agents)
 	c := &call{agent: a, intended: intended}
 	na := intended.Add(backoff.Jitter(r.notAfterIn, 0.1)).Unix()
-	for range min(r.batch, len(a.Workloads)) {
+	for range min(r.batch, a.NumWorkloads()) {
 		c.items = append(c.items, r.cursor[ai])
 		c.notAfter = append(c.notAfter, na+rand.Int64N(2))
-		r.cursor[ai] = (r.cursor[ai] + 1) % len(a.Workloads)
+		r.cursor[ai] = (r.cursor[ai] + 1) % a.NumWorkloads()
 	}
 	return c
 }

@@ -50,8 +50,8 @@ func (r *renewal) run(ctx context.Context) {
 	r.agents = make(map[*Agent]*agentState, len(r.fleet.Agents))
 	for _, a := range r.fleet.Agents {
 		s := &agentState{a: a, phase: time.Duration(rand.Int64N(int64(r.sync))), index: -1,
-			due: make([]time.Duration, len(a.Workloads)), inflight: make([]bool, len(a.Workloads)),
-			renewed: make([]bool, len(a.Workloads))}
+			due: make([]time.Duration, a.NumWorkloads()), inflight: make([]bool, a.NumWorkloads()),
+			renewed: make([]bool, a.NumWorkloads())}
 		start := time.Duration(0)
 		if r.spread > 0 {
 			start = time.Duration(rand.Int64N(int64(r.spread)))

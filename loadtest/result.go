@@ -81,7 +81,7 @@ func buildResult(cfg Config, rec *Recorder, end time.Time) *Result {
 		Issued:      rec.issued.Load(), Failed: rec.failed.Load(), Calls: rec.calls.Load(), Retries: rec.retries.Load(),
 	}
 	if len(cfg.Fleet.Agents) > 0 {
-		res.Workloads = len(cfg.Fleet.Agents[0].Workloads)
+		res.Workloads = cfg.Fleet.Agents[0].NumWorkloads()
 	}
 	if cfg.Scenario == Steady || cfg.Scenario == Failover {
 		res.Compression = cfg.Compression

@@ -54,18 +54,32 @@ type sender struct {
 func (s *sender) do(ctx context.Context, c *call) result {
 	s.rec.inflight.Add(1)
 	defer s.rec.inflight.Add(-1)
-	req := &tier0v1.MintX509SVIDsRequest{Items: make([]*tier0v1.MintItem, len(c.items))}
-	for i, w := range c.items {
-		// One idempotency key per item for every attempt of this call: a
-		// retry after a timeout gets the SVID already committed for it.
-		key := make([]byte, 16)
-		_, _ = crand.Read(key)
-		req.Items[i] = &tier0v1.MintItem{Csr: c.agent.Workloads[w].CSR, RenewingNotAfter: c.notAfter[i], IdempotencyKey: key}
-	}
 	res := result{call: c, ok: make([]bool, len(c.items))}
 	smp := sample{intended: c.intended.Sub(s.rec.start)}
 	fail := map[string]int{}
 	var serials []string
+	// The CSRs are made (Agent.CSR) when the call is first sent and kept
+	// for its retries, which must repeat them with their idempotency keys.
+	items := make([]tier0v1.MintItem, len(c.items))
+	keys := make([]byte, 16*len(c.items))
+	_, _ = crand.Read(keys)
+	req := &tier0v1.MintX509SVIDsRequest{Items: make([]*tier0v1.MintItem, len(c.items))}
+	for i, w := range c.items {
+		csr, err := c.agent.CSR(w)
+		if err != nil {
+			_ = err // cannot happen with a P-256 key and a valid ID
+			fail["csr"] += len(c.items)
+			smp.failed = int32(len(c.items))
+			res.done = time.Now()
+			smp.done = res.done.Sub(s.rec.start)
+			s.rec.finish(smp, fail, nil)
+			return res
+		}
+		// One idempotency key per item for every attempt of this call: a
+		// retry after a timeout gets the SVID already committed for it.
+		items[i].Csr, items[i].RenewingNotAfter, items[i].IdempotencyKey = csr, c.notAfter[i], keys[16*i:16*i+16:16*i+16]
+		req.Items[i] = &items[i]
+	}
 	for attempt := 0; ; attempt++ {
 		smp.attempts++
 		var md metadata.MD
@@ -120,7 +134,11 @@ func (s *sender) check(c *call, resp *tier0v1.MintX509SVIDsResponse, res *result
 		res.ok[i] = true
 		smp.ok++
 		if s.verifyRate > 0 && (s.verifyRate >= 1 || rand.Float64() < s.verifyRate) {
-			s.rec.verifyResult(verifySVID(c.agent.Workloads[c.items[i]], r.GetChain(), s.bundle))
+			w, err := c.agent.workload(c.items[i])
+			if err == nil {
+				err = verifySVID(w, r.GetChain(), s.bundle)
+			}
+			s.rec.verifyResult(err)
 		}
 		if s.collectSerials && len(r.GetChain()) > 0 {
 			if leaf, err := x509.ParseCertificate(r.GetChain()[0]); err == nil {
@@ -188,7 +206,7 @@ func kindOf(err error) string {
 func retryWait(err error, md metadata.MD, attempt int) (wait time.Duration, gated, retry bool) {
 	switch status.Code(err) {
 	case codes.ResourceExhausted:
-		if d, ok := client.RetryAfter(md); ok {
+		if d, ok := client.RetryHint(err, md); ok {
 			return d, true, true
 		}
 		return backoff.Jitter(100*time.Millisecond, 0.2), false, true

@@ -18,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
@@ -208,7 +209,7 @@ func (c *Client) Invoke(ctx context.Context, method string, args, reply any, opt
 		}
 		next = (i + 1) % n
 		var wait time.Duration
-		if _, hinted := RetryAfter(trailer); status.Code(err) == codes.Unavailable && !hinted && (attempt+1)%n == 0 {
+		if _, hinted := RetryHint(err, trailer); status.Code(err) == codes.Unavailable && !hinted && (attempt+1)%n == 0 {
 			// Every address failed once: back off before the next round.
 			round := min((attempt+1)/n-1, 5)
 			wait = c.jittered(min(maxRoundBackoff, 200*time.Millisecond<<round), 0.2)
@@ -234,7 +235,7 @@ func (c *Client) NewStream(ctx context.Context, desc *grpc.StreamDesc, method st
 // address. A refusal with a retry-after hint closes i's gate for that long.
 func (c *Client) retryable(err error, i int, trailer metadata.MD) bool {
 	code := status.Code(err)
-	d, hinted := RetryAfter(trailer)
+	d, hinted := RetryHint(err, trailer)
 	if hinted && (code == codes.Unavailable || code == codes.ResourceExhausted) {
 		c.gates[i].hold(d, code)
 	}
@@ -251,6 +252,30 @@ func (c *Client) retryable(err error, i int, trailer metadata.MD) bool {
 // jittered returns d scaled by a uniform factor in [1-frac, 1+frac).
 func (c *Client) jittered(d time.Duration, frac float64) time.Duration {
 	return t0backoff.Scale(d, frac, c.jitter())
+}
+
+// RetryHint is the server's retry hint for an answer: the retry-after-ms
+// trailer, or else a google.rpc.RetryInfo detail of err's status (what a
+// server sends when it refuses a call before reading it), capped at 30s.
+func RetryHint(err error, md metadata.MD) (time.Duration, bool) {
+	if d, ok := RetryAfter(md); ok {
+		return d, true
+	}
+	if err == nil {
+		return 0, false
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+			if delay := ri.GetRetryDelay().AsDuration(); delay >= 0 {
+				return min(delay, maxRetryAfter), true
+			}
+		}
+	}
+	return 0, false
 }
 
 // RetryAfter reads the retry-after-ms hint from a trailer, capped at 30s.

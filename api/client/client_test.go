@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tier0-ca/tier0/api/client/clienttest"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
@@ -353,5 +355,28 @@ func TestGatesPerAddress(t *testing.T) {
 	}
 	if got := e.fake.Calls("GetBundle"); got != 2 {
 		t.Fatalf("server saw %d calls, want 2", got)
+	}
+}
+
+// TestRetryHintFromRetryInfo: a refusal made before the call was read
+// carries its hint as a google.rpc.RetryInfo detail, not a trailer; the
+// trailer wins when both are there.
+func TestRetryHintFromRetryInfo(t *testing.T) {
+	st, err := status.New(codes.ResourceExhausted, "overloaded").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(1500 * time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := RetryHint(st.Err(), nil); !ok || d != 1500*time.Millisecond {
+		t.Fatalf("RetryInfo 1.5s: %v %v", d, ok)
+	}
+	if d, ok := RetryHint(st.Err(), metadata.Pairs(RetryAfterKey, "200")); !ok || d != 200*time.Millisecond {
+		t.Fatalf("trailer 200ms and RetryInfo: %v %v, want the trailer's", d, ok)
+	}
+	long, _ := status.New(codes.ResourceExhausted, "x").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Hour)})
+	if d, ok := RetryHint(long.Err(), nil); !ok || d != maxRetryAfter {
+		t.Fatalf("RetryInfo 1h: %v %v, want capped at %v", d, ok, maxRetryAfter)
+	}
+	if _, ok := RetryHint(status.Error(codes.ResourceExhausted, "x"), nil); ok {
+		t.Fatal("no hint at all reported one")
 	}
 }

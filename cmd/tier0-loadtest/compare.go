@@ -86,7 +86,7 @@ func runCompare(ctx context.Context, f *compareFlags) error {
 	defer stop()
 	bundle, cert, key := client.OperatorFiles(dataDir)
 	fleet, err := loadtest.NewFleet(ctx, loadtest.FleetConfig{Addrs: srv.Servers, BundlePath: bundle, AdminCert: cert, AdminKey: key,
-		Agents: 1, Workloads: 100, RunID: "compare"})
+		Agents: 1, Workloads: 100, RunID: "compare", PrecomputeCSRs: true})
 	if err != nil {
 		return err
 	}
