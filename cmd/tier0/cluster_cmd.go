@@ -5,6 +5,7 @@ import (
 
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/internal/cliout"
 )
 
 // newClusterCmd: `tier0 cluster status|join|remove|transfer-leadership`
@@ -22,7 +23,7 @@ func newClusterCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return cliErr(err)
 				}
-				return printClusterStatus(cmd.OutOrStdout(), st, format)
+				return cliout.ClusterStatus(cmd.OutOrStdout(), st, format)
 			})
 		},
 	}

@@ -1,21 +1,15 @@
 package main
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
-	"github.com/tier0-ca/tier0/internal/serverinfo"
+	"github.com/tier0-ca/tier0/internal/cliout"
+	"github.com/tier0-ca/tier0/internal/operator"
 )
 
 // newHealthcheckCmd: `tier0 healthcheck` asks a node's /readyz (or, with
@@ -33,33 +27,13 @@ func newHealthcheckCmd(g *globalFlags) *cobra.Command {
 			"-o json (or --verbose) prints the node's status as JSON (/healthz?verbose: role, leader, last contact, indexes, signer, export lag, disk).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if addr == "" {
-				info, err := serverinfo.Read(g.dataDir)
-				if err != nil || info.HTTP == "" {
-					return fmt.Errorf("healthcheck: no --http and no running server in %s (server.json: %v)", g.dataDir, err)
-				}
-				addr = info.HTTP
-			}
 			verbose := verbose || output == outJSON
-			path := "/readyz"
-			if verbose {
-				path = "/healthz?verbose&standbyok"
-			}
-			hc := http.Client{Timeout: timeout}
-			resp, err := hc.Get("http://" + addr + path)
-			if err != nil {
-				return fmt.Errorf("healthcheck: %s not answering: %w", addr, err)
-			}
-			defer resp.Body.Close()
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			text := strings.TrimSpace(string(body))
-			if resp.StatusCode != http.StatusOK {
-				if verbose {
-					fmt.Fprintln(cmd.OutOrStdout(), text)
+			a, err := operator.Health(cmd.Context(), operator.HealthOptions{Addr: addr, DataDir: g.dataDir, Verbose: verbose, Timeout: timeout})
+			if err == nil || verbose && a.Code != 0 {
+				if _, perr := fmt.Fprintln(cmd.OutOrStdout(), a.Text); perr != nil && err == nil {
+					return perr
 				}
-				return fmt.Errorf("healthcheck: %s: %d %s", addr, resp.StatusCode, firstLine(text))
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), text)
 			return err
 		},
 	}
@@ -68,13 +42,6 @@ func newHealthcheckCmd(g *globalFlags) *cobra.Command {
 	outputFlag(cmd.Flags(), &output, "text (the /readyz answer) or json (the node's status)", outText, outJSON)
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for the answer")
 	return cmd
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
 
 // newBundleCmd: `tier0 bundle show` prints the trust bundle the cluster
@@ -92,7 +59,7 @@ func newBundleCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return cliErr(err)
 				}
-				return printBundle(cmd.OutOrStdout(), b, format)
+				return cliout.Bundle(cmd.OutOrStdout(), b, format)
 			})
 		},
 	}
@@ -100,43 +67,4 @@ func newBundleCmd(g *globalFlags) *cobra.Command {
 	show.Flags().StringVar(&role, "as", "admin", "credential to use: admin or auditor")
 	cmd.AddCommand(show)
 	return cmd
-}
-
-func printBundle(w io.Writer, b *tier0v1.GetBundleResponse, format string) error {
-	if format != outJSON {
-		for _, der := range b.GetX509Authorities() {
-			if err := pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: der}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	td, err := spiffeid.TrustDomainFromString(b.GetTrustDomain())
-	if err != nil {
-		return fmt.Errorf("bundle: %w", err)
-	}
-	sb := spiffebundle.New(td)
-	sb.SetSequenceNumber(b.GetSequence())
-	for _, der := range b.GetX509Authorities() {
-		cert, err := x509.ParseCertificate(der)
-		if err != nil {
-			return fmt.Errorf("bundle: root: %w", err)
-		}
-		sb.AddX509Authority(cert)
-	}
-	for _, j := range b.GetJwtAuthorities() {
-		pub, err := x509.ParsePKIXPublicKey(j.GetPublicKey())
-		if err != nil {
-			return fmt.Errorf("bundle: JWT key %s: %w", j.GetKeyId(), err)
-		}
-		if err := sb.AddJWTAuthority(j.GetKeyId(), pub); err != nil {
-			return fmt.Errorf("bundle: %w", err)
-		}
-	}
-	raw, err := sb.Marshal()
-	if err != nil {
-		return fmt.Errorf("bundle: %w", err)
-	}
-	_, err = fmt.Fprintln(w, string(raw))
-	return err
 }

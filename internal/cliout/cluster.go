@@ -1,4 +1,4 @@
-package main
+package cliout
 
 import (
 	"encoding/json"
@@ -6,7 +6,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -16,9 +15,9 @@ import (
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 )
 
-// clusterProblems is why the cluster is not healthy: no leader, or a voter
+// ClusterProblems is why the cluster is not healthy: no leader, or a voter
 // that is unhealthy or cannot be asked (`tier0 cluster status` exits 1).
-func clusterProblems(st *tier0v1.ClusterStatusResponse) []string {
+func ClusterProblems(st *tier0v1.ClusterStatusResponse) []string {
 	var out []string
 	if st.GetLeaderId() == "" {
 		out = append(out, "no leader (a majority of the voters must be up and reach each other)")
@@ -37,11 +36,11 @@ func clusterProblems(st *tier0v1.ClusterStatusResponse) []string {
 	return out
 }
 
-// printClusterStatus writes st as a table (one row per member, as each
+// ClusterStatus writes st as a table (one row per member, as each
 // member sees itself) or JSON, then returns an error naming the problems.
-func printClusterStatus(w io.Writer, st *tier0v1.ClusterStatusResponse, format string) error {
-	problems := clusterProblems(st)
-	if format == outJSON {
+func ClusterStatus(w io.Writer, st *tier0v1.ClusterStatusResponse, format string) error {
+	problems := ClusterProblems(st)
+	if format == JSON {
 		members := make([]any, 0, len(st.GetMemberStatus()))
 		for _, m := range st.GetMemberStatus() {
 			obj, err := protoMap(m)
@@ -72,7 +71,7 @@ func printClusterStatus(w io.Writer, st *tier0v1.ClusterStatusResponse, format s
 		}
 		fmt.Fprintf(w, "leader %s, term %d (answered by %s); journal seq %d, exported %d, export lag %d\n\n",
 			leader, st.GetTerm(), st.GetNodeId(), st.GetJournalSeq(), st.GetExportedSeq(), st.GetExportLag())
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		tw := tabs(w)
 		fmt.Fprintln(tw, "NODE\tAPI\tRAFT\tSUFFRAGE\tSTATE\tLEADER\tLAST CONTACT\tAPPLIED\tCOMMIT\tLAG\tHEALTHY\tVERSION")
 		for _, m := range st.GetMemberStatus() {
 			l, healthy, contact := "", "yes", "-"
