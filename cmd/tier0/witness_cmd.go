@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tier0-ca/tier0/internal/auditcli"
 	"github.com/tier0-ca/tier0/internal/tlog"
 	"github.com/tier0-ca/tier0/internal/witness"
 )
@@ -32,11 +33,11 @@ cosignatures with 'tier0 audit verify --export FILE --witness NAME=KEY --cosigne
 			if logKey == "" || name == "" || state == "" || dsn == "" || len(bundles) == 0 {
 				return errors.New("--log-key, --name, --state, --store and --bundle are required")
 			}
-			certs, err := loadPEMCerts(logKey)
+			certs, err := auditcli.LoadPEMCerts(logKey)
 			if err != nil {
 				return fmt.Errorf("--log-key: %w", err)
 			}
-			roots, err := loadBundles(bundles)
+			roots, err := auditcli.LoadBundles(bundles)
 			if err != nil {
 				return err
 			}
@@ -49,7 +50,7 @@ cosignatures with 'tier0 audit verify --export FILE --witness NAME=KEY --cosigne
 				return err
 			}
 			ctx := cmd.Context()
-			ts, closeStore, err := openTreeStore(ctx, dsn)
+			ts, closeStore, err := auditcli.OpenTreeStore(ctx, dsn)
 			if err != nil {
 				return err
 			}
