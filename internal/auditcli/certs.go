@@ -10,14 +10,16 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
+
+	"github.com/tier0-ca/tier0/internal/cliout"
 )
 
-// Output formats (the -o flag).
+// Output formats (the -o flag), as internal/cliout names them.
 const (
-	Table = "table"
-	Text  = "text"
-	JSON  = "json"
-	CSV   = "csv"
+	Table = cliout.Table
+	Text  = cliout.Text
+	JSON  = cliout.JSON
+	CSV   = cliout.CSV
 )
 
 // LoadPEMCerts reads every CERTIFICATE block of the PEM file at path (a

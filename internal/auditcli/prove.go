@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/tier0-ca/tier0/internal/cliout"
 	"github.com/tier0-ca/tier0/internal/server"
 	"github.com/tier0-ca/tier0/internal/tlog"
 	"github.com/tier0-ca/tier0/storage"
@@ -119,9 +120,7 @@ func (r *ProofResult) Write(w io.Writer, format string) error {
 			c.Size, c.Root[:], old.Size, old.Root[:], c.Origin)
 	}
 	if format == JSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return cliout.PrintJSON(w, v)
 	}
 	_, err := io.WriteString(w, text)
 	return err
