@@ -118,6 +118,7 @@ func (f *serverFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&cl.SnapshotInterval, "raft-snapshot-interval", d.Cluster.SnapshotInterval, "how often raft checks --raft-snapshot-threshold")
 	fl.Uint64Var(&cl.TrailingLogs, "raft-trailing-logs", d.Cluster.TrailingLogs, "raft log entries kept after a snapshot (a follower further behind gets the snapshot)")
 	fl.DurationVar(&cl.ApplyTimeout, "raft-apply-timeout", d.Cluster.ApplyTimeout, "how long a write waits for the leader and quorum before Unavailable")
+	fl.DurationVar(&cl.WaitTimeout, "cluster-wait-timeout", d.Cluster.WaitTimeout, "a member waiting for a leader exits when no other member has answered it for this long (0: wait without limit)")
 	fl.IntVar(&cl.ForwardsInFlight, "forwards-in-flight", d.Cluster.ForwardsInFlight, "follower: record batches forwarded to the leader concurrently")
 	fl.IntVar(&c.RaftWALSegmentMB, "raft-wal-segment-size-mb", d.RaftWALSegmentMB, "size of a raft log segment file in MiB (1-1024), preallocated when the segment opens: the free disk space the raft log needs")
 	fl.DurationVar(&cl.ForwardLinger, "forward-linger", d.Cluster.ForwardLinger, "follower: wait up to this long (max 5ms) for more records before forwarding a small batch while others are in flight; 0: never wait")

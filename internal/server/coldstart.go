@@ -18,8 +18,9 @@ import (
 // where the joining members' tokens are created only once the first member
 // is up. A member therefore waits, without limit, for what it needs from
 // the others (its join token and bundle files, the replicated CA root, a
-// leader), serving /livez, /readyz (not ready, with the reason) and
-// /metrics meanwhile, and logging what it waits for every waitLogEvery.
+// leader; the last two only while some member answers it, waitlimit.go),
+// serving /livez, /readyz (not ready, with the reason) and /metrics
+// meanwhile, and logging what it waits for every waitLogEvery.
 
 // waitPoll is how often a cold-start wait looks again; waitLogEvery how
 // often it logs that it is still waiting.
@@ -83,13 +84,14 @@ func readTokenFile(path string) (string, error) {
 	return strings.TrimSpace(string(raw)), nil
 }
 
-// waitLeaderAndRoot waits, without limit, until the cluster has a leader
+// waitLeaderAndRoot waits until the cluster has a leader
 // and this node holds the replicated CA root (a restarting member: it must
 // see the root before the key manager looks at it, which would otherwise
 // create one).
 func waitLeaderAndRoot(ctx context.Context, node *ha.Node, log *slog.Logger, phase func(string), needRoot bool, removed func(context.Context) error) error {
 	// A member removed while it was down does not know it: every
-	// removedEvery it asks the others (clusterView.removedByPeers).
+	// removedEvery it asks the others (peerWatch), and gives up when none
+	// has answered for --cluster-wait-timeout.
 	nextAsk := time.Now().Add(removedEvery)
 	cond := func(check func() (bool, error)) func() (bool, error) {
 		return func() (bool, error) {

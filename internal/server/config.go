@@ -99,6 +99,10 @@ type Cluster struct {
 	ApplyTimeout      time.Duration
 	ForwardsInFlight  int
 	ForwardLinger     time.Duration // at most 5ms
+	// WaitTimeout: how long a member waiting for a leader goes on while
+	// no other member answers it before it exits (waitlimit.go); 0 waits
+	// without limit.
+	WaitTimeout time.Duration
 }
 
 // Enabled reports cluster mode.
@@ -118,6 +122,7 @@ func Defaults() Config {
 			HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond, LeaderLease: 250 * time.Millisecond,
 			SnapshotThreshold: ha.DefaultSnapshotThreshold, SnapshotInterval: 120 * time.Second, TrailingLogs: ha.DefaultTrailingLogs,
 			ApplyTimeout: ha.DefaultApplyTimeout, ForwardsInFlight: ha.DefaultForwardsInFlight, ForwardLinger: ha.DefaultForwardLinger,
+			WaitTimeout: DefaultClusterWaitTimeout,
 		},
 	}
 }

@@ -193,22 +193,27 @@ func (s *Server) membershipReady() error {
 // and no longer lists this node in its raft configuration means it was
 // removed while it was down (its own log never got the removal). Errors
 // wrap ha.ErrRemoved; nil when no member says so (or none answers).
-func (v clusterView) removedByPeers(ctx context.Context) error {
+// answered reports whether any member answered.
+func (v clusterView) removedByPeers(ctx context.Context) (answered bool, err error) {
 	self := v.s.cfg.NodeID
 	for _, sv := range v.Status().Servers {
 		if sv.ID == self {
 			continue
 		}
 		m := v.ask(ctx, sv.Address)
-		if m.GetError() != "" || m.GetLeaderId() == "" || len(m.GetMembers()) == 0 || slices.Contains(m.GetMembers(), self) {
+		if m.GetError() != "" {
 			continue
 		}
-		return fmt.Errorf("%w while it was down: member %s (leader %s) no longer lists it: its raft configuration lists %s, not %s; to bring it back as a new member: stop it, delete %s and %s, "+
+		answered = true
+		if m.GetLeaderId() == "" || len(m.GetMembers()) == 0 || slices.Contains(m.GetMembers(), self) {
+			continue
+		}
+		return true, fmt.Errorf("%w while it was down: member %s (leader %s) no longer lists it: its raft configuration lists %s, not %s; to bring it back as a new member: stop it, delete %s and %s, "+
 			"create a node token on a member (`tier0 token create --node %s`) and start it with --join and --join-token",
 			ha.ErrRemoved, m.GetNodeId(), m.GetLeaderId(), strings.Join(m.GetMembers(), ", "), self,
 			filepath.Join(v.s.cfg.DataDir, "raft"), joinedMarker(v.s.cfg.DataDir), self)
 	}
-	return nil
+	return answered, nil
 }
 
 // journalReady fails while a fail-closed journal is full (mints refused).

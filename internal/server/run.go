@@ -181,8 +181,8 @@ func (r *run) startRaft() error {
 			return err
 		}
 		// The other members may be starting too, in any order: wait for
-		// them without limit (coldstart.go).
-		if err := waitLeaderAndRoot(r.ctx, node, s.log, r.step, !cl.firstBoot, r.clusterView().removedByPeers); err != nil {
+		// them while any answers (coldstart.go, waitlimit.go).
+		if err := waitLeaderAndRoot(r.ctx, node, s.log, r.step, !cl.firstBoot, r.peerWatch().check); err != nil {
 			return err
 		}
 	} else {
