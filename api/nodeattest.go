@@ -79,7 +79,9 @@ func (b *bootstrapService) AttestAgent(stream tier0v1.Bootstrap_AttestAgentServe
 			s.metrics.errors.WithLabelValues(method, st.Code().String()).Inc()
 			s.log.InfoContext(ctx, "node attestation refused", "attestor", name, "from", from, "code", st.Code().String(), "reason", st.Message())
 		}
-		if s.cfg.Decisions != nil && st.Code() != codes.Unavailable {
+		// Unavailable is not a decision (the agent retries), except a
+		// platform API lookup that failed: the operator must see why.
+		if s.cfg.Decisions != nil && (st.Code() != codes.Unavailable || errors.Is(err, nodeattest.ErrLookup)) {
 			s.cfg.Decisions.Record(caller, requested, false, st.Message())
 		}
 		return st.Err()

@@ -33,6 +33,7 @@ import (
 //	allow_reattestation: false   # true: an instance may attest again (its document never expires: replayable)
 //	replay_window: 720h          # else an instance attests once per window (default 720h, at most 8760h)
 //	agent_name: "aws_iid.{{.AccountID}}.{{.Region}}.{{.InstanceID}}"
+//	ec2_api: {ec2_endpoint, iam_endpoint, ...}  # optional: tag, security group, IAM role selectors (awsapi.go)
 type awsIIDConfig struct {
 	RegionCerts        map[string]string `yaml:"region_certs"`
 	Accounts           []string          `yaml:"account_allow_list"`
@@ -40,6 +41,7 @@ type awsIIDConfig struct {
 	AllowReattestation bool              `yaml:"allow_reattestation"`
 	ReplayWindow       time.Duration     `yaml:"replay_window"`
 	AgentName          string            `yaml:"agent_name"`
+	EC2API             *awsAPIConfig     `yaml:"ec2_api"` // tag, security group, IAM role selectors (awsapi.go)
 }
 
 // AWSIIDEvidence is the evidence an agent sends: the document as IMDS
@@ -65,6 +67,7 @@ type awsIID struct {
 	name   nameTemplate
 	clock  func() time.Time
 	window time.Duration
+	api    *awsAPI
 }
 
 func newAWSIID(cfg Config, text string) (Attestor, error) {
@@ -78,6 +81,11 @@ func newAWSIID(cfg Config, text string) (Attestor, error) {
 	var err error
 	if a.window, err = replayWindow(a.cfg.ReplayWindow); err != nil {
 		return nil, err
+	}
+	if a.cfg.EC2API != nil {
+		if a.api, err = newAWSAPI(*a.cfg.EC2API); err != nil {
+			return nil, err
+		}
 	}
 	if len(a.cfg.RegionCerts) == 0 {
 		// AWS's published certificates, shipped with tier0
@@ -115,7 +123,7 @@ func loadPEMCerts(path string) ([]*x509.Certificate, error) {
 
 func (*awsIID) Name() string { return AWSIID }
 
-func (a *awsIID) Attest(_ context.Context, evidence []byte, _ ChallengeFunc) (Result, error) {
+func (a *awsIID) Attest(ctx context.Context, evidence []byte, _ ChallengeFunc) (Result, error) {
 	var ev AWSIIDEvidence
 	if err := strictJSON(evidence, &ev); err != nil {
 		return Result{}, err
@@ -159,6 +167,13 @@ func (a *awsIID) Attest(_ context.Context, evidence []byte, _ ChallengeFunc) (Re
 		if v != "" {
 			sels = append(sels, p+k+":"+v)
 		}
+	}
+	if a.api != nil {
+		more, err := a.api.selectors(ctx, d)
+		if err != nil {
+			return Result{}, err
+		}
+		sels = append(sels, more...)
 	}
 	var replay []ReplayKey
 	if !a.cfg.AllowReattestation {

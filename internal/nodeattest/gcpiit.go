@@ -19,6 +19,7 @@ import (
 //	allow_reattestation: false   # true: an instance may attest again (else its ID is used once per replay_window)
 //	replay_window: 720h          # default 720h, at most 8760h
 //	agent_name: "gcp_iit.{{.ProjectID}}.{{.InstanceID}}"   # optional template
+//	compute_api: {endpoint, token_file}   # optional: label, tag, service account selectors (gcpapi.go)
 type gcpIITConfig struct {
 	JWKSFile           string        `yaml:"jwks_file"`
 	JWKSURL            string        `yaml:"jwks_url"`
@@ -26,6 +27,7 @@ type gcpIITConfig struct {
 	AllowReattestation bool          `yaml:"allow_reattestation"`
 	ReplayWindow       time.Duration `yaml:"replay_window"`
 	AgentName          string        `yaml:"agent_name"`
+	ComputeAPI         *gcpAPIConfig `yaml:"compute_api"` // label, tag, service account selectors (gcpapi.go)
 }
 
 // GoogleJWKSURL is where Google publishes the keys that sign instance
@@ -42,6 +44,7 @@ type gcpIIT struct {
 	keys     *jwks
 	name     nameTemplate
 	window   time.Duration
+	api      *gcpAPI
 }
 
 type gcpClaims struct {
@@ -70,6 +73,11 @@ func newGCPIIT(cfg Config, text string) (Attestor, error) {
 	var err error
 	if a.window, err = replayWindow(a.cfg.ReplayWindow); err != nil {
 		return nil, err
+	}
+	if a.cfg.ComputeAPI != nil {
+		if a.api, err = newGCPAPI(*a.cfg.ComputeAPI); err != nil {
+			return nil, err
+		}
 	}
 	if a.keys, err = newJWKS(a.cfg.JWKSFile, a.cfg.JWKSURL, cfg.Clock); err != nil {
 		return nil, err
@@ -109,6 +117,13 @@ func (a *gcpIIT) Attest(ctx context.Context, evidence []byte, _ ChallengeFunc) (
 	sels := []string{p + "project-id:" + ge.ProjectID, p + "zone:" + ge.Zone, p + "instance-name:" + ge.InstanceName}
 	if ge.ProjectNumber != 0 {
 		sels = append(sels, p+"project-number:"+strconv.FormatInt(ge.ProjectNumber, 10))
+	}
+	if a.api != nil {
+		more, err := a.api.selectors(ctx, ge.ProjectID, ge.Zone, ge.InstanceName, ge.InstanceID)
+		if err != nil {
+			return Result{}, err
+		}
+		sels = append(sels, more...)
 	}
 	replay := []ReplayKey{{Key: hashKey(GCPIIT, []byte(raw)), Until: c.Expiry.Time().Add(time.Minute)}}
 	if !a.cfg.AllowReattestation {

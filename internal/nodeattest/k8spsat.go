@@ -20,6 +20,7 @@ import (
 //	    jwks_file: /etc/tier0/prod-jwks.json   # or jwks_url: https://..., or token_review: {url, ca_file, token_file}
 //	    issuer: https://kubernetes.default.svc.cluster.local   # optional: iss must match
 //	    service_account_allow_list: [tier0:tier0-agent]       # NAMESPACE:NAME, required
+//	    kube_api: {url, ca_file, token_file}   # optional: pod and node label selectors (k8sapi.go)
 //	allow_reattestation: false   # true: a pod may attest again (else its UID is used once per replay_window)
 //	replay_window: 720h          # default 720h, at most 8760h
 //	agent_name: "k8s_psat.{{.Cluster}}.{{.NodeUID}}"           # optional template
@@ -40,6 +41,7 @@ type k8sCluster struct {
 	JWKSURL         string             `yaml:"jwks_url"`
 	Issuer          string             `yaml:"issuer"`
 	ServiceAccounts []string           `yaml:"service_account_allow_list"`
+	KubeAPI         *tokenReviewConfig `yaml:"kube_api"` // pod and node label selectors (k8sapi.go)
 }
 
 type k8sPSAT struct {
@@ -48,6 +50,7 @@ type k8sPSAT struct {
 	clock    func() time.Time
 	keys     map[string]*jwks
 	reviews  map[string]*tokenReviewer
+	apis     map[string]*tokenReviewer // kube_api by cluster
 	name     nameTemplate
 	window   time.Duration
 }
@@ -61,25 +64,27 @@ type K8sPSATEvidence struct {
 
 // k8sClaims are the kubernetes.io claims of a projected token.
 type k8sClaims struct {
-	K8s struct {
-		Namespace string `json:"namespace"`
-		Pod       struct {
-			Name string `json:"name"`
-			UID  string `json:"uid"`
-		} `json:"pod"`
-		ServiceAccount struct {
-			Name string `json:"name"`
-			UID  string `json:"uid"`
-		} `json:"serviceaccount"`
-		Node struct {
-			Name string `json:"name"`
-			UID  string `json:"uid"`
-		} `json:"node"`
-	} `json:"kubernetes.io"`
+	K8s k8sClaimsBody `json:"kubernetes.io"`
+}
+
+type k8sClaimsBody struct {
+	Namespace string `json:"namespace"`
+	Pod       struct {
+		Name string `json:"name"`
+		UID  string `json:"uid"`
+	} `json:"pod"`
+	ServiceAccount struct {
+		Name string `json:"name"`
+		UID  string `json:"uid"`
+	} `json:"serviceaccount"`
+	Node struct {
+		Name string `json:"name"`
+		UID  string `json:"uid"`
+	} `json:"node"`
 }
 
 func newK8sPSAT(cfg Config, text string) (Attestor, error) {
-	a := &k8sPSAT{audience: cfg.TrustDomain.IDString(), clock: cfg.Clock, keys: map[string]*jwks{}, reviews: map[string]*tokenReviewer{}}
+	a := &k8sPSAT{audience: cfg.TrustDomain.IDString(), clock: cfg.Clock, keys: map[string]*jwks{}, reviews: map[string]*tokenReviewer{}, apis: map[string]*tokenReviewer{}}
 	if err := decodeSection(text, &a.cfg); err != nil {
 		return nil, err
 	}
@@ -98,6 +103,13 @@ func newK8sPSAT(cfg Config, text string) (Attestor, error) {
 			if ns, n, ok := strings.Cut(sa, ":"); !ok || ns == "" || n == "" {
 				return nil, fmt.Errorf("config: cluster %q: service account %q: want NAMESPACE:NAME", name, sa)
 			}
+		}
+		if c.KubeAPI != nil {
+			api, err := newTokenReviewer(*c.KubeAPI)
+			if err != nil {
+				return nil, fmt.Errorf("cluster %q: kube_api: %w", name, err)
+			}
+			a.apis[name] = api
 		}
 		if c.TokenReview != nil {
 			if c.JWKSFile != "" || c.JWKSURL != "" {
@@ -172,6 +184,13 @@ func (a *k8sPSAT) Attest(ctx context.Context, evidence []byte, _ ChallengeFunc) 
 		p + "agent_pod_name:" + kc.Pod.Name, p + "agent_pod_uid:" + kc.Pod.UID, p + "agent_node_name:" + kc.Node.Name}
 	if kc.Node.UID != "" {
 		sels = append(sels, p+"agent_node_uid:"+kc.Node.UID)
+	}
+	if api := a.apis[ev.Cluster]; api != nil {
+		more, err := kubeSelectors(ctx, api, ev.Cluster, kc)
+		if err != nil {
+			return Result{}, err
+		}
+		sels = append(sels, more...)
 	}
 	replay := []ReplayKey{{Key: hashKey(K8sPSAT, []byte(ev.Token)), Until: exp.Add(time.Minute)}}
 	if !a.cfg.AllowReattestation {
