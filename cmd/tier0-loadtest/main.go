@@ -89,7 +89,7 @@ func scenarioCmd(name, short string) *cobra.Command {
 	fl.Float64Var(&f.cfg.VerifyRate, "verify-rate", 0.01, "fraction of SVIDs verified with go-spiffe (negative: none)")
 	fl.BoolVar(&f.failOnVerify, "fail-on-errors", true, "exit non-zero on verification failures or failed SVIDs")
 	fl.BoolVar(&f.json, "json", false, "print the result JSON on stdout")
-	fl.StringVar(&f.serials, "serials", "", "write the serial of every SVID received to this file, one a line (check them with `tier0 audit check-serials FILE`)")
+	fl.StringVar(&f.serials, "serials", "", "write the serial of every SVID received to `FILE`, one a line (check them with tier0 audit check-serials)")
 	fl.BoolVar(&f.keep, "keep", false, "keep the registration entries made for the run (default: deleted at the end)")
 	switch name {
 	case loadtest.Steady, loadtest.Failover:
