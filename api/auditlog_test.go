@@ -105,6 +105,18 @@ func TestAuditLogService(t *testing.T) {
 	if _, err := p.Verify(k.Roots()); err != nil || p.Kind != tlog.KindConsistency {
 		t.Fatalf("consistency proof %s: %v", p.Kind, err)
 	}
+	if err := auditremote.CheckLogKey(&p, k.Cert); err != nil {
+		t.Fatalf("CheckLogKey: %v", err)
+	}
+	if err := auditremote.CheckLogKey(&p, k.Root); err == nil || !strings.Contains(err.Error(), "signed by another audit key than --log-key") {
+		t.Fatalf("CheckLogKey with another certificate: %v", err)
+	}
+	if got, err := auditremote.Fetch(ctx, c, 10, k.Roots()); err != nil || got.Size != 10 || got.SignedAt.IsZero() {
+		t.Fatalf("Fetch(10) = %+v, %v", got, err)
+	}
+	if _, err := auditremote.Fetch(ctx, c, 0, f.bundle.X509Authorities()); err == nil || !strings.Contains(err.Error(), "does not chain to the bundle") {
+		t.Fatalf("Fetch with another bundle: %v", err)
+	}
 
 	var buf bytes.Buffer
 	if _, err := auditremote.Export(ctx, c, &buf); err != nil {
