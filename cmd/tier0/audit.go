@@ -17,7 +17,7 @@ func newAuditCmd(g *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "audit", Short: "Compliance: query and verify issuance records and authorization decisions"}
 	cmd.AddCommand(newAuditListCmd(g, "list"), newAuditShowCmd(g), newAuditListCmd(g, "export"),
 		newAuditVerifyCmd(g), newAuditDecisionsCmd(g), newAuditCheckSerialsCmd(g),
-		newAuditProveCmd(), newAuditVerifyProofCmd())
+		newAuditProveCmd(g), newAuditVerifyProofCmd(), newAuditCheckpointCmd(g))
 	return cmd
 }
 
@@ -64,7 +64,7 @@ func newAuditListCmd(g *globalFlags, verb string) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.verifiable.on { // audit_export.go
-				return f.verifiable.run(cmd)
+				return f.verifiable.run(cmd, g)
 			}
 			if err := f.build(g, time.Now()); err != nil {
 				return err
@@ -158,7 +158,7 @@ non-zero unless --allow-unverified-tail.`,
 			}
 			var res *tier0v1.VerifyChainResponse
 			start := time.Now()
-			if exportFile != "" || dsn != "" || len(bundles) > 0 {
+			if exportFile != "" || dsn != "" || (len(bundles) > 0 && len(wit.Keys) == 0) {
 				switch {
 				case exportFile != "" && len(bundles) == 0:
 					return errors.New("--export needs --bundle FILE (the auditor's own copy of the trust bundle)")
@@ -186,6 +186,11 @@ non-zero unless --allow-unverified-tail.`,
 				if res, err = c.Audit().VerifyChain(cmd.Context(), &tier0v1.VerifyChainRequest{FromSeq: from, ToSeq: to}); err != nil {
 					return cliErr(err)
 				}
+				if len(wit.Keys) > 0 && res.GetOk() { // auditlog_cmd.go
+					if err := requireWitnesses(cmd, g, c, wit.Keys, bundles, wit.Min); err != nil {
+						return err
+					}
+				}
 			}
 			auditcli.WriteVerify(cmd.OutOrStdout(), output, res, time.Since(start))
 			return auditcli.VerdictErr(res, allowTail)
@@ -195,10 +200,12 @@ non-zero unless --allow-unverified-tail.`,
 	fl.Uint64Var(&from, "from", 0, "first seq to verify (the chain starts at the last checkpoint at or before it)")
 	fl.Uint64Var(&to, "to", 0, "last seq to verify (0: the last stored)")
 	fl.StringVar(&dsn, "store", "", "offline: record store DSN (postgres://... or sqlite:PATH)")
-	fl.StringArrayVar(&bundles, "bundle", nil, "offline: trust bundle PEM file (repeatable: keep bundles of retired roots for old checkpoints)")
-	fl.StringArrayVar(&wit.Keys, "witness", nil, "--export: require cosignatures of this witness, NAME=KEY (the Ed25519 public key in hex, as 'tier0 witness' prints it; repeatable)")
-	fl.StringArrayVar(&wit.Cosigned, "cosigned", nil, "--export: a cosigned checkpoint note from a witness (its DIR/cosigned.note; repeatable)")
-	fl.IntVar(&wit.Min, "witnesses", 0, "--export: how many of the --witness keys must have cosigned one tree checkpoint of the export (0: all)")
+	fl.StringArrayVar(&bundles, "bundle", nil, "offline: trust bundle PEM file (repeatable: keep bundles of retired roots for old checkpoints); online with --witness: the roots that verify the server's checkpoint (default DATA/bundle.pem)")
+	fl.StringSliceVar(&wit.Keys, "witness", nil, "require cosignatures of this witness, NAME=KEY (the Ed25519 public key in hex, as 'tier0 witness' prints it; repeatable or comma-separated): online on the server's newest tree checkpoint, with --export on one of the export's")
+	fl.StringArrayVar(&wit.Cosigned, "cosigned", nil, "--export: a cosigned checkpoint note from a witness (its DIR/cosigned.note; repeatable; default: the cosignatures stored in the export)")
+	fl.IntVar(&wit.Min, "witness-min", 0, "how many of the --witness keys must have cosigned (0: all)")
+	fl.IntVar(&wit.Min, "witnesses", 0, "the same as --witness-min")
+	_ = fl.MarkDeprecated("witnesses", "use --witness-min")
 	fl.StringVar(&exportFile, "export", "", "verify a verifiable export FILE ('audit export --verifiable') with --bundle: no server, no database")
 	fl.BoolVar(&allowTail, "allow-unverified-tail", false, "exit 0 even when records newer than the newest signed checkpoint (verified by the hash chain only) remain")
 	outputFlag(fl, &output, "output: table or json", outTable, outJSON)

@@ -9,7 +9,7 @@ import (
 	"github.com/tier0-ca/tier0/internal/auditcli"
 )
 
-// verifiableFlags: `audit export --verifiable --store DSN --bundle B --out FILE`.
+// verifiableFlags: `audit export --verifiable --out FILE [--store DSN --bundle B]`.
 type verifiableFlags struct {
 	on      bool
 	dsn     string
@@ -19,15 +19,18 @@ type verifiableFlags struct {
 
 func (v *verifiableFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.BoolVar(&v.on, "verifiable", false, "write the self-contained verifiable export (docs/AUDIT.md): every record in log order with its leaf hash and certificate, the checkpoints, the tree checkpoints and the bundle; needs --store, --bundle and --out")
-	fl.StringVar(&v.dsn, "store", "", "--verifiable: record store DSN (postgres://... or sqlite:PATH)")
-	fl.StringArrayVar(&v.bundles, "bundle", nil, "--verifiable: trust bundle PEM file to embed (repeatable)")
+	fl.BoolVar(&v.on, "verifiable", false, "write the self-contained verifiable export (docs/AUDIT.md): every record in log order with its leaf hash and certificate, the checkpoints, the tree checkpoints and the bundle; through the server (auditor credential), or from the record store with --store and --bundle; needs --out")
+	fl.StringVar(&v.dsn, "store", "", "--verifiable: read the record store DSN (postgres://... or sqlite:PATH) directly instead of the server")
+	fl.StringArrayVar(&v.bundles, "bundle", nil, "--verifiable --store: trust bundle PEM file to embed (repeatable)")
 	fl.StringVar(&v.out, "out", "", "--verifiable: the export file")
 }
 
-func (v *verifiableFlags) run(cmd *cobra.Command) error {
-	if v.dsn == "" || v.out == "" || len(v.bundles) == 0 {
-		return errors.New("--verifiable needs --store DSN, --bundle FILE and --out FILE (a verifiable export through a server is not available yet)")
+func (v *verifiableFlags) run(cmd *cobra.Command, g *globalFlags) error {
+	if v.dsn == "" {
+		return exportRemote(cmd, g, v.out) // auditlog_cmd.go
+	}
+	if v.out == "" || len(v.bundles) == 0 {
+		return errors.New("--verifiable --store DSN needs --bundle FILE and --out FILE")
 	}
 	roots, err := auditcli.LoadBundles(v.bundles)
 	if err != nil {

@@ -88,7 +88,7 @@ func newRootCmd(g *globalFlags) *cobra.Command {
 	root.AddCommand(newServerCmd(g), newHealthcheckCmd(g))
 	// The CLI verbs talk to a server; the server has no use for these.
 	verbs := []*cobra.Command{newTokenCmd(g), newEntryCmd(g), newAuditCmd(g), newStorageCmd(g), newCACmd(g), newSignerCmd(), newFederationCmd(g), newClusterCmd(g),
-		newBackupCmd(g), newDeprecatedRestoreCmd(g), newDrillCmd(g), newAgentCmd(g), newBundleCmd(g), newLoginCmd(g), newWitnessCmd()}
+		newBackupCmd(g), newDeprecatedRestoreCmd(g), newDrillCmd(g), newAgentCmd(g), newBundleCmd(g), newLoginCmd(g), newWitnessCmd(g)}
 	for _, c := range verbs {
 		g.registerClientFlags(c.PersistentFlags())
 		root.AddCommand(c)

@@ -13,31 +13,33 @@ import (
 	"github.com/tier0-ca/tier0/internal/witness"
 )
 
-// newWitnessCmd: one witness round over a log's record store.
-func newWitnessCmd() *cobra.Command {
+// newWitnessCmd: one witness round over a log, through its server or its record store.
+func newWitnessCmd(g *globalFlags) *cobra.Command {
 	var logKey, name, state, dsn, output string
 	var bundles []string
 	cmd := &cobra.Command{
-		Use:   "witness --log-key audit-cert.pem --name NAME --state DIR --store DSN --bundle bundle.pem",
+		Use:   "witness --log-key audit-cert.pem --name NAME --state DIR [--bundle bundle.pem] [--store DSN]",
 		Short: "Witness the log: cosign its newest tree checkpoint if it extends the one cosigned before (C2SP tlog-cosignature)",
 		Long: `witness fetches the newest signed tree checkpoint, accepts it only when it is signed by
 the --log-key audit key certificate (chained to the bundle) and extends the checkpoint it
 cosigned last (a consistency proof; a different tree of the same size is a split view, a
 smaller one a rollback: both are refused with exit 1), adds its C2SP tlog-cosignature/v1
 (Ed25519 key DIR/witness.key, created on first use, public key printed) and writes the
-cosigned note to DIR/cosigned.note. Run it from cron or a loop. It reads the log's record
-store (--store); fetching through a server is not available yet. An auditor requires
-cosignatures with 'tier0 audit verify --export FILE --witness NAME=KEY --cosigned NOTE'.`,
+cosigned note to DIR/cosigned.note. Run it from cron or a loop. It talks to the log's
+server with an auditor credential (--data-dir, --server, --credential) and publishes the
+cosignature back to the log, where 'tier0 audit verify --witness NAME=KEY' and verifiable
+exports find it; with --store it reads the record store directly and publishes nothing.
+The bundle (--bundle) defaults to DATA/bundle.pem.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if logKey == "" || name == "" || state == "" || dsn == "" || len(bundles) == 0 {
-				return errors.New("--log-key, --name, --state, --store and --bundle are required")
+			if logKey == "" || name == "" || state == "" || (dsn != "" && len(bundles) == 0) {
+				return errors.New("--log-key, --name and --state are required, and --bundle with --store")
 			}
 			certs, err := auditcli.LoadPEMCerts(logKey)
 			if err != nil {
 				return fmt.Errorf("--log-key: %w", err)
 			}
-			roots, err := auditcli.LoadBundles(bundles)
+			roots, err := serverRoots(g, bundles)
 			if err != nil {
 				return err
 			}
@@ -49,13 +51,12 @@ cosignatures with 'tier0 audit verify --export FILE --witness NAME=KEY --cosigne
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			ts, closeStore, err := auditcli.OpenTreeStore(ctx, dsn)
-			if err != nil {
-				return err
+			var note []byte
+			if dsn == "" {
+				note, err = witnessRemote(cmd, g, w, name, pub) // auditlog_cmd.go
+			} else {
+				note, err = witnessStore(cmd, w, dsn)
 			}
-			defer closeStore()
-			note, err := w.Step(ctx, witness.StoreSource{Prover: tlog.Prover{Store: ts}})
 			if err != nil {
 				return err
 			}
@@ -73,8 +74,18 @@ cosignatures with 'tier0 audit verify --export FILE --witness NAME=KEY --cosigne
 	fl.StringVar(&logKey, "log-key", "", "the log's audit key certificate (PEM): only checkpoints it signed are cosigned")
 	fl.StringVar(&name, "name", "", "this witness's name (the cosignature key name)")
 	fl.StringVar(&state, "state", "", "state directory: the witness key, the last cosigned checkpoint")
-	fl.StringVar(&dsn, "store", "", "the log's record store DSN (postgres://... or sqlite:PATH)")
-	fl.StringArrayVar(&bundles, "bundle", nil, "trust bundle PEM file (repeatable)")
+	fl.StringVar(&dsn, "store", "", "read the log's record store DSN (postgres://... or sqlite:PATH) directly instead of the server")
+	fl.StringArrayVar(&bundles, "bundle", nil, "trust bundle PEM file (repeatable; default DATA/bundle.pem; required with --store)")
 	outputFlag(fl, &output, "output: text (the cosigned note) or json", outText, outJSON)
 	return cmd
+}
+
+// witnessStore runs one witness round over the record store at dsn.
+func witnessStore(cmd *cobra.Command, w *witness.Witness, dsn string) ([]byte, error) {
+	ts, closeStore, err := auditcli.OpenTreeStore(cmd.Context(), dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer closeStore()
+	return w.Step(cmd.Context(), witness.StoreSource{Prover: tlog.Prover{Store: ts}})
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -67,9 +66,6 @@ func (w Witnesses) Load() (map[string]ed25519.PublicKey, [][]byte, int, error) {
 		}
 		ws[name] = pub
 	}
-	if len(w.Cosigned) == 0 {
-		return nil, nil, 0, errors.New("--witness needs --cosigned FILE (the witnesses' cosigned notes)")
-	}
 	var notes [][]byte
 	for _, f := range w.Cosigned {
 		b, err := os.ReadFile(f)
@@ -80,7 +76,7 @@ func (w Witnesses) Load() (map[string]ed25519.PublicKey, [][]byte, int, error) {
 	}
 	n := w.Min
 	if n > len(ws) {
-		return nil, nil, 0, fmt.Errorf("--witnesses %d: only %d --witness keys given", n, len(ws))
+		return nil, nil, 0, fmt.Errorf("--witness-min %d: only %d --witness keys given", n, len(ws))
 	}
 	if n <= 0 {
 		n = len(ws)
@@ -110,6 +106,9 @@ func VerifyExport(ctx context.Context, path string, roots []*x509.Certificate, w
 		ws, notes, n, err := wit.Load()
 		if err != nil {
 			return nil, err
+		}
+		if len(notes) == 0 { // the cosignatures the log stored (AuditLog.AddCosignature)
+			notes = e.TreeNotes()
 		}
 		size, err := e.Cosigned(notes, ws, n)
 		if err != nil {
