@@ -119,8 +119,7 @@ func TestWitnessesLoad(t *testing.T) {
 		{Witnesses{Keys: []string{"w1"}, Cosigned: []string{note}}, `--witness "w1": want NAME=<Ed25519 public key, 64 hex digits>`},
 		{Witnesses{Keys: []string{"=" + key}, Cosigned: []string{note}}, `--witness "=` + key + `": want NAME=<Ed25519 public key, 64 hex digits>`},
 		{Witnesses{Keys: []string{"w1=abcd"}, Cosigned: []string{note}}, `--witness "w1=abcd": want NAME=<Ed25519 public key, 64 hex digits>`},
-		{Witnesses{Keys: []string{"w1=" + key}}, "--witness needs --cosigned FILE (the witnesses' cosigned notes)"},
-		{Witnesses{Keys: []string{"w1=" + key}, Cosigned: []string{note}, Min: 2}, "--witnesses 2: only 1 --witness keys given"},
+		{Witnesses{Keys: []string{"w1=" + key}, Cosigned: []string{note}, Min: 2}, "--witness-min 2: only 1 --witness keys given"},
 		{Witnesses{Keys: []string{"w1=" + key}, Cosigned: []string{note + "x"}}, "open " + note + "x: no such file or directory"},
 	}
 	for _, tc := range tests {
@@ -131,6 +130,10 @@ func TestWitnessesLoad(t *testing.T) {
 	ws, notes, n, err := Witnesses{Keys: []string{"w1=" + key, "w2=" + key}, Cosigned: []string{note}}.Load()
 	if err != nil || len(ws) != 2 || len(notes) != 1 || n != 2 {
 		t.Fatalf("Load = %d keys, %d notes, min %d, %v", len(ws), len(notes), n, err)
+	}
+	// No --cosigned: VerifyExport takes the cosignatures stored in the export.
+	if ws, notes, n, err := (Witnesses{Keys: []string{"w1=" + key}}).Load(); err != nil || len(ws) != 1 || len(notes) != 0 || n != 1 {
+		t.Fatalf("Load without notes = %d keys, %d notes, min %d, %v", len(ws), len(notes), n, err)
 	}
 }
 
