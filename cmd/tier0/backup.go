@@ -3,14 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tier0-ca/tier0/internal/backupfile"
+	"github.com/tier0-ca/tier0/internal/cliout"
 	"github.com/tier0-ca/tier0/internal/operator"
 )
 
@@ -39,7 +38,7 @@ func newBackupCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printBackupResult(cmd.OutOrStdout(), output, "wrote backup %s", res)
+			return cliout.Backup(cmd.OutOrStdout(), output, "wrote backup %s", res)
 		},
 	}
 	create.Flags().StringVar(&out, "out", "", "backup file to write (0600)")
@@ -59,7 +58,7 @@ func newBackupCmd(g *globalFlags) *cobra.Command {
 			defer b.Close()
 			m := b.Manifest
 			m.State.SoftKeyRoots = backupfile.SoftKeyRoots(info.CARoots) // also for backups made before the manifest named them
-			return printBackupResult(cmd.OutOrStdout(), output, "backup %s: OK", operator.BackupResult{File: args[0], Manifest: m})
+			return cliout.Backup(cmd.OutOrStdout(), output, "backup %s: OK", operator.BackupResult{File: args[0], Manifest: m})
 		},
 	}
 	outputFlag(verify.Flags(), &output, "text or json", outText, outJSON)
@@ -78,36 +77,4 @@ func readPassphrase(path string) ([]byte, error) {
 		return nil, fmt.Errorf("--passphrase-file: %w", err)
 	}
 	return p, nil
-}
-
-// printBackupResult prints r: JSON, or a first line (headline with the
-// file name) and the manifest.
-func printBackupResult(w io.Writer, output, headline string, r operator.BackupResult) error {
-	if output == outJSON {
-		return printJSON(w, r)
-	}
-	m := r.Manifest
-	fmt.Fprintf(w, headline+"\n", r.File)
-	fmt.Fprintf(w, "  trust domain   %s (taken on node %s at %s)\n", m.TrustDomain, m.NodeID, m.CreatedAt.Format(time.RFC3339))
-	fmt.Fprintf(w, "  raft           index %d, term %d\n", m.Raft.Index, m.Raft.Term)
-	fmt.Fprintf(w, "  journal        seq %d, head %s, exported %d, unexported %d, last commit %s\n",
-		m.Journal.Seq, m.Journal.Head, m.Journal.ExportedSeq, m.Journal.Unexported, m.Journal.LastCommit.Format(time.RFC3339Nano))
-	if m.Journal.Lineage != "" {
-		fmt.Fprintf(w, "  lineage        %s\n", m.Journal.Lineage)
-	}
-	fmt.Fprintf(w, "  state          %d entries, %d tokens, %d bundle roots, %d CA roots\n", m.State.Entries, m.State.Tokens, m.State.BundleRoots, m.State.CARoots)
-	fmt.Fprintf(w, "  payload        %d bytes, sha256 %s\n", m.Payload.Size, m.Payload.SHA256)
-	switch {
-	case m.DevKeys != nil:
-		fmt.Fprintln(w, "  dev key        included, encrypted (AES-256-GCM, "+m.DevKeys.KDF+")")
-	case len(m.State.SoftKeyRoots) > 0:
-		fmt.Fprintf(w, "  keys           NOT included: the DEV-ONLY soft key of root %s stays in the server's DATA/ca; "+
-			"without it a restore cannot sign (add --include-dev-key --passphrase-file F, or keep a copy of the key file)\n", strings.Join(m.State.SoftKeyRoots, ", "))
-	default:
-		fmt.Fprintln(w, "  keys           none (HSM/KMS keys stay in the HSM/KMS; restore with the same --signer)")
-	}
-	if r.Seconds > 0 {
-		fmt.Fprintf(w, "  took           %.3fs\n", r.Seconds)
-	}
-	return nil
 }

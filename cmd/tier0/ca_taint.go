@@ -1,8 +1,6 @@
 package main
 
 import (
-	"strings"
-
 	"github.com/spf13/cobra"
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
@@ -44,28 +42,4 @@ replicated; it cannot be undone (prepare a new key instead).`,
 	cmd.Flags().BoolVar(&jwt, "jwt", false, "ID is a JWT signing key ID (kid)")
 	outputFlag(cmd.Flags(), &output, "text (one line) or json", outText, outJSON)
 	return cmd
-}
-
-// rootState is a root's cluster state, marked when tainted.
-func rootState(r *tier0v1.CARoot) string {
-	if r.GetTainted() {
-		return r.GetState() + ",tainted"
-	}
-	return r.GetState()
-}
-
-// rootNodes is "node1=active node2=activating ..." for the table.
-func rootNodes(r *tier0v1.CARoot) string {
-	parts := make([]string, 0, len(r.GetNodes()))
-	for _, n := range r.GetNodes() {
-		st, _, notReady := strings.Cut(n.GetState(), " (")
-		if notReady {
-			st += "(not-ready)" // the reason: -o json
-		}
-		parts = append(parts, n.GetNode()+"="+st)
-	}
-	if len(parts) == 0 {
-		return "-"
-	}
-	return strings.Join(parts, " ")
 }

@@ -1,16 +1,14 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/internal/cliout"
 )
 
 func newFederationCmd(g *globalFlags) *cobra.Command {
@@ -70,28 +68,7 @@ func newFederationCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return cliErr(err)
 				}
-				w := cmd.OutOrStdout()
-				if output == outJSON { // one array
-					out := make([]map[string]any, 0, len(resp.GetRelationships()))
-					for _, r := range resp.GetRelationships() {
-						out = append(out, map[string]any{
-							"trust_domain": r.GetTrustDomain(), "endpoint": r.GetEndpoint(), "profile": r.GetProfile(),
-							"endpoint_spiffe_id": r.GetEndpointSpiffeId(), "has_bundle": len(r.GetBundle()) > 0,
-							"updated_at": r.GetUpdatedAt(), "refresh_hint_seconds": r.GetRefreshHintSeconds(), "last_error": r.GetLastError(),
-						})
-					}
-					return json.NewEncoder(w).Encode(out)
-				}
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "TRUST DOMAIN\tENDPOINT\tPROFILE\tBUNDLE UPDATED\tLAST ERROR")
-				for _, r := range resp.GetRelationships() {
-					upd := "never"
-					if r.GetUpdatedAt() > 0 {
-						upd = time.Unix(r.GetUpdatedAt(), 0).UTC().Format(time.RFC3339)
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.GetTrustDomain(), r.GetEndpoint(), r.GetProfile(), upd, r.GetLastError())
-				}
-				return tw.Flush()
+				return cliout.Federations(cmd.OutOrStdout(), output, resp.GetRelationships())
 			})
 		},
 	}

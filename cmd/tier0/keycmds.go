@@ -1,15 +1,14 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
+	"github.com/tier0-ca/tier0/internal/cliout"
 	"github.com/tier0-ca/tier0/signer"
 )
 
@@ -31,24 +30,7 @@ func newCACmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return cliErr(err)
 			}
-			if output == outJSON {
-				for _, r := range resp.GetRoots() {
-					r.CertDer = nil
-				}
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(resp)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintf(tw, "ID\tSTATE\tNODES\tNOT_AFTER\tKEY_ID\n")
-			for _, r := range resp.GetRoots() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.GetId(), rootState(r), rootNodes(r), time.Unix(r.GetNotAfter(), 0).UTC().Format(time.RFC3339), r.GetKeyId())
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "signing mode of the serving node: %s\n", resp.GetSigningMode())
-			return nil
+			return cliout.CARoots(cmd.OutOrStdout(), cmd.ErrOrStderr(), output, resp)
 		},
 	}
 	outputFlag(list.Flags(), &output, "table or json", outTable, outJSON)
@@ -71,14 +53,7 @@ what it did on stderr; with -o json the root as one object.`,
 			if err != nil {
 				return cliErr(err)
 			}
-			if changeOut == outJSON {
-				resp.GetRoot().CertDer = nil
-				return printJSON(cmd.OutOrStdout(), resp.GetRoot())
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), resp.GetRoot().GetId())
-			fmt.Fprintf(cmd.ErrOrStderr(), "prepared root %s (key %s): it is in the bundle now; distribute the bundle, then `tier0 ca activate %s`\n",
-				resp.GetRoot().GetId(), resp.GetRoot().GetKeyId(), resp.GetRoot().GetId())
-			return nil
+			return cliout.CARootPrepared(cmd.OutOrStdout(), cmd.ErrOrStderr(), changeOut, resp.GetRoot())
 		},
 	}
 	prepare.Flags().StringVar(&uri, "signer", "", "the new root key URI (pkcs11:, awskms:, gcpkms:, soft:); empty: a DEV-ONLY soft key made on the server")
@@ -105,12 +80,7 @@ every SVID it signed has expired.`,
 			if err != nil {
 				return cliErr(err)
 			}
-			if w := resp.GetWarning(); w != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "WARNING: %s\n", w)
-			}
-			r := resp.GetRoot()
-			r.CertDer = nil
-			return printChange(cmd.OutOrStdout(), changeOut, r, "activated root %s (key %s): it signs new SVIDs from now on", r.GetId(), r.GetKeyId())
+			return cliout.CARootActivated(cmd.OutOrStdout(), cmd.ErrOrStderr(), changeOut, resp)
 		},
 	}
 	activate.Flags().BoolVar(&force, "force", false, "activate before the publish window has passed (agents that have not synced since the prepare may fail)")

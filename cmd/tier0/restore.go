@@ -1,11 +1,9 @@
 package main
 
 import (
-	"fmt"
-	"io"
-
 	"github.com/spf13/cobra"
 
+	"github.com/tier0-ca/tier0/internal/cliout"
 	"github.com/tier0-ca/tier0/internal/restore"
 )
 
@@ -52,19 +50,7 @@ again with --store.`,
 			if err != nil {
 				return err
 			}
-			return printJSONOr(cmd.OutOrStdout(), output, res, func(w io.Writer) {
-				fmt.Fprintf(w, "restored %s into %s as node %s\n", f.From, g.dataDir, res.NodeID)
-				fmt.Fprintf(w, "  journal  seq %d, head %s (backup seq %d; %d records caught up from the store)\n", res.Seq, res.Head, res.BackupSeq, res.CaughtUp)
-				fmt.Fprintf(w, "  state    %d entries, %d tokens, %d bundle roots\n", res.Entries, res.Tokens, res.BundleRoots)
-				fmt.Fprintf(w, "  lineage  %s\n", res.Lineage)
-				if res.DevKeys > 0 {
-					fmt.Fprintf(w, "  dev key  %d DEV-ONLY soft key file(s) restored (0600)\n", res.DevKeys)
-				}
-				for _, warn := range res.Warnings {
-					fmt.Fprintln(w, "  WARNING  "+warn)
-				}
-				fmt.Fprintf(w, "next: tier0 server --data-dir %s --node-id %s --trust-domain %s\n", g.dataDir, res.NodeID, res.TrustDomain)
-			})
+			return cliout.Restored(cmd.OutOrStdout(), output, f.From, g.dataDir, res)
 		},
 	}
 	fl := cmd.Flags()
