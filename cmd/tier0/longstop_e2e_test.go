@@ -119,6 +119,10 @@ func TestClusterRestartsAfterLongStop(t *testing.T) {
 			t.Fatalf("%s: pending records left: %v", p.dataDir, err)
 		}
 	}
+	// The chain, with the offline SVIDs' certificates, verifies.
+	if out, err := c.nodes[0].cli("audit", "verify", "--allow-unverified-tail", "-o", "json"); err != nil || !parseVerify(t, out).OK {
+		t.Fatalf("audit verify after the long stop: %v\n%s", err, out)
+	}
 	if out := must(c.nodes[0].cli("cluster", "status")); strings.Count(out, "Voter") != 3 || strings.Contains(out, "PROBLEM") {
 		t.Fatalf("cluster status:\n%s", out)
 	}
