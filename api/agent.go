@@ -179,6 +179,12 @@ func (a *agentService) MintX509SVIDs(ctx context.Context, req *tier0v1.MintX509S
 	if err != nil {
 		return nil, s.toStatus(ctx, method, err)
 	}
+	// One decision per requested SPIFFE ID (decisions.go), whatever the
+	// call answers below.
+	for _, r := range results {
+		s.recordItem(c, r.ID, r.EntryID, r.Err)
+	}
+	markRecorded(ctx)
 	if err := signerUnavailable(itemErrors(results)); err != nil {
 		// The CA key cannot sign: not about any item. The call answers
 		// Unavailable with the retry hint, which clients hold to.

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -42,12 +41,6 @@ type Registry interface {
 // (implemented by *ca.CA).
 type AttestedIssuer interface {
 	MintAttested(ctx context.Context, caller, id spiffeid.ID, csr []byte, ttl time.Duration, gen uint64) (ca.Result, error)
-}
-
-// DecisionRecorder records an authorization decision that is not a mint
-// (a refused credential) in the decision log (internal/server/decisions).
-type DecisionRecorder interface {
-	Record(caller, requested string, allowed bool, reason string)
 }
 
 // Token subjects of named operators (the agent's is its bare name, a
@@ -154,10 +147,7 @@ func (s *Server) checkCredential(ctx context.Context, method string, c caller) e
 	if err == nil {
 		return nil
 	}
-	code := codeOf(err)
-	if code == codes.PermissionDenied && s.cfg.Decisions != nil {
-		s.cfg.Decisions.Record(c.id.String(), c.id.String(), false, method+": "+err.Error())
-	}
+	code := codeOf(err) // recorded in the decision log by the auth interceptor (decisions.go)
 	s.log.InfoContext(ctx, "credential refused", "caller", c.id.String(), "method", method, "err", err)
 	return status.Error(code, publicMessage(err))
 }

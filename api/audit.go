@@ -114,7 +114,7 @@ func (a *auditService) ListDecisions(ctx context.Context, req *tier0v1.ListDecis
 	out := &tier0v1.ListDecisionsResponse{Decisions: make([]*tier0v1.AuthzDecision, len(ds))}
 	for i, d := range ds {
 		out.Decisions[i] = &tier0v1.AuthzDecision{Id: d.ID, At: d.At.UnixMicro(), NodeId: d.NodeID, Caller: d.Caller,
-			Requested: d.Requested, Allowed: d.Allowed, Reason: d.Reason}
+			Requested: d.Requested, Allowed: d.Allowed, Reason: d.Reason, Code: d.Code}
 	}
 	return out, nil
 }

@@ -148,6 +148,7 @@ func (a *authn) authorize(ctx context.Context, method string) (context.Context, 
 	if err != nil {
 		return nil, status.Errorf(codes.Unauthenticated, "client certificate: %v", err)
 	}
+	noteCaller(ctx, id)
 	c := a.classify(id)
 	for _, r := range allowed {
 		if c.role == r {
@@ -162,14 +163,19 @@ func (a *authn) authorize(ctx context.Context, method string) (context.Context, 
 	return nil, status.Errorf(codes.PermissionDenied, "%s may not call %s", id, method)
 }
 
+// unaryAuth authenticates and authorizes each call and records every
+// refused one in the decision log (decisions.go).
 func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, note := withNote(ctx, req)
 	actx, err := s.authn.authorize(ctx, info.FullMethod)
 	if err != nil {
 		s.metrics.denied.WithLabelValues(info.FullMethod).Inc()
 		s.log.InfoContext(ctx, "request refused", "method", info.FullMethod, "err", err)
+		s.recordCall(ctx, info.FullMethod, note, err)
 		return nil, err
 	}
 	resp, err := handler(actx, req)
 	s.logOperatorCall(actx, info.FullMethod, err) // agentadmin.go
+	s.recordCall(actx, info.FullMethod, note, err)
 	return resp, err
 }

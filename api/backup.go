@@ -93,13 +93,17 @@ func (b *backupService) CreateBackup(req *tier0v1.CreateBackupRequest, stream gr
 // streamAuth authorizes streaming calls exactly like unaryAuth (same
 // methodRoles table, default deny).
 func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	actx, err := s.authn.authorize(ss.Context(), info.FullMethod)
+	ctx, note := withNote(ss.Context(), nil)
+	actx, err := s.authn.authorize(ctx, info.FullMethod)
 	if err != nil {
 		s.metrics.denied.WithLabelValues(info.FullMethod).Inc()
-		s.log.InfoContext(ss.Context(), "request refused", "method", info.FullMethod, "err", err)
+		s.log.InfoContext(ctx, "request refused", "method", info.FullMethod, "err", err)
+		s.recordCall(ctx, info.FullMethod, note, err)
 		return err
 	}
-	return handler(srv, &authedStream{ServerStream: ss, ctx: actx})
+	err = handler(srv, &authedStream{ServerStream: &recordingStream{ServerStream: ss, n: note}, ctx: actx})
+	s.recordCall(actx, info.FullMethod, note, err) // decisions.go
+	return err
 }
 
 type authedStream struct {

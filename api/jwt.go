@@ -46,6 +46,8 @@ func (a *agentService) MintJWTSVID(ctx context.Context, req *tier0v1.MintJWTSVID
 	if errors.Is(err, ca.ErrInvalidAudience) {
 		err = fmt.Errorf("%w: %v", errBadInput, err)
 	}
+	s.recordItem(c, id, res.EntryID, err) // decisions.go
+	markRecorded(ctx)
 	if err != nil {
 		s.log.InfoContext(ctx, "jwt-svid refused", "caller", c.id.String(), "spiffe_id", redact.Clip(req.GetSpiffeId()), "err", err)
 		return nil, s.toStatus(ctx, method, err)

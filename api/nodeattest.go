@@ -16,6 +16,7 @@ import (
 	"github.com/tier0-ca/tier0/ha"
 	"github.com/tier0-ca/tier0/internal/nodeattest"
 	"github.com/tier0-ca/tier0/internal/roles"
+	"github.com/tier0-ca/tier0/storage"
 )
 
 // NodeAttestors are the enabled node attestors (*nodeattest.Registry).
@@ -65,7 +66,8 @@ func (b *bootstrapService) AttestAgent(stream tier0v1.Bootstrap_AttestAgentServe
 		from = pr.Addr.String()
 	}
 	caller := "attestor:" + name + " from " + from
-	label := "other" // attestor label: only known names, so callers cannot mint series
+	noteSubject(ctx, caller, "") // every refusal below is recorded by the interceptor (decisions.go)
+	label := "other"             // attestor label: only known names, so callers cannot mint series
 	if isAttestor(name) {
 		label = name
 	}
@@ -79,11 +81,7 @@ func (b *bootstrapService) AttestAgent(stream tier0v1.Bootstrap_AttestAgentServe
 			s.metrics.errors.WithLabelValues(method, st.Code().String()).Inc()
 			s.log.InfoContext(ctx, "node attestation refused", "attestor", name, "from", from, "code", st.Code().String(), "reason", st.Message())
 		}
-		// Unavailable is not a decision (the agent retries), except a
-		// platform API lookup that failed: the operator must see why.
-		if s.cfg.Decisions != nil && (st.Code() != codes.Unavailable || errors.Is(err, nodeattest.ErrLookup)) {
-			s.cfg.Decisions.Record(caller, requested, false, st.Message())
-		}
+		noteSubject(ctx, caller, requested)
 		return st.Err()
 	}
 	if len(p.GetEvidence()) == 0 || len(p.GetEvidence()) > nodeattest.MaxEvidence {
@@ -142,7 +140,8 @@ func (b *bootstrapService) AttestAgent(stream tier0v1.Bootstrap_AttestAgentServe
 	s.metrics.issued.WithLabelValues("agent").Inc()
 	s.metrics.attestations.WithLabelValues(label, "allowed").Inc()
 	if s.cfg.Decisions != nil {
-		s.cfg.Decisions.Record(caller, id.String(), true, name+": "+res.Detail+"; selectors "+strings.Join(res.Selectors, ","))
+		s.cfg.Decisions.Decide(storage.Decision{Caller: caller, Requested: id.String(), Allowed: true, Code: codes.OK.String(),
+			Reason: name + ": " + res.Detail + "; selectors " + strings.Join(res.Selectors, ",")})
 	}
 	s.log.InfoContext(ctx, "agent attested", "attestor", name, "agent", id.String(), "selectors", res.Selectors, "serial", out.Record.Serial)
 	return stream.Send(&tier0v1.AttestAgentResponse{Chain: out.Chain, SpiffeId: id.String(), Selectors: res.Selectors})

@@ -17,12 +17,13 @@ import (
 	"github.com/tier0-ca/tier0/internal/nodeattest"
 	"github.com/tier0-ca/tier0/internal/nodeattest/attesttest"
 	"github.com/tier0-ca/tier0/internal/roles"
+	"github.com/tier0-ca/tier0/storage"
 )
 
 type recorded struct {
 	caller, requested string
 	allowed           bool
-	reason            string
+	reason, code      string
 }
 
 type recorderFunc func(ctx context.Context, a ha.Attestation) error
@@ -33,8 +34,8 @@ func (f recorderFunc) RecordAttestation(ctx context.Context, a ha.Attestation) e
 
 type decisionsFake struct{ rows chan recorded }
 
-func (d decisionsFake) Record(caller, requested string, allowed bool, reason string) {
-	d.rows <- recorded{caller, requested, allowed, reason}
+func (d decisionsFake) Decide(r storage.Decision) {
+	d.rows <- recorded{r.Caller, r.Requested, r.Allowed, r.Reason, r.Code}
 }
 
 // TestAttestAgentStatuses: a disabled attestor and an agent that cannot

@@ -22,7 +22,8 @@ const (
 // ParseCSR parses and checks a DER CSR: size at most maxBytes, well-formed,
 // an acceptable key (ECDSA P-256 or RSA 2048..8192), a valid self-signature
 // (checked exactly once), no DNS/IP/email SANs, and exactly one URI SAN that
-// is a SPIFFE ID in td with a non-empty path. It returns the CSR and that ID.
+// is a SPIFFE ID in td with a non-empty path. It returns the CSR and that ID
+// (an ID outside td is returned with the error, for the decision log).
 //
 // ParseCSR does not reject reserved /tier0 paths: callers that issue to
 // workloads also call ValidateWorkloadID.
@@ -77,7 +78,7 @@ func parseCSR(der []byte, td spiffeid.TrustDomain, maxBytes int, allowEmpty bool
 		return nil, spiffeid.ID{}, fmt.Errorf("ca: csr URI SAN %s: %w: %w", redact.Quote(uri), err, ErrInvalidID)
 	}
 	if err := validateMember(td, id); err != nil {
-		return nil, spiffeid.ID{}, err
+		return nil, id, err // the ID asked for, for the decision log
 	}
 	return csr, id, nil
 }

@@ -109,11 +109,13 @@ type JWTRequest struct {
 	TTL      time.Duration // 0 = the grant's TTL; else within [MinTTL, MaxTTL]
 }
 
-// JWTResult is a signed, committed JWT-SVID.
+// JWTResult is a signed, committed JWT-SVID. With an error, only EntryID
+// may be set: the request was authorized by that entry and then failed.
 type JWTResult struct {
-	Token  string
-	Expiry time.Time
-	Record *record.Record
+	EntryID string // the entry that authorized it
+	Token   string
+	Expiry  time.Time
+	Record  *record.Record
 }
 
 // MintJWT issues a JWT-SVID for caller: the ID is checked and authorized
@@ -121,7 +123,7 @@ type JWTResult struct {
 // expiry capped at the key's. The issuance record (serial = jti, issuer =
 // "jwt:" + kid, public key hash = SHA-256 of the token) is committed before
 // the token is returned.
-func (c *CA) MintJWT(ctx context.Context, caller spiffeid.ID, req JWTRequest) (_ JWTResult, retErr error) {
+func (c *CA) MintJWT(ctx context.Context, caller spiffeid.ID, req JWTRequest) (out JWTResult, retErr error) {
 	if err := ValidateWorkloadID(c.cfg.TrustDomain, req.ID); err != nil {
 		return JWTResult{}, err
 	}
@@ -138,8 +140,8 @@ func (c *CA) MintJWT(ctx context.Context, caller spiffeid.ID, req JWTRequest) (_
 		return JWTResult{}, fmt.Errorf("ca: authorize %s for %s: %w", caller, req.ID, err)
 	}
 	defer func() {
-		if retErr != nil {
-			c.issueFailed(caller, req.ID, grant, retErr)
+		if retErr != nil { // authorized, then failed: say by which entry (JWTResult.EntryID)
+			out = JWTResult{EntryID: grant.EntryID}
 		}
 	}()
 	ttl, err := c.resolveTTL(req.TTL, grant.TTL)
@@ -180,7 +182,7 @@ func (c *CA) MintJWT(ctx context.Context, caller spiffeid.ID, req JWTRequest) (_
 	if err := c.commit(ctx, []*record.Record{rec}); err != nil {
 		return JWTResult{}, err
 	}
-	return JWTResult{Token: token, Expiry: exp, Record: rec}, nil
+	return JWTResult{EntryID: grant.EntryID, Token: token, Expiry: exp, Record: rec}, nil
 }
 
 func validateAudience(aud []string) error {

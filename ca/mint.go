@@ -21,15 +21,20 @@ type Request struct {
 }
 
 // Result is the outcome of one Request. When Err is set (a wrapped
-// sentinel, or the journal's error) every other field is empty. Chain and
-// Cert share memory with Record.CertDER and the issuer: treat them as
-// read-only.
+// sentinel, or the journal's error) only ID (when the CSR named one) and
+// EntryID are set. Chain and Cert share memory with Record.CertDER and
+// the issuer: treat them as read-only.
 type Result struct {
-	ID     spiffeid.ID
-	Chain  [][]byte // DER, leaf first, then Issuer.Chain
-	Cert   *x509.Certificate
-	Record *record.Record // committed record
-	Err    error
+	ID spiffeid.ID
+	// EntryID is the entry that authorized the request; set also when
+	// the request was authorized and then failed (the decision log
+	// records that as a failure, not an allow), empty when it was
+	// refused before or by authorization.
+	EntryID string
+	Chain   [][]byte // DER, leaf first, then Issuer.Chain
+	Cert    *x509.Certificate
+	Record  *record.Record // committed record
+	Err     error
 	// Replayed: Record was committed earlier for the same request (a
 	// retry with the same idempotency key, idem.go), not minted now.
 	Replayed bool
@@ -67,14 +72,15 @@ func (c *CA) MintBatch(ctx context.Context, caller spiffeid.ID, reqs []Request) 
 		if i > 0 && ctx.Err() != nil {
 			return nil, fmt.Errorf("ca: mint batch: %w", ctx.Err())
 		}
-		iss, id, err := c.mintRequest(ctx, st, now, caller, req, owner)
+		iss, id, grant, err := c.mintRequest(ctx, st, now, caller, req, owner)
 		if err != nil {
 			c.denied(ctx, caller, id, err)
-			results[i] = Result{Err: err}
+			results[i] = Result{ID: id, EntryID: grant.EntryID, Err: err}
 			continue
 		}
 		if iss.replayed {
 			results[i] = c.result(st, id, iss)
+			results[i].EntryID = grant.EntryID
 			continue
 		}
 		results[i].ID = id
@@ -88,8 +94,7 @@ func (c *CA) MintBatch(ctx context.Context, caller spiffeid.ID, reqs []Request) 
 	if err := c.commitFrom(ctx, st, recs, keys); err != nil { // issuerrecord.go
 		for i := range results {
 			if pending[i] != nil {
-				c.issueFailed(caller, results[i].ID, pending[i].grant, err)
-				results[i] = Result{Err: err}
+				results[i] = Result{ID: results[i].ID, EntryID: pending[i].grant.EntryID, Err: err}
 			}
 		}
 		return results, nil
@@ -97,44 +102,45 @@ func (c *CA) MintBatch(ctx context.Context, caller spiffeid.ID, reqs []Request) 
 	for i, p := range pending {
 		if p != nil {
 			results[i] = c.result(st, results[i].ID, p)
+			results[i].EntryID = p.grant.EntryID
 		}
 	}
 	return results, nil
 }
 
-// mintRequest handles one MintBatch item up to (not including) the commit.
-func (c *CA) mintRequest(ctx context.Context, st *issuerState, now time.Time, caller spiffeid.ID, req Request, owner *byte) (*issued, spiffeid.ID, error) {
+// mintRequest handles one MintBatch item up to (not including) the
+// commit. The grant is returned once the item is authorized, also with an
+// error after that.
+func (c *CA) mintRequest(ctx context.Context, st *issuerState, now time.Time, caller spiffeid.ID, req Request, owner *byte) (*issued, spiffeid.ID, Grant, error) {
 	csr, id, err := ParseCSR(req.CSR, c.cfg.TrustDomain, c.cfg.MaxCSRBytes)
 	if err != nil {
-		return nil, id, err
+		return nil, id, Grant{}, err
 	}
 	if err := checkIdemKey(req.IdemKey); err != nil {
-		return nil, id, err
+		return nil, id, Grant{}, err
 	}
 	if err := ValidateWorkloadID(c.cfg.TrustDomain, id); err != nil {
-		return nil, id, err
+		return nil, id, Grant{}, err
 	}
 	grant, err := c.cfg.Authorizer.Authorize(caller, id)
 	if err != nil {
 		if errors.Is(err, ErrPermissionDenied) {
-			return nil, id, fmt.Errorf("ca: %s may not obtain %s: %w", caller, id, err)
+			return nil, id, Grant{}, fmt.Errorf("ca: %s may not obtain %s: %w", caller, id, err)
 		}
-		return nil, id, fmt.Errorf("ca: authorize %s for %s: %w", caller, id, err)
+		return nil, id, Grant{}, fmt.Errorf("ca: authorize %s for %s: %w", caller, id, err)
 	}
 	ttl, err := c.resolveTTL(req.TTL, grant.TTL)
 	if err != nil {
-		c.issueFailed(caller, id, grant, err)
-		return nil, id, err
+		return nil, id, grant, err
 	}
 	key, pubHex := idemKeyFor(caller, id, csr.PublicKey, req.IdemKey)
 	if iss, err := c.replayOrClaim(ctx, st, now, caller, id, key, pubHex, owner); iss != nil || err != nil {
-		return iss, id, err
+		return iss, id, grant, err
 	}
 	iss, err := c.issue(st, now, caller, id, csr.PublicKey, ttl)
 	if err != nil {
 		c.releaseKey(key, owner)
-		c.issueFailed(caller, id, grant, err)
-		return nil, id, err
+		return nil, id, grant, err
 	}
 	iss.idem, iss.grant = key, grant
 	if c.log.Enabled(ctx, slog.LevelDebug) {
@@ -142,7 +148,7 @@ func (c *CA) mintRequest(ctx context.Context, st *issuerState, now time.Time, ca
 			slog.String("caller", caller.String()), slog.String("spiffe_id", id.String()),
 			slog.String("entry_id", grant.EntryID), slog.String("serial", iss.rec.Serial))
 	}
-	return iss, id, nil
+	return iss, id, grant, nil
 }
 
 // MintFor issues an SVID for id without authorization: the server uses it

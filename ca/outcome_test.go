@@ -6,43 +6,31 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
-// failureAuthz is fakeAuthz that hears failures after an allow.
-type failureAuthz struct {
-	*fakeAuthz
-	failed []error
-}
-
-func (a *failureAuthz) IssueFailed(_, _ spiffeid.ID, _ Grant, err error) {
-	a.failed = append(a.failed, err)
-}
-
-// TestAllowedButNotIssuedIsReported: the Authorizer hears of an allowed
-// request that failed (journal, TTL), and not of issued or denied ones.
-func TestAllowedButNotIssuedIsReported(t *testing.T) {
-	var fa *failureAuthz
-	e := newEnv(t, func(c *Config) {
-		fa = &failureAuthz{fakeAuthz: c.Authorizer.(*fakeAuthz)}
-		c.Authorizer = fa
-	})
+// TestAllowedButNotIssuedKeepsTheEntry: a result says which entry
+// authorized it, also when it failed after that (journal, TTL), and not
+// for a denied item, so the decision log tells a failure from a denial.
+func TestAllowedButNotIssuedKeepsTheEntry(t *testing.T) {
+	e := newEnv(t, nil)
 	ctx := context.Background()
 	good := makeCSR(t, newP256(t), []string{testWLID.String()})
 	denied := makeCSR(t, newP256(t), []string{"spiffe://example.org/not-granted"})
-	if _, err := e.ca.MintBatch(ctx, testAgent, []Request{{CSR: good}, {CSR: denied}}); err != nil {
+	res, err := e.ca.MintBatch(ctx, testAgent, []Request{{CSR: good}, {CSR: denied}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fa.failed) != 0 {
-		t.Fatalf("failures reported for an issued and a denied item: %v", fa.failed)
+	if res[0].Err != nil || res[0].EntryID == "" || res[1].Err == nil || res[1].EntryID != "" || res[1].ID.String() != "spiffe://example.org/not-granted" {
+		t.Fatalf("issued and denied: %+v / %+v", res[0], res[1])
 	}
 	e.j.err = errors.New("no space left on device")
-	if _, err := e.ca.MintBatch(ctx, testAgent, []Request{{CSR: good}, {CSR: good, TTL: 1}}); err != nil {
+	res, err = e.ca.MintBatch(ctx, testAgent, []Request{{CSR: good}, {CSR: good, TTL: 1}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(fa.failed) != 2 || !errors.Is(fa.failed[0], ErrInvalidTTL) || !strings.HasSuffix(fa.failed[1].Error(), "no space left on device") {
-		t.Fatalf("failures reported: %v, want the TTL's and the journal's", fa.failed)
+	if !strings.HasSuffix(res[0].Err.Error(), "no space left on device") || res[0].EntryID == "" || res[0].ID != testWLID ||
+		!errors.Is(res[1].Err, ErrInvalidTTL) || res[1].EntryID == "" {
+		t.Fatalf("failures: %+v / %+v, want the journal's and the TTL's with their entry", res[0], res[1])
 	}
 	if got := FailureClass(fmt.Errorf("ca: sign: kms arn:aws:kms:x: %w", ErrIssuer)); got != "issuer error" {
 		t.Fatalf("FailureClass = %q", got)

@@ -399,7 +399,8 @@ func oldStore(t *testing.T, path string, recs []*record.Record) {
 	// Undo every migration after 0004 (lineage 0005, serial columns 0006,
 	// tree checkpoints 0007, admin events 0008).
 	execSQLite(t, path, "DROP TABLE store_lineage")
-	execSQLite(t, path, "DROP TABLE IF EXISTS tree_checkpoints") // 0007
+	execSQLite(t, path, "DROP TABLE IF EXISTS tree_checkpoints")        // 0007
+	execSQLite(t, path, "ALTER TABLE authz_decisions DROP COLUMN code") // 0009
 	execSQLite(t, path, "DROP INDEX IF EXISTS issuance_records_serial_hex")
 	execSQLite(t, path, "DROP INDEX IF EXISTS issuance_records_kind_seq")
 	execSQLite(t, path, "ALTER TABLE issuance_records DROP COLUMN serial_hex")

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
@@ -13,15 +12,9 @@ import (
 )
 
 // Verdict is a decision's outcome: allow, deny, or fail (allowed, then not
-// issued: the signer or the journal failed).
+// issued, or refused by a fault or limit of tier0's: decisions.Kind).
 func Verdict(d *tier0v1.AuthzDecision) string {
-	switch {
-	case d.GetAllowed():
-		return "allow"
-	case strings.HasPrefix(d.GetReason(), decisions.FailedPrefix):
-		return "fail"
-	}
-	return "deny"
+	return decisions.Kind(d.GetAllowed(), d.GetCode(), d.GetReason())
 }
 
 // WriteDecisions writes decisions as Table, JSON (JSON lines) or CSV.
@@ -31,24 +24,24 @@ func WriteDecisions(w io.Writer, format string, ds []*tier0v1.AuthzDecision) err
 		enc := json.NewEncoder(w)
 		for _, d := range ds {
 			if err := enc.Encode(map[string]any{"id": d.GetId(), "at": usTime(d.GetAt()), "node_id": d.GetNodeId(), "caller": d.GetCaller(),
-				"requested": d.GetRequested(), "decision": Verdict(d), "reason": d.GetReason()}); err != nil {
+				"requested": d.GetRequested(), "decision": Verdict(d), "code": d.GetCode(), "reason": d.GetReason()}); err != nil {
 				return err
 			}
 		}
 		return nil
 	case CSV:
 		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"id", "at", "node_id", "caller", "requested", "decision", "reason"})
+		_ = cw.Write([]string{"id", "at", "node_id", "caller", "requested", "decision", "code", "reason"})
 		for _, d := range ds {
-			_ = cw.Write([]string{fmt.Sprint(d.GetId()), usTime(d.GetAt()), d.GetNodeId(), d.GetCaller(), d.GetRequested(), Verdict(d), d.GetReason()})
+			_ = cw.Write([]string{fmt.Sprint(d.GetId()), usTime(d.GetAt()), d.GetNodeId(), d.GetCaller(), d.GetRequested(), Verdict(d), d.GetCode(), d.GetReason()})
 		}
 		cw.Flush()
 		return cw.Error()
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "AT\tDECISION\tCALLER\tREQUESTED\tREASON")
+	fmt.Fprintln(tw, "AT\tDECISION\tCODE\tCALLER\tREQUESTED\tREASON")
 	for _, d := range ds {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", usTime(d.GetAt()), Verdict(d), d.GetCaller(), d.GetRequested(), d.GetReason())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", usTime(d.GetAt()), Verdict(d), d.GetCode(), d.GetCaller(), d.GetRequested(), d.GetReason())
 	}
 	return tw.Flush()
 }

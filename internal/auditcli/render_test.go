@@ -126,20 +126,24 @@ func TestWriteRecord(t *testing.T) {
 
 func TestWriteDecisions(t *testing.T) {
 	ds := []*tier0v1.AuthzDecision{
-		{Id: 1, At: 1_700_000_000_000_000, NodeId: "n1", Caller: "spiffe://e/a", Requested: "spiffe://e/w", Allowed: true, Reason: "entry e1"},
-		{Id: 2, At: 1_700_000_000_000_000, Caller: "spiffe://e/a", Requested: "spiffe://e/x", Reason: "no entry"},
-		{Id: 3, At: 1_700_000_000_000_000, Caller: "spiffe://e/a", Requested: "spiffe://e/w", Reason: decisions.FailedPrefix + "signer down"},
+		{Id: 1, At: 1_700_000_000_000_000, NodeId: "n1", Caller: "spiffe://e/a", Requested: "spiffe://e/w", Allowed: true, Reason: "entry e1", Code: "OK"},
+		{Id: 2, At: 1_700_000_000_000_000, Caller: "spiffe://e/a", Requested: "spiffe://e/x", Reason: "no entry", Code: "PermissionDenied"},
+		{Id: 3, At: 1_700_000_000_000_000, Caller: "spiffe://e/a", Requested: "spiffe://e/w", Reason: decisions.FailedPrefix + "signer down", Code: "Unavailable"},
+		{Id: 4, At: 1_700_000_000_000_000, Requested: "/tier0.v1.Agent/MintX509SVIDs", Reason: "overloaded", Code: "ResourceExhausted"},
 	}
 	want := map[string]string{
-		Table: "AT                    DECISION  CALLER        REQUESTED     REASON\n" +
-			"2023-11-14T22:13:20Z  allow     spiffe://e/a  spiffe://e/w  entry e1\n" +
-			"2023-11-14T22:13:20Z  deny      spiffe://e/a  spiffe://e/x  no entry\n" +
-			"2023-11-14T22:13:20Z  fail      spiffe://e/a  spiffe://e/w  " + decisions.FailedPrefix + "signer down\n",
-		CSV: "id,at,node_id,caller,requested,decision,reason\n1,2023-11-14T22:13:20Z,n1,spiffe://e/a,spiffe://e/w,allow,entry e1\n" +
-			"2,2023-11-14T22:13:20Z,,spiffe://e/a,spiffe://e/x,deny,no entry\n3,2023-11-14T22:13:20Z,,spiffe://e/a,spiffe://e/w,fail," + decisions.FailedPrefix + "signer down\n",
-		JSON: `{"at":"2023-11-14T22:13:20Z","caller":"spiffe://e/a","decision":"allow","id":1,"node_id":"n1","reason":"entry e1","requested":"spiffe://e/w"}` + "\n" +
-			`{"at":"2023-11-14T22:13:20Z","caller":"spiffe://e/a","decision":"deny","id":2,"node_id":"","reason":"no entry","requested":"spiffe://e/x"}` + "\n" +
-			`{"at":"2023-11-14T22:13:20Z","caller":"spiffe://e/a","decision":"fail","id":3,"node_id":"","reason":"` + decisions.FailedPrefix + `signer down","requested":"spiffe://e/w"}` + "\n",
+		Table: "AT                    DECISION  CODE               CALLER        REQUESTED                      REASON\n" +
+			"2023-11-14T22:13:20Z  allow     OK                 spiffe://e/a  spiffe://e/w                   entry e1\n" +
+			"2023-11-14T22:13:20Z  deny      PermissionDenied   spiffe://e/a  spiffe://e/x                   no entry\n" +
+			"2023-11-14T22:13:20Z  fail      Unavailable        spiffe://e/a  spiffe://e/w                   " + decisions.FailedPrefix + "signer down\n" +
+			"2023-11-14T22:13:20Z  fail      ResourceExhausted                /tier0.v1.Agent/MintX509SVIDs  overloaded\n",
+		CSV: "id,at,node_id,caller,requested,decision,code,reason\n1,2023-11-14T22:13:20Z,n1,spiffe://e/a,spiffe://e/w,allow,OK,entry e1\n" +
+			"2,2023-11-14T22:13:20Z,,spiffe://e/a,spiffe://e/x,deny,PermissionDenied,no entry\n3,2023-11-14T22:13:20Z,,spiffe://e/a,spiffe://e/w,fail,Unavailable," + decisions.FailedPrefix + "signer down\n" +
+			"4,2023-11-14T22:13:20Z,,,/tier0.v1.Agent/MintX509SVIDs,fail,ResourceExhausted,overloaded\n",
+		JSON: `{"at":"2023-11-14T22:13:20Z","caller":"spiffe://e/a","code":"OK","decision":"allow","id":1,"node_id":"n1","reason":"entry e1","requested":"spiffe://e/w"}` + "\n" +
+			`{"at":"2023-11-14T22:13:20Z","caller":"spiffe://e/a","code":"PermissionDenied","decision":"deny","id":2,"node_id":"","reason":"no entry","requested":"spiffe://e/x"}` + "\n" +
+			`{"at":"2023-11-14T22:13:20Z","caller":"spiffe://e/a","code":"Unavailable","decision":"fail","id":3,"node_id":"","reason":"` + decisions.FailedPrefix + `signer down","requested":"spiffe://e/w"}` + "\n" +
+			`{"at":"2023-11-14T22:13:20Z","caller":"","code":"ResourceExhausted","decision":"fail","id":4,"node_id":"","reason":"overloaded","requested":"/tier0.v1.Agent/MintX509SVIDs"}` + "\n",
 	}
 	for f, w := range want {
 		var b bytes.Buffer

@@ -236,7 +236,7 @@ func (r *run) startCA() error {
 	s.jrnl.Store(r.journal)
 	r.ca, err = ca.New(ca.Config{
 		TrustDomain: cfg.TrustDomain, Issuer: first, NodeID: cfg.NodeID, MinCappedTTL: cfg.Keys.MinCappedTTL(),
-		Authorizer: r.decisions.Wrap(authz.New(cfg.TrustDomain, r.node)), Journal: r.journal, Logger: s.log, MaxBatch: cfg.MaxBatch,
+		Authorizer: authz.New(cfg.TrustDomain, r.node), Journal: r.journal, Logger: s.log, MaxBatch: cfg.MaxBatch,
 		JWTIssuer: cfg.OIDC.Issuer, RecordIssuers: true,
 	})
 	if err != nil {

@@ -80,10 +80,10 @@ func (s *Store) AppendDecisions(ctx context.Context, ds []core.Decision) (err er
 	}
 	src := pgx.CopyFromSlice(len(ds), func(i int) ([]any, error) {
 		d := ds[i]
-		return []any{record.Truncate(d.At), d.NodeID, d.Caller, d.Requested, d.Allowed, d.Reason}, nil
+		return []any{record.Truncate(d.At), d.NodeID, d.Caller, d.Requested, d.Allowed, d.Reason, d.Code}, nil
 	})
 	if _, err := s.pool.CopyFrom(ctx, pgx.Identifier{"authz_decisions"},
-		[]string{"decided_at", "node_id", "caller", "requested", "allowed", "reason"}, src); err != nil {
+		[]string{"decided_at", "node_id", "caller", "requested", "allowed", "reason", "code"}, src); err != nil {
 		return fmt.Errorf("postgres: append decisions: %w", err)
 	}
 	return nil
@@ -104,7 +104,7 @@ func (s *Store) QueryDecisions(ctx context.Context, f core.DecisionFilter) (_ []
 	defer rows.Close()
 	out, err := core.Collect(rows, func() (core.Decision, error) {
 		var d core.Decision
-		if err := rows.Scan(&d.ID, &d.At, &d.NodeID, &d.Caller, &d.Requested, &d.Allowed, &d.Reason); err != nil {
+		if err := rows.Scan(&d.ID, &d.At, &d.NodeID, &d.Caller, &d.Requested, &d.Allowed, &d.Reason, &d.Code); err != nil {
 			return core.Decision{}, err
 		}
 		d.At = d.At.UTC()

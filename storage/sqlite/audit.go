@@ -87,14 +87,14 @@ func (s *Store) AppendDecisions(ctx context.Context, ds []core.Decision) (err er
 		return fmt.Errorf("sqlite: append decisions: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	st, err := tx.PrepareContext(ctx, `INSERT INTO authz_decisions (decided_at, node_id, caller, requested, allowed, reason)
-		VALUES (?, ?, ?, ?, ?, ?)`)
+	st, err := tx.PrepareContext(ctx, `INSERT INTO authz_decisions (decided_at, node_id, caller, requested, allowed, reason, code)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return fmt.Errorf("sqlite: append decisions: %w", err)
 	}
 	defer st.Close()
 	for _, d := range ds {
-		if _, err := st.ExecContext(ctx, micros(d.At), d.NodeID, d.Caller, d.Requested, d.Allowed, d.Reason); err != nil {
+		if _, err := st.ExecContext(ctx, micros(d.At), d.NodeID, d.Caller, d.Requested, d.Allowed, d.Reason, d.Code); err != nil {
 			return fmt.Errorf("sqlite: append decisions: %w", err)
 		}
 	}
@@ -120,7 +120,7 @@ func (s *Store) QueryDecisions(ctx context.Context, f core.DecisionFilter) (_ []
 	out, err := core.Collect(rows, func() (core.Decision, error) {
 		var d core.Decision
 		var at int64
-		if err := rows.Scan(&d.ID, &at, &d.NodeID, &d.Caller, &d.Requested, &d.Allowed, &d.Reason); err != nil {
+		if err := rows.Scan(&d.ID, &at, &d.NodeID, &d.Caller, &d.Requested, &d.Allowed, &d.Reason, &d.Code); err != nil {
 			return core.Decision{}, err
 		}
 		d.At = fromMicros(at)

@@ -162,13 +162,13 @@ func testDecisions(t *testing.T, open func(t *testing.T) (storage.AuditStore, Ta
 	var ds []storage.Decision
 	for i := range 10 {
 		ds = append(ds, storage.Decision{At: Base.Add(time.Duration(i) * time.Second), NodeID: "n1", Caller: agent,
-			Requested: SPIFFEIDs[i%2], Allowed: i%3 != 0, Reason: fmt.Sprintf("reason %d", i)})
+			Requested: SPIFFEIDs[i%2], Allowed: i%3 != 0, Reason: fmt.Sprintf("reason %d", i), Code: fmt.Sprintf("code%d", i)})
 	}
 	if err := s.AppendDecisions(ctx, ds); err != nil {
 		t.Fatal(err)
 	}
 	all, err := s.QueryDecisions(ctx, storage.DecisionFilter{})
-	if err != nil || len(all) != 10 || all[0].Reason != "reason 9" || !all[0].At.Equal(ds[9].At) {
+	if err != nil || len(all) != 10 || all[0].Reason != "reason 9" || all[0].Code != "code9" || !all[0].At.Equal(ds[9].At) {
 		t.Fatalf("QueryDecisions = %d, %v", len(all), err)
 	}
 	denied, err := s.QueryDecisions(ctx, storage.DecisionFilter{Denied: true, Requested: SPIFFEIDs[0]})

@@ -101,7 +101,8 @@ func testSerials(t *testing.T, s storage.Store) {
 // records, undoes 0006 and reopens the store, so that the migration runs
 // over existing rows.
 var Migration0006Undo = []string{
-	"DROP TABLE IF EXISTS tree_checkpoints", // 0007
+	"DROP TABLE IF EXISTS tree_checkpoints",        // 0007
+	"ALTER TABLE authz_decisions DROP COLUMN code", // 0009
 	"DROP INDEX issuance_records_serial_hex",
 	"DROP INDEX issuance_records_kind_seq",
 	"ALTER TABLE issuance_records DROP COLUMN serial_hex",

@@ -1,10 +1,11 @@
 // Package decisions records authorization decisions in the record store.
 //
 // Decisions go from each node straight to the record store, not through
-// the Raft journal: they are many (one per requested ID, allow or deny),
-// they are not part of the issuance hash chain, and a store outage must
-// never block issuance. So the authorizer wrapper hands each decision to an
-// in-memory queue (never blocking), and Run writes batches; while the store
+// the Raft journal: they are many (one per requested ID, allow or deny,
+// and one per refused call), they are not part of the issuance hash
+// chain, and a store outage must never block issuance. So Decide hands
+// each decision to an in-memory queue (never blocking), and Run writes
+// batches; while the store
 // is down the queue holds up to Config.Buffer decisions, and beyond that
 // they are dropped and counted (tier0_audit_decisions_dropped_total). When
 // Run's context ends it writes what is pending once more, so a clean
@@ -16,16 +17,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/storage"
 )
 
@@ -134,30 +132,6 @@ func New(cfg Config) (*Log, error) {
 		cfg.Registerer.MustRegister(d.recorded, d.dropped)
 	}
 	return d, nil
-}
-
-// Wrap returns next, recording each of its decisions (next itself under
-// mode Off).
-func (d *Log) Wrap(next ca.Authorizer) ca.Authorizer {
-	if d.cfg.Policy.Mode == Off {
-		return next
-	}
-	return &recorder{d: d, next: next}
-}
-
-func (d *Log) add(agent, id spiffeid.ID, g ca.Grant, err error) {
-	allowed := err == nil
-	switch {
-	case allowed && d.cfg.Policy.Mode == Deny:
-		return
-	case allowed && d.cfg.Policy.Mode == Sample && rand.Float64() >= d.cfg.Policy.Rate:
-		return
-	}
-	reason := "entry " + g.EntryID
-	if !allowed {
-		reason = err.Error()
-	}
-	d.enqueue(storage.Decision{At: time.Now().UTC(), NodeID: d.cfg.NodeID, Caller: agent.String(), Requested: id.String(), Allowed: allowed, Reason: reason})
 }
 
 // enqueue adds dec to the pending batch (dropped and counted when full).

@@ -14,7 +14,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/storage"
 )
 
@@ -59,14 +58,14 @@ func openStore(t *testing.T) *store {
 	return &store{AuditStore: s}
 }
 
-// grantWeb allows agent "web" spiffe://example.org/web and denies the rest.
-type grantWeb struct{}
+// allow and deny decide what the api records for agent web asking for
+// webID (granted by entry e1) and dbID (no entry).
+func allow(d *Log) {
+	d.Decide(storage.Decision{Caller: web.String(), Requested: webID.String(), Allowed: true, Code: "OK", Reason: "entry e1"})
+}
 
-func (grantWeb) Authorize(agent, id spiffeid.ID) (ca.Grant, error) {
-	if agent.String() == "spiffe://example.org/tier0/agent/web" && id.String() == "spiffe://example.org/web" {
-		return ca.Grant{EntryID: "e1"}, nil
-	}
-	return ca.Grant{}, fmt.Errorf("%w: no entry", ca.ErrPermissionDenied)
+func deny(d *Log) {
+	d.Decide(storage.Decision{Caller: web.String(), Requested: dbID.String(), Code: "PermissionDenied", Reason: "ca: permission denied: no entry"})
 }
 
 var (
@@ -95,11 +94,10 @@ func newLog(t *testing.T, cfg Config) (*Log, *prometheus.Registry) {
 func TestFlushBatches(t *testing.T) {
 	s := openStore(t)
 	d, _ := newLog(t, Config{Interval: time.Hour})
-	a := d.Wrap(grantWeb{})
 	for range 12_000 {
-		_, _ = a.Authorize(web, webID)
+		allow(d)
 	}
-	_, _ = a.Authorize(web, dbID)
+	deny(d)
 	if err := d.Flush(context.Background(), s); err != nil {
 		t.Fatal(err)
 	}
@@ -123,9 +121,8 @@ func TestBufferFullDropsAndCounts(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx, s) }()
-	a := d.Wrap(grantWeb{})
 	for range 15 {
-		_, _ = a.Authorize(web, webID)
+		allow(d)
 	}
 	if got := value(d.dropped); got != 5 || d.Pending() != 10 {
 		t.Fatalf("dropped %v, pending %d; want 5 and 10", got, d.Pending())
@@ -160,10 +157,9 @@ func TestFinalFlushOnShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx, s) }()
-	a := d.Wrap(grantWeb{})
 	for range 7 {
-		_, _ = a.Authorize(web, webID)
-		_, _ = a.Authorize(web, dbID)
+		allow(d)
+		deny(d)
 	}
 	if n := s.count(t, storage.DecisionFilter{}); n != 0 {
 		t.Fatalf("%d written before shutdown with a 1h interval", n)
@@ -188,10 +184,9 @@ func TestPolicies(t *testing.T) {
 		}
 		s := openStore(t)
 		d, _ := newLog(t, Config{Policy: p})
-		a := d.Wrap(grantWeb{})
 		for range 100 {
-			_, _ = a.Authorize(web, webID)
-			_, _ = a.Authorize(web, dbID)
+			allow(d)
+			deny(d)
 		}
 		if err := d.Flush(context.Background(), s); err != nil {
 			t.Fatal(err)
@@ -216,55 +211,47 @@ func TestPolicies(t *testing.T) {
 	}
 }
 
-// TestIssueFailureIsRecordedAsFailure: a request allowed and then not
-// issued (the CA key could not sign) is recorded as a failure, not an
-// allow, under every policy but off; once its allow was written, a
-// failure row is added.
-func TestIssueFailureIsRecordedAsFailure(t *testing.T) {
-	signerDown := fmt.Errorf("ca: sign svid: kms: arn:aws:kms:eu-west-1:123456789012:key/x: throttled: %w", ca.ErrIssuer)
-	for _, mode := range []string{"all", "deny", "sample:0.5"} {
+// TestRefusalsAreNeverSampled: denials and failures (any code) are
+// recorded under every policy but off; allows follow the policy.
+func TestRefusalsAreNeverSampled(t *testing.T) {
+	failure := storage.Decision{Caller: web.String(), Requested: webID.String(), Code: "Unavailable",
+		Reason: FailedPrefix + "allowed by entry e1 but not issued: issuer error"}
+	call := storage.Decision{Caller: web.String(), Requested: "/tier0.v1.Admin/CreateEntry", Code: "PermissionDenied",
+		Reason: "/tier0.v1.Admin/CreateEntry: spiffe://example.org/tier0/agent/web may not call it"}
+	for _, mode := range []string{"all", "deny", "sample:0.000001", "off"} {
 		p, err := ParsePolicy(mode)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s := openStore(t)
 		d, _ := newLog(t, Config{Policy: p})
-		a := d.Wrap(grantWeb{})
-		fr, ok := a.(ca.FailureRecorder)
-		if !ok {
-			t.Fatalf("%s: the wrapped authorizer does not record failures", mode)
+		for range 50 {
+			allow(d)
+			deny(d)
+			d.Decide(failure)
+			d.Decide(call)
 		}
-		g, err := a.Authorize(web, webID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fr.IssueFailed(web, webID, g, signerDown)
 		if err := d.Flush(context.Background(), s); err != nil {
 			t.Fatal(err)
 		}
-		ds, err := s.QueryDecisions(context.Background(), storage.DecisionFilter{})
-		if err != nil || len(ds) != 1 {
-			t.Fatalf("%s: %d decisions (%v), want exactly the failure: %+v", mode, len(ds), err, ds)
+		all, denied := s.count(t, storage.DecisionFilter{}), s.count(t, storage.DecisionFilter{Denied: true})
+		wantDenied, wantAllows := 150, map[string]int{"all": 50}[mode]
+		if mode == "off" {
+			wantDenied = 0
 		}
-		want := FailedPrefix + "allowed by entry e1 but not issued: issuer error"
-		if ds[0].Allowed || ds[0].Reason != want {
-			t.Fatalf("%s: recorded %+v, want a failure %q", mode, ds[0], want)
+		if denied != wantDenied || all-denied != wantAllows {
+			t.Errorf("%s: %d refusals, %d allows recorded; want %d, %d", mode, denied, all-denied, wantDenied, wantAllows)
 		}
 	}
-	// An allow already written gets a failure row after it.
-	s := openStore(t)
-	d, _ := newLog(t, Config{})
-	a := d.Wrap(grantWeb{})
-	g, _ := a.Authorize(web, webID)
-	if err := d.Flush(context.Background(), s); err != nil {
-		t.Fatal(err)
-	}
-	a.(ca.FailureRecorder).IssueFailed(web, webID, g, signerDown)
-	if err := d.Flush(context.Background(), s); err != nil {
-		t.Fatal(err)
-	}
-	ds, err := s.QueryDecisions(context.Background(), storage.DecisionFilter{})
-	if err != nil || len(ds) != 2 || ds[0].Allowed || !strings.HasPrefix(ds[0].Reason, FailedPrefix) || !ds[1].Allowed {
-		t.Fatalf("after a written allow: %+v, %v", ds, err)
+	for _, c := range []struct {
+		allowed      bool
+		code, reason string
+		want         string
+	}{{true, "OK", "entry e1", "allow"}, {false, "PermissionDenied", "no entry", "deny"}, {false, "InvalidArgument", "reserved", "deny"},
+		{false, "Unauthenticated", "no certificate", "deny"}, {false, "Unavailable", FailedPrefix + "x", "fail"},
+		{false, "ResourceExhausted", "overloaded", "fail"}, {false, "", FailedPrefix + "x", "fail"}, {false, "", "no entry", "deny"}} {
+		if got := Kind(c.allowed, c.code, c.reason); got != c.want {
+			t.Errorf("Kind(%v, %s, %q) = %s, want %s", c.allowed, c.code, c.reason, got, c.want)
+		}
 	}
 }

@@ -16,7 +16,10 @@ type Decision struct {
 	Caller    string // caller's SPIFFE ID
 	Requested string // requested SPIFFE ID
 	Allowed   bool
-	Reason    string // entry that granted it, or why it was denied
+	Reason    string // entry that granted it, or why it was denied (the rule)
+	// Code is the gRPC code the caller was answered ("OK", "PermissionDenied",
+	// "InvalidArgument", ...; migration 0009); empty on older rows.
+	Code string
 }
 
 // DecisionFilter selects decisions. Zero fields do not filter; Since <= at < Until.
@@ -68,7 +71,7 @@ func DecisionSQL(f DecisionFilter, ph func(int) string, timeArg func(time.Time) 
 	if !f.Until.IsZero() {
 		add("decided_at < ?", timeArg(f.Until))
 	}
-	q := "SELECT id, decided_at, node_id, caller, requested, allowed, reason FROM authz_decisions"
+	q := "SELECT id, decided_at, node_id, caller, requested, allowed, reason, code FROM authz_decisions"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}

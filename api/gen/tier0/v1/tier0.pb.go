@@ -2745,7 +2745,8 @@ type AuthzDecision struct {
 	Caller        string                 `protobuf:"bytes,4,opt,name=caller,proto3" json:"caller,omitempty"`
 	Requested     string                 `protobuf:"bytes,5,opt,name=requested,proto3" json:"requested,omitempty"`
 	Allowed       bool                   `protobuf:"varint,6,opt,name=allowed,proto3" json:"allowed,omitempty"`
-	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"` // the rule: the granting entry, or why it was refused
+	Code          string                 `protobuf:"bytes,8,opt,name=code,proto3" json:"code,omitempty"`     // the gRPC code the caller was answered (OK, PermissionDenied, ...); "" on rows before migration 0009
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2825,6 +2826,13 @@ func (x *AuthzDecision) GetAllowed() bool {
 func (x *AuthzDecision) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *AuthzDecision) GetCode() string {
+	if x != nil {
+		return x.Code
 	}
 	return ""
 }
@@ -3080,7 +3088,7 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"deniedOnly\x12\x14\n" +
 	"\x05since\x18\x04 \x01(\x03R\x05since\x12\x14\n" +
 	"\x05until\x18\x05 \x01(\x03R\x05until\x12\x14\n" +
-	"\x05limit\x18\x06 \x01(\rR\x05limit\"\xb0\x01\n" +
+	"\x05limit\x18\x06 \x01(\rR\x05limit\"\xc4\x01\n" +
 	"\rAuthzDecision\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x0e\n" +
 	"\x02at\x18\x02 \x01(\x03R\x02at\x12\x17\n" +
@@ -3088,7 +3096,8 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\x06caller\x18\x04 \x01(\tR\x06caller\x12\x1c\n" +
 	"\trequested\x18\x05 \x01(\tR\trequested\x12\x18\n" +
 	"\aallowed\x18\x06 \x01(\bR\aallowed\x12\x16\n" +
-	"\x06reason\x18\a \x01(\tR\x06reason\"N\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12\x12\n" +
+	"\x04code\x18\b \x01(\tR\x04code\"N\n" +
 	"\x15ListDecisionsResponse\x125\n" +
 	"\tdecisions\x18\x01 \x03(\v2\x17.tier0.v1.AuthzDecisionR\tdecisions2\xb3\x01\n" +
 	"\tBootstrap\x12V\n" +
