@@ -30,12 +30,13 @@ func newRunCmd(e *env) *cobra.Command {
 	var k8s k8sFlags
 	var sds sdsNames
 	var tokenFile, bundlePath string
+	var att attestFlags
 	cmd := &cobra.Command{
 		Use:   "run [--socket PATH]",
 		Short: "serve the SPIFFE Workload API and Envoy SDS, and keep the agent SVID and the trust bundle fresh until SIGINT/SIGTERM",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := e.firstStart(cmd.Context(), tokenFile, bundlePath); err != nil {
+			if err := e.firstStart(cmd.Context(), tokenFile, bundlePath, &att); err != nil {
 				return err
 			}
 			a, err := e.loadAgent()
@@ -83,19 +84,27 @@ func newRunCmd(e *env) *cobra.Command {
 	f.StringVar(&sds.bundle, "sds-default-bundle-name", "ROOTCA", "SDS resource name of our trust domain's bundle (a validation context)")
 	f.StringVar(&sds.allBundles, "sds-default-all-bundles-name", "ALL", "SDS resource name of our and the permitted federated bundles (a SPIFFE validator config)")
 	f.StringVar(&tokenFile, "join-token-file", "", "first start only: bootstrap with the join token in this file when the data dir has no agent identity yet (a DaemonSet's per-node Secret)")
-	f.StringVar(&bundlePath, "bundle", "", "first start only: PEM root certificates of the tier0 CA, for --join-token-file")
+	f.StringVar(&bundlePath, "bundle", "", "first start only: PEM root certificates of the tier0 CA, for --join-token-file or --attestor")
+	att.register(f) // first start only: node attestation instead of --join-token-file
 	return cmd
 }
 
-// firstStart bootstraps the agent from a join token file when its data dir
-// has no identity yet; with an identity the file is not read (it may be
-// gone: tokens are one-time).
-func (e *env) firstStart(ctx context.Context, tokenFile, bundlePath string) error {
-	if tokenFile == "" {
+// firstStart bootstraps the agent from a join token file, or by node
+// attestation (--attestor, e.g. k8s_psat in a DaemonSet), when its data
+// dir has no identity yet; with an identity neither is used (a token file
+// may be gone: tokens are one-time).
+func (e *env) firstStart(ctx context.Context, tokenFile, bundlePath string, att *attestFlags) error {
+	if tokenFile != "" && att.attestor != "" {
+		return errors.New("--join-token-file or --attestor, not both")
+	}
+	if tokenFile == "" && att.attestor == "" {
 		return nil
 	}
 	if _, err := os.Stat(filepath.Join(agentDir(e.dataDir), "config.json")); err == nil {
 		return nil
+	}
+	if att.attestor != "" {
+		return e.attestBootstrap(ctx, att, bundlePath, "")
 	}
 	raw, err := os.ReadFile(tokenFile)
 	if err != nil {

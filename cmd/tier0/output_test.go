@@ -82,7 +82,7 @@ func TestEntryListJSONArray(t *testing.T) {
 		t.Fatalf("list -o json: %q (%v), want an array of 3", out, err)
 	}
 	out = must(srv.cli("entry", "list", "--agent", "spiffe://example.org/tier0/agent/h1", "-o", "csv"))
-	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || lines[0] != "id,agent,spiffe_id,ttl,selectors,federates_with" || !strings.Contains(lines[1], ",h1,") {
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || lines[0] != "id,agent,spiffe_id,ttl,selectors,federates_with,node_selectors" || !strings.Contains(lines[1], ",h1,") {
 		t.Errorf("list --agent ID -o csv: %q, want a header and h1's 2 entries", out)
 	}
 	if _, err := srv.cli("entry", "list", "--agent", "spiffe://other.org/tier0/agent/h1"); err == nil || !strings.Contains(err.Error(), "trust domain other.org is not the server's (example.org)") {

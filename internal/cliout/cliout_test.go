@@ -190,14 +190,14 @@ e1  h1                              spiffe://example.org/web  30m0s  unix:uid:0,
 e2  node:k8s_psat:cluster:prod+x:y  spiffe://example.org/db   15m0s                         
 `)
 	golden(t, "csv", render(t, func(b *bytes.Buffer) error { return Entries(b, CSV, es) }),
-		`id,agent,spiffe_id,ttl,selectors,federates_with
-e1,h1,spiffe://example.org/web,30m0s,unix:uid:0 unix:gid:0,other.org
-e2,,spiffe://example.org/db,15m0s,,
+		`id,agent,spiffe_id,ttl,selectors,federates_with,node_selectors
+e1,h1,spiffe://example.org/web,30m0s,unix:uid:0 unix:gid:0,other.org,
+e2,,spiffe://example.org/db,15m0s,,,k8s_psat:cluster:prod x:y
 `)
 	golden(t, "json", render(t, func(b *bytes.Buffer) error { return Entries(b, JSON, es[1:]) }),
 		`[{"agent":"","federates_with":[],"id":"e2","node_selectors":["k8s_psat:cluster:prod","x:y"],"selectors":[],"spiffe_id":"spiffe://example.org/db","ttl":"15m0s"}]`+"\n")
 	golden(t, "created", render(t, func(b *bytes.Buffer) error { return EntryCreated(b, Text, es[0]) }),
 		"created entry e1: agent h1 may get spiffe://example.org/web for 30m0s, selectors unix:uid:0,unix:gid:0, federates with other.org\n")
 	golden(t, "created node", render(t, func(b *bytes.Buffer) error { return EntryCreated(b, Text, es[1]) }),
-		"created entry e2: agent  may get spiffe://example.org/db for 15m0s, node selectors k8s_psat:cluster:prod,x:y\n")
+		"created entry e2: every agent node-attested with those selectors may get spiffe://example.org/db for 15m0s, node selectors k8s_psat:cluster:prod,x:y\n")
 }

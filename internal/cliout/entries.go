@@ -32,8 +32,12 @@ func EntryCreated(w io.Writer, format string, e *tier0v1.Entry) error {
 	if len(e.GetFederatesWith()) > 0 {
 		extras += ", federates with " + strings.Join(e.GetFederatesWith(), ",")
 	}
-	return Change(w, format, EntryJSON(e), "created entry %s: agent %s may get %s for %s%s",
-		e.GetId(), e.GetAgent(), e.GetSpiffeId(), entryTTL(e), extras)
+	who := "agent " + e.GetAgent()
+	if e.GetAgent() == "" && len(e.GetNodeSelectors()) > 0 {
+		who = "every agent node-attested with those selectors" // named in extras
+	}
+	return Change(w, format, EntryJSON(e), "created entry %s: %s may get %s for %s%s",
+		e.GetId(), who, e.GetSpiffeId(), entryTTL(e), extras)
 }
 
 // Entries prints `tier0 entry list`: a table, one JSON array or CSV.
@@ -47,10 +51,10 @@ func Entries(w io.Writer, format string, entries []*tier0v1.Entry) error {
 		return json.NewEncoder(w).Encode(out)
 	case CSV:
 		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"id", "agent", "spiffe_id", "ttl", "selectors", "federates_with"})
+		_ = cw.Write([]string{"id", "agent", "spiffe_id", "ttl", "selectors", "federates_with", "node_selectors"})
 		for _, e := range entries {
 			_ = cw.Write([]string{e.GetId(), e.GetAgent(), e.GetSpiffeId(), entryTTL(e).String(),
-				strings.Join(e.GetSelectors(), " "), strings.Join(e.GetFederatesWith(), " ")})
+				strings.Join(e.GetSelectors(), " "), strings.Join(e.GetFederatesWith(), " "), strings.Join(e.GetNodeSelectors(), " ")})
 		}
 		cw.Flush()
 		return cw.Error()

@@ -31,6 +31,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	tokens  map[string]string           // join token -> agent name
+	evid    map[string]string           // node attestation evidence -> agent name
 	entries map[string][]*tier0v1.Entry // agent name -> entries
 	deny    map[string]*tier0v1.Status  // spiffe id -> per-item error
 	calls   map[string]int              // method name -> count
@@ -42,7 +43,7 @@ type Server struct {
 func NewServer(ca *CA) *Server {
 	return &Server{
 		CA: ca, AgentTTL: time.Hour,
-		tokens: map[string]string{}, entries: map[string][]*tier0v1.Entry{},
+		tokens: map[string]string{}, evid: map[string]string{}, entries: map[string][]*tier0v1.Entry{},
 		deny: map[string]*tier0v1.Status{}, calls: map[string]int{}, minted: map[string]*tier0v1.MintItem{},
 	}
 }
@@ -158,6 +159,44 @@ func (s *Server) AttestJoinToken(ctx context.Context, req *tier0v1.AttestJoinTok
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return &tier0v1.AttestJoinTokenResponse{Chain: chain, SpiffeId: id.String()}, nil
+}
+
+// AddEvidence makes evidence, sent with any attestor, attest agent once
+// (the fake verifies nothing else).
+func (s *Server) AddEvidence(evidence, agent string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.evid[evidence] = agent
+}
+
+// AttestAgent implements tier0v1.BootstrapServer: node attestation with
+// evidence registered by AddEvidence, no challenge; the selector is
+// ATTESTOR:test:AGENT.
+func (s *Server) AttestAgent(stream tier0v1.Bootstrap_AttestAgentServer) error {
+	if err := s.enter(stream.Context(), "AttestAgent"); err != nil {
+		return err
+	}
+	req, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	p := req.GetParams()
+	s.mu.Lock()
+	agent, ok := s.evid[string(p.GetEvidence())]
+	delete(s.evid, string(p.GetEvidence()))
+	s.mu.Unlock()
+	if !ok {
+		return status.Error(codes.PermissionDenied, "attestation denied")
+	}
+	id, err := roles.AgentID(s.CA.TD, agent)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	chain, err := s.CA.SignCSR(p.GetCsr(), id, s.AgentTTL)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return stream.Send(&tier0v1.AttestAgentResponse{Chain: chain, SpiffeId: id.String(), Selectors: []string{p.GetAttestor() + ":test:" + agent}})
 }
 
 // RenewAgent implements tier0v1.AgentServer.
