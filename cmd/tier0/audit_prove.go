@@ -63,7 +63,8 @@ With --store it reads the record store directly instead, with no server.`,
 // newAuditVerifyProofCmd checks a proof file with only the bundle.
 func newAuditVerifyProofCmd() *cobra.Command {
 	var bundles []string
-	var certFile, logKey, output string
+	var certFile, output string
+	var logKeys []string
 	cmd := &cobra.Command{
 		Use:   "verify-proof FILE --bundle bundle.pem [--log-key audit.pem] [--cert svid.pem]",
 		Short: "Check a proof from 'tier0 audit prove' with only the trust bundle",
@@ -84,12 +85,12 @@ func newAuditVerifyProofCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if logKey != "" {
-				certs, err := auditcli.LoadPEMCerts(logKey)
+			if len(logKeys) > 0 {
+				certs, err := auditcli.LoadBundles(logKeys)
 				if err != nil {
 					return fmt.Errorf("--log-key: %w", err)
 				}
-				if err := auditremote.CheckLogKey(&res.Proof, certs[0]); err != nil {
+				if err := auditremote.CheckLogKey(&res.Proof, certs...); err != nil {
 					return fmt.Errorf("proof does NOT verify: %w", err)
 				}
 			}
@@ -97,7 +98,7 @@ func newAuditVerifyProofCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringArrayVar(&bundles, "bundle", nil, "trust bundle PEM file (repeatable)")
-	cmd.Flags().StringVar(&logKey, "log-key", "", "also require that the checkpoints are signed by this audit key certificate (PEM; 'tier0 audit checkpoint --cert-out')")
+	cmd.Flags().StringArrayVar(&logKeys, "log-key", nil, "also require that the checkpoints are signed by the key of this audit key certificate (PEM, repeatable; 'tier0 audit checkpoint --cert-out')")
 	cmd.Flags().StringVar(&certFile, "cert", "", "inclusion: also check that the proved record is this certificate (PEM)")
 	outputFlag(cmd.Flags(), &output, "text or json", outText, outJSON)
 	return cmd

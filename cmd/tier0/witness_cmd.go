@@ -15,8 +15,8 @@ import (
 
 // newWitnessCmd: one witness round over a log, through its server or its record store.
 func newWitnessCmd(g *globalFlags) *cobra.Command {
-	var logKey, name, state, dsn, output string
-	var bundles []string
+	var name, state, dsn, output string
+	var bundles, logKeys []string
 	cmd := &cobra.Command{
 		Use:   "witness --log-key audit-cert.pem --name NAME --state DIR [--bundle bundle.pem] [--store DSN]",
 		Short: "Witness the log: cosign its newest tree checkpoint if it extends the one cosigned before (C2SP tlog-cosignature)",
@@ -32,12 +32,16 @@ exports find it; with --store it reads the record store directly and publishes n
 The bundle (--bundle) defaults to DATA/bundle.pem.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if logKey == "" || name == "" || state == "" || (dsn != "" && len(bundles) == 0) {
+			if len(logKeys) == 0 || name == "" || state == "" || (dsn != "" && len(bundles) == 0) {
 				return errors.New("--log-key, --name and --state are required, and --bundle with --store")
 			}
-			certs, err := auditcli.LoadPEMCerts(logKey)
+			certs, err := auditcli.LoadBundles(logKeys)
 			if err != nil {
 				return fmt.Errorf("--log-key: %w", err)
+			}
+			var more [][]byte
+			for _, c := range certs[1:] {
+				more = append(more, c.Raw)
 			}
 			roots, err := serverRoots(g, bundles)
 			if err != nil {
@@ -47,7 +51,7 @@ The bundle (--bundle) defaults to DATA/bundle.pem.`,
 			if err != nil {
 				return err
 			}
-			w, err := witness.New(witness.Config{Name: name, Key: key, LogCert: certs[0].Raw, Roots: roots, StateDir: state})
+			w, err := witness.New(witness.Config{Name: name, Key: key, LogCert: certs[0].Raw, LogCerts: more, Roots: roots, StateDir: state})
 			if err != nil {
 				return err
 			}
@@ -71,7 +75,7 @@ The bundle (--bundle) defaults to DATA/bundle.pem.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&logKey, "log-key", "", "the log's audit key certificate (PEM): only checkpoints it signed are cosigned")
+	fl.StringArrayVar(&logKeys, "log-key", nil, "the log's audit key certificate (PEM; repeatable, e.g. one per node with keys of their own): only checkpoints signed by its key are cosigned (a re-issued certificate of the same key matches)")
 	fl.StringVar(&name, "name", "", "this witness's name (the cosignature key name)")
 	fl.StringVar(&state, "state", "", "state directory: the witness key, the last cosigned checkpoint")
 	fl.StringVar(&dsn, "store", "", "read the log's record store DSN (postgres://... or sqlite:PATH) directly instead of the server")

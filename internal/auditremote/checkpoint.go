@@ -1,7 +1,6 @@
 package auditremote
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/internal/tlog"
+	"github.com/tier0-ca/tier0/internal/witness"
 )
 
 // Checkpoint is a tree checkpoint fetched from the server and verified.
@@ -37,12 +37,17 @@ func Fetch(ctx context.Context, c tier0v1.AuditLogClient, size int64, roots []*x
 }
 
 // CheckLogKey checks that every checkpoint of the proof is signed by the
-// audit key certificate logKey (the one the auditor pinned, e.g. from
-// `tier0 audit checkpoint --cert-out`), not merely by some audit key of
-// the bundle.
-func CheckLogKey(p *tlog.Proof, logKey *x509.Certificate) error {
-	if !bytes.Equal(p.AuditCert, logKey.Raw) || (p.Kind == tlog.KindConsistency && !bytes.Equal(p.OldAuditCert, logKey.Raw)) {
-		return fmt.Errorf("the proof's checkpoint is signed by another audit key than --log-key (%s)", logKey.Subject.CommonName)
+// key of one of the audit key certificates logKeys (the ones the auditor
+// pinned, e.g. from `tier0 audit checkpoint --cert-out`), not merely by
+// some audit key of the bundle. Keys are compared, so a re-issued
+// certificate of the same key matches (witness.SameLogKey).
+func CheckLogKey(p *tlog.Proof, logKeys ...*x509.Certificate) error {
+	ders := make([][]byte, len(logKeys))
+	for i, c := range logKeys {
+		ders[i] = c.Raw
+	}
+	if !witness.SameLogKey(p.AuditCert, ders...) || (p.Kind == tlog.KindConsistency && !witness.SameLogKey(p.OldAuditCert, ders...)) {
+		return fmt.Errorf("the proof's checkpoint is signed by another audit key than --log-key")
 	}
 	return nil
 }

@@ -1,7 +1,9 @@
 package witness
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -10,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/tier0-ca/tier0/ca"
 	"github.com/tier0-ca/tier0/internal/tlog"
 	"github.com/tier0-ca/tier0/storage/storagetest"
 )
@@ -102,5 +107,28 @@ func TestParseKeys(t *testing.T) {
 		if _, err := ParseKeys([]string{bad}); err == nil || !strings.Contains(err.Error(), "want NAME=<Ed25519 public key, 64 hex digits>") {
 			t.Errorf("ParseKeys(%q) = %v", bad, err)
 		}
+	}
+}
+
+// TestSameLogKey: a log key pinned by one certificate matches a re-issued
+// certificate of the same key (servers re-issue it at every start), not
+// another audit key of the same bundle.
+func TestSameLogKey(t *testing.T) {
+	k := storagetest.NewAuditKey(t)
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	reissued, err := ca.NewAuditKeyCert(td, ca.Issuer{Signer: k.RootKey, Cert: k.Root}, k.Signer.Public(), time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	otherCert, err := ca.NewAuditKeyCert(td, ca.Issuer{Signer: k.RootKey, Cert: k.Root}, other.Public(), time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !SameLogKey(reissued.Raw, k.Cert.Raw) || !SameLogKey(otherCert.Raw, k.Cert.Raw, otherCert.Raw) {
+		t.Fatal("a certificate of a pinned key did not match")
+	}
+	if SameLogKey(otherCert.Raw, k.Cert.Raw) || SameLogKey([]byte("junk"), k.Cert.Raw) || SameLogKey(k.Cert.Raw) {
+		t.Fatal("another key matched")
 	}
 }

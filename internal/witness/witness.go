@@ -92,6 +92,7 @@ type Config struct {
 	Name     string             // the witness's key name
 	Key      ed25519.PrivateKey // its cosigning key
 	LogCert  []byte             // the log's audit key certificate (DER): only checkpoints signed by its key are accepted
+	LogCerts [][]byte           // more audit key certificates of the log (nodes with keys of their own); keys compared (SameLogKey)
 	Roots    []*x509.Certificate
 	StateDir string
 	Clock    func() time.Time
@@ -131,7 +132,7 @@ func (w *Witness) Step(ctx context.Context, src Source) ([]byte, error) {
 		return nil, errors.New("witness: the log has no tree checkpoint yet")
 	}
 	tc := tcs[len(tcs)-1]
-	if !bytes.Equal(tc.CertDER, w.cfg.LogCert) {
+	if !SameLogKey(tc.CertDER, append([][]byte{w.cfg.LogCert}, w.cfg.LogCerts...)...) {
 		return nil, errors.New("witness: the newest checkpoint is signed by another key than --log-key")
 	}
 	c, err := tlog.Open(tc.Note, tc.CertDER, w.cfg.Roots)
