@@ -46,8 +46,11 @@ type admission struct {
 	maxTapped     int
 	tapList       list.List // of *tapTicket, oldest first
 
-	// ewma of service time per call, for the retry-after hint
-	avg time.Duration
+	// ewma of service time per call, for the retry-after hint, and when a
+	// call last finished (or the busy period began): while none finishes
+	// the estimate grows with the wait (retryAfterLocked)
+	avg      time.Duration
+	lastDone time.Time
 }
 
 type waiter struct {
@@ -122,6 +125,9 @@ func (a *admission) acquireN(ctx context.Context, prio int64, n int) (func(), ti
 		a.untapLocked(t)
 	}
 	if len(a.waiters) == 0 && a.fitsLocked(n) {
+		if a.calls == 0 {
+			a.lastDone = time.Now()
+		}
 		a.calls++
 		a.items += n
 		a.mu.Unlock()
@@ -164,9 +170,11 @@ func (a *admission) releaser(n int) func() {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			d := time.Since(start)
+			now := time.Now()
+			d := now.Sub(start)
 			a.mu.Lock()
 			a.avg = (a.avg*7 + d) / 8
+			a.lastDone = now
 			a.calls--
 			a.items -= n
 			// Admit from the head of the queue while the head fits: strict
@@ -185,10 +193,18 @@ func (a *admission) releaser(n int) func() {
 }
 
 // retryAfterLocked estimates when a queue slot frees: the queue's drain time
-// at the recent service time per call and the calls now running (fewer
-// than the slots when big batches fill the item budget), bounded to
-// [50ms, 5s].
+// (the queued calls and this one) at the recent service time per call and
+// the calls now running (fewer than the slots when big batches fill the
+// item budget), bounded to [50ms, 5s]. While no call has finished for
+// longer than that service time (the first calls of a storm, a stalled
+// journal) the time since one did stands in for it: a hint from a stale,
+// small estimate would bring every refused agent back at once, each
+// resending its whole request, and keep the server busy reading them.
 func (a *admission) retryAfterLocked() time.Duration {
-	d := a.avg * time.Duration(len(a.waiters)) / time.Duration(max(a.calls, 1))
+	avg := a.avg
+	if a.calls > 0 {
+		avg = max(avg, time.Since(a.lastDone))
+	}
+	d := avg * time.Duration(len(a.waiters)+1) / time.Duration(max(a.calls, 1))
 	return min(max(d, 50*time.Millisecond), 5*time.Second)
 }

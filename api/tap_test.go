@@ -145,3 +145,23 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond) // polling state another goroutine changes
 	}
 }
+
+// TestRetryHintGrowsWhileNothingFinishes: before any call has finished
+// (the start of a storm) the hint is not the stale 5ms estimate's 50ms
+// floor but grows with the time since a call last finished.
+func TestRetryHintGrowsWhileNothingFinishes(t *testing.T) {
+	a := newAdmission(1, 1, newMetrics(nil))
+	rel, _, err := a.acquire(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rel()
+	a.mu.Lock()
+	fresh := a.retryAfterLocked()
+	a.lastDone = a.lastDone.Add(-2 * time.Second) // the running call started 2s ago
+	stalled := a.retryAfterLocked()
+	a.mu.Unlock()
+	if fresh > 100*time.Millisecond || stalled < 2*time.Second {
+		t.Fatalf("hint with a call just started %v (want ~50ms), with it running 2s %v (want >= 2s)", fresh, stalled)
+	}
+}

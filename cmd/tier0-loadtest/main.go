@@ -46,6 +46,7 @@ type flags struct {
 	failOnVerify, json bool
 	serials            string // write the serials of the SVIDs received here
 	keep               bool   // keep the entries made for the run
+	pprof              string // serve the tester's own pprof here
 }
 
 func run(ctx context.Context, args []string) error {
@@ -90,6 +91,7 @@ func scenarioCmd(name, short string) *cobra.Command {
 	fl.BoolVar(&f.failOnVerify, "fail-on-errors", true, "exit non-zero on verification failures or failed SVIDs")
 	fl.BoolVar(&f.json, "json", false, "print the result JSON on stdout")
 	fl.StringVar(&f.serials, "serials", "", "write the serial of every SVID received to `FILE`, one a line (check them with tier0 audit check-serials)")
+	fl.StringVar(&f.pprof, "pprof", "", "serve the load tester's own net/http/pprof on this loopback `ADDR`")
 	fl.BoolVar(&f.keep, "keep", false, "keep the registration entries made for the run (default: deleted at the end)")
 	switch name {
 	case loadtest.Steady, loadtest.Failover:
@@ -135,6 +137,9 @@ func runScenario(ctx context.Context, f *flags) error {
 	// Where the results go is checked before the run, not after it.
 	out, err := prepareOut(f.out, f.cfg.Scenario, time.Now())
 	if err != nil {
+		return err
+	}
+	if err := servePprof(f.pprof); err != nil {
 		return err
 	}
 	var serials *os.File
