@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
+	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 )
 
@@ -23,20 +24,17 @@ replaces it at once and agents drop cached JWT-SVIDs it signed. The mark is
 replicated; it cannot be undone (prepare a new key instead).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := dialOperator(cmd.Context(), g, "admin")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			kind := "x509"
-			if jwt {
-				kind = "jwt"
-			}
-			if _, err := c.Admin().TaintKey(cmd.Context(), &tier0v1.TaintKeyRequest{Kind: kind, Id: args[0]}); err != nil {
-				return cliErr(err)
-			}
-			return printChange(cmd.OutOrStdout(), output, map[string]string{"kind": kind, "id": args[0], "state": "tainted"},
-				"tainted %s key %s: agents re-issue what it signed at their next sync", kind, args[0])
+			return withOperator(cmd, g, "admin", func(c *client.Client) error {
+				kind := "x509"
+				if jwt {
+					kind = "jwt"
+				}
+				if _, err := c.Admin().TaintKey(cmd.Context(), &tier0v1.TaintKeyRequest{Kind: kind, Id: args[0]}); err != nil {
+					return cliErr(err)
+				}
+				return printChange(cmd.OutOrStdout(), output, map[string]string{"kind": kind, "id": args[0], "state": "tainted"},
+					"tainted %s key %s: agents re-issue what it signed at their next sync", kind, args[0])
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&jwt, "jwt", false, "ID is a JWT signing key ID (kid)")

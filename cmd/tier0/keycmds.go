@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tier0-ca/tier0/api/client"
 	tier0v1 "github.com/tier0-ca/tier0/api/gen/tier0/v1"
 	"github.com/tier0-ca/tier0/internal/cliout"
 	"github.com/tier0-ca/tier0/signer"
@@ -21,16 +22,13 @@ func newCACmd(g *globalFlags) *cobra.Command {
 		Short: "List CA roots with their state in the cluster and on each node (prepared, active, activating, published-old, retired)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := dialOperator(cmd.Context(), g, "admin")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			resp, err := c.Admin().ListCARoots(cmd.Context(), &tier0v1.ListCARootsRequest{})
-			if err != nil {
-				return cliErr(err)
-			}
-			return cliout.CARoots(cmd.OutOrStdout(), cmd.ErrOrStderr(), output, resp)
+			return withOperator(cmd, g, "admin", func(c *client.Client) error {
+				resp, err := c.Admin().ListCARoots(cmd.Context(), &tier0v1.ListCARootsRequest{})
+				if err != nil {
+					return cliErr(err)
+				}
+				return cliout.CARoots(cmd.OutOrStdout(), cmd.ErrOrStderr(), output, resp)
+			})
 		},
 	}
 	outputFlag(list.Flags(), &output, "table or json", outTable, outJSON)
@@ -44,16 +42,13 @@ func newCACmd(g *globalFlags) *cobra.Command {
 what it did on stderr; with -o json the root as one object.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := dialOperator(cmd.Context(), g, "admin")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			resp, err := c.Admin().PrepareCARoot(cmd.Context(), &tier0v1.PrepareCARootRequest{SignerUri: uri, TtlSeconds: int64(ttl / time.Second)})
-			if err != nil {
-				return cliErr(err)
-			}
-			return cliout.CARootPrepared(cmd.OutOrStdout(), cmd.ErrOrStderr(), changeOut, resp.GetRoot())
+			return withOperator(cmd, g, "admin", func(c *client.Client) error {
+				resp, err := c.Admin().PrepareCARoot(cmd.Context(), &tier0v1.PrepareCARootRequest{SignerUri: uri, TtlSeconds: int64(ttl / time.Second)})
+				if err != nil {
+					return cliErr(err)
+				}
+				return cliout.CARootPrepared(cmd.OutOrStdout(), cmd.ErrOrStderr(), changeOut, resp.GetRoot())
+			})
 		},
 	}
 	prepare.Flags().StringVar(&uri, "signer", "", "the new root key URI (pkcs11:, awskms:, gcpkms:, soft:); empty: a DEV-ONLY soft key made on the server")
@@ -71,16 +66,13 @@ prints a warning. The old root stays in the bundle (published-old) until
 every SVID it signed has expired.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := dialOperator(cmd.Context(), g, "admin")
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			resp, err := c.Admin().ActivateCARoot(cmd.Context(), &tier0v1.ActivateCARootRequest{Id: args[0], Force: force})
-			if err != nil {
-				return cliErr(err)
-			}
-			return cliout.CARootActivated(cmd.OutOrStdout(), cmd.ErrOrStderr(), changeOut, resp)
+			return withOperator(cmd, g, "admin", func(c *client.Client) error {
+				resp, err := c.Admin().ActivateCARoot(cmd.Context(), &tier0v1.ActivateCARootRequest{Id: args[0], Force: force})
+				if err != nil {
+					return cliErr(err)
+				}
+				return cliout.CARootActivated(cmd.OutOrStdout(), cmd.ErrOrStderr(), changeOut, resp)
+			})
 		},
 	}
 	activate.Flags().BoolVar(&force, "force", false, "activate before the publish window has passed (agents that have not synced since the prepare may fail)")
@@ -98,24 +90,29 @@ func newSignerCmd() *cobra.Command {
 	var conc int
 	var dur time.Duration
 	var output string
+	withSigner := func(cmd *cobra.Command, fn func(signer.Signer) error) error {
+		s, err := signer.Open(cmd.Context(), uri, opts)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		return fn(s)
+	}
 	test := &cobra.Command{
 		Use:   "test --uri URI [-o text|json]",
 		Short: "Open the key, sign a random digest, verify it and print the latency",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := signer.Open(cmd.Context(), uri, opts)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			lat, err := signer.SelfTest(cmd.Context(), s)
-			if err != nil {
-				return err
-			}
-			return printJSONOr(cmd.OutOrStdout(), output, map[string]any{"ok": true, "key_id": s.KeyID(), "public_key": fmt.Sprintf("%T", s.Public()), "seconds": lat.Seconds()},
-				func(w io.Writer) {
-					fmt.Fprintf(w, "ok: %s signed and verified in %s (%T)\n", s.KeyID(), lat.Round(time.Microsecond), s.Public())
-				})
+			return withSigner(cmd, func(s signer.Signer) error {
+				lat, err := signer.SelfTest(cmd.Context(), s)
+				if err != nil {
+					return err
+				}
+				return printJSONOr(cmd.OutOrStdout(), output, map[string]any{"ok": true, "key_id": s.KeyID(), "public_key": fmt.Sprintf("%T", s.Public()), "seconds": lat.Seconds()},
+					func(w io.Writer) {
+						fmt.Fprintf(w, "ok: %s signed and verified in %s (%T)\n", s.KeyID(), lat.Round(time.Microsecond), s.Public())
+					})
+			})
 		},
 	}
 	bench := &cobra.Command{
@@ -123,19 +120,16 @@ func newSignerCmd() *cobra.Command {
 		Short: "Sign from N goroutines for D and print signs/s and latency percentiles",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := signer.Open(cmd.Context(), uri, opts)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			r, err := signer.Bench(cmd.Context(), s, conc, dur)
-			if err != nil {
-				return err
-			}
-			return printJSONOr(cmd.OutOrStdout(), output, map[string]any{"key_id": s.KeyID(), "signs": r.Signs, "seconds": dur.Seconds(), "concurrency": conc,
-				"signs_per_second": r.PerSec, "p50_seconds": r.P50.Seconds(), "p99_seconds": r.P99.Seconds()}, func(w io.Writer) {
-				fmt.Fprintf(w, "%s: %d signs in %s at concurrency %d: %.0f signs/s, p50 %s, p99 %s\n",
-					s.KeyID(), r.Signs, dur, conc, r.PerSec, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
+			return withSigner(cmd, func(s signer.Signer) error {
+				r, err := signer.Bench(cmd.Context(), s, conc, dur)
+				if err != nil {
+					return err
+				}
+				return printJSONOr(cmd.OutOrStdout(), output, map[string]any{"key_id": s.KeyID(), "signs": r.Signs, "seconds": dur.Seconds(), "concurrency": conc,
+					"signs_per_second": r.PerSec, "p50_seconds": r.P50.Seconds(), "p99_seconds": r.P99.Seconds()}, func(w io.Writer) {
+					fmt.Fprintf(w, "%s: %d signs in %s at concurrency %d: %.0f signs/s, p50 %s, p99 %s\n",
+						s.KeyID(), r.Signs, dur, conc, r.PerSec, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
+				})
 			})
 		},
 	}

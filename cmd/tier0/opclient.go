@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/tier0-ca/tier0/api/client"
 	"github.com/tier0-ca/tier0/internal/operator"
@@ -32,3 +33,27 @@ func withOperator(cmd *cobra.Command, g *globalFlags, role string, fn func(c *cl
 
 // cliErr turns a gRPC status into a one-line message.
 var cliErr = operator.Err
+
+// --agent means an agent everywhere: its NAME, or its full SPIFFE ID
+// spiffe://TD/tier0/agent/NAME (as logs, audit records and decisions show
+// it), which must be in the server's trust domain.
+
+// agentFlag adds --agent to fs, stored in *p; resolve it with
+// (*globalFlags).agentName or agentID before use.
+func agentFlag(fs *pflag.FlagSet, p *string, usage string) {
+	fs.StringVar(p, "agent", "", usage+": the agent NAME, or its SPIFFE ID spiffe://TD/tier0/agent/NAME")
+}
+
+// agentName resolves --agent s against the server's trust domain
+// (--trust-domain-of-server, else DATA/server.json).
+func (g *globalFlags) agentName(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	return operator.AgentName(g.operator().TrustDomainName(), s)
+}
+
+// agentID is operator.AgentID in the server's trust domain.
+func (g *globalFlags) agentID(s string) (string, error) {
+	return operator.AgentID(g.operator().TrustDomainName(), s)
+}

@@ -1,30 +1,22 @@
-package main
+package operator
 
 import (
 	"fmt"
 	"strings"
 
-	"github.com/spf13/pflag"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
 	"github.com/tier0-ca/tier0/internal/roles"
 )
 
-// --agent means an agent everywhere: its NAME, or its full SPIFFE ID
-// spiffe://TD/tier0/agent/NAME (as logs, audit records and decisions show
-// it), which must be in the server's trust domain.
+// --agent means an agent everywhere in the CLI: its NAME, or its full
+// SPIFFE ID spiffe://TD/tier0/agent/NAME (as logs, audit records and
+// decisions show it), which must be in the server's trust domain.
 
-// agentFlag adds --agent to fs, stored in *p; resolve it with
-// (*globalFlags).agentName or agentID before use.
-func agentFlag(fs *pflag.FlagSet, p *string, usage string) {
-	fs.StringVar(p, "agent", "", usage+": the agent NAME, or its SPIFFE ID spiffe://TD/tier0/agent/NAME")
-}
-
-// agentName returns the name --agent s means in trust domain td: s itself
+// AgentName returns the name --agent s means in trust domain td: s itself
 // when it is not a SPIFFE ID (the server checks names), else the NAME of
 // spiffe://td/tier0/agent/NAME. Any other ID, or another trust domain, is
 // refused.
-func agentName(td, s string) (string, error) {
+func AgentName(td, s string) (string, error) {
 	if !strings.HasPrefix(strings.ToLower(s), "spiffe://") {
 		return s, nil
 	}
@@ -49,13 +41,13 @@ func agentName(td, s string) (string, error) {
 	return name, nil
 }
 
-// agentID returns the SPIFFE ID --agent s means in trust domain td ("" for
+// AgentID returns the SPIFFE ID --agent s means in trust domain td ("" for
 // ""), for filters that match agent IDs (audit records and decisions).
-func agentID(td, s string) (string, error) {
+func AgentID(td, s string) (string, error) {
 	if s == "" {
 		return "", nil
 	}
-	name, err := agentName(td, s)
+	name, err := AgentName(td, s)
 	if err != nil {
 		return "", err
 	}
@@ -68,18 +60,4 @@ func agentID(td, s string) (string, error) {
 		return "", fmt.Errorf("--agent: %w", err)
 	}
 	return id.String(), nil
-}
-
-// agentName resolves --agent s against the server's trust domain
-// (--trust-domain-of-server, else DATA/server.json).
-func (g *globalFlags) agentName(s string) (string, error) {
-	if s == "" {
-		return "", nil
-	}
-	return agentName(g.operator().TrustDomainName(), s)
-}
-
-// agentID is agentID in the server's trust domain.
-func (g *globalFlags) agentID(s string) (string, error) {
-	return agentID(g.operator().TrustDomainName(), s)
 }

@@ -1,4 +1,4 @@
-package main
+package operator
 
 import (
 	"strings"
@@ -24,14 +24,14 @@ func TestAgentName(t *testing.T) {
 		{"", "host-1", "host-1", "", "trust domain is unknown"},
 		{"example.org", "", "", "", ""},
 	} {
-		name, err := agentName(tc.td, tc.in)
+		name, err := AgentName(tc.td, tc.in)
 		switch {
 		case tc.name != "" && (err != nil || name != tc.name):
 			t.Errorf("agentName(%q, %q) = %q, %v; want %q", tc.td, tc.in, name, err, tc.name)
 		case tc.name == "" && tc.in != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("agentName(%q, %q) = %q, %v; want an error with %q", tc.td, tc.in, name, err, tc.err)
 		}
-		id, err := agentID(tc.td, tc.in)
+		id, err := AgentID(tc.td, tc.in)
 		switch {
 		case tc.id != "" && (err != nil || id != tc.id):
 			t.Errorf("agentID(%q, %q) = %q, %v; want %q", tc.td, tc.in, id, err, tc.id)
