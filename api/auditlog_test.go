@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"path/filepath"
 	"strings"
@@ -143,17 +144,19 @@ func TestAuditLogService(t *testing.T) {
 		if _, err := auditremote.RequireWitnesses(ctx, c, k.Roots(), ws, len(ws)); err == nil || !strings.Contains(err.Error(), "carries valid cosignatures of") {
 			t.Fatalf("before %s cosigned: %v", name, err)
 		}
-		note, err := w.Step(ctx, auditremote.Source{C: c})
-		if err != nil {
-			t.Fatal(err)
+		note, resp, err := auditremote.WitnessRound(ctx, c, w, name, pub)
+		if err != nil || !resp.GetAdded() || resp.GetCosignatures() != uint32(len(ws)) {
+			t.Fatalf("witness round %s: %v, %v", name, resp, err)
 		}
-		for range 2 { // idempotent
-			if _, err := auditremote.Submit(ctx, c, name, pub, note); err != nil {
-				t.Fatal(err)
-			}
+		if resp, err := auditremote.Submit(ctx, c, name, pub, note); err != nil || resp.GetAdded() { // idempotent
+			t.Fatalf("resubmitted: %v, %v", resp, err)
 		}
-		got, err := auditremote.RequireWitnesses(ctx, c, k.Roots(), ws, len(ws))
-		if err != nil || got.Checkpoint.Size != 30 || len(got.By) != len(ws) {
+		var specs []string
+		for n, pk := range ws {
+			specs = append(specs, fmt.Sprintf("%s=%x", n, []byte(pk)))
+		}
+		got, total, err := auditremote.RequireWitnessSpecs(ctx, c, k.Roots(), specs, 0)
+		if err != nil || got.Checkpoint.Size != 30 || len(got.By) != len(ws) || total != len(ws) {
 			t.Fatalf("after %s cosigned: %+v, %v", name, got, err)
 		}
 	}

@@ -67,13 +67,9 @@ func exportRemote(cmd *cobra.Command, g *globalFlags, out string) error {
 func witnessRemote(cmd *cobra.Command, g *globalFlags, w *witness.Witness, name string, pub ed25519.PublicKey) ([]byte, error) {
 	var note []byte
 	err := withOperator(cmd, g, "auditor", func(c *client.Client) error {
-		var err error
-		if note, err = w.Step(cmd.Context(), auditremote.Source{C: c.AuditLog()}); err != nil {
+		n, resp, err := auditremote.WitnessRound(cmd.Context(), c.AuditLog(), w, name, pub)
+		if note = n; err != nil {
 			return cliErr(err)
-		}
-		resp, err := auditremote.Submit(cmd.Context(), c.AuditLog(), name, pub, note)
-		if err != nil {
-			return fmt.Errorf("cosigned, but not published to the log: %w", cliErr(err))
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "published to the log: the tree of size %d carries %d witness cosignatures\n", resp.GetSize(), resp.GetCosignatures())
 		return nil
@@ -84,23 +80,16 @@ func witnessRemote(cmd *cobra.Command, g *globalFlags, w *witness.Witness, name 
 // requireWitnesses checks, after an online verify, that the newest tree
 // checkpoint carries min cosignatures of the witnesses (NAME=KEY).
 func requireWitnesses(cmd *cobra.Command, g *globalFlags, c *client.Client, keys, bundles []string, min int) error {
-	ws, err := witness.ParseKeys(keys)
-	if err != nil {
-		return fmt.Errorf("--witness: %w", err)
-	}
-	if min <= 0 {
-		min = len(ws)
-	}
 	roots, err := serverRoots(g, bundles)
 	if err != nil {
 		return err
 	}
-	got, err := auditremote.RequireWitnesses(cmd.Context(), c.AuditLog(), roots, ws, min)
+	got, n, err := auditremote.RequireWitnessSpecs(cmd.Context(), c.AuditLog(), roots, keys, min)
 	if err != nil {
 		return fmt.Errorf("witnesses: %w", cliErr(err))
 	}
 	fmt.Fprintf(cmd.ErrOrStderr(), "the newest tree checkpoint (size %d, root %x) is cosigned by %d of %d witnesses: %v\n",
-		got.Checkpoint.Size, got.Checkpoint.Root[:], len(got.By), len(ws), got.By)
+		got.Checkpoint.Size, got.Checkpoint.Root[:], len(got.By), n, got.By)
 	return nil
 }
 

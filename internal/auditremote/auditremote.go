@@ -159,3 +159,33 @@ func RequireWitnesses(ctx context.Context, c tier0v1.AuditLogClient, roots []*x5
 	}
 	return w, nil
 }
+
+// WitnessRound runs one round of witness w against the server (fetch the
+// newest tree checkpoint, check consistency, cosign) and publishes the
+// cosignature to the log. The cosigned note is returned even when
+// publishing failed (with the error): the witness's state has moved.
+func WitnessRound(ctx context.Context, c tier0v1.AuditLogClient, w *witness.Witness, name string, pub ed25519.PublicKey) ([]byte, *tier0v1.AddCosignatureResponse, error) {
+	note, err := w.Step(ctx, Source{C: c})
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := Submit(ctx, c, name, pub, note)
+	if err != nil {
+		return note, nil, fmt.Errorf("cosigned, but not published to the log: %w", err)
+	}
+	return note, resp, nil
+}
+
+// RequireWitnessSpecs is RequireWitnesses with the witnesses given as
+// NAME=HEX specs (witness.ParseKeys) and min 0 meaning all of them.
+func RequireWitnessSpecs(ctx context.Context, c tier0v1.AuditLogClient, roots []*x509.Certificate, specs []string, min int) (Witnessed, int, error) {
+	ws, err := witness.ParseKeys(specs)
+	if err != nil {
+		return Witnessed{}, 0, err
+	}
+	if min <= 0 {
+		min = len(ws)
+	}
+	got, err := RequireWitnesses(ctx, c, roots, ws, min)
+	return got, len(ws), err
+}
