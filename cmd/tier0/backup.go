@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -66,14 +64,10 @@ func newBackupCmd(g *globalFlags) *cobra.Command {
 	return cmd
 }
 
-// readPassphrase reads a passphrase file (trailing newline removed).
+// readPassphrase is --passphrase-file (backup create, backup restore).
 func readPassphrase(path string) ([]byte, error) {
-	raw, err := os.ReadFile(path)
+	p, err := backupfile.ReadPassphrase(path)
 	if err != nil {
-		return nil, fmt.Errorf("--passphrase-file: %w", err)
-	}
-	p := []byte(strings.TrimRight(string(raw), "\r\n"))
-	if err := backupfile.CheckPassphrase(p); err != nil {
 		return nil, fmt.Errorf("--passphrase-file: %w", err)
 	}
 	return p, nil

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -191,5 +192,31 @@ func TestDevKeyPath(t *testing.T) {
 		if got != want || ok != (want != "") {
 			t.Errorf("DevKeyPath(%q) = %q, %v; want %q", uri, got, ok, want)
 		}
+	}
+}
+
+// TestReadPassphrase: the file's content without trailing newlines; a
+// missing file or a short passphrase is an error.
+func TestReadPassphrase(t *testing.T) {
+	dir := t.TempDir()
+	long := strings.Repeat("x", MinPassphrase)
+	for content, want := range map[string]string{long + "\r\n": long, long + " \n\n": long + " ", "short\n": ""} {
+		path := filepath.Join(dir, "p")
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p, err := ReadPassphrase(path)
+		if want == "" {
+			if err == nil || !strings.Contains(err.Error(), "at least") {
+				t.Errorf("%q: %q %v", content, p, err)
+			}
+			continue
+		}
+		if err != nil || string(p) != want {
+			t.Errorf("%q: %q %v, want %q", content, p, err, want)
+		}
+	}
+	if _, err := ReadPassphrase(filepath.Join(dir, "none")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 )
 
 const (
@@ -34,6 +36,20 @@ type SealedKeys struct {
 	Salt       []byte `json:"salt"`
 	Nonce      []byte `json:"nonce"`
 	Ciphertext []byte `json:"ciphertext"`
+}
+
+// ReadPassphrase reads a passphrase file (--passphrase-file): its content
+// without the trailing newline, refused when too short (CheckPassphrase).
+func ReadPassphrase(path string) ([]byte, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p := []byte(strings.TrimRight(string(raw), "\r\n"))
+	if err := CheckPassphrase(p); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // CheckPassphrase refuses a passphrase too short to seal keys with.
