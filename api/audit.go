@@ -84,6 +84,8 @@ func VerifyResultToPB(r storage.AuditResult) *tier0v1.VerifyChainResponse {
 		Ok: r.OK(), FromSeq: r.From, ToSeq: r.To, Checked: r.Checked, FirstBadSeq: r.FirstBad,
 		Problem: r.Problem, Detail: r.Detail, AnchorSeq: r.Anchor, Checkpoints: uint32(r.Checkpoints),
 		LastCheckpointSeq: r.LastCheckpoint, Head: r.Head,
+		DecisionsChecked: r.Decisions.Checked, DecisionsTo: r.Decisions.To, DecisionCheckpoints: uint32(r.Decisions.Checkpoints),
+		LastDecisionCheckpoint: r.Decisions.LastCheckpoint, DecisionFirstBad: r.Decisions.FirstBad,
 	}
 }
 

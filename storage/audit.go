@@ -91,6 +91,9 @@ type AuditResult struct {
 	Checkpoints    int    // checkpoints whose signature and head verified
 	LastCheckpoint uint64 // highest verified checkpoint seq; records after it are covered by the chain only
 	Detail         string // human-readable explanation of Problem
+	// Decisions is the decision chain's verification (VerifyAuditWith,
+	// when the store keeps one and the records are intact).
+	Decisions DecisionResult
 }
 
 // VerifyAudit verifies records from..to (0: all) and the signed checkpoints
@@ -120,8 +123,31 @@ type AuditOptions struct {
 	Certs *CertChecker
 }
 
-// VerifyAuditWith is VerifyAudit with options (see AuditOptions).
+// VerifyAuditWith is VerifyAudit with options (see AuditOptions). When s
+// also keeps the decision chain (DecisionChainReader) and the records are
+// intact, it verifies the decisions too (VerifyDecisions, in
+// AuditResult.Decisions); a decision problem is then the result's Problem
+// and Detail (FirstBad stays 0: it counts records).
 func VerifyAuditWith(ctx context.Context, s AuditReader, o AuditOptions) (AuditResult, error) {
+	res, err := verifyRecords(ctx, s, o)
+	if err != nil || !res.OK() {
+		return res, err
+	}
+	dc, ok := s.(DecisionChainReader)
+	if !ok {
+		return res, nil
+	}
+	if res.Decisions, err = VerifyDecisions(ctx, dc, o.Roots); err != nil {
+		return res, err
+	}
+	if !res.Decisions.OK() {
+		res.Problem, res.Detail = res.Decisions.Problem, res.Decisions.Detail
+	}
+	return res, nil
+}
+
+// verifyRecords is VerifyAuditWith for the records.
+func verifyRecords(ctx context.Context, s AuditReader, o AuditOptions) (AuditResult, error) {
 	from, to, roots := o.From, o.To, o.Roots
 	if from == 0 {
 		from = 1

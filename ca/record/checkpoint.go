@@ -72,22 +72,22 @@ func (c *Checkpoint) Message() []byte {
 // Sign signs c with s (ECDSA and RSA over SHA-256, Ed25519 over the message).
 func (c *Checkpoint) Sign(s crypto.Signer) error {
 	c.SignedAt = Truncate(c.SignedAt)
-	msg := c.Message()
-	var (
-		sig []byte
-		err error
-	)
-	if _, ok := s.Public().(ed25519.PublicKey); ok {
-		sig, err = s.Sign(rand.Reader, msg, crypto.Hash(0))
-	} else {
-		d := sha256.Sum256(msg)
-		sig, err = s.Sign(rand.Reader, d[:], crypto.SHA256)
-	}
+	sig, err := signMessage(s, c.Message())
 	if err != nil {
 		return fmt.Errorf("record: sign checkpoint %d: %w", c.Seq, err)
 	}
 	c.Signature = sig
 	return nil
+}
+
+// signMessage signs msg with s: ECDSA and RSA over SHA-256, Ed25519 over
+// msg itself.
+func signMessage(s crypto.Signer, msg []byte) ([]byte, error) {
+	if _, ok := s.Public().(ed25519.PublicKey); ok {
+		return s.Sign(rand.Reader, msg, crypto.Hash(0))
+	}
+	d := sha256.Sum256(msg)
+	return s.Sign(rand.Reader, d[:], crypto.SHA256)
 }
 
 // Verify checks that c's certificate is an audit key certificate issued by
@@ -97,37 +97,48 @@ func (c *Checkpoint) Verify(roots []*x509.Certificate) error {
 	if len(c.Head) != HashSize {
 		return fmt.Errorf("%w: seq %d: head is %d bytes, want %d", ErrCheckpoint, c.Seq, len(c.Head), HashSize)
 	}
-	cert, err := x509.ParseCertificate(c.CertDER)
+	if err := verifySigned(c.CertDER, c.SignedAt, c.Message(), c.Signature, roots); err != nil {
+		return fmt.Errorf("%w: seq %d: %w", ErrCheckpoint, c.Seq, err)
+	}
+	return nil
+}
+
+// errBadSignature is verifySigned's error for a signature that does not
+// verify.
+var errBadSignature = errors.New("signature does not verify (head, seq or time edited, or forged)")
+
+// verifySigned checks that certDER is an audit key certificate issued by
+// one of roots and valid at signedAt, and that sig is its signature of msg.
+func verifySigned(certDER []byte, signedAt time.Time, msg, sig []byte, roots []*x509.Certificate) error {
+	cert, err := x509.ParseCertificate(certDER)
 	if err != nil {
-		return fmt.Errorf("%w: seq %d: audit key certificate: %w", ErrCheckpoint, c.Seq, err)
+		return fmt.Errorf("audit key certificate: %w", err)
 	}
 	if !slices.ContainsFunc(cert.UnknownExtKeyUsage, func(o asn1.ObjectIdentifier) bool { return o.Equal(CheckpointEKU) }) {
-		return fmt.Errorf("%w: seq %d: certificate %q is not an audit key certificate", ErrCheckpoint, c.Seq, cert.Subject.CommonName)
+		return fmt.Errorf("certificate %q is not an audit key certificate", cert.Subject.CommonName)
 	}
 	pool := x509.NewCertPool()
 	for _, r := range roots {
 		pool.AddCert(r)
 	}
 	if _, err := cert.Verify(x509.VerifyOptions{
-		Roots: pool, CurrentTime: c.SignedAt, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+		Roots: pool, CurrentTime: signedAt, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {
-		return fmt.Errorf("%w: seq %d: audit key certificate does not chain to the bundle at %s: %w",
-			ErrCheckpoint, c.Seq, c.SignedAt.Format(time.RFC3339), err)
+		return fmt.Errorf("audit key certificate does not chain to the bundle at %s: %w", signedAt.Format(time.RFC3339), err)
 	}
-	msg := c.Message()
 	d := sha256.Sum256(msg)
 	ok := false
 	switch pub := cert.PublicKey.(type) {
 	case *ecdsa.PublicKey:
-		ok = ecdsa.VerifyASN1(pub, d[:], c.Signature)
+		ok = ecdsa.VerifyASN1(pub, d[:], sig)
 	case *rsa.PublicKey:
-		ok = rsa.VerifyPKCS1v15(pub, crypto.SHA256, d[:], c.Signature) == nil ||
-			rsa.VerifyPSS(pub, crypto.SHA256, d[:], c.Signature, nil) == nil
+		ok = rsa.VerifyPKCS1v15(pub, crypto.SHA256, d[:], sig) == nil ||
+			rsa.VerifyPSS(pub, crypto.SHA256, d[:], sig, nil) == nil
 	case ed25519.PublicKey:
-		ok = ed25519.Verify(pub, msg, c.Signature)
+		ok = ed25519.Verify(pub, msg, sig)
 	}
 	if !ok {
-		return fmt.Errorf("%w: seq %d: signature does not verify (head, seq or time edited, or forged)", ErrCheckpoint, c.Seq)
+		return errBadSignature
 	}
 	return nil
 }

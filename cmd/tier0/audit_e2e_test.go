@@ -81,7 +81,7 @@ func postgresBackend(t *testing.T) auditBackend {
 	b := auditBackend{dsn: withSchema(schema), exec: execIn(schema)}
 	b.copyTo = func(t *testing.T, _ string) (string, func(t *testing.T, q string)) {
 		_, s := storagetest.PostgresSchema(t)
-		for _, tbl := range []string{"schema_version", "issuance_records", "audit_checkpoints", "authz_decisions", "store_lineage"} {
+		for _, tbl := range []string{"schema_version", "issuance_records", "audit_checkpoints", "authz_decisions", "store_lineage", "tree_checkpoints", "decision_checkpoints"} {
 			cols := pgCopyColumns(t, withSchema(schema), schema, tbl)
 			execIn(s)(t, fmt.Sprintf("CREATE TABLE %s.%s (LIKE %s.%s INCLUDING ALL); INSERT INTO %s.%s (%s) SELECT %s FROM %s.%s",
 				s, tbl, schema, tbl, s, tbl, cols, cols, schema, tbl))
@@ -100,6 +100,10 @@ type verifyOut struct {
 	Detail      string `json:"detail"`
 	Checkpoints int    `json:"checkpoints"`
 	LastCP      uint64 `json:"last_checkpoint_seq"`
+	// The decision chain.
+	Decisions        uint64 `json:"decisions_checked"`
+	DecisionCPs      int    `json:"decision_checkpoints"`
+	DecisionFirstBad uint64 `json:"decision_first_bad"`
 }
 
 func parseVerify(t *testing.T, out string) verifyOut {
@@ -209,7 +213,7 @@ func TestAuditVerifyTamperCLI(t *testing.T) {
 				out, err := srv.cli("audit", "verify", "--allow-unverified-tail", "-o", "json")
 				if err == nil {
 					v = parseVerify(t, out)
-					if v.OK && v.To >= uint64(n) && v.LastCP == v.To {
+					if v.OK && v.To >= uint64(n) && v.LastCP == v.To && v.Decisions >= uint64(n) && v.DecisionCPs > 0 {
 						break
 					}
 				}
@@ -256,6 +260,9 @@ func TestAuditVerifyTamperCLI(t *testing.T) {
 				{"checkpoint signature edited", []string{fmt.Sprintf("UPDATE audit_checkpoints SET signature = (SELECT hash FROM issuance_records WHERE seq = 2) WHERE seq = %d", cp2)}, cp2, "forged checkpoint"},
 				{"checkpoint deleted", []string{fmt.Sprintf("DELETE FROM audit_checkpoints WHERE seq = %d", cp2)}, cp2, "missing checkpoint"},
 				{"checkpoint link edited", []string{fmt.Sprintf("UPDATE audit_checkpoints SET prev_seq = 0 WHERE seq = %d", cps[2])}, cps[2], "forged checkpoint"},
+				// The decision chain (first bad: the decision's seq).
+				{"deleted decision", []string{"DELETE FROM authz_decisions WHERE chain_seq = 5"}, 5, "deleted decision"},
+				{"edited decision", []string{"UPDATE authz_decisions SET reason = 'entry forged' WHERE chain_seq = 3"}, 3, "edited decision"},
 			}
 			t.Run("pruned", func(t *testing.T) {
 				dsn, _ := b.copyTo(t, "pruned")
@@ -284,6 +291,13 @@ func TestAuditVerifyTamperCLI(t *testing.T) {
 						t.Fatalf("verify succeeded on a tampered store:\n%s", out)
 					}
 					v := parseVerify(t, out)
+					if strings.HasSuffix(tc.problem, " decision") {
+						if v.DecisionFirstBad != tc.firstBad || v.Problem != tc.problem || v.FirstBad != 0 ||
+							!strings.Contains(err.Error(), fmt.Sprintf("audit verify FAILED: decision %d: %s", tc.firstBad, tc.problem)) {
+							t.Fatalf("verify = decision %d %q (%s), %v; want decision %d %q", v.DecisionFirstBad, v.Problem, v.Detail, err, tc.firstBad, tc.problem)
+						}
+						return
+					}
 					if v.FirstBad != tc.firstBad || v.Problem != tc.problem {
 						t.Fatalf("verify = seq %d %q (%s), want seq %d %q", v.FirstBad, v.Problem, v.Detail, tc.firstBad, tc.problem)
 					}

@@ -401,6 +401,11 @@ func oldStore(t *testing.T, path string, recs []*record.Record) {
 	execSQLite(t, path, "DROP TABLE store_lineage")
 	execSQLite(t, path, "DROP TABLE IF EXISTS tree_checkpoints")        // 0007
 	execSQLite(t, path, "ALTER TABLE authz_decisions DROP COLUMN code") // 0009
+	execSQLite(t, path, "DROP TABLE decision_checkpoints")              // 0010
+	execSQLite(t, path, "DROP INDEX authz_decisions_chain_seq")
+	execSQLite(t, path, "ALTER TABLE authz_decisions DROP COLUMN chain_seq")
+	execSQLite(t, path, "ALTER TABLE authz_decisions DROP COLUMN prev_hash")
+	execSQLite(t, path, "ALTER TABLE authz_decisions DROP COLUMN hash")
 	execSQLite(t, path, "DROP INDEX IF EXISTS issuance_records_serial_hex")
 	execSQLite(t, path, "DROP INDEX IF EXISTS issuance_records_kind_seq")
 	execSQLite(t, path, "ALTER TABLE issuance_records DROP COLUMN serial_hex")

@@ -170,6 +170,15 @@ func TestVerifyOutput(t *testing.T) {
 			"OK: records 1..12 verified (12 records, 0 signed checkpoints, last at seq 10) in 2ms\nUNVERIFIED: records 11..12 are newer than the newest signed checkpoint (hash chain only)\nhead: \n", ""},
 		{"failed", &tier0v1.VerifyChainResponse{FirstBadSeq: 4, Problem: "modified", Detail: "hash differs", Checked: 3, Checkpoints: 0}, false,
 			"FAILED: first bad seq 4: modified\n  hash differs\n  3 records verified before it; 0 checkpoints verified\n", "audit verify FAILED: seq 4: modified"},
+		{"decisions ok", &tier0v1.VerifyChainResponse{Ok: true, FromSeq: 1, ToSeq: 10, Checked: 10, Checkpoints: 1, LastCheckpointSeq: 10, Head: []byte{0xab},
+			DecisionsChecked: 40, DecisionsTo: 40, DecisionCheckpoints: 3, LastDecisionCheckpoint: 35}, false,
+			"OK: records 1..10 verified (10 records, 1 signed checkpoints, last at seq 10) in 2ms\nhead: ab\n" +
+				"decisions: 40 verified up to 40 (3 signed decision checkpoints, last at 35)\n" +
+				"UNVERIFIED: decisions 36..40 are newer than the newest signed decision checkpoint (hash chain only)\n", ""},
+		{"decision deleted", &tier0v1.VerifyChainResponse{Problem: "deleted decision", Detail: "decision 5 is missing: the chain goes from 4 to 6",
+			DecisionFirstBad: 5, DecisionsChecked: 4, DecisionCheckpoints: 0}, false,
+			"FAILED: decision 5: deleted decision\n  decision 5 is missing: the chain goes from 4 to 6\n  records intact; 4 decisions verified before it; 0 decision checkpoints verified\n",
+			"audit verify FAILED: decision 5: deleted decision"},
 	}
 	for _, tc := range tests {
 		var b bytes.Buffer
@@ -183,7 +192,7 @@ func TestVerifyOutput(t *testing.T) {
 	}
 	var b bytes.Buffer
 	WriteVerify(&b, JSON, tests[1].r, time.Second)
-	if want := `{"anchor_seq":5,"checked":12,"checkpoints":1,"detail":"","first_bad_seq":0,"from":1,"head":"ab","last_checkpoint_seq":10,"ok":true,"problem":"","seconds":1,"to":12,"unverified_from":11,"unverified_to":12}` + "\n"; b.String() != want {
+	if want := `{"anchor_seq":5,"checked":12,"checkpoints":1,"decision_checkpoints":0,"decision_first_bad":0,"decisions_checked":0,"decisions_to":0,"detail":"","first_bad_seq":0,"from":1,"head":"ab","last_checkpoint_seq":10,"last_decision_checkpoint":0,"ok":true,"problem":"","seconds":1,"to":12,"unverified_from":11,"unverified_to":12}` + "\n"; b.String() != want {
 		t.Errorf("json:\n%s\nwant:\n%s", b.String(), want)
 	}
 }

@@ -51,6 +51,8 @@ func WriteVerify(w io.Writer, format string, r *tier0v1.VerifyChainResponse, too
 			"anchor_seq": r.GetAnchorSeq(), "checkpoints": r.GetCheckpoints(), "last_checkpoint_seq": r.GetLastCheckpointSeq(),
 			"head": hex.EncodeToString(r.GetHead()), "seconds": took.Seconds(),
 			"unverified_from": lo, "unverified_to": hi,
+			"decisions_checked": r.GetDecisionsChecked(), "decisions_to": r.GetDecisionsTo(), "decision_checkpoints": r.GetDecisionCheckpoints(),
+			"last_decision_checkpoint": r.GetLastDecisionCheckpoint(), "decision_first_bad": r.GetDecisionFirstBad(),
 		})
 		return
 	}
@@ -64,6 +66,12 @@ func WriteVerify(w io.Writer, format string, r *tier0v1.VerifyChainResponse, too
 			fmt.Fprintf(w, "UNVERIFIED: records %d..%d are newer than the newest signed checkpoint (hash chain only)\n", lo, hi)
 		}
 		fmt.Fprintf(w, "head: %x\n", r.GetHead())
+		writeDecisionsOK(w, r)
+		return
+	}
+	if r.GetDecisionFirstBad() != 0 {
+		fmt.Fprintf(w, "FAILED: decision %d: %s\n", r.GetDecisionFirstBad(), r.GetProblem())
+		fmt.Fprintf(w, "  %s\n  records intact; %d decisions verified before it; %d decision checkpoints verified\n", r.GetDetail(), r.GetDecisionsChecked(), r.GetDecisionCheckpoints())
 		return
 	}
 	fmt.Fprintf(w, "FAILED: first bad seq %d: %s\n", r.GetFirstBadSeq(), r.GetProblem())
@@ -76,6 +84,9 @@ func WriteVerify(w io.Writer, format string, r *tier0v1.VerifyChainResponse, too
 // VerdictErr is the command's error for a verify result: nil when intact
 // and either fully covered by signed checkpoints or allowTail.
 func VerdictErr(r *tier0v1.VerifyChainResponse, allowTail bool) error {
+	if !r.GetOk() && r.GetDecisionFirstBad() != 0 {
+		return fmt.Errorf("audit verify FAILED: decision %d: %s", r.GetDecisionFirstBad(), r.GetProblem())
+	}
 	if !r.GetOk() {
 		return fmt.Errorf("audit verify FAILED: seq %d: %s", r.GetFirstBadSeq(), r.GetProblem())
 	}
@@ -83,4 +94,17 @@ func VerdictErr(r *tier0v1.VerifyChainResponse, allowTail bool) error {
 		return fmt.Errorf("audit verify: records %d..%d are newer than the newest signed checkpoint (hash chain only): unverified; wait for the next checkpoint or pass --allow-unverified-tail", lo, hi)
 	}
 	return nil
+}
+
+// writeDecisionsOK writes the decision chain's line of an intact verify.
+func writeDecisionsOK(w io.Writer, r *tier0v1.VerifyChainResponse) {
+	if r.GetDecisionsTo() == 0 {
+		return
+	}
+	fmt.Fprintf(w, "decisions: %d verified up to %d (%d signed decision checkpoints, last at %d)\n",
+		r.GetDecisionsChecked(), r.GetDecisionsTo(), r.GetDecisionCheckpoints(), r.GetLastDecisionCheckpoint())
+	if r.GetDecisionsTo() > r.GetLastDecisionCheckpoint() {
+		fmt.Fprintf(w, "UNVERIFIED: decisions %d..%d are newer than the newest signed decision checkpoint (hash chain only)\n",
+			r.GetLastDecisionCheckpoint()+1, r.GetDecisionsTo())
+	}
 }

@@ -271,6 +271,14 @@ func (r *run) startAudit() error {
 	if ts, ok := store.(tlog.SignerStore); ok { // treesigner.go
 		r.loops.Go("tree-signer", func(ctx context.Context) error { return runTreeSigner(ctx, r, ts, ak) })
 	}
+	if dc, ok := store.(storage.DecisionChainStore); ok { // decision checkpoints (internal/server/decisions)
+		ds, err := decisions.NewSigner(decisions.SignerConfig{Store: dc, Leader: node.IsLeader, Signer: ak.Signer(), CertDER: ak.CertDER,
+			NodeID: cfg.NodeID, Interval: cfg.Audit.CheckpointInterval, Logger: s.log})
+		if err != nil {
+			return err
+		}
+		r.loops.Go("decision-signer", ds.Run)
+	}
 	r.loops.Go("exporter", func(ctx context.Context) error {
 		err := node.RunExporter(ctx, store)
 		if errors.Is(err, ha.ErrStoreMismatch) {

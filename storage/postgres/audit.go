@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -72,19 +74,44 @@ func (s *Store) Checkpoints(ctx context.Context, from, to uint64) (_ []record.Ch
 	return out, nil
 }
 
-// AppendDecisions stores authorization decisions with COPY.
+// decisionLock is the transaction-level advisory lock that serializes
+// the decision chain's appends from every node.
+const decisionLock = 0x7431_0dec
+
+// AppendDecisions stores authorization decisions with COPY, numbered and
+// chained after the stored head (core.ChainDecisions) under an advisory
+// lock, so that nodes writing at once extend one chain.
 func (s *Store) AppendDecisions(ctx context.Context, ds []core.Decision) (err error) {
 	defer markUnavailable(&err)
 	if len(ds) == 0 {
 		return nil
 	}
+	ds = slices.Clone(ds)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: append decisions: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(decisionLock)); err != nil {
+		return fmt.Errorf("postgres: append decisions: lock: %w", err)
+	}
+	var last int64
+	var head []byte
+	err = tx.QueryRow(ctx, "SELECT chain_seq, hash FROM authz_decisions WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1").Scan(&last, &head)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("postgres: append decisions: chain head: %w", err)
+	}
+	core.ChainDecisions(ds, uint64(last), head)
 	src := pgx.CopyFromSlice(len(ds), func(i int) ([]any, error) {
 		d := ds[i]
-		return []any{record.Truncate(d.At), d.NodeID, d.Caller, d.Requested, d.Allowed, d.Reason, d.Code}, nil
+		return []any{d.At, d.NodeID, d.Caller, d.Requested, d.Allowed, d.Reason, d.Code, int64(d.Seq), d.PrevHash, d.Hash}, nil
 	})
-	if _, err := s.pool.CopyFrom(ctx, pgx.Identifier{"authz_decisions"},
-		[]string{"decided_at", "node_id", "caller", "requested", "allowed", "reason", "code"}, src); err != nil {
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"authz_decisions"},
+		[]string{"decided_at", "node_id", "caller", "requested", "allowed", "reason", "code", "chain_seq", "prev_hash", "hash"}, src); err != nil {
 		return fmt.Errorf("postgres: append decisions: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: append decisions: commit: %w", err)
 	}
 	return nil
 }
@@ -149,7 +176,16 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (_ core.PruneResult
 		}
 		res.Checkpoint = uint64(cp)
 	}
-	tag, err := tx.Exec(ctx, "DELETE FROM authz_decisions WHERE decided_at < $1", before)
+	// Decisions: see the SQLite store.
+	var dcp int64
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(c.seq), 0) FROM decision_checkpoints c
+		JOIN authz_decisions d ON d.chain_seq = c.seq WHERE d.decided_at < $1`, before).Scan(&dcp); err != nil {
+		return res, fmt.Errorf("postgres: prune: decision checkpoints: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "DELETE FROM decision_checkpoints WHERE seq < $1", dcp); err != nil {
+		return res, fmt.Errorf("postgres: prune: decision checkpoints: %w", err)
+	}
+	tag, err := tx.Exec(ctx, "DELETE FROM authz_decisions WHERE decided_at < $1 AND (chain_seq IS NULL OR chain_seq < $2)", before, dcp)
 	if err != nil {
 		return res, fmt.Errorf("postgres: prune: decisions: %w", err)
 	}

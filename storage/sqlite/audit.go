@@ -2,7 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tier0-ca/tier0/ca/record"
@@ -76,25 +79,34 @@ func (s *Store) Checkpoints(ctx context.Context, from, to uint64) (_ []record.Ch
 	return out, nil
 }
 
-// AppendDecisions stores authorization decisions in one transaction.
+// AppendDecisions stores authorization decisions in one transaction,
+// numbered and chained after the stored head (core.ChainDecisions).
 func (s *Store) AppendDecisions(ctx context.Context, ds []core.Decision) (err error) {
 	defer markUnavailable(&err)
 	if len(ds) == 0 {
 		return nil
 	}
+	ds = slices.Clone(ds)
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: append decisions: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	st, err := tx.PrepareContext(ctx, `INSERT INTO authz_decisions (decided_at, node_id, caller, requested, allowed, reason, code)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	var last int64
+	var head []byte
+	err = tx.QueryRowContext(ctx, "SELECT chain_seq, hash FROM authz_decisions WHERE chain_seq IS NOT NULL ORDER BY chain_seq DESC LIMIT 1").Scan(&last, &head)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("sqlite: append decisions: chain head: %w", err)
+	}
+	core.ChainDecisions(ds, uint64(last), head)
+	st, err := tx.PrepareContext(ctx, `INSERT INTO authz_decisions (decided_at, node_id, caller, requested, allowed, reason, code, chain_seq, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return fmt.Errorf("sqlite: append decisions: %w", err)
 	}
 	defer st.Close()
 	for _, d := range ds {
-		if _, err := st.ExecContext(ctx, micros(d.At), d.NodeID, d.Caller, d.Requested, d.Allowed, d.Reason, d.Code); err != nil {
+		if _, err := st.ExecContext(ctx, micros(d.At), d.NodeID, d.Caller, d.Requested, d.Allowed, d.Reason, d.Code, int64(d.Seq), d.PrevHash, d.Hash); err != nil {
 			return fmt.Errorf("sqlite: append decisions: %w", err)
 		}
 	}
@@ -159,7 +171,18 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (_ core.PruneResult
 		}
 		res.Checkpoint = uint64(cp)
 	}
-	r, err := tx.ExecContext(ctx, "DELETE FROM authz_decisions WHERE decided_at < ?", micros(before))
+	// Decisions: unchained ones before T, chained ones before the newest
+	// decision checkpoint made before T; that checkpoint and its decision
+	// stay (the chain verifies from it), the older checkpoints go.
+	var dcp int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(c.seq), 0) FROM decision_checkpoints c
+		JOIN authz_decisions d ON d.chain_seq = c.seq WHERE d.decided_at < ?`, micros(before)).Scan(&dcp); err != nil {
+		return res, fmt.Errorf("sqlite: prune: decision checkpoints: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM decision_checkpoints WHERE seq < ?", dcp); err != nil {
+		return res, fmt.Errorf("sqlite: prune: decision checkpoints: %w", err)
+	}
+	r, err := tx.ExecContext(ctx, "DELETE FROM authz_decisions WHERE decided_at < ? AND (chain_seq IS NULL OR chain_seq < ?)", micros(before), dcp)
 	if err != nil {
 		return res, fmt.Errorf("sqlite: prune: decisions: %w", err)
 	}

@@ -103,6 +103,7 @@ func RunAudit(t *testing.T, open func(t *testing.T) (storage.AuditStore, Tampere
 	t.Run("Decisions", func(t *testing.T) { testDecisions(t, open) })
 	t.Run("Prune", func(t *testing.T) { testPrune(t, open) })
 	t.Run("Tamper", func(t *testing.T) { runAuditTamper(t, open) })
+	t.Run("DecisionChain", func(t *testing.T) { RunDecisionChain(t, open) })
 	t.Run("LineageBase", func(t *testing.T) { testAuditLineageBase(t, open) })
 	t.Run("CertTamper", func(t *testing.T) { runCertTamper(t, open) })
 	t.Run("JournalTail", func(t *testing.T) { runJournalTail(t, open) })

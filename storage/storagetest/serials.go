@@ -103,6 +103,11 @@ func testSerials(t *testing.T, s storage.Store) {
 var Migration0006Undo = []string{
 	"DROP TABLE IF EXISTS tree_checkpoints",        // 0007
 	"ALTER TABLE authz_decisions DROP COLUMN code", // 0009
+	"DROP TABLE decision_checkpoints",              // 0010
+	"DROP INDEX authz_decisions_chain_seq",
+	"ALTER TABLE authz_decisions DROP COLUMN chain_seq",
+	"ALTER TABLE authz_decisions DROP COLUMN prev_hash",
+	"ALTER TABLE authz_decisions DROP COLUMN hash",
 	"DROP INDEX issuance_records_serial_hex",
 	"DROP INDEX issuance_records_kind_seq",
 	"ALTER TABLE issuance_records DROP COLUMN serial_hex",

@@ -20,6 +20,11 @@ type Decision struct {
 	// Code is the gRPC code the caller was answered ("OK", "PermissionDenied",
 	// "InvalidArgument", ...; migration 0009); empty on older rows.
 	Code string
+	// The decision chain (migration 0010), assigned by the store on
+	// append: Seq 1, 2, 3, ... and Hash = SHA-256(PrevHash ‖ canonical)
+	// (ca/record.Decision). Zero on rows written before it.
+	Seq            uint64
+	PrevHash, Hash []byte
 }
 
 // DecisionFilter selects decisions. Zero fields do not filter; Since <= at < Until.

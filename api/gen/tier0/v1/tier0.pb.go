@@ -2542,8 +2542,15 @@ type VerifyChainResponse struct {
 	Checkpoints       uint32                 `protobuf:"varint,9,opt,name=checkpoints,proto3" json:"checkpoints,omitempty"`              // checkpoints whose signature and head verified
 	LastCheckpointSeq uint64                 `protobuf:"varint,10,opt,name=last_checkpoint_seq,json=lastCheckpointSeq,proto3" json:"last_checkpoint_seq,omitempty"`
 	Head              []byte                 `protobuf:"bytes,11,opt,name=head,proto3" json:"head,omitempty"` // hash of the last verified record
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The decision chain (when the records are intact; a decision problem is
+	// problem/detail with first_bad_seq 0).
+	DecisionsChecked       uint64 `protobuf:"varint,12,opt,name=decisions_checked,json=decisionsChecked,proto3" json:"decisions_checked,omitempty"`                     // chained decisions verified
+	DecisionsTo            uint64 `protobuf:"varint,13,opt,name=decisions_to,json=decisionsTo,proto3" json:"decisions_to,omitempty"`                                    // the last chained decision's seq
+	DecisionCheckpoints    uint32 `protobuf:"varint,14,opt,name=decision_checkpoints,json=decisionCheckpoints,proto3" json:"decision_checkpoints,omitempty"`            // signed decision checkpoints verified
+	LastDecisionCheckpoint uint64 `protobuf:"varint,15,opt,name=last_decision_checkpoint,json=lastDecisionCheckpoint,proto3" json:"last_decision_checkpoint,omitempty"` // decisions after it are covered by the chain only
+	DecisionFirstBad       uint64 `protobuf:"varint,16,opt,name=decision_first_bad,json=decisionFirstBad,proto3" json:"decision_first_bad,omitempty"`                   // decision seq of the problem, when it is the decisions'
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *VerifyChainResponse) Reset() {
@@ -2651,6 +2658,41 @@ func (x *VerifyChainResponse) GetHead() []byte {
 		return x.Head
 	}
 	return nil
+}
+
+func (x *VerifyChainResponse) GetDecisionsChecked() uint64 {
+	if x != nil {
+		return x.DecisionsChecked
+	}
+	return 0
+}
+
+func (x *VerifyChainResponse) GetDecisionsTo() uint64 {
+	if x != nil {
+		return x.DecisionsTo
+	}
+	return 0
+}
+
+func (x *VerifyChainResponse) GetDecisionCheckpoints() uint32 {
+	if x != nil {
+		return x.DecisionCheckpoints
+	}
+	return 0
+}
+
+func (x *VerifyChainResponse) GetLastDecisionCheckpoint() uint64 {
+	if x != nil {
+		return x.LastDecisionCheckpoint
+	}
+	return 0
+}
+
+func (x *VerifyChainResponse) GetDecisionFirstBad() uint64 {
+	if x != nil {
+		return x.DecisionFirstBad
+	}
+	return 0
 }
 
 type ListDecisionsRequest struct {
@@ -3066,7 +3108,7 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\arecords\x18\x01 \x03(\v2\x18.tier0.v1.IssuanceRecordR\arecords\"F\n" +
 	"\x12VerifyChainRequest\x12\x19\n" +
 	"\bfrom_seq\x18\x01 \x01(\x04R\afromSeq\x12\x15\n" +
-	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\"\xcc\x02\n" +
+	"\x06to_seq\x18\x02 \x01(\x04R\x05toSeq\"\xb7\x04\n" +
 	"\x13VerifyChainResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x19\n" +
 	"\bfrom_seq\x18\x02 \x01(\x04R\afromSeq\x12\x15\n" +
@@ -3080,7 +3122,12 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\vcheckpoints\x18\t \x01(\rR\vcheckpoints\x12.\n" +
 	"\x13last_checkpoint_seq\x18\n" +
 	" \x01(\x04R\x11lastCheckpointSeq\x12\x12\n" +
-	"\x04head\x18\v \x01(\fR\x04head\"\xaf\x01\n" +
+	"\x04head\x18\v \x01(\fR\x04head\x12+\n" +
+	"\x11decisions_checked\x18\f \x01(\x04R\x10decisionsChecked\x12!\n" +
+	"\fdecisions_to\x18\r \x01(\x04R\vdecisionsTo\x121\n" +
+	"\x14decision_checkpoints\x18\x0e \x01(\rR\x13decisionCheckpoints\x128\n" +
+	"\x18last_decision_checkpoint\x18\x0f \x01(\x04R\x16lastDecisionCheckpoint\x12,\n" +
+	"\x12decision_first_bad\x18\x10 \x01(\x04R\x10decisionFirstBad\"\xaf\x01\n" +
 	"\x14ListDecisionsRequest\x12\x16\n" +
 	"\x06caller\x18\x01 \x01(\tR\x06caller\x12\x1c\n" +
 	"\trequested\x18\x02 \x01(\tR\trequested\x12\x1f\n" +
