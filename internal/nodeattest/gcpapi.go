@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"golang.org/x/oauth2"
@@ -15,17 +16,21 @@ import (
 
 // gcpAPIConfig makes gcp_iit read selectors from the Compute Engine API
 // (instances.get), as SPIRE's gcp_iit does: the instance's labels
-// (gcp_iit:label:KEY:VALUE), network tags (gcp_iit:tag:TAG) and service
-// accounts (gcp_iit:sa:EMAIL). The credentials need compute.instances.get
-// in the allowed projects.
+// (gcp_iit:label:KEY:VALUE), network tags (gcp_iit:tag:TAG), service
+// accounts (gcp_iit:sa:EMAIL) and the metadata values of the keys listed
+// in metadata_keys (gcp_iit:metadata:KEY:VALUE; only those: metadata can
+// hold secrets, which must not reach selectors and the decision log). The
+// credentials need compute.instances.get in the allowed projects.
 //
 //	compute_api:
 //	  endpoint: https://compute.googleapis.com   # optional (the default)
 //	  token_file: /etc/tier0/gce-token           # optional: a bearer token, re-read per call;
 //	                                             # default: Application Default Credentials
+//	  metadata_keys: [role]                      # optional: metadata keys that become selectors
 type gcpAPIConfig struct {
-	Endpoint  string `yaml:"endpoint"`
-	TokenFile string `yaml:"token_file"`
+	Endpoint     string   `yaml:"endpoint"`
+	TokenFile    string   `yaml:"token_file"`
+	MetadataKeys []string `yaml:"metadata_keys"`
 }
 
 // GoogleComputeEndpoint is the Compute Engine API's default endpoint.
@@ -33,12 +38,13 @@ const GoogleComputeEndpoint = "https://compute.googleapis.com"
 
 type gcpAPI struct {
 	endpoint, tokenFile string
+	metadataKeys        []string
 	client              *http.Client
 	ts                  oauth2.TokenSource
 }
 
 func newGCPAPI(c gcpAPIConfig) (*gcpAPI, error) {
-	a := &gcpAPI{endpoint: strings.TrimRight(c.Endpoint, "/"), tokenFile: c.TokenFile, client: &http.Client{Timeout: lookupTimeout}}
+	a := &gcpAPI{endpoint: strings.TrimRight(c.Endpoint, "/"), tokenFile: c.TokenFile, metadataKeys: c.MetadataKeys, client: &http.Client{Timeout: lookupTimeout}}
 	if a.endpoint == "" {
 		a.endpoint = GoogleComputeEndpoint
 	}
@@ -70,6 +76,12 @@ type gceInstance struct {
 	ServiceAccounts []struct {
 		Email string `json:"email"`
 	} `json:"serviceAccounts"`
+	Metadata struct {
+		Items []struct {
+			Key   string `json:"key"`
+			Value string `json:"value"`
+		} `json:"items"`
+	} `json:"metadata"`
 }
 
 func (a *gcpAPI) token() (string, error) {
@@ -135,6 +147,11 @@ func (a *gcpAPI) selectors(ctx context.Context, project, zone, name, id string) 
 	}
 	for _, sa := range in.ServiceAccounts {
 		sels = append(sels, "gcp_iit:sa:"+sa.Email)
+	}
+	for _, m := range in.Metadata.Items {
+		if slices.Contains(a.metadataKeys, m.Key) {
+			sels = append(sels, "gcp_iit:metadata:"+m.Key+":"+m.Value)
+		}
 	}
 	return sels, nil
 }

@@ -30,7 +30,7 @@ func TestGCPIITComputeAPI(t *testing.T) {
 			_, _ = w.Write([]byte(`{"kind":"compute#instance","id":"9876","name":"vm-1","status":"RUNNING",
   "labels":{"env":"prod","team":"web"},"tags":{"items":["web","https-server"],"fingerprint":"x"},
   "serviceAccounts":[{"email":"fleet@proj-a.iam.gserviceaccount.com","scopes":["https://www.googleapis.com/auth/cloud-platform"]}],
-  "metadata":{"kind":"compute#metadata","items":[{"key":"k","value":"v"}]}}`))
+  "metadata":{"kind":"compute#metadata","items":[{"key":"role","value":"frontend"},{"key":"startup-script","value":"SECRET=hunter2"}]}}`))
 		case "/compute/v1/projects/proj-a/zones/europe-west1-b/instances/vm-new":
 			_, _ = w.Write([]byte(`{"kind":"compute#instance","id":"1111","name":"vm-new"}`))
 		default:
@@ -43,7 +43,7 @@ func TestGCPIITComputeAPI(t *testing.T) {
 	dir := t.TempDir()
 	tokFile := write(t, dir, "token", []byte("gce-token\n"))
 	section := "jwks_file: " + write(t, dir, "google.json", f.google.JWKS(t)) + "\nproject_allow_list: [proj-a]\nallow_reattestation: true\n" +
-		"compute_api:\n  endpoint: " + srv.URL + "\n  token_file: " + tokFile + "\n"
+		"compute_api:\n  endpoint: " + srv.URL + "\n  token_file: " + tokFile + "\n  metadata_keys: [role]\n"
 	reg, err := New(Config{TrustDomain: td, Sections: map[string]string{GCPIIT: section}})
 	if err != nil {
 		t.Fatal(err)
@@ -58,10 +58,13 @@ func TestGCPIITComputeAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []string{"gcp_iit:label:env:prod", "gcp_iit:label:team:web", "gcp_iit:tag:web", "gcp_iit:tag:https-server",
-		"gcp_iit:sa:fleet@proj-a.iam.gserviceaccount.com", "gcp_iit:project-id:proj-a"} {
+		"gcp_iit:sa:fleet@proj-a.iam.gserviceaccount.com", "gcp_iit:project-id:proj-a", "gcp_iit:metadata:role:frontend"} {
 		if !slices.Contains(res.Selectors, s) {
 			t.Errorf("selectors %v lack %s", res.Selectors, s)
 		}
+	}
+	if strings.Contains(strings.Join(res.Selectors, ","), "hunter2") {
+		t.Errorf("a metadata value outside metadata_keys became a selector: %v", res.Selectors)
 	}
 	if _, err := attest("2222", "vm-new"); !errors.Is(err, ErrDenied) || !errors.Is(err, ErrLookup) || !strings.Contains(err.Error(), "recreated") {
 		t.Fatalf("recreated instance: %v", err)
