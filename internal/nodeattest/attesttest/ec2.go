@@ -27,8 +27,13 @@ type EC2Instance struct {
 type EC2 struct {
 	*httptest.Server
 	IAMFails atomic.Bool // GetInstanceProfile answers AccessDenied
-	key      string
-	byID     map[string]EC2Instance
+	// AssumeRole, when set, is the role name STS AssumeRole accepts in
+	// every account (arn:aws:iam::ACCOUNT:role/NAME, signed with the
+	// server's key); it issues the key "ASIA"+ACCOUNT, and the instances
+	// of an account are then only readable with that key.
+	AssumeRole string
+	key        string
+	byID       map[string]EC2Instance
 }
 
 // NewEC2 starts the fake; accessKeyID is the key requests must be signed with.
@@ -57,20 +62,36 @@ func (e *EC2) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	auth := r.Header.Get("Authorization")
-	signed := func(service string) bool {
-		return strings.HasPrefix(auth, "AWS4-HMAC-SHA256 Credential="+e.key+"/") && strings.Contains(auth, "/"+service+"/aws4_request")
+	signedBy := func(key, service string) bool {
+		return strings.HasPrefix(auth, "AWS4-HMAC-SHA256 Credential="+key+"/") && strings.Contains(auth, "/"+service+"/aws4_request")
+	}
+	keyFor := func(account string) string {
+		if e.AssumeRole != "" {
+			return "ASIA" + account
+		}
+		return e.key
 	}
 	x := html.EscapeString
 	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
 	switch r.PostForm.Get("Action") {
+	case "AssumeRole":
+		arn := r.PostForm.Get("RoleArn")
+		account, role, _ := strings.Cut(strings.TrimPrefix(arn, "arn:aws:iam::"), ":role/")
+		if !signedBy(e.key, "sts") || e.AssumeRole == "" || role != e.AssumeRole || len(account) != 12 {
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = fmt.Fprintf(w, `<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized to perform sts:AssumeRole on %s</Message></Error><RequestId>6</RequestId></ErrorResponse>`, x(arn))
+			return
+		}
+		_, _ = fmt.Fprintf(w, `<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult><Credentials><AccessKeyId>ASIA%s</AccessKeyId><SecretAccessKey>assumed-secret</SecretAccessKey><SessionToken>assumed-session</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials><AssumedRoleUser><AssumedRoleId>AROAEXAMPLE:%s</AssumedRoleId><Arn>arn:aws:sts::%s:assumed-role/%s/%s</Arn></AssumedRoleUser></AssumeRoleResult><ResponseMetadata><RequestId>7</RequestId></ResponseMetadata></AssumeRoleResponse>`,
+			x(account), x(r.PostForm.Get("RoleSessionName")), x(account), x(role), x(r.PostForm.Get("RoleSessionName")))
 	case "DescribeInstances":
-		if !signed("ec2") || r.PostForm.Get("Version") != "2016-11-15" {
+		id := r.PostForm.Get("InstanceId.1")
+		in, ok := e.byID[id]
+		if !strings.Contains(auth, "/ec2/aws4_request") || (ok && !signedBy(keyFor(in.Account), "ec2")) || (!ok && !signedBy(e.key, "ec2") && !strings.Contains(auth, "Credential=ASIA")) || r.PostForm.Get("Version") != "2016-11-15" {
 			w.WriteHeader(http.StatusForbidden)
 			_, _ = fmt.Fprint(w, `<Response><Errors><Error><Code>AuthFailure</Code><Message>AWS was not able to validate the provided access credentials</Message></Error></Errors><RequestID>1</RequestID></Response>`)
 			return
 		}
-		id := r.PostForm.Get("InstanceId.1")
-		in, ok := e.byID[id]
 		if !ok {
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = fmt.Fprintf(w, `<Response><Errors><Error><Code>InvalidInstanceID.NotFound</Code><Message>The instance ID '%s' does not exist</Message></Error></Errors><RequestID>2</RequestID></Response>`, x(id))
@@ -103,7 +124,7 @@ func (e *EC2) serve(w http.ResponseWriter, r *http.Request) {
 				in, found = i, true
 			}
 		}
-		if !signed("iam") || !found || e.IAMFails.Load() {
+		if !found || !signedBy(keyFor(in.Account), "iam") || e.IAMFails.Load() {
 			w.WriteHeader(http.StatusForbidden)
 			_, _ = fmt.Fprint(w, `<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized to perform iam:GetInstanceProfile</Message></Error><RequestId>4</RequestId></ErrorResponse>`)
 			return
