@@ -223,35 +223,38 @@ func verifyRecords(ctx context.Context, s AuditReader, o AuditOptions) (AuditRes
 		return res, nil
 	}
 	stored := map[uint64][]byte{}
-	var certBad *problem
-	var batch []*record.Record // certificates to check, on every core (certcheck.go)
-	checkBatch := func() {
-		if seq, kind, detail := o.Certs.CheckBatch(batch); kind != "" && certBad == nil {
-			certBad = &problem{seq, kind, detail}
-		}
-		batch = batch[:0]
+	var certs *certPipeline // certificate checks, beside the reading (certpipe.go)
+	var batch []*record.Record
+	if o.Certs != nil {
+		certs = startCertPipeline(o.Certs)
+		batch = make([]*record.Record, 0, certBatch)
 	}
 	hook := &hookStore{Ranger: s, fn: func(r *record.Record) {
 		if _, ok := valid[r.Seq]; ok {
 			stored[r.Seq] = r.Hash
 		}
-		if o.Certs != nil && certBad == nil && r.Seq >= from {
+		if certs != nil && r.Seq >= from && !certs.found.Load() {
 			batch = append(batch, r)
 			if len(batch) == certBatch {
-				checkBatch()
+				certs.submit(batch)
+				batch = make([]*record.Record, 0, certBatch)
 			}
 		}
 	}}
 	vr, err := verifyFrom(ctx, hook, start, to, prev)
+	var certBad *problem
+	if certs != nil {
+		if len(batch) > 0 && err == nil {
+			certs.submit(batch)
+		}
+		certBad = certs.wait()
+	}
 	if err != nil {
 		return AuditResult{}, err
 	}
 	res.VerifyResult = vr
 	if !vr.OK() {
 		bad = append(bad, problem{vr.FirstBad, vr.Problem, chainDetail(vr)})
-	}
-	if len(batch) > 0 && certBad == nil {
-		checkBatch()
 	}
 	if certBad != nil {
 		bad = append(bad, *certBad)

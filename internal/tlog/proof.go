@@ -42,6 +42,10 @@ type Prover struct {
 		Ranger
 		storage.TreeStore
 	}
+	// Cache, when set, keeps the tree between proofs (a long-running
+	// prover); without it every proof reads every record up to the tree
+	// checkpoint.
+	Cache *TreeCache
 }
 
 func (p Prover) checkpoints(ctx context.Context) ([]storage.TreeCheckpoint, error) {
@@ -55,25 +59,15 @@ func (p Prover) checkpoints(ctx context.Context) ([]storage.TreeCheckpoint, erro
 	return tcs, nil
 }
 
-// tree builds the tree of the store's records 1..tc.Size and checks that
-// its root is tc's.
-func (p Prover) tree(ctx context.Context, tc storage.TreeCheckpoint) (*Tree, error) {
-	c, err := ParseCheckpoint(NoteText(tc.Note))
-	if err != nil {
-		return nil, err
+// withTree calls fn with the tree of the store's records (at least
+// 1..tc.Size), checked against tc's signed root: p.Cache's, or one built
+// for this call.
+func (p Prover) withTree(ctx context.Context, tc storage.TreeCheckpoint, fn func(*Tree) error) error {
+	c := p.Cache
+	if c == nil {
+		c = &TreeCache{}
 	}
-	var t Tree
-	if err := t.Extend(ctx, p.Store, uint64(tc.Size), nil); err != nil {
-		return nil, err
-	}
-	root, err := t.Root(tc.Size)
-	if err != nil {
-		return nil, err
-	}
-	if root != c.Root {
-		return nil, fmt.Errorf("%w: the store's records 1..%d hash to another root than the signed checkpoint: the store was altered", ErrTree, tc.Size)
-	}
-	return &t, nil
+	return c.with(ctx, p.Store, tc, fn)
 }
 
 // Inclusion proves the record seq against the newest tree checkpoint.
@@ -86,12 +80,11 @@ func (p Prover) Inclusion(ctx context.Context, seq uint64) (*Proof, error) {
 	if seq == 0 || int64(seq) > tc.Size {
 		return nil, fmt.Errorf("%w: record %d is newer than the newest tree checkpoint (size %d): try again after the next one", ErrNoCheckpoint, seq, tc.Size)
 	}
-	t, err := p.tree(ctx, tc)
-	if err != nil {
-		return nil, err
-	}
-	hs, err := t.ProveInclusion(int64(seq-1), tc.Size)
-	if err != nil {
+	var hs []Hash
+	if err := p.withTree(ctx, tc, func(t *Tree) (err error) {
+		hs, err = t.ProveInclusion(int64(seq-1), tc.Size)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	var rec *record.Record
@@ -124,12 +117,11 @@ func (p Prover) Consistency(ctx context.Context, from, to int64) (*Proof, error)
 	if !ok1 || !ok2 || from > to {
 		return nil, fmt.Errorf("%w: want two stored tree checkpoint sizes, from <= to (got %d, %d)", ErrNoCheckpoint, from, to)
 	}
-	t, err := p.tree(ctx, cur)
-	if err != nil {
-		return nil, err
-	}
-	hs, err := t.ProveConsistency(from, to)
-	if err != nil {
+	var hs []Hash
+	if err := p.withTree(ctx, cur, func(t *Tree) (err error) {
+		hs, err = t.ProveConsistency(from, to)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	return &Proof{Kind: KindConsistency, Checkpoint: string(cur.Note), AuditCert: cur.CertDER,
