@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tier0-ca/tier0/storage/storagetest"
 )
@@ -97,6 +98,35 @@ func TestLocalCluster(t *testing.T) {
 				t.Errorf("status lacks node%d on raft port %d:\n%s", i, base+20+i, out)
 			}
 		}
+	}
+	status()
+
+	// A node killed (a drill) comes back with start --node.
+	pid, err := os.ReadFile(filepath.Join(dir, "node3.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("kill", "-9", strings.TrimSpace(string(pid))).CombinedOutput(); err != nil {
+		t.Fatalf("kill node3: %v %s", err, out)
+	}
+	dead := func() bool { // gone, or a zombie nobody reaps
+		st, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/status")
+		return err != nil || regexp.MustCompile(`(?m)^State:\s+Z`).Match(st)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !dead(); {
+		if time.Now().After(deadline) {
+			t.Fatal("node3 still alive 10s after SIGKILL")
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
+	}
+	if out, err := c.run("start", dir, "--node", "3"); err != nil || !strings.Contains(out, "node3 started") {
+		t.Fatalf("start --node 3: %v\n%s", err, out)
+	}
+	if out, err := c.run("start", dir, "--node", "3"); err == nil || !strings.Contains(out, "node3 is already running") {
+		t.Fatalf("start of a running node: %v\n%s", err, out)
+	}
+	if out, err := c.run("start", dir, "--node", "4"); err == nil || !strings.Contains(out, "--node 4: want 1..3") {
+		t.Fatalf("start --node 4: %v\n%s", err, out)
 	}
 	status()
 	for _, tc := range []struct {
