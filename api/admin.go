@@ -138,7 +138,7 @@ func (a *auditService) ListRecords(ctx context.Context, req *tier0v1.ListRecords
 		return nil, s.toStatus(ctx, method, fmt.Errorf("%w: limit %d above 10000", errBadInput, req.GetLimit()))
 	}
 	f := storage.Filter{SPIFFEID: req.GetSpiffeId(), AgentID: req.GetAgentId(), Serial: req.GetSerial(), Limit: int(req.GetLimit()),
-		IssuerKeyID: req.GetIssuerKeyId(), BeforeSeq: req.GetBeforeSeq()}
+		IssuerKeyID: req.GetIssuerKeyId(), BeforeSeq: req.GetBeforeSeq(), Kind: req.GetKind()}
 	var err error
 	if f.Since, err = unixArg("since", req.GetSince()); err != nil { // audit.go
 		return nil, s.toStatus(ctx, method, err)
@@ -173,6 +173,7 @@ func RecordToPB(r *record.Record) *tier0v1.IssuanceRecord {
 		NotBefore: r.NotBefore.UnixMicro(), NotAfter: r.NotAfter.UnixMicro(),
 		IssuerKeyId: r.IssuerKeyID, PublicKeySha256: r.PublicKeySHA256, NodeId: r.NodeID,
 		CommittedAt: r.CommittedAt.UnixMicro(), CertDer: r.CertDER, PrevHash: r.PrevHash, Hash: r.Hash,
+		EventAction: r.Action, EventDetail: r.Detail,
 	}
 }
 
@@ -183,5 +184,6 @@ func RecordFromPB(p *tier0v1.IssuanceRecord) *record.Record {
 		NotBefore: time.UnixMicro(p.GetNotBefore()).UTC(), NotAfter: time.UnixMicro(p.GetNotAfter()).UTC(),
 		IssuerKeyID: p.GetIssuerKeyId(), PublicKeySHA256: p.GetPublicKeySha256(), NodeID: p.GetNodeId(),
 		CommittedAt: time.UnixMicro(p.GetCommittedAt()).UTC(), CertDER: p.GetCertDer(), PrevHash: p.GetPrevHash(), Hash: p.GetHash(),
+		Action: p.GetEventAction(), Detail: p.GetEventDetail(),
 	}
 }

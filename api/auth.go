@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/tier0-ca/tier0/ha"
 	"github.com/tier0-ca/tier0/internal/roles"
 )
 
@@ -157,7 +158,9 @@ func (a *authn) authorize(ctx context.Context, method string) (context.Context, 
 					return nil, err
 				}
 			}
-			return context.WithValue(ctx, callerKey{}, c), nil
+			// The caller is the actor of every state change it makes
+			// (the admin event records, ha/events.go).
+			return ha.WithActor(context.WithValue(ctx, callerKey{}, c), id.String()), nil
 		}
 	}
 	return nil, status.Errorf(codes.PermissionDenied, "%s may not call %s", id, method)

@@ -51,3 +51,14 @@ func NewAuditKeyCert(td spiffeid.TrustDomain, parent Issuer, pub crypto.PublicKe
 	}
 	return cert, nil
 }
+
+// AuditKeyRecord returns the journal record of an audit key certificate
+// (NewAuditKeyCert): it has no URI SAN, so SPIFFEID is the trust domain's
+// ID; IssuerKeyID is the root's SubjectKeyId, CertDER the full
+// certificate. storage.CertChecker accepts the trust domain ID for a
+// certificate with the checkpoint EKU and no URI.
+func AuditKeyRecord(td spiffeid.TrustDomain, cert *x509.Certificate, nodeID string) *record.Record {
+	r := IssuerRecord(cert, nodeID)
+	r.SPIFFEID = td.IDString()
+	return r
+}

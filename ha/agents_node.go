@@ -33,7 +33,8 @@ func (n *Node) Attest(ctx context.Context, tokenHash string) (subject string, ge
 	if !known && n.isLeader() { // guessing costs no raft write (as ConsumeToken)
 		return "", 0, invalid
 	}
-	resp, err := n.apply(ctx, "attest", cmdAttest, attestCmd{Hash: tokenHash, Now: now, Node: n.cfg.NodeID})
+	resp, err := n.applyEvent(ctx, "attest", cmdAttest, attestCmd{Hash: tokenHash, Now: now, Node: n.cfg.NodeID},
+		event{action: "token.consume", subject: tokenSubject(n, tokenHash)})
 	if err != nil {
 		return "", 0, err
 	}
@@ -49,7 +50,8 @@ func (n *Node) Attest(ctx context.Context, tokenHash string) (subject string, ge
 // node attestor's evidence) for agent subject with selectors, and returns
 // the subject's new generation. ErrDenied for a banned subject.
 func (n *Node) AttestSubject(ctx context.Context, subject string, selectors []string) (uint64, error) {
-	resp, err := n.apply(ctx, "attest", cmdAttest, attestCmd{Subject: subject, Selectors: slices.Clone(selectors), Now: n.cfg.Clock().UTC(), Node: n.cfg.NodeID})
+	resp, err := n.applyEvent(ctx, "attest", cmdAttest, attestCmd{Subject: subject, Selectors: slices.Clone(selectors), Now: n.cfg.Clock().UTC(), Node: n.cfg.NodeID},
+		event{action: "agent.attest", subject: subject})
 	if err != nil {
 		return 0, err
 	}
@@ -73,7 +75,8 @@ func (n *Node) AgentRenewed(ctx context.Context, subject string, generation uint
 // "unban"), recording by, and returns the record as committed.
 func (n *Node) SetAgentState(ctx context.Context, subject, op, by string) (Agent, error) {
 	now := n.cfg.Clock().UTC()
-	if _, err := n.apply(ctx, op, cmdAgentState, agentStateCmd{Subject: subject, Op: op, By: by, Now: now}); err != nil {
+	if _, err := n.applyEvent(ctx, op, cmdAgentState, agentStateCmd{Subject: subject, Op: op, By: by, Now: now},
+		event{action: "agent." + op, subject: subject}); err != nil {
 		return Agent{}, err
 	}
 	// Applied here when apply returns on the leader; a follower that
@@ -154,9 +157,9 @@ func (n *Node) CreateTokenBy(ctx context.Context, tokenHash, subject string, exp
 	if subject == "" || !expiresAt.After(now) {
 		return fmt.Errorf("ha: create token: subject and a future expiry are required: %w", ErrInvalid)
 	}
-	_, err := n.apply(ctx, "create token", cmdCreateTokenBy, createTokenByCmd{
+	_, err := n.applyEvent(ctx, "create token", cmdCreateTokenBy, createTokenByCmd{
 		createTokenCmd: createTokenCmd{Hash: tokenHash, Agent: subject, ExpiresAt: expiresAt.UTC(), Now: now}, Creator: creator,
-	})
+	}, event{action: "token.create", subject: subject})
 	return err
 }
 
@@ -195,6 +198,7 @@ func (n *Node) RevokeToken(ctx context.Context, prefix, by string) (TokenInfo, e
 	default:
 		return TokenInfo{}, fmt.Errorf("ha: revoke token %s: %d tokens match, give more digits: %w", prefix, len(match), ErrInvalid)
 	}
-	_, err := n.apply(ctx, "revoke token", cmdRevokeToken, revokeTokenCmd{Hash: match[0].Hash, By: by, Now: n.cfg.Clock().UTC()})
+	_, err := n.applyEvent(ctx, "revoke token", cmdRevokeToken, revokeTokenCmd{Hash: match[0].Hash, By: by, Now: n.cfg.Clock().UTC()},
+		event{action: "token.revoke", subject: match[0].Subject})
 	return match[0], err
 }

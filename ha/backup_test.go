@@ -48,7 +48,7 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatalf("InspectSnapshot: %v", err)
 	}
 	srcJS := src.JournalStatus()
-	if info.Seq != 5 || !bytes.Equal(info.Head, srcJS.Head) || len(info.EntryIDs) != 1 || info.EntryIDs[0] != e.ID || info.Tokens != 1 {
+	if info.Seq != srcJS.Seq || certCount(src) != 5 || !bytes.Equal(info.Head, srcJS.Head) || len(info.EntryIDs) != 1 || info.EntryIDs[0] != e.ID || info.Tokens != 1 {
 		t.Fatalf("info = %+v, journal %+v", info, srcJS)
 	}
 
@@ -69,7 +69,11 @@ func TestBackupRestore(t *testing.T) {
 	if err := dst.Commit(ctx, []*record.Record{next}); err != nil {
 		t.Fatal(err)
 	}
-	verifyChain(t, []*record.Record{next}, 6, srcJS.Head)
+	tail := dst.Tail(srcJS.Seq, 1<<20) // the token's consumption (an admin event), then next
+	verifyChain(t, tail, srcJS.Seq+1, srcJS.Head)
+	if len(tail) != 2 || !tail[0].IsEvent() || tail[0].Action != "token.consume" || tail[1].Serial != next.Serial {
+		t.Fatalf("records after the restore: %+v", tail)
+	}
 }
 
 func TestInspectSnapshotRejectsTampering(t *testing.T) {

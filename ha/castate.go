@@ -105,7 +105,12 @@ func (n *Node) AddCARoot(ctx context.Context, trustDomain string, r CARoot) (CAR
 		return CARoot{}, fmt.Errorf("ha: add ca root: trust domain, id, key uri, certificate and state prepared|active are required: %w", ErrInvalid)
 	}
 	r.CertDER = bytes.Clone(r.CertDER)
-	resp, err := n.apply(ctx, "add ca root", cmdCARoots, caRootsCmd{Op: "add", Root: r, TrustDomain: trustDomain, Now: n.cfg.Clock().UTC()})
+	action := "ca.prepare"
+	if r.State == RootActive {
+		action = "ca.create" // the first root, active at once
+	}
+	resp, err := n.applyEvent(ctx, "add ca root", cmdCARoots, caRootsCmd{Op: "add", Root: r, TrustDomain: trustDomain, Now: n.cfg.Clock().UTC()},
+		event{action: action, subject: "spiffe://" + trustDomain})
 	if err != nil {
 		return CARoot{}, err
 	}
@@ -115,7 +120,8 @@ func (n *Node) AddCARoot(ctx context.Context, trustDomain string, r CARoot) (CAR
 // ActivateCARoot makes the prepared root id active and retires the active
 // one (which stays in the bundle until pruned).
 func (n *Node) ActivateCARoot(ctx context.Context, id string) (CARoot, error) {
-	resp, err := n.apply(ctx, "activate ca root", cmdCARoots, caRootsCmd{Op: "activate", ID: id, Now: n.cfg.Clock().UTC()})
+	resp, err := n.applyEvent(ctx, "activate ca root", cmdCARoots, caRootsCmd{Op: "activate", ID: id, Now: n.cfg.Clock().UTC()},
+		event{action: "ca.activate", subject: n.tdSubject()})
 	if err != nil {
 		return CARoot{}, err
 	}
@@ -132,7 +138,8 @@ func (n *Node) PruneCARoots(ctx context.Context, before time.Time) (int, error) 
 	if cnt == 0 {
 		return 0, nil
 	}
-	resp, err := n.apply(ctx, "prune ca roots", cmdCARoots, caRootsCmd{Op: "prune", Before: before.UTC(), Now: now})
+	resp, err := n.applyEvent(ctx, "prune ca roots", cmdCARoots, caRootsCmd{Op: "prune", Before: before.UTC(), Now: now},
+		event{action: "ca.prune", subject: n.tdSubject()})
 	if err != nil {
 		return 0, err
 	}

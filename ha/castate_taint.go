@@ -65,7 +65,8 @@ func (c CAState) TaintedIDs(kind string) []string {
 // (TaintJWT, by kid). ErrNotFound for an unknown key, ErrInvalid for the
 // active root, ErrExists when it is tainted already.
 func (n *Node) TaintCAKey(ctx context.Context, kind, id string) error {
-	_, err := n.apply(ctx, "taint key", cmdCATaint, caTaintCmd{Kind: kind, ID: id, Now: n.cfg.Clock().UTC()})
+	_, err := n.applyEvent(ctx, "taint key", cmdCATaint, caTaintCmd{Kind: kind, ID: id, Now: n.cfg.Clock().UTC()},
+		event{action: "ca.taint", subject: n.tdSubject()})
 	return err
 }
 

@@ -3,6 +3,8 @@ package ha
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"time"
@@ -34,13 +36,15 @@ func (n *Node) SetFederation(ctx context.Context, f Federation) error {
 	if f.TrustDomain == "" || f.Endpoint == "" || (f.Profile != "https_spiffe" && f.Profile != "https_web") {
 		return fmt.Errorf("ha: set federation: trust domain, endpoint and profile https_spiffe|https_web are required: %w", ErrInvalid)
 	}
-	_, err := n.apply(ctx, "set federation", cmdTrust, trustCmd{Op: "set-federation", Federation: f.clone(), Now: n.cfg.Clock().UTC()})
+	_, err := n.applyEvent(ctx, "set federation", cmdTrust, trustCmd{Op: "set-federation", Federation: f.clone(), Now: n.cfg.Clock().UTC()},
+		event{action: "federation.set", subject: "spiffe://" + f.TrustDomain})
 	return err
 }
 
 // DeleteFederation removes the relationship. ErrNotFound if none.
 func (n *Node) DeleteFederation(ctx context.Context, trustDomain string) error {
-	_, err := n.apply(ctx, "delete federation", cmdTrust, trustCmd{Op: "delete-federation", Federation: Federation{TrustDomain: trustDomain}, Now: n.cfg.Clock().UTC()})
+	_, err := n.applyEvent(ctx, "delete federation", cmdTrust, trustCmd{Op: "delete-federation", Federation: Federation{TrustDomain: trustDomain}, Now: n.cfg.Clock().UTC()},
+		event{action: "federation.delete", subject: "spiffe://" + trustDomain})
 	return err
 }
 
@@ -50,8 +54,11 @@ func (n *Node) SetFederatedBundle(ctx context.Context, trustDomain string, bundl
 	if len(bundle) == 0 {
 		return fmt.Errorf("ha: set federated bundle: empty bundle: %w", ErrInvalid)
 	}
-	_, err := n.apply(ctx, "set federated bundle", cmdTrust, trustCmd{Op: "set-federated-bundle",
-		Federation: Federation{TrustDomain: trustDomain, Bundle: bytes.Clone(bundle), RefreshHint: refreshHint}, Now: n.cfg.Clock().UTC()})
+	sum := sha256.Sum256(bundle)
+	_, err := n.applyEvent(ctx, "set federated bundle", cmdTrust, trustCmd{Op: "set-federated-bundle",
+		Federation: Federation{TrustDomain: trustDomain, Bundle: bytes.Clone(bundle), RefreshHint: refreshHint}, Now: n.cfg.Clock().UTC()},
+		event{action: "federation.bundle", subject: "spiffe://" + trustDomain, detail: map[string]any{
+			"trust_domain": trustDomain, "bundle_sha256": hex.EncodeToString(sum[:]), "refresh_hint": refreshHint.String()}})
 	return err
 }
 

@@ -348,10 +348,15 @@ func (n *Node) handleForward(ctx context.Context, kind byte, payload []byte) ([]
 		if err != nil {
 			return nil, fmt.Errorf("ha: forwarded apply: %w", err)
 		}
-		if cmd, err = addDigest(cmd); err != nil {
-			return nil, err
+		var resp any
+		if cmd[0] == cmdEvented { // events.go: it moves the chain
+			resp, err = n.proposeEvented("forwarded apply", cmd)
+		} else {
+			if cmd, err = addDigest(cmd); err != nil {
+				return nil, err
+			}
+			resp, err = n.applyLocal(ctx, "forwarded apply", cmd)
 		}
-		resp, err := n.applyLocal(ctx, "forwarded apply", cmd)
 		if errors.Is(err, ErrNotLeader) || errors.Is(err, ErrUnavailable) {
 			return nil, err
 		}

@@ -134,3 +134,15 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
 	}
 }
+
+// certCount is how many certificate records (not admin events, events.go)
+// n's journal holds; the tests that use it export nothing.
+func certCount(n *Node) uint64 {
+	var c uint64
+	for _, r := range n.Tail(0, 1<<30) {
+		if !r.IsEvent() {
+			c++
+		}
+	}
+	return c
+}

@@ -38,13 +38,21 @@ func (n *Node) LocalCAState() (CAState, error) {
 			}
 			return CAState{}, fmt.Errorf("ha: local ca state: entry %d: %w", i, err)
 		}
-		if l.Type != raft.LogCommand || len(l.Data) == 0 || l.Data[0] != cmdCARoots {
+		if l.Type != raft.LogCommand || len(l.Data) == 0 || l.Data[0] != cmdCARoots && l.Data[0] != cmdEvented {
 			continue
 		}
 		if _, _, err := checkDigest(l.Data); err != nil {
 			continue
 		}
-		c, err := decodeValid[caRootsCmd]("ca roots", l.Data[1:])
+		payload := l.Data[1:]
+		if l.Data[0] == cmdEvented { // a CA root change with its admin event (events.go)
+			ev, err := decodeValid[eventedCmd]("evented", payload)
+			if err != nil || ev.Op != cmdCARoots {
+				continue
+			}
+			payload = ev.Cmd
+		}
+		c, err := decodeValid[caRootsCmd]("ca roots", payload)
 		if err != nil {
 			continue
 		}

@@ -3,7 +3,9 @@ package ha
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -31,7 +33,38 @@ func (n *Node) TransferLeadership(ctx context.Context, id string) error {
 	return n.membership(ctx, MembershipChange{Op: "transfer", ID: id})
 }
 
+// membership runs c on the leader and, for a join or a removal, then
+// records its admin event (events.go): a raft configuration change is not
+// an FSM command, so its event is the next entry, not the same one.
 func (n *Node) membership(ctx context.Context, c MembershipChange) error {
+	if err := n.membershipChange(ctx, c); err != nil {
+		return err
+	}
+	action := map[string]string{"add-voter": "member.join", "remove": "member.remove"}[c.Op]
+	if action == "" {
+		return nil
+	}
+	// The configuration change may cost the leader its lease (a new voter
+	// catching up): retry while leadership settles, bounded. An attempt
+	// whose outcome was unknown may leave the event recorded twice.
+	deadline := time.Now().Add(2 * n.cfg.ApplyTimeout)
+	for {
+		_, err := n.applyEvent(ctx, "membership "+c.Op, 0, nil, event{action: action, subject: "node:" + c.ID,
+			detail: map[string]string{"id": c.ID, "address": c.Address}})
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrNotLeader) || time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("ha: membership %s %s: done, but its event was not recorded: %w", c.Op, c.ID, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond): // leadership settling: poll
+		}
+	}
+}
+
+func (n *Node) membershipChange(ctx context.Context, c MembershipChange) error {
 	if n.cfg.Forwarder == nil || n.isLeader() {
 		return n.changeMembership(c)
 	}

@@ -76,6 +76,10 @@ type Config struct {
 	// when the segment is created (default 64 MiB, raft-wal's): the free
 	// disk space the log needs before the next segment fails to open.
 	WALSegmentSize int
+	// SelfID is this node's SPIFFE ID: the actor of the admin event
+	// records of changes the node makes on its own, with no caller in the
+	// context (WithActor; events.go). Default "tier0-node:<NodeID>".
+	SelfID string
 
 	// tune adjusts the raft config (tests shorten timeouts).
 	tune func(*raft.Config)

@@ -40,7 +40,7 @@ func (n *Node) CreateEntry(ctx context.Context, e Entry) (Entry, error) {
 	if typ == cmdCreateNodeEntry {
 		cmd = createNodeEntryCmd{Entry: e}
 	}
-	resp, err := n.apply(ctx, "create entry", typ, cmd)
+	resp, err := n.applyEvent(ctx, "create entry", typ, cmd, event{action: "entry.create", subject: entrySubject(e)})
 	if err != nil {
 		return Entry{}, err
 	}
@@ -53,7 +53,14 @@ func (n *Node) CreateEntry(ctx context.Context, e Entry) (Entry, error) {
 
 // DeleteEntry removes an entry. ErrNotFound if it does not exist.
 func (n *Node) DeleteEntry(ctx context.Context, id string) error {
-	_, err := n.apply(ctx, "delete entry", cmdDeleteEntry, deleteEntryCmd{ID: id})
+	e := Entry{ID: id}
+	n.fsm.read(func(s *state) {
+		if x, ok := s.entries[id]; ok {
+			e = x
+		}
+	})
+	_, err := n.applyEvent(ctx, "delete entry", cmdDeleteEntry, deleteEntryCmd{ID: id}, event{action: "entry.delete",
+		subject: entrySubject(e), detail: map[string]any{"id": id, "entry": e}})
 	return err
 }
 
@@ -99,9 +106,9 @@ func (n *Node) CreateToken(ctx context.Context, tokenHash, agent string, expires
 	if agent == "" || !expiresAt.After(now) {
 		return fmt.Errorf("ha: create token: agent and a future expiry are required: %w", ErrInvalid)
 	}
-	_, err := n.apply(ctx, "create token", cmdCreateToken, createTokenCmd{
+	_, err := n.applyEvent(ctx, "create token", cmdCreateToken, createTokenCmd{
 		Hash: tokenHash, Agent: agent, ExpiresAt: expiresAt.UTC(), Now: now,
-	})
+	}, event{action: "token.create", subject: agent})
 	return err
 }
 
@@ -123,7 +130,8 @@ func (n *Node) ConsumeToken(ctx context.Context, tokenHash string) (string, erro
 	if !known && n.isLeader() {
 		return "", invalid
 	}
-	resp, err := n.apply(ctx, "consume token", cmdConsumeToken, consumeTokenCmd{Hash: tokenHash, Now: now})
+	resp, err := n.applyEvent(ctx, "consume token", cmdConsumeToken, consumeTokenCmd{Hash: tokenHash, Now: now},
+		event{action: "token.consume", subject: tokenSubject(n, tokenHash)})
 	if err != nil {
 		return "", err
 	}
@@ -150,6 +158,7 @@ func (n *Node) SetBundle(ctx context.Context, roots [][]byte, trustDomain string
 	for i, r := range roots {
 		rs[i] = bytes.Clone(r)
 	}
-	_, err := n.apply(ctx, "set bundle", cmdSetBundle, setBundleCmd{TrustDomain: trustDomain, Roots: rs})
+	_, err := n.applyEvent(ctx, "set bundle", cmdSetBundle, setBundleCmd{TrustDomain: trustDomain, Roots: rs},
+		event{action: "bundle.set", subject: "spiffe://" + trustDomain})
 	return err
 }

@@ -115,7 +115,7 @@ func (n *Node) issueGate(ctx context.Context) error {
 func (n *Node) checkStore(ctx context.Context, sink Sink) (uint64, error) {
 	jl, hasJ := n.Lineage()
 	js := n.JournalStatus()
-	if !hasJ && js.Seq == 0 {
+	if !hasJ && n.firstStart() {
 		// The cluster's first start: a new lineage, before anything is
 		// issued and whether or not the store can be read.
 		var err error

@@ -154,7 +154,7 @@ func TestTLSClusterForwarding(t *testing.T) {
 	}
 	waitFor(t, "replication", func() bool {
 		for _, n := range nodes {
-			if n.JournalStatus().Seq != 60 || len(n.ListEntries("")) != 1 {
+			if certCount(n) != 60 || len(n.ListEntries("")) != 1 {
 				return false
 			}
 		}

@@ -66,7 +66,8 @@ func (n *Node) PublishJWTKey(ctx context.Context, k JWTKey) error {
 		return fmt.Errorf("ha: publish jwt key: id, public key and a future expiry are required: %w", ErrInvalid)
 	}
 	k.PublicKey = bytes.Clone(k.PublicKey)
-	_, err := n.apply(ctx, "publish jwt key", cmdTrust, trustCmd{Op: "publish-jwt-key", Key: k, Now: now})
+	_, err := n.applyEvent(ctx, "publish jwt key", cmdTrust, trustCmd{Op: "publish-jwt-key", Key: k, Now: now},
+		event{action: "jwt.publish", subject: n.tdSubject()})
 	return err
 }
 
@@ -80,7 +81,8 @@ func (n *Node) PruneJWTKeys(ctx context.Context) (int, error) {
 	if cnt == 0 {
 		return 0, nil
 	}
-	resp, err := n.apply(ctx, "prune jwt keys", cmdTrust, trustCmd{Op: "prune-jwt-keys", Now: now})
+	resp, err := n.applyEvent(ctx, "prune jwt keys", cmdTrust, trustCmd{Op: "prune-jwt-keys", Now: now},
+		event{action: "jwt.prune", subject: n.tdSubject()})
 	if err != nil {
 		return 0, err
 	}

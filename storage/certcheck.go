@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/tier0-ca/tier0/ca/record"
 	"github.com/tier0-ca/tier0/storage/serial"
 )
@@ -156,7 +158,13 @@ func columns(r *record.Record) (cert *x509.Certificate, problem, detail string) 
 	if s, err := serial.Canonical(r.Serial); err != nil || s != serial.Format(cert.SerialNumber) {
 		return mismatch("serial column %q, certificate serial %s", r.Serial, serial.Format(cert.SerialNumber))
 	}
-	if len(cert.URIs) != 1 || cert.URIs[0].String() != r.SPIFFEID {
+	if auditKeyCert(cert) {
+		// An audit key certificate (ca.AuditKeyRecord): no URI SAN, the
+		// record names the trust domain.
+		if td, err := spiffeid.TrustDomainFromString(r.SPIFFEID); err != nil || td.IDString() != r.SPIFFEID {
+			return mismatch("spiffe_id column %q of an audit key certificate is not a trust domain ID", r.SPIFFEID)
+		}
+	} else if len(cert.URIs) != 1 || cert.URIs[0].String() != r.SPIFFEID {
 		return mismatch("spiffe_id column %q, certificate URI SANs %v", r.SPIFFEID, cert.URIs)
 	}
 	if !record.Truncate(cert.NotBefore).Equal(r.NotBefore) || !record.Truncate(cert.NotAfter).Equal(r.NotAfter) {
@@ -231,4 +239,11 @@ func (c *CertChecker) Finish(fromStart bool) (seq uint64, problem, detail string
 		}
 	}
 	return 0, "", ""
+}
+
+// auditKeyCert reports whether cert is an audit key certificate: not a
+// CA, no URI SAN, and the checkpoint extended key usage.
+func auditKeyCert(cert *x509.Certificate) bool {
+	return !cert.IsCA && len(cert.URIs) == 0 && len(cert.UnknownExtKeyUsage) == 1 &&
+		cert.UnknownExtKeyUsage[0].Equal(record.CheckpointEKU)
 }

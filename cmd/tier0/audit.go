@@ -37,6 +37,7 @@ func (f *recordFlags) register(cmd *cobra.Command, defLimit uint32) {
 	agentFlag(fl, &f.agent, "only SVIDs requested by this agent")
 	fl.StringVar(&f.req.Serial, "serial", "", "only this serial, any spelling: hex in any case with or without leading zeros or colons (04:a7:..), 0x.., dec:123 (for a JWT-SVID its jti)")
 	fl.StringVar(&f.req.IssuerKeyId, "issuer", "", "only SVIDs signed by this issuer (hex SubjectKeyId)")
+	fl.StringVar(&f.req.Kind, "kind", "", "only records of this kind: x509, jwt or admin (admin events: every state change, with its actor)")
 	fl.StringVar(&f.since, "since", "", "only SVIDs with NotBefore at or after this time (RFC 3339) or this long ago (e.g. 24h)")
 	fl.StringVar(&f.until, "until", "", "only SVIDs with NotBefore before this time (RFC 3339) or this long ago")
 	fl.StringVar(&f.committedSince, "committed-since", "", "only records committed at or after this time (RFC 3339) or this long ago (--since filters on the backdated NotBefore)")
@@ -105,12 +106,15 @@ func newAuditListCmd(g *globalFlags, verb string) *cobra.Command {
 }
 
 func newAuditShowCmd(g *globalFlags) *cobra.Command {
-	var output string
+	var output, serialFlag string
 	cmd := &cobra.Command{
-		Use:   "show SERIAL",
-		Short: "Show one issuance record in full, with its certificate (PEM) and chain hashes",
-		Args:  cobra.ExactArgs(1),
+		Use:   "show SERIAL | --serial SERIAL",
+		Short: "Show one record in full: its certificate (PEM) with its chain up to the bundle's root, and its chain hashes",
+		Args:  cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if args = append(args, serialFlag); len(args) == 2 && args[1] != "" || args[0] == "" {
+				return fmt.Errorf("give one serial, as an argument or with --serial, not both")
+			}
 			c, err := dialOperator(cmd.Context(), g, "auditor")
 			if err != nil {
 				return err
@@ -123,10 +127,12 @@ func newAuditShowCmd(g *globalFlags) *cobra.Command {
 			if len(resp.GetRecords()) == 0 {
 				return fmt.Errorf("no record with serial %s", args[0])
 			}
-			return auditcli.WriteRecord(cmd.OutOrStdout(), output, resp.GetRecords()[0])
+			r := resp.GetRecords()[0]
+			return auditcli.WriteRecordChain(cmd.OutOrStdout(), output, r, chainOf(cmd.Context(), c, r)) // audit_show_chain.go
 		},
 	}
 	outputFlag(cmd.Flags(), &output, "output: table or json", outTable, outJSON)
+	cmd.Flags().StringVar(&serialFlag, "serial", "", "the serial, any spelling (instead of the argument)")
 	return cmd
 }
 

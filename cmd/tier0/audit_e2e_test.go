@@ -225,6 +225,8 @@ func TestAuditVerifyTamperCLI(t *testing.T) {
 			if v.Checkpoints < 3 {
 				t.Fatalf("only %d checkpoints for %d records", v.Checkpoints, v.To)
 			}
+			checkAdminEvents(t, srv)
+			checkShowChain(t, srv, "spiffe://example.org/audit")
 			last := v.To
 			srv.stop()
 
@@ -233,7 +235,7 @@ func TestAuditVerifyTamperCLI(t *testing.T) {
 			if err != nil || !parseVerify(t, out).OK {
 				t.Fatalf("offline verify of the intact store: %v\n%s", err, out)
 			}
-			cps, jwtSeq := storeFacts(t, b, last)
+			cps, jwtSeq, adminSeq := storeFacts(t, b, last)
 			cp2 := cps[1]
 			tests := []struct {
 				name     string
@@ -244,6 +246,8 @@ func TestAuditVerifyTamperCLI(t *testing.T) {
 				{"record modified", []string{"UPDATE issuance_records SET spiffe_id = 'spiffe://example.org/evil' WHERE seq = 17"}, 17, "modified"},
 				{"jwt record modified", []string{fmt.Sprintf("UPDATE issuance_records SET agent_id = 'spiffe://example.org/x' WHERE seq = %d", jwtSeq)}, jwtSeq, "modified"},
 				{"record deleted", []string{"DELETE FROM issuance_records WHERE seq = 17"}, 17, "missing"},
+				{"deleted admin-event record", []string{fmt.Sprintf("DELETE FROM issuance_records WHERE seq = %d", adminSeq)}, adminSeq, "missing"},
+				{"admin-event record edited", []string{fmt.Sprintf("UPDATE issuance_records SET event_action = 'entry.delete' WHERE seq = %d", adminSeq)}, adminSeq, "modified"},
 				{"records deleted at the end", []string{fmt.Sprintf("DELETE FROM issuance_records WHERE seq > %d", last-3)}, last - 2, "missing"},
 				{"record inserted", []string{
 					"UPDATE issuance_records SET seq = seq + 1000000 WHERE seq >= 17",
@@ -310,9 +314,10 @@ func TestAuditVerifyTamperCLI(t *testing.T) {
 	}
 }
 
-// storeFacts reads the checkpoint seqs (at least 3) and the seq of a
-// JWT-SVID record from the backend's store (the server is stopped).
-func storeFacts(t *testing.T, b auditBackend, last uint64) (cps []uint64, jwtSeq uint64) {
+// storeFacts reads the checkpoint seqs (at least 3), the seq of a
+// JWT-SVID record and that of the last admin event record after seq 1
+// from the backend's store (the server is stopped).
+func storeFacts(t *testing.T, b auditBackend, last uint64) (cps []uint64, jwtSeq, adminSeq uint64) {
 	t.Helper()
 	ctx := context.Background()
 	s, err := server.OpenStore(ctx, b.dsn)
@@ -328,15 +333,18 @@ func storeFacts(t *testing.T, b auditBackend, last uint64) (cps []uint64, jwtSeq
 		cps = append(cps, c.Seq)
 	}
 	err = s.Range(ctx, 1, last, func(r *record.Record) error {
-		if jwtSeq == 0 && len(r.CertDER) == 0 {
+		if jwtSeq == 0 && r.Kind() == record.KindJWT {
 			jwtSeq = r.Seq
+		}
+		if r.IsEvent() && r.Seq > 1 {
+			adminSeq = r.Seq
 		}
 		return nil
 	})
-	if err != nil || jwtSeq == 0 {
-		t.Fatalf("no JWT-SVID record among %d: %v", last, err)
+	if err != nil || jwtSeq == 0 || adminSeq == 0 {
+		t.Fatalf("no JWT-SVID (%d) or admin event (%d) record among %d: %v", jwtSeq, adminSeq, last, err)
 	}
-	return cps, jwtSeq
+	return cps, jwtSeq, adminSeq
 }
 
 // pgCopyColumns lists the columns of schema.tbl a copy can write: every

@@ -44,18 +44,29 @@ func RecordMap(r *tier0v1.IssuanceRecord) map[string]any {
 	if m["kind"] == storage.KindJWT { // a JWT-SVID record: serial is the jti, the key is the signing key
 		m["jti"], m["jwt_kid"], m["jwt_token_sha256"] = r.GetSerial(), strings.TrimPrefix(r.GetIssuerKeyId(), "jwt:"), r.GetPublicKeySha256()
 	}
+	addEventFields(m, r) // events.go
 	return m
 }
 
 // WriteRecord writes one record in full (`audit show`): every field, the
 // previous hash and the certificate as PEM; format is Table or JSON.
 func WriteRecord(w io.Writer, format string, r *tier0v1.IssuanceRecord) error {
+	return WriteRecordChain(w, format, r, Chain{})
+}
+
+// WriteRecordChain is WriteRecord with the certificate's chain (JSON:
+// "chain" and "chain_error"; table: each issuer's PEM after the record's).
+func WriteRecordChain(w io.Writer, format string, r *tier0v1.IssuanceRecord, chain Chain) error {
 	m := RecordMap(r)
+	chain.addTo(m)
 	m["prev_hash"] = hex.EncodeToString(r.GetPrevHash())
 	if len(r.GetCertDer()) > 0 {
 		m["certificate"] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.GetCertDer()}))
 	} else {
 		m["certificate"] = "(none: JWT-SVID, serial is the jti)"
+		if r.GetEventAction() != "" {
+			m["certificate"] = "(none: admin event " + r.GetEventAction() + ", detail " + string(r.GetEventDetail()) + ")"
+		}
 	}
 	if format == JSON {
 		return json.NewEncoder(w).Encode(m)
@@ -68,8 +79,10 @@ func WriteRecord(w io.Writer, format string, r *tier0v1.IssuanceRecord) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprint(w, m["certificate"], "\n")
-	return err
+	if _, err := fmt.Fprint(w, m["certificate"], "\n"); err != nil {
+		return err
+	}
+	return chain.write(w)
 }
 
 // RecordPrinter writes records page by page in one format: Table, JSON
@@ -90,7 +103,7 @@ func NewRecordPrinter(w io.Writer, format string) *RecordPrinter {
 	case CSV:
 		p.cw = csv.NewWriter(w)
 		p.err = p.cw.Write([]string{"seq", "serial", "spiffe_id", "agent_id", "not_before", "not_after", "issuer_key_id", "node_id", "committed_at", "hash",
-			"kind", "serial_hex", "public_key_sha256", "jti", "jwt_kid", "jwt_token_sha256"})
+			"kind", "serial_hex", "public_key_sha256", "jti", "jwt_kid", "jwt_token_sha256", "event_action", "event_detail"})
 	default:
 		p.tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(p.tw, "SEQ\tSERIAL\tSPIFFE ID\tAGENT\tNOT AFTER\tNODE\tKIND")
@@ -111,9 +124,10 @@ func (p *RecordPrinter) Print(recs []*tier0v1.IssuanceRecord) {
 		case p.cw != nil:
 			p.err = p.cw.Write([]string{fmt.Sprint(m["seq"]), r.GetSerial(), r.GetSpiffeId(), r.GetAgentId(), m["not_before"].(string),
 				m["not_after"].(string), r.GetIssuerKeyId(), r.GetNodeId(), m["committed_at"].(string), m["hash"].(string),
-				m["kind"].(string), m["serial_hex"].(string), r.GetPublicKeySha256(), m["jti"].(string), m["jwt_kid"].(string), m["jwt_token_sha256"].(string)})
+				m["kind"].(string), m["serial_hex"].(string), r.GetPublicKeySha256(), m["jti"].(string), m["jwt_kid"].(string), m["jwt_token_sha256"].(string),
+				r.GetEventAction(), string(r.GetEventDetail())})
 		default:
-			fmt.Fprintf(p.tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetSeq(), r.GetSerial(), r.GetSpiffeId(), r.GetAgentId(), m["not_after"], r.GetNodeId(), m["kind"])
+			fmt.Fprintf(p.tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.GetSeq(), r.GetSerial(), r.GetSpiffeId(), r.GetAgentId(), m["not_after"], r.GetNodeId(), tableKind(m))
 		}
 	}
 }

@@ -88,9 +88,9 @@ func TestRecordPrinter(t *testing.T) {
 		{Table, "SEQ  SERIAL  SPIFFE ID               AGENT                         NOT AFTER             NODE  KIND\n" +
 			"7    4a7a0   spiffe://example.org/w  spiffe://example.org/agent/a  2023-11-14T23:13:20Z  n1    x509\n" +
 			"8    jti-1   spiffe://example.org/w                                1970-01-01T00:00:00Z  n1    jwt\n"},
-		{CSV, "seq,serial,spiffe_id,agent_id,not_before,not_after,issuer_key_id,node_id,committed_at,hash,kind,serial_hex,public_key_sha256,jti,jwt_kid,jwt_token_sha256\n" +
-			"7,4a7a0,spiffe://example.org/w,spiffe://example.org/agent/a,2023-11-14T22:13:20Z,2023-11-14T23:13:20Z,abcd,n1,2023-11-14T22:13:21.5Z,0102,x509,04A7A0,ff00,,,\n" +
-			"8,jti-1,spiffe://example.org/w,,1970-01-01T00:00:00Z,1970-01-01T00:00:00Z,jwt:k1,n1,1970-01-01T00:00:00Z,09,jwt,jti-1,aa,jti-1,k1,aa\n"},
+		{CSV, "seq,serial,spiffe_id,agent_id,not_before,not_after,issuer_key_id,node_id,committed_at,hash,kind,serial_hex,public_key_sha256,jti,jwt_kid,jwt_token_sha256,event_action,event_detail\n" +
+			"7,4a7a0,spiffe://example.org/w,spiffe://example.org/agent/a,2023-11-14T22:13:20Z,2023-11-14T23:13:20Z,abcd,n1,2023-11-14T22:13:21.5Z,0102,x509,04A7A0,ff00,,,,,\n" +
+			"8,jti-1,spiffe://example.org/w,,1970-01-01T00:00:00Z,1970-01-01T00:00:00Z,jwt:k1,n1,1970-01-01T00:00:00Z,09,jwt,jti-1,aa,jti-1,k1,aa,,\n"},
 		{JSON, `{"agent_id":"spiffe://example.org/agent/a","committed_at":"2023-11-14T22:13:21.5Z","hash":"0102","issuer_key_id":"abcd","jti":"","jwt":false,"jwt_kid":"","jwt_token_sha256":"","kind":"x509","node_id":"n1","not_after":"2023-11-14T23:13:20Z","not_before":"2023-11-14T22:13:20Z","public_key_sha256":"ff00","seq":7,"serial":"4a7a0","serial_hex":"04A7A0","spiffe_id":"spiffe://example.org/w"}` + "\n" +
 			`{"agent_id":"","committed_at":"1970-01-01T00:00:00Z","hash":"09","issuer_key_id":"jwt:k1","jti":"jti-1","jwt":true,"jwt_kid":"k1","jwt_token_sha256":"aa","kind":"jwt","node_id":"n1","not_after":"1970-01-01T00:00:00Z","not_before":"1970-01-01T00:00:00Z","public_key_sha256":"aa","seq":8,"serial":"jti-1","serial_hex":"jti-1","spiffe_id":"spiffe://example.org/w"}` + "\n"},
 	}

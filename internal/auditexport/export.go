@@ -51,6 +51,10 @@ type Record struct {
 	PrevHash        []byte    `json:"prev_hash"`
 	Hash            []byte    `json:"hash"`
 	LeafHash        tlog.Hash `json:"leaf_hash"`
+	// An admin event record's action and content (ca/record/event.go);
+	// absent for certificates.
+	EventAction string `json:"event_action,omitempty"`
+	EventDetail []byte `json:"event_detail,omitempty"`
 }
 
 // Line is one line after the header: exactly one field set.
@@ -89,7 +93,7 @@ func Write(ctx context.Context, w io.Writer, s Source, bundle []*x509.Certificat
 		return enc.Encode(Line{Record: &Record{Seq: r.Seq, Serial: r.Serial, SPIFFEID: r.SPIFFEID, AgentID: r.AgentID,
 			NotBefore: r.NotBefore, NotAfter: r.NotAfter, IssuerKeyID: r.IssuerKeyID, PublicKeySHA256: r.PublicKeySHA256,
 			NodeID: r.NodeID, CommittedAt: r.CommittedAt, CertDER: r.CertDER, PrevHash: r.PrevHash, Hash: r.Hash,
-			LeafHash: tlog.LeafHash(r)}})
+			LeafHash: tlog.LeafHash(r), EventAction: r.Action, EventDetail: r.Detail}})
 	})
 	if err != nil {
 		return records, fmt.Errorf("auditexport: records: %w", err)
@@ -146,7 +150,8 @@ func Read(r io.Reader) (*Export, error) {
 			x := l.Record
 			e.recs = append(e.recs, &record.Record{Seq: x.Seq, Serial: x.Serial, SPIFFEID: x.SPIFFEID, AgentID: x.AgentID,
 				NotBefore: x.NotBefore, NotAfter: x.NotAfter, IssuerKeyID: x.IssuerKeyID, PublicKeySHA256: x.PublicKeySHA256,
-				NodeID: x.NodeID, CommittedAt: x.CommittedAt, CertDER: x.CertDER, PrevHash: x.PrevHash, Hash: x.Hash})
+				NodeID: x.NodeID, CommittedAt: x.CommittedAt, CertDER: x.CertDER, PrevHash: x.PrevHash, Hash: x.Hash,
+				Action: x.EventAction, Detail: x.EventDetail})
 			e.leaves = append(e.leaves, x.LeafHash)
 		case l.Checkpoint != nil:
 			e.cps = append(e.cps, *l.Checkpoint)

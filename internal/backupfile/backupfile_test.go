@@ -57,7 +57,7 @@ func TestCreateVerifyRoundTrip(t *testing.T) {
 	}
 	defer b.Close()
 	got := b.Manifest
-	if got.Journal.Seq != 5 || got.Journal.Head != hex.EncodeToString(js.Head) || info.Seq != 5 || got.State.Entries != 1 ||
+	if got.Journal.Seq != js.Seq || js.Seq != 5+2 || got.Journal.Head != hex.EncodeToString(js.Head) || info.Seq != js.Seq || // 5 records, 2 admin events (hatest.Populated) got.State.Entries != 1 ||
 		got.State.BundleRoots != 1 || got.TrustDomain != "example.org" || got.Raft.Index != h.RaftIndex || got.Payload.Size != int64(len(payload)) {
 		t.Fatalf("manifest %+v", got)
 	}
@@ -138,7 +138,7 @@ func TestVerifyDetectsDamage(t *testing.T) {
 		{"bit flip in the manifest", flip(len(Magic) + 10), "checksum mismatch"},
 		{"bit flip in the checksum", flip(len(raw) - 1), "checksum mismatch"},
 		{"payload altered, checksum recomputed", resum(flip(payloadAt + 10)), "payload SHA-256 does not match the manifest"},
-		{"manifest disagrees with the snapshot", otherSeq(), "does not match the snapshot (seq 5"},
+		{"manifest disagrees with the snapshot", otherSeq(), "does not match the snapshot (seq 7"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-"))

@@ -70,7 +70,7 @@ func TestRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Seq != 3 || res.Head != hex.EncodeToString(js.Head) || res.Entries != 1 || res.BundleRoots != 1 || res.DevKeys != 1 || res.NodeID != "r1" {
+	if res.Seq != js.Seq || res.Head != hex.EncodeToString(js.Head) || res.Entries != 1 || res.BundleRoots != 1 || res.DevKeys != 1 || res.NodeID != "r1" {
 		t.Fatalf("result %+v", res)
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "ca", "root.key")); err != nil || string(b) != "PEM" {
@@ -80,14 +80,14 @@ func TestRestore(t *testing.T) {
 		t.Fatalf("non-empty dir: %v", err)
 	}
 	res, err = Run(ctx, Config{DataDir: dir, From: file, Force: true, Logger: quiet})
-	if err != nil || res.Seq != 3 || res.NodeID != "n1" || len(res.Warnings) != 2 || !res.NewLineage {
+	if err != nil || res.Seq != js.Seq || res.NodeID != "n1" || len(res.Warnings) != 2 || !res.NewLineage {
 		t.Fatalf("--force: %+v %v", res, err)
 	}
 
 	// The restored dir opens as a node with the backup's journal, in a new
 	// lineage (no --store) that starts after the backup's exported seq.
 	n := hatest.Node(t, func(c *ha.Config) { c.DataDir, c.NodeID = dir, "n1" })
-	if got := n.JournalStatus(); got.Seq != 3 || hex.EncodeToString(got.Head) != res.Head {
+	if got := n.JournalStatus(); got.Seq != js.Seq || hex.EncodeToString(got.Head) != res.Head {
 		t.Fatalf("restored node journal %+v", got)
 	}
 	if l, ok := n.Lineage(); !ok || l.BaseSeq != 0 || !strings.Contains(res.Lineage, l.ID) {
@@ -134,9 +134,9 @@ func TestRestoreStore(t *testing.T) {
 		dsn        string
 	}{
 		{"forked", "--store's record 2 is not the backup's record 2", open(t, forked, nil)},
-		{"ahead of another chain", "does not continue the backup's chain", open(t, append(recs[:3:3], func() *record.Record {
+		{"ahead of another chain", "does not continue the backup's chain", open(t, append(recs[:len(recs):len(recs)], func() *record.Record {
 			r := hatest.Records(1)[0]
-			r.Seq, r.CommittedAt = 4, time.Now().UTC()
+			r.Seq, r.CommittedAt = uint64(len(recs)+1), time.Now().UTC()
 			r.Seal(record.Genesis) // links to the wrong record
 			return r
 		}()), nil)},
@@ -150,7 +150,7 @@ func TestRestoreStore(t *testing.T) {
 	}
 	dir := t.TempDir()
 	res, err := Run(ctx, Config{DataDir: dir, From: file, Store: open(t, recs[:2], mine), Logger: quiet})
-	if err != nil || res.NewLineage || res.Seq != 3 || !strings.Contains(res.Lineage, "lineage l") {
+	if err != nil || res.NewLineage || res.Seq != uint64(len(recs)) || !strings.Contains(res.Lineage, "lineage l") {
 		t.Fatalf("restore --store of the backup's store: %+v, %v", res, err)
 	}
 	n := hatest.Node(t, func(c *ha.Config) { c.DataDir, c.NodeID = dir, "n1" })
@@ -169,7 +169,7 @@ func TestRestoreStore(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- exported.RunExporter(ectx, st) }()
 	deadline := time.Now().Add(15 * time.Second)
-	for exported.JournalStatus().ExportedSeq != 3 {
+	for js := exported.JournalStatus(); js.ExportedSeq != js.Seq; js = exported.JournalStatus() {
 		if time.Now().After(deadline) {
 			t.Fatal("export did not finish")
 		}

@@ -6,12 +6,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/tier0-ca/tier0/internal/tlog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tier0-ca/tier0/internal/tlog"
 
 	"github.com/tier0-ca/tier0/api"
 	"github.com/tier0-ca/tier0/api/client"
@@ -147,6 +148,9 @@ func (r *run) startRaft() error {
 	s, cfg := r.s, r.s.cfg
 	hcfg := ha.Config{NodeID: cfg.NodeID, DataDir: cfg.DataDir, Bootstrap: true, Registerer: s.reg, Logger: s.log, ExportCheck: true,
 		WALSegmentSize: cfg.RaftWALSegmentMB << 20}
+	if self, err := roles.NodeID(cfg.TrustDomain, cfg.NodeID); err == nil {
+		hcfg.SelfID = self.String() // the actor of the changes this node makes on its own
+	}
 	if cfg.Cluster.Enabled() {
 		rlis := r.rlis
 		cl, err := newClusterNode(r.ctx, cfg.TrustDomain, cfg.DataDir, cfg.NodeID, cfg.Cluster, rlis, s.log, r.step)
@@ -214,7 +218,7 @@ func (r *run) startCA() error {
 	r.reportIgnored(existed)
 	var err error
 	r.keys, err = keys.New(keys.Config{Settings: cfg.Keys, TrustDomain: cfg.TrustDomain, DataDir: cfg.DataDir,
-		MaxSVID: ca.DefaultMaxTTL, State: r.node, Logger: s.log, Registerer: s.reg})
+		MaxSVID: ca.DefaultMaxTTL, State: r.node, Logger: s.log, Registerer: s.reg, Journal: r.node})
 	if err != nil {
 		return err
 	}

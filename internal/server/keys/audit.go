@@ -118,5 +118,6 @@ func (k *AuditKey) refresh(ctx context.Context) ([]byte, error) {
 		return k.cert, fmt.Errorf("audit key: certificate: %w", err)
 	}
 	k.rootID, k.cert = root.ID, cert.Raw
+	k.m.recordAuditCert(cert) // audit_record.go
 	return k.cert, nil
 }

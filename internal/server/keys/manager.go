@@ -50,6 +50,9 @@ type Config struct {
 	Registerer  prometheus.Registerer
 	// NewKey makes delegated issuing keys; nil: in-memory P-256 (tests hook it).
 	NewKey func() (crypto.Signer, error)
+	// Journal, when set, records every audit key certificate the manager
+	// issues (audit_record.go).
+	Journal Journal
 }
 
 // Manager opens root keys, keeps the CA's issuer on the active root
@@ -75,6 +78,10 @@ type Manager struct {
 	rotDone   chan struct{}
 	bundleSeq uint64
 	rep       reporter // readiness.go
+
+	bg     context.Context    // background work (audit_record.go), ended by Close
+	bgStop context.CancelFunc //
+	bgWG   sync.WaitGroup
 }
 
 // New validates cfg, fills defaults and registers the metrics.
@@ -110,6 +117,7 @@ func New(cfg Config) (*Manager, error) {
 			Help: "NotAfter (unix seconds) of the certificate currently signing SVIDs.",
 		}),
 	}
+	m.bg, m.bgStop = context.WithCancel(context.Background())
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(m.bad, m.events, m.expiry)
 	}
@@ -367,6 +375,8 @@ func (m *Manager) SignerReady() error {
 
 // Close closes the root keys (after Run has returned).
 func (m *Manager) Close() error {
+	m.bgStop()
+	m.bgWG.Wait()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var errs []error

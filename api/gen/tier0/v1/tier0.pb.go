@@ -2189,6 +2189,7 @@ type ListRecordsRequest struct {
 	BeforeSeq      uint64                 `protobuf:"varint,8,opt,name=before_seq,json=beforeSeq,proto3" json:"before_seq,omitempty"`                 // only seq < before_seq (paging newest first), 0 = no bound
 	CommittedSince int64                  `protobuf:"varint,9,opt,name=committed_since,json=committedSince,proto3" json:"committed_since,omitempty"`  // unix seconds, 0 = no bound: committed_at >= committed_since
 	CommittedUntil int64                  `protobuf:"varint,10,opt,name=committed_until,json=committedUntil,proto3" json:"committed_until,omitempty"` // unix seconds, 0 = no bound: committed_at < committed_until
+	Kind           string                 `protobuf:"bytes,11,opt,name=kind,proto3" json:"kind,omitempty"`                                            // "" = all, "x509", "jwt" or "admin" (admin event records)
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -2293,6 +2294,13 @@ func (x *ListRecordsRequest) GetCommittedUntil() int64 {
 	return 0
 }
 
+func (x *ListRecordsRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
 type IssuanceRecord struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Seq             uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
@@ -2308,8 +2316,12 @@ type IssuanceRecord struct {
 	CertDer         []byte                 `protobuf:"bytes,11,opt,name=cert_der,json=certDer,proto3" json:"cert_der,omitempty"`
 	PrevHash        []byte                 `protobuf:"bytes,12,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
 	Hash            []byte                 `protobuf:"bytes,13,opt,name=hash,proto3" json:"hash,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// An admin event record (docs/AUDIT.md "Admin events"): what changed and
+	// its content (a JSON object); empty for certificates.
+	EventAction   string `protobuf:"bytes,14,opt,name=event_action,json=eventAction,proto3" json:"event_action,omitempty"`
+	EventDetail   []byte `protobuf:"bytes,15,opt,name=event_detail,json=eventDetail,proto3" json:"event_detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IssuanceRecord) Reset() {
@@ -2429,6 +2441,20 @@ func (x *IssuanceRecord) GetPrevHash() []byte {
 func (x *IssuanceRecord) GetHash() []byte {
 	if x != nil {
 		return x.Hash
+	}
+	return nil
+}
+
+func (x *IssuanceRecord) GetEventAction() string {
+	if x != nil {
+		return x.EventAction
+	}
+	return ""
+}
+
+func (x *IssuanceRecord) GetEventDetail() []byte {
+	if x != nil {
+		return x.EventDetail
 	}
 	return nil
 }
@@ -3074,7 +3100,7 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"\x0fTaintKeyRequest\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"\x12\n" +
-	"\x10TaintKeyResponse\"\xbb\x02\n" +
+	"\x10TaintKeyResponse\"\xcf\x02\n" +
 	"\x12ListRecordsRequest\x12\x1b\n" +
 	"\tspiffe_id\x18\x01 \x01(\tR\bspiffeId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x14\n" +
@@ -3087,7 +3113,8 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	"before_seq\x18\b \x01(\x04R\tbeforeSeq\x12'\n" +
 	"\x0fcommitted_since\x18\t \x01(\x03R\x0ecommittedSince\x12'\n" +
 	"\x0fcommitted_until\x18\n" +
-	" \x01(\x03R\x0ecommittedUntil\"\x86\x03\n" +
+	" \x01(\x03R\x0ecommittedUntil\x12\x12\n" +
+	"\x04kind\x18\v \x01(\tR\x04kind\"\xcc\x03\n" +
 	"\x0eIssuanceRecord\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06serial\x18\x02 \x01(\tR\x06serial\x12\x1b\n" +
@@ -3103,7 +3130,9 @@ const file_tier0_v1_tier0_proto_rawDesc = "" +
 	" \x01(\x03R\vcommittedAt\x12\x19\n" +
 	"\bcert_der\x18\v \x01(\fR\acertDer\x12\x1b\n" +
 	"\tprev_hash\x18\f \x01(\fR\bprevHash\x12\x12\n" +
-	"\x04hash\x18\r \x01(\fR\x04hash\"I\n" +
+	"\x04hash\x18\r \x01(\fR\x04hash\x12!\n" +
+	"\fevent_action\x18\x0e \x01(\tR\veventAction\x12!\n" +
+	"\fevent_detail\x18\x0f \x01(\fR\veventDetail\"I\n" +
 	"\x13ListRecordsResponse\x122\n" +
 	"\arecords\x18\x01 \x03(\v2\x18.tier0.v1.IssuanceRecordR\arecords\"F\n" +
 	"\x12VerifyChainRequest\x12\x19\n" +
