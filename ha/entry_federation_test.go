@@ -32,8 +32,8 @@ func TestCreateEntryFederated(t *testing.T) {
 	if err := g.Restore(io.NopCloser(bytes.NewReader(dump))); err != nil {
 		t.Fatal(err)
 	}
-	if got := g.s.entries["e1"].FederatesWith; !slices.Equal(got, fed.FederatesWith) {
-		t.Fatalf("after restore federates_with = %v", got)
+	if e1, _ := g.s.entry("e1"); !slices.Equal(e1.FederatesWith, fed.FederatesWith) {
+		t.Fatalf("after restore federates_with = %v", e1.FederatesWith)
 	}
 	if !bytes.Contains(dump, []byte(`"federates_with":["partner.example"]`)) {
 		t.Fatalf("snapshot lacks federates_with: %s", dump)

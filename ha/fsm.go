@@ -254,7 +254,7 @@ func (f *fsm) createEntry(e Entry) any {
 	if _, ok := f.s.entries[e.ID]; ok {
 		return fmt.Errorf("ha: create entry: id %s: %w", e.ID, ErrExists)
 	}
-	if _, ok := f.s.byKey[entryKeyOf(e)]; ok {
+	if f.s.hasEntryKey(e) {
 		return fmt.Errorf("ha: create entry: %s for %s%s: %w", e.SPIFFEID, e.Agent, strings.Join(e.NodeSelectors, ","), ErrExists)
 	}
 	f.s.putEntry(e)
@@ -268,7 +268,7 @@ func (f *fsm) applyDeleteEntry(payload []byte) any {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	e, ok := f.s.entries[c.ID]
+	e, ok := f.s.entry(c.ID)
 	if !ok {
 		return fmt.Errorf("ha: delete entry %q: %w", c.ID, ErrNotFound)
 	}

@@ -72,10 +72,7 @@ func (n *Node) ListEntries(agent string) []Entry {
 	}
 	var out []Entry
 	n.fsm.read(func(s *state) {
-		out = make([]Entry, 0, len(s.entries))
-		for _, e := range s.entries {
-			out = append(out, e)
-		}
+		out = s.allEntries()
 	})
 	sortEntries(out)
 	return out

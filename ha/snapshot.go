@@ -74,10 +74,7 @@ func (f *fsm) snapshot() *fsmSnapshot {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	s := f.s
-	entries := make([]Entry, 0, len(s.entries))
-	for _, e := range s.entries {
-		entries = append(entries, e)
-	}
+	entries := s.allEntries()
 	tokens := slices.Collect(maps.Values(s.tokens))
 	return &fsmSnapshot{
 		hdr: snapshotHeader{

@@ -72,17 +72,19 @@ type token struct {
 // state is everything the FSM holds. It is only mutated by FSM handlers under
 // fsm.mu; snapshots and Restore copy or replace it whole.
 type state struct {
-	entries map[string]Entry   // by ID
-	byKey   map[string]string  // agent + "\x00" + spiffe id -> ID
-	byAgent map[string][]Entry // agent -> entries sorted by SPIFFEID (copy on write)
-	tokens  map[string]token   // by hash
-	agents  map[string]Agent   // by subject (agents.go)
-	bundle  Bundle
-	ca      CAState         // CA roots (castate.go)
-	trust   TrustState      // JWT keys and federation (trust.go)
-	audit   auditState      // signed checkpoints (checkpoint.go)
-	lineage *record.Lineage // cluster and lineage of the journal (lineage.go); nil until the first exporter sets it
-	attest  attestState     // node attestation (attest.go)
+	// Registration entries are held once, in byAgent (or nodeEntries);
+	// entries maps an ID to where its entry is (entryindex.go).
+	entries  map[string]entryLoc // by ID
+	nodeKeys map[string]string   // node-selector entries: entryKeyOf -> ID
+	byAgent  map[string][]Entry  // agent -> entries sorted by SPIFFEID (copy on write)
+	tokens   map[string]token    // by hash
+	agents   map[string]Agent    // by subject (agents.go)
+	bundle   Bundle
+	ca       CAState         // CA roots (castate.go)
+	trust    TrustState      // JWT keys and federation (trust.go)
+	audit    auditState      // signed checkpoints (checkpoint.go)
+	lineage  *record.Lineage // cluster and lineage of the journal (lineage.go); nil until the first exporter sets it
+	attest   attestState     // node attestation (attest.go)
 	// nodeEntries are the node-selector entries (copy on write), sorted.
 	nodeEntries []Entry
 
@@ -96,55 +98,68 @@ type state struct {
 
 func newState() *state {
 	return &state{
-		entries: map[string]Entry{},
-		byKey:   map[string]string{},
-		byAgent: map[string][]Entry{},
-		tokens:  map[string]token{},
-		agents:  map[string]Agent{},
-		head:    bytes.Clone(record.Genesis),
+		entries:  map[string]entryLoc{},
+		nodeKeys: map[string]string{},
+		byAgent:  map[string][]Entry{},
+		tokens:   map[string]token{},
+		agents:   map[string]Agent{},
+		head:     bytes.Clone(record.Genesis),
 	}
 }
 
 func entryKey(agent, id string) string { return agent + "\x00" + id }
 
 func (s *state) putEntry(e Entry) {
-	s.entries[e.ID] = e
-	s.byKey[entryKeyOf(e)] = e.ID
+	s.entries[e.ID] = entryLoc{agent: e.Agent, spiffeID: e.SPIFFEID, node: len(e.NodeSelectors) > 0}
 	if len(e.NodeSelectors) > 0 {
+		s.nodeKeys[entryKeyOf(e)] = e.ID
 		s.nodeEntries = append(slices.Clone(s.nodeEntries), e)
 		sortEntries(s.nodeEntries)
 		return
 	}
-	es := append(slices.Clone(s.byAgent[e.Agent]), e)
-	sortEntries(es)
+	// A new slice of exactly the new length (copy on write: readers may
+	// hold the old one), with e inserted at its place in the order.
+	old := s.byAgent[e.Agent]
+	i, _ := slices.BinarySearchFunc(old, e, compareEntries)
+	es := make([]Entry, len(old)+1)
+	copy(es, old[:i])
+	es[i] = e
+	copy(es[i+1:], old[i:])
 	s.byAgent[e.Agent] = es
 }
 
 func (s *state) removeEntry(e Entry) {
 	delete(s.entries, e.ID)
-	delete(s.byKey, entryKeyOf(e))
 	if len(e.NodeSelectors) > 0 {
+		delete(s.nodeKeys, entryKeyOf(e))
 		s.nodeEntries = slices.DeleteFunc(slices.Clone(s.nodeEntries), func(x Entry) bool { return x.ID == e.ID })
 		return
 	}
-	es := slices.DeleteFunc(slices.Clone(s.byAgent[e.Agent]), func(x Entry) bool { return x.ID == e.ID })
-	if len(es) == 0 {
+	old := s.byAgent[e.Agent]
+	if len(old) <= 1 {
 		delete(s.byAgent, e.Agent)
 		return
+	}
+	es := make([]Entry, 0, len(old)-1)
+	for _, x := range old {
+		if x.ID != e.ID {
+			es = append(es, x)
+		}
 	}
 	s.byAgent[e.Agent] = es
 }
 
-func sortEntries(es []Entry) {
-	slices.SortFunc(es, func(a, b Entry) int {
-		if c := strings.Compare(a.SPIFFEID, b.SPIFFEID); c != 0 {
-			return c
-		}
-		if c := strings.Compare(a.Agent, b.Agent); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+func sortEntries(es []Entry) { slices.SortFunc(es, compareEntries) }
+
+// compareEntries orders entries by SPIFFE ID, agent, then ID.
+func compareEntries(a, b Entry) int {
+	if c := strings.Compare(a.SPIFFEID, b.SPIFFEID); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Agent, b.Agent); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
 }
 
 // purgeTokens drops tokens that expired before now: used ones have served
