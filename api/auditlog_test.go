@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
@@ -32,8 +33,13 @@ import (
 // and tree checkpoints at 10 and 30, signed by k.
 func treeLogStore(t *testing.T, k *storagetest.AuditKey) (*sqlite.Store, []*record.Record) {
 	t.Helper()
+	return treeLogStoreAt(t, k, filepath.Join(t.TempDir(), "r.db"))
+}
+
+func treeLogStoreAt(t *testing.T, k *storagetest.AuditKey, path string) (*sqlite.Store, []*record.Record) {
+	t.Helper()
 	ctx := context.Background()
-	s, err := sqlite.New(ctx, sqlite.Config{Path: filepath.Join(t.TempDir(), "r.db")})
+	s, err := sqlite.New(ctx, sqlite.Config{Path: path})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,4 +228,25 @@ func TestAuditLogUnconfigured(t *testing.T) {
 	codeIs(t, "checkpoint", err, codes.Unavailable, "no record store with tree checkpoints")
 	_, err = auditremote.Export(ctx, c, &bytes.Buffer{})
 	codeIs(t, "export", err, codes.Unavailable, "no record store with tree checkpoints")
+}
+
+// TestAuditLogTamperedStore: a store whose records no longer hash to the
+// signed tree root gives no proof: DataLoss, naming the problem.
+func TestAuditLogTamperedStore(t *testing.T) {
+	ctx := context.Background()
+	k := storagetest.NewAuditKey(t)
+	path := filepath.Join(t.TempDir(), "r.db")
+	store, _ := treeLogStoreAt(t, k, path)
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("UPDATE issuance_records SET spiffe_id = 'spiffe://example.org/evil' WHERE seq = 3"); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(c *Config) { c.TreeLog, c.Records = store, store })
+	c := f.clientAs(t, roles.AuditorID(testTD)).AuditLog()
+	_, err = c.ProveInclusion(ctx, &tier0v1.ProveInclusionRequest{Seq: 7})
+	codeIs(t, "proof over a tampered store", err, codes.DataLoss, "tlog: tree")
 }
