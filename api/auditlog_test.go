@@ -3,10 +3,10 @@ package api
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math/big"
