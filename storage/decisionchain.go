@@ -144,6 +144,10 @@ func VerifyDecisions(ctx context.Context, s DecisionChainReader, roots []*x509.C
 		}
 		from = last + 1
 	}
+	if len(cps) > 0 && cps[0].Prev != 0 && res.From <= 1 { // not pruned: nothing may precede the first
+		return bad(cps[0].Prev, ProblemDecisionCheckpointMissing, "decision checkpoint %d names %d as the one before it, which is missing: a signed decision checkpoint was deleted",
+			cps[0].Seq, cps[0].Prev)
+	}
 	if n := len(cps); n > 0 && cps[n-1].Seq > last {
 		return bad(last+1, ProblemDecisionDeleted, "a signed decision checkpoint is at %d but the chain ends at %d: decisions were removed at the end", cps[n-1].Seq, last)
 	}

@@ -2,10 +2,11 @@
 // export of a record store (docs/AUDIT.md "Verifiable export"): every
 // record in log order with its leaf hash and certificate, the signed chain
 // checkpoints, the signed tree checkpoints with their audit key
-// certificates, and the trust bundle. An auditor verifies it with no
-// database and no server: Verify loads it into memory and runs the same
-// checks as `tier0 audit verify` (storage.VerifyAuditWith) plus the tree
-// checkpoints.
+// certificates, the decision chain with its signed decision checkpoints,
+// and the trust bundle. An auditor verifies it with no database and no
+// server: Verify loads it into memory and runs the same checks as `tier0
+// audit verify` (storage.VerifyAuditWith, decisions included) plus the
+// tree checkpoints.
 package auditexport
 
 import (
@@ -62,6 +63,9 @@ type Line struct {
 	Record         *Record                 `json:"record,omitempty"`
 	Checkpoint     *record.Checkpoint      `json:"checkpoint,omitempty"`
 	TreeCheckpoint *storage.TreeCheckpoint `json:"tree_checkpoint,omitempty"`
+	// The decision chain (decisions.go), after the tree checkpoints.
+	Decision           *Decision                  `json:"decision,omitempty"`
+	DecisionCheckpoint *record.DecisionCheckpoint `json:"decision_checkpoint,omitempty"`
 }
 
 // Source is what Write reads.
@@ -116,6 +120,9 @@ func Write(ctx context.Context, w io.Writer, s Source, bundle []*x509.Certificat
 			return records, err
 		}
 	}
+	if _, err := writeDecisions(ctx, enc, s); err != nil {
+		return records, err
+	}
 	return records, bw.Flush()
 }
 
@@ -126,6 +133,8 @@ type Export struct {
 	leaves []tlog.Hash
 	cps    []record.Checkpoint
 	trees  []storage.TreeCheckpoint
+	decs   []storage.Decision
+	dcps   []record.DecisionCheckpoint
 }
 
 // ErrFormat is wrapped by Read errors.
@@ -157,8 +166,12 @@ func Read(r io.Reader) (*Export, error) {
 			e.cps = append(e.cps, *l.Checkpoint)
 		case l.TreeCheckpoint != nil:
 			e.trees = append(e.trees, *l.TreeCheckpoint)
+		case l.Decision != nil:
+			e.addDecision(l.Decision)
+		case l.DecisionCheckpoint != nil:
+			e.dcps = append(e.dcps, *l.DecisionCheckpoint)
 		default:
-			return nil, fmt.Errorf("%w: line %d: no record, checkpoint or tree_checkpoint", ErrFormat, n)
+			return nil, fmt.Errorf("%w: line %d: no record, checkpoint, tree_checkpoint, decision or decision_checkpoint", ErrFormat, n)
 		}
 	}
 	return &e, nil

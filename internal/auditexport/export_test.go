@@ -20,7 +20,8 @@ import (
 
 // exportOf returns the export of a store of 30 real SVID records (every
 // fifth a JWT-SVID), chain checkpoints at 10 and 30 and tree checkpoints
-// of the same sizes.
+// of the same sizes, and 25 decisions with decision checkpoints at 10 and
+// 20.
 func exportOf(t *testing.T, k *storagetest.AuditKey) []byte {
 	t.Helper()
 	ctx := context.Background()
@@ -43,6 +44,29 @@ func exportOf(t *testing.T, k *storagetest.AuditKey) []byte {
 		if err := tlog.SignRound(ctx, cfg, tree); err != nil {
 			t.Fatal(err)
 		}
+	}
+	var dprev uint64
+	for b, n := range []int{10, 10, 5} {
+		var ds []storage.Decision
+		for i := range n {
+			ds = append(ds, storage.Decision{At: storagetest.Base.Add(time.Duration(b*10+i) * time.Second), NodeID: "n1",
+				Caller: "spiffe://example.org/tier0/agent/a1", Requested: "spiffe://example.org/tier0/admin", Code: "InvalidArgument", Reason: "reserved"})
+		}
+		if err := s.AppendDecisions(ctx, ds); err != nil {
+			t.Fatal(err)
+		}
+		seq, head, err := s.DecisionHead(ctx)
+		if err != nil || n < 10 {
+			continue
+		}
+		c := record.DecisionCheckpoint{Seq: seq, Head: head, SignedAt: storagetest.Base.Add(time.Hour), NodeID: "n1", CertDER: k.Cert.Raw, Prev: dprev}
+		if err := c.Sign(k.Signer); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AppendDecisionCheckpoint(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		dprev = seq
 	}
 	var buf bytes.Buffer
 	n, err := Write(ctx, &buf, s, k.Roots(), time.Now())
@@ -72,13 +96,30 @@ func TestExportVerify(t *testing.T) {
 	ctx := context.Background()
 	k := storagetest.NewAuditKey(t)
 	raw := exportOf(t, k)
-	// lines: 0 header, 1..30 records, 31..32 checkpoints, 33..34 tree checkpoints
+	// lines: 0 header, 1..30 records, 31..32 checkpoints, 33..34 tree
+	// checkpoints, 35..59 decisions 1..25, 60..61 decision checkpoints
+	lines := func(edit func(l []string) []string) func() []byte {
+		return func() []byte {
+			l := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
+			return []byte(strings.Join(edit(l), "\n") + "\n")
+		}
+	}
 	tests := []struct {
 		name    string
 		raw     func() []byte
-		seq     uint64
+		seq     uint64 // a decision's seq for the decision problems
 		problem string
 	}{
+		{"decision line deleted", lines(func(l []string) []string { return append(l[:39:39], l[40:]...) }), 5, storage.ProblemDecisionDeleted},
+		{"decision edited", func() []byte {
+			return edit(t, raw, 41, func(m map[string]any) { sub(m, "decision")["allowed"] = true })
+		}, 7, storage.ProblemDecisionEdited},
+		{"decision lines swapped", lines(func(l []string) []string { l[45], l[46] = l[46], l[45]; return l }), 11, storage.ProblemDecisionDeleted},
+		{"decision checkpoint deleted", lines(func(l []string) []string { return append(l[:60:60], l[61:]...) }), 10, storage.ProblemDecisionCheckpointMissing},
+		{"decision checkpoint edited", func() []byte {
+			return edit(t, raw, 60, func(m map[string]any) { sub(m, "decision_checkpoint")["node"] = "evil" })
+		}, 10, storage.ProblemDecisionCheckpointForged},
+		{"decisions after a checkpoint deleted", lines(func(l []string) []string { return append(l[:50:50], l[60:]...) }), 16, storage.ProblemDecisionDeleted},
 		{"intact", func() []byte { return raw }, 0, ""},
 		{"record field edited", func() []byte {
 			return edit(t, raw, 7, func(m map[string]any) { sub(m, "record")["spiffe_id"] = "spiffe://example.org/evil" })
@@ -137,9 +178,16 @@ func TestExportVerify(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.problem == "" {
-				if !res.OK() || trees != 2 || res.Checkpoints != 2 || res.Checked != 30 {
+				if !res.OK() || trees != 2 || res.Checkpoints != 2 || res.Checked != 30 || res.Decisions.Checked != 25 || res.Decisions.Checkpoints < 1 {
 					t.Fatalf("intact export: %+v, %d tree checkpoints", res, trees)
 				}
+				return
+			}
+			if strings.Contains(tc.problem, "decision") {
+				if res.FirstBad != 0 || res.Decisions.FirstBad != tc.seq || res.Problem != tc.problem {
+					t.Fatalf("got decision %d %q (%s), want decision %d %q", res.Decisions.FirstBad, res.Problem, res.Detail, tc.seq, tc.problem)
+				}
+				t.Logf("detected: %s: %s", res.Problem, res.Detail)
 				return
 			}
 			if res.FirstBad != tc.seq || res.Problem != tc.problem {

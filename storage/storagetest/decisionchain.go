@@ -154,6 +154,8 @@ func RunDecisionChain(t *testing.T, open func(t *testing.T) (storage.AuditStore,
 			"differs from the signed decision checkpoint"},
 		{"deleted checkpoint", only(sqlStmt("DELETE FROM decision_checkpoints WHERE seq = ?", 20)), 20, storage.ProblemDecisionCheckpointMissing,
 			"decision checkpoint 30 names 20 as the one before it"},
+		{"deleted first checkpoint", only(sqlStmt("DELETE FROM decision_checkpoints WHERE seq = ?", 10)), 10, storage.ProblemDecisionCheckpointMissing,
+			"decision checkpoint 20 names 10 as the one before it, which is missing"},
 		{"forged checkpoint", only(sqlStmt("UPDATE decision_checkpoints SET node_id = ? WHERE seq = ?", "evil", 20)), 20, storage.ProblemDecisionCheckpointForged,
 			"signature does not verify"},
 	}
