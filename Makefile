@@ -22,7 +22,7 @@ IMAGE_TAG ?= dev
 image:
 	@echo "make image: building the binaries and images into $(BIN)/image (no container daemon needed)"
 	cd deploy && SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || echo 0)} \
-		$(GO) run ./image --src .. --out ../$(BIN)/image --tag $(IMAGE_TAG)
+		$(GO) run ./image --src .. --out $(abspath $(BIN))/image --tag $(IMAGE_TAG)
 
 ## test: every test, with the real components (Postgres, SoftHSM2, promtool) provided; the
 ## deploy module (image, Helm chart, alert rules) is a module of its own (deploy/go.mod)

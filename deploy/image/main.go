@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string) error {
 	o := options{epoch: -1}
 	fl := flag.NewFlagSet("image", flag.ContinueOnError)
 	fl.StringVar(&o.src, "src", "..", "the tier0 source tree (module root)")
-	fl.StringVar(&o.out, "out", "../bin/image", "output directory (replaced): OUT/oci and OUT/NAME.tar")
+	fl.StringVar(&o.out, "out", "../bin/image", "output directory (replaced): OUT/oci and OUT/NAME-TAG.tar")
 	fl.StringVar(&o.tag, "tag", "dev", "image tag")
 	fl.BoolVar(&o.pkcs11, "pkcs11", true, "also build tier0:TAG-pkcs11 (cgo, with the C library, for PKCS#11 HSMs)")
 	fl.StringVar(&o.caCerts, "ca-certs", "/etc/ssl/certs/ca-certificates.crt", "CA bundle for KMS and https_web federation endpoints (Debian: ca-certificates)")
@@ -87,9 +87,9 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%s@%s\n", im.ref, d)
+		fmt.Printf("%s@%s  docker/podman: load -i %s\n", im.ref, d, filepath.Join(o.out, im.file+".tar"))
 	}
-	fmt.Printf("OCI layout: %s; docker/podman: load -i %s\n", filepath.Join(o.out, "oci"), filepath.Join(o.out, "NAME.tar"))
+	fmt.Printf("OCI layout (skopeo, crane): %s\n", filepath.Join(o.out, "oci"))
 	return nil
 }
 
