@@ -238,7 +238,8 @@ func (n *Node) RecordAttestation(ctx context.Context, a Attestation) error {
 			a.Keys[i].Until = maxUntil
 		}
 	}
-	_, err := n.apply(ctx, "record attestation", cmdRecordAttestation, recordAttestationCmd{Attestation: a, Now: now})
+	_, err := n.applyEvent(ctx, "record attestation", cmdRecordAttestation, recordAttestationCmd{Attestation: a, Now: now},
+		event{action: "agent.selectors", subject: a.Agent})
 	return err
 }
 

@@ -59,7 +59,7 @@ func (w *wireEvent) record() *record.Record {
 var eventOps = map[byte]bool{
 	0: true, cmdCreateEntry: true, cmdCreateEntryFederated: true, cmdCreateNodeEntry: true, cmdDeleteEntry: true,
 	cmdCreateToken: true, cmdCreateTokenBy: true, cmdConsumeToken: true, cmdRevokeToken: true, cmdAttest: true,
-	cmdAgentState: true, cmdSetBundle: true, cmdCARoots: true, cmdCATaint: true, cmdTrust: true,
+	cmdAgentState: true, cmdSetBundle: true, cmdCARoots: true, cmdCATaint: true, cmdTrust: true, cmdRecordAttestation: true,
 }
 
 func (c *eventedCmd) validate() error {

@@ -55,7 +55,7 @@ func (n *Node) CreateEntry(ctx context.Context, e Entry) (Entry, error) {
 func (n *Node) DeleteEntry(ctx context.Context, id string) error {
 	e := Entry{ID: id}
 	n.fsm.read(func(s *state) {
-		if x, ok := s.entries[id]; ok {
+		if x, ok := s.entry(id); ok {
 			e = x
 		}
 	})
