@@ -39,6 +39,7 @@ type agentState struct {
 	due      []time.Duration // per workload, offset from start
 	inflight []bool
 	renewed  []bool // storm: renewed once
+	calls    int    // calls in flight
 	next     time.Duration
 	index    int // in the tick heap, -1 when not queued
 }
@@ -114,6 +115,13 @@ func (r *renewal) run(ctx context.Context) {
 
 // tick sends the agent's due SVIDs, at most maxBatch per call.
 func (r *renewal) tick(ctx context.Context, s *agentState, done chan<- result, wg *sync.WaitGroup) int {
+	if r.storm && s.calls > 0 {
+		// In a storm an agent has one call in flight at a time, as an
+		// agent renewing a backlog does: the tester then holds one
+		// encoded request per agent, not its whole backlog (at a million
+		// workloads, gigabytes of requests queued in gRPC's buffers).
+		return 0
+	}
 	var items []int
 	var notAfter []int64
 	calls := 0
@@ -122,6 +130,7 @@ func (r *renewal) tick(ctx context.Context, s *agentState, done chan<- result, w
 		wg.Add(1)
 		go func() { defer wg.Done(); done <- r.send.do(ctx, c) }()
 		calls++
+		s.calls++
 		items, notAfter = nil, nil
 	}
 	for i, d := range s.due {
@@ -134,6 +143,9 @@ func (r *renewal) tick(ctx context.Context, s *agentState, done chan<- result, w
 		notAfter = append(notAfter, r.start.Add(d+r.ttl/2).Unix())
 		if len(items) == r.maxBatch {
 			flush()
+			if r.storm {
+				break
+			}
 		}
 	}
 	if len(items) > 0 {
@@ -146,6 +158,7 @@ func (r *renewal) tick(ctx context.Context, s *agentState, done chan<- result, w
 // its lifetime +-10%; a failed one at the agent's next tick.
 func (r *renewal) complete(h *tickHeap, res result) int {
 	s := r.agents[res.call.agent]
+	s.calls--
 	renewed := 0
 	at := res.done.Sub(r.start)
 	for j, i := range res.call.items {
