@@ -165,10 +165,9 @@ func New(cfg Config) (*Server, error) {
 		// Refuse mint calls before their message is read when the
 		// admission queue is full (tap.go).
 		grpc.InTapHandle(s.tapMint),
-		// Release each connection's 32 KiB write buffer after a flush:
-		// a storm's thousands of mostly idle agent connections would hold
-		// one each.
-		grpc.SharedWriteBuffer(true),
+		// Each connection's write buffer is released after a flush (grpc's
+		// default since SharedWriteBuffer was deprecated), so a storm's
+		// thousands of mostly idle agent connections do not hold one each.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	tier0v1.RegisterBootstrapServer(s.grpc, &bootstrapService{s: s})
