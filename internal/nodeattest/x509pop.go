@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -58,24 +57,13 @@ func newX509PoP(cfg Config, text string) (Attestor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ca_bundle: %w", err)
 	}
-	a := &x509PoP{roots: x509.NewCertPool(), td: cfg.TrustDomain.Name(), clock: cfg.Clock}
-	for rest := raw; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("ca_bundle: %w", err)
-		}
-		a.roots.AddCert(cert)
-		a.rootList = append(a.rootList, cert)
+	certs, err := parsePEMCerts(raw)
+	if err != nil {
+		return nil, fmt.Errorf("ca_bundle %s: %w", c.CABundle, err)
 	}
-	if len(a.rootList) == 0 {
-		return nil, fmt.Errorf("ca_bundle %s: no certificates", c.CABundle)
+	a := &x509PoP{roots: x509.NewCertPool(), rootList: certs, td: cfg.TrustDomain.Name(), clock: cfg.Clock}
+	for _, cert := range certs {
+		a.roots.AddCert(cert)
 	}
 	if a.name, err = parseNameTemplate(c.AgentName, "x509pop.{{.Fingerprint}}"); err != nil {
 		return nil, err
