@@ -5,6 +5,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -41,6 +42,7 @@ type tapTicket struct {
 	at   time.Time
 	el   *list.Element // in admission.tapList; nil once untapped
 	stop func() bool   // stops the stream-end release
+	id   spiffeid.ID   // the caller, verified by the tap (authorize reuses it)
 }
 
 func tapFrom(ctx context.Context) *tapTicket {
@@ -56,7 +58,8 @@ func (s *Server) tapMint(ctx context.Context, info *tap.Info) (context.Context, 
 	if info.FullMethodName != mintMethod {
 		return ctx, nil
 	}
-	if _, err := s.authn.verify(ctx); err != nil {
+	id, err := s.authn.verify(ctx)
+	if err != nil {
 		// Not a verified agent: the interceptors refuse it with its own code.
 		return ctx, nil //nolint:nilerr // the auth interceptor reports err
 	}
@@ -65,6 +68,7 @@ func (s *Server) tapMint(ctx context.Context, info *tap.Info) (context.Context, 
 		s.metrics.overloaded.Inc()
 		return nil, overloadedStatus(hint).Err()
 	}
+	t.id = id
 	return context.WithValue(ctx, tapKey{}, t), nil
 }
 
