@@ -60,8 +60,12 @@ func TestFailClosed(t *testing.T) {
 	if err := b.Ready(); !errors.Is(err, ErrFull) {
 		t.Fatalf("Ready while full: %v", err)
 	}
-	if !strings.Contains(logs.String(), "JOURNAL FULL") || !strings.Contains(logs.String(), "mint refused (Unavailable)") {
-		t.Fatalf("log: %s", logs)
+	// check() sets the full flag before it writes the log line: poll.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "JOURNAL FULL") || !strings.Contains(logs.String(), "mint refused (Unavailable)"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("log: %s", logs)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
 	}
 
 	s, err := storage.OpenAudit(ctx, "sqlite:"+filepath.Join(t.TempDir(), "records.db"))
