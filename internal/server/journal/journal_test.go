@@ -110,8 +110,11 @@ func TestKeepIssuing(t *testing.T) {
 	if seq := node.JournalStatus().Seq; seq != 7 {
 		t.Fatalf("journal at seq %d, want 7", seq)
 	}
-	if !strings.Contains(logs.String(), "still issuing; raft state and snapshots grow") {
-		t.Fatalf("log: %s", logs)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "still issuing; raft state and snapshots grow"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("log: %s", logs)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval: check() logs after setting the flag
 	}
 	mfs, _ := reg.Gather()
 	got := map[string]float64{}
